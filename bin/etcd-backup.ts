@@ -1,0 +1,1 @@
+console.log("hi from ts", process.argv.slice(2))

@@ -1,0 +1,77 @@
+// Every failure the product can report, as a class with a stable `name`.
+// The names are the contract with the state machines' Retry and Catch (statemachine/*.asl.json),
+// so they are constants here and a test checks that every name the ASL mentions exists.
+
+export const ErrorNames = {
+  /** etcd could not be reached or answered with an error before the snapshot started. Transient. */
+  EtcdUnavailable: "EtcdUnavailableError",
+  /** The snapshot stream broke off (member died, connection reset). Transient: a retry takes a new snapshot. */
+  SnapshotStreamInterrupted: "SnapshotStreamInterruptedError",
+  /** The bytes are not a sound snapshot: trailer mismatch, truncation, bad bbolt structure. Never retried. */
+  SnapshotCorrupt: "SnapshotCorruptError",
+  /** S3 refused or failed a request. Transient. */
+  StorageUnavailable: "StorageUnavailableError",
+  /** The object is missing or differs from what the catalogue recorded. */
+  SnapshotNotFound: "SnapshotNotFoundError",
+  /** A catalogue write found the row in a state that forbids it. */
+  CatalogueConflict: "CatalogueConflictError",
+  /** The input or configuration is invalid; retrying cannot help. */
+  InvalidInput: "InvalidInputError",
+  /** Another execution holds the cluster's lease. */
+  LeaseHeld: "LeaseHeldError",
+} as const;
+
+export type ErrorName = (typeof ErrorNames)[keyof typeof ErrorNames];
+
+/** Base of every named error: the `name` is what Step Functions sees as the error type. */
+export abstract class EtcdBackupError extends Error {
+  abstract override readonly name: ErrorName;
+  /** Whether a retry of the same step may succeed. */
+  abstract readonly transient: boolean;
+}
+
+export class EtcdUnavailableError extends EtcdBackupError {
+  override readonly name = ErrorNames.EtcdUnavailable;
+  readonly transient = true;
+}
+
+export class SnapshotStreamInterruptedError extends EtcdBackupError {
+  override readonly name = ErrorNames.SnapshotStreamInterrupted;
+  readonly transient = true;
+}
+
+export class SnapshotCorruptError extends EtcdBackupError {
+  override readonly name = ErrorNames.SnapshotCorrupt;
+  readonly transient = false;
+}
+
+export class StorageUnavailableError extends EtcdBackupError {
+  override readonly name = ErrorNames.StorageUnavailable;
+  readonly transient = true;
+}
+
+export class SnapshotNotFoundError extends EtcdBackupError {
+  override readonly name = ErrorNames.SnapshotNotFound;
+  readonly transient = false;
+}
+
+export class CatalogueConflictError extends EtcdBackupError {
+  override readonly name = ErrorNames.CatalogueConflict;
+  readonly transient = false;
+}
+
+export class InvalidInputError extends EtcdBackupError {
+  override readonly name = ErrorNames.InvalidInput;
+  readonly transient = false;
+}
+
+export class LeaseHeldError extends EtcdBackupError {
+  override readonly name = ErrorNames.LeaseHeld;
+  readonly transient = true;
+}
+
+/** A one-line description of any thrown value, for logs and CLI output. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}
