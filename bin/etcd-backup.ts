@@ -1,1 +1,1 @@
-console.log("hi from ts", process.argv.slice(2))
+console.log("hi from ts", process.argv.slice(2));

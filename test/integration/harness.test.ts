@@ -32,7 +32,13 @@ describe("test harness", () => {
       await createEtcdWriter(cluster).put("/tls", "yes");
       const [endpointFlag] = cluster.etcdctlArgs();
       await expect(
-        run("etcdctl", [endpointFlag as string, `--cacert=${cluster.certificates?.caFile}`, "--dial-timeout=1s", "get", "/tls"]),
+        run("etcdctl", [
+          endpointFlag as string,
+          `--cacert=${cluster.certificates?.caFile}`,
+          "--dial-timeout=1s",
+          "get",
+          "/tls",
+        ]),
       ).rejects.toThrow();
     } finally {
       await cluster.stop();

@@ -46,7 +46,9 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
   const memberCount = options.members ?? 1;
   const temp = options.baseDir === undefined ? await makeTempDir("etcd") : undefined;
   const baseDir = options.baseDir ?? (temp as { path: string }).path;
-  const certificates = options.tls ? await createTestCertificates(await ensureDir(join(baseDir, "pki"))) : undefined;
+  const certificates = options.tls
+    ? await createTestCertificates(await ensureDir(join(baseDir, "pki")))
+    : undefined;
   const scheme = certificates ? "https" : "http";
   const members: EtcdMember[] = [];
   for (let index = 0; index < memberCount; index++) {
@@ -172,7 +174,9 @@ async function waitUntilHealthy(
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (member.process && member.process.exitCode !== null) {
-      throw new Error(`etcd ${member.name} exited with code ${member.process.exitCode} (see ${member.dataDir}.log)`);
+      throw new Error(
+        `etcd ${member.name} exited with code ${member.process.exitCode} (see ${member.dataDir}.log)`,
+      );
     }
     if (await isHealthy(member.clientUrl, tls)) return;
     await sleep(100);

@@ -42,7 +42,8 @@ export function createEtcdWriter(cluster: EtcdCluster, memberIndex = 0): EtcdWri
       };
       for (const [key, value] of entries) {
         const size = Buffer.byteLength(key) + Buffer.byteLength(value);
-        if (batch.length >= maxOpsPerTxn || (batch.length > 0 && batchBytes + size > maxBytesPerTxn)) await flush();
+        if (batch.length >= maxOpsPerTxn || (batch.length > 0 && batchBytes + size > maxBytesPerTxn))
+          await flush();
         batch.push({ requestPut: { key: b64(key), value: b64(value) } });
         batchBytes += size;
       }

@@ -51,7 +51,10 @@ export async function startLocalS3(bucket = "etcd-backup-test"): Promise<LocalS3
   const openUploads = async (): Promise<Array<{ uploadId: string; key: string }>> => {
     const ids = await readdir(uploadsDir).catch(() => [] as string[]);
     return Promise.all(
-      ids.map(async (uploadId) => ({ uploadId, key: await readFile(join(uploadsDir, uploadId, "key"), "utf8") })),
+      ids.map(async (uploadId) => ({
+        uploadId,
+        key: await readFile(join(uploadsDir, uploadId, "key"), "utf8"),
+      })),
     );
   };
 

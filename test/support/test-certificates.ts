@@ -16,19 +16,41 @@ export interface TestCertificates {
 
 export async function createTestCertificates(directory: string): Promise<TestCertificates> {
   const path = (name: string) => join(directory, name);
-  await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
-    .concat(["-subj", "/CN=etcd-backup-test-ca", "-keyout", path("ca.key"), "-out", path("ca.crt")]));
-  await writeFile(path("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n");
+  await run(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"].concat([
+      "-subj",
+      "/CN=etcd-backup-test-ca",
+      "-keyout",
+      path("ca.key"),
+      "-out",
+      path("ca.crt"),
+    ]),
+  );
+  await writeFile(
+    path("server.ext"),
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+  );
   await writeFile(path("client.ext"), "extendedKeyUsage=clientAuth\n");
   for (const [name, subject] of [
     ["server", "/CN=etcd-server"],
     ["client", "/CN=etcd-backup"],
   ] as const) {
-    await run("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject]
-      .concat(["-keyout", path(`${name}.key`), "-out", path(`${name}.csr`)]));
-    await run("openssl", ["x509", "-req", "-in", path(`${name}.csr`), "-CA", path("ca.crt")]
-      .concat(["-CAkey", path("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", path(`${name}.ext`)])
-      .concat(["-out", path(`${name}.crt`)]));
+    await run(
+      "openssl",
+      ["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject].concat([
+        "-keyout",
+        path(`${name}.key`),
+        "-out",
+        path(`${name}.csr`),
+      ]),
+    );
+    await run(
+      "openssl",
+      ["x509", "-req", "-in", path(`${name}.csr`), "-CA", path("ca.crt")]
+        .concat(["-CAkey", path("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", path(`${name}.ext`)])
+        .concat(["-out", path(`${name}.crt`)]),
+    );
   }
   return {
     caFile: path("ca.crt"),

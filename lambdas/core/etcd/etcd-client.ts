@@ -1,0 +1,193 @@
+// A gRPC client for the few etcd calls the product makes (Status, Snapshot, HashKV, MemberList), over
+// plain TCP or mutual TLS. @grpc/grpc-js is the client etcd's own JavaScript users build on (the etcd3
+// package wraps it); calling it directly keeps the snapshot stream's flow control in our hands.
+import * as grpc from "@grpc/grpc-js";
+import { fromJSON } from "@grpc/proto-loader";
+import { EtcdUnavailableError, InvalidInputError } from "../errors.js";
+import {
+  etcdRpcDescriptor,
+  type HashKVResponse,
+  type MemberListResponse,
+  type SnapshotResponse,
+  type StatusResponse,
+} from "./etcd-rpc-descriptor.js";
+
+export interface EtcdTlsMaterial {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** The name the server certificate must carry, when it differs from the endpoint's host (port-forward). */
+  serverName?: string;
+}
+
+export interface EtcdConnection {
+  /** `http://host:port` or `https://host:port`. */
+  endpoint: string;
+  tls?: EtcdTlsMaterial;
+  /** How long a unary call may take, including connecting. */
+  callTimeoutMs?: number;
+}
+
+export interface MemberStatus {
+  endpoint: string;
+  memberId: string;
+  clusterId: string;
+  leaderId: string;
+  revision: number;
+  raftIndex: number;
+  dbSize: number;
+  dbSizeInUse: number;
+  version: string;
+  isLearner: boolean;
+  errors: string[];
+}
+
+export interface EtcdClient {
+  readonly endpoint: string;
+  status(): Promise<MemberStatus>;
+  hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
+  memberList(): Promise<MemberListResponse["members"]>;
+  /** The raw Maintenance.Snapshot message stream; see grpc-snapshot-source.ts for the byte stream. */
+  openSnapshotCall(): grpc.ClientReadableStream<SnapshotResponse>;
+  close(): void;
+}
+
+type UnaryMethod<Request, Response> = (
+  request: Request,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response: Response) => void,
+) => void;
+
+interface MaintenanceStub extends grpc.Client {
+  Status: UnaryMethod<object, StatusResponse>;
+  HashKV: UnaryMethod<{ revision: string }, HashKVResponse>;
+  Snapshot(request: object): grpc.ClientReadableStream<SnapshotResponse>;
+}
+interface ClusterStub extends grpc.Client {
+  MemberList: UnaryMethod<{ linearizable: boolean }, MemberListResponse>;
+}
+
+const packageDefinition = fromJSON(etcdRpcDescriptor as Parameters<typeof fromJSON>[0], {
+  keepCase: true,
+  longs: String,
+  defaults: true,
+  arrays: true,
+});
+const etcdserverpb = (
+  grpc.loadPackageDefinition(packageDefinition) as unknown as {
+    etcdserverpb: {
+      Maintenance: new (
+        address: string,
+        credentials: grpc.ChannelCredentials,
+        options?: object,
+      ) => MaintenanceStub;
+      Cluster: new (address: string, credentials: grpc.ChannelCredentials, options?: object) => ClusterStub;
+    };
+  }
+).etcdserverpb;
+
+export function createEtcdClient(connection: EtcdConnection): EtcdClient {
+  const url = parseEndpoint(connection.endpoint);
+  const secure = url.protocol === "https:";
+  if (!secure && connection.tls?.cert) {
+    throw new InvalidInputError(
+      `endpoint ${connection.endpoint} is http:// but client certificates were given: use https://`,
+    );
+  }
+  const credentials = secure
+    ? grpc.credentials.createSsl(
+        connection.tls?.ca ?? null,
+        connection.tls?.key ?? null,
+        connection.tls?.cert ?? null,
+      )
+    : grpc.credentials.createInsecure();
+  const channelOptions: Record<string, string | number> = {
+    "grpc.max_receive_message_length": -1,
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+  };
+  if (connection.tls?.serverName) channelOptions["grpc.ssl_target_name_override"] = connection.tls.serverName;
+  const address = `${url.hostname}:${url.port || (secure ? "443" : "80")}`;
+  const maintenance = new etcdserverpb.Maintenance(address, credentials, channelOptions);
+  // Share the channel: a second stub on the same channel costs no connection.
+  const cluster = new etcdserverpb.Cluster(address, credentials, {
+    ...channelOptions,
+    channelOverride: maintenance.getChannel(),
+  });
+  const callTimeoutMs = connection.callTimeoutMs ?? 10_000;
+
+  const unary = <Request, Response>(
+    name: string,
+    method: UnaryMethod<Request, Response>,
+    stub: grpc.Client,
+    request: Request,
+  ): Promise<Response> =>
+    new Promise((resolve, reject) => {
+      method.call(stub, request, { deadline: Date.now() + callTimeoutMs }, (error, response) => {
+        if (error) {
+          reject(
+            new EtcdUnavailableError(
+              `etcd ${connection.endpoint} ${name} failed: ${describeGrpcError(error)}`,
+              {
+                cause: error,
+              },
+            ),
+          );
+        } else resolve(response);
+      });
+    });
+
+  return {
+    endpoint: connection.endpoint,
+    async status() {
+      const reply = await unary("Status", maintenance.Status, maintenance, {});
+      return {
+        endpoint: connection.endpoint,
+        memberId: reply.header?.member_id ?? "0",
+        clusterId: reply.header?.cluster_id ?? "0",
+        leaderId: reply.leader,
+        revision: Number(reply.header?.revision ?? 0),
+        raftIndex: Number(reply.raftIndex),
+        dbSize: Number(reply.dbSize),
+        dbSizeInUse: Number(reply.dbSizeInUse),
+        version: reply.version,
+        isLearner: reply.isLearner,
+        errors: reply.errors,
+      };
+    },
+    async hashKV(revision) {
+      const reply = await unary("HashKV", maintenance.HashKV, maintenance, { revision: String(revision) });
+      return {
+        hash: reply.hash,
+        compactRevision: Number(reply.compact_revision),
+        revision: Number(reply.header?.revision ?? 0),
+      };
+    },
+    async memberList() {
+      return (await unary("MemberList", cluster.MemberList, cluster, { linearizable: false })).members;
+    },
+    openSnapshotCall() {
+      return maintenance.Snapshot({});
+    },
+    close() {
+      maintenance.close();
+    },
+  };
+}
+
+function parseEndpoint(endpoint: string): URL {
+  try {
+    const url = new URL(endpoint);
+    if (url.protocol === "http:" || url.protocol === "https:") return url;
+  } catch {
+    // fall through to the error below
+  }
+  throw new InvalidInputError(
+    `invalid etcd endpoint "${endpoint}": expected http://host:port or https://host:port`,
+  );
+}
+
+export function describeGrpcError(error: grpc.ServiceError): string {
+  const code = grpc.status[error.code] ?? String(error.code);
+  return `${code}: ${error.details || error.message}`;
+}

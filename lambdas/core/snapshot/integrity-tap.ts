@@ -1,0 +1,84 @@
+// A pass-through that proves a snapshot stream whole while it flows: it counts the bytes, hashes all but
+// the last 32 with sha256, and at the end compares that digest with etcd's trailer. Any source (gRPC,
+// exec, a file) goes through it; a mismatch fails the stream, and with it the upload.
+import { createHash, type Hash } from "node:crypto";
+import { Transform, type TransformCallback } from "node:stream";
+import { SnapshotCorruptError } from "../errors.js";
+
+const trailerBytes = 32;
+/** bbolt pages are multiples of 512 bytes, so a database plus its trailer leaves this remainder. */
+const trailerRemainder = 32;
+
+export interface IntegrityResult {
+  /** Bytes of the whole stream, trailer included: the object's size. */
+  bytes: number;
+  /** Hex sha256 of the database bytes, which equals the trailer. */
+  sha256: string;
+}
+
+export interface IntegrityTapOptions {
+  /** Database bytes the source announced (trailer excluded), checked at the end when known. */
+  expectedDatabaseBytes?: () => number | undefined;
+  /** Called with the running byte count as data flows. */
+  onProgress?: (bytes: number) => void;
+}
+
+export class IntegrityTap extends Transform {
+  private readonly hash: Hash = createHash("sha256");
+  private tail: Buffer = Buffer.alloc(0);
+  private bytes = 0;
+  private outcome: IntegrityResult | undefined;
+
+  constructor(private readonly options: IntegrityTapOptions = {}) {
+    super();
+  }
+
+  /** The verified figures; available once the stream has finished without error. */
+  get result(): IntegrityResult {
+    if (!this.outcome) throw new Error("the integrity tap has not finished");
+    return this.outcome;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    // Keep the last 32 bytes seen out of the hash: they may be the trailer.
+    if (chunk.length >= trailerBytes) {
+      if (this.tail.length > 0) this.hash.update(this.tail);
+      this.hash.update(chunk.subarray(0, chunk.length - trailerBytes));
+      this.tail = Buffer.from(chunk.subarray(chunk.length - trailerBytes));
+    } else {
+      const joined = Buffer.concat([this.tail, chunk]);
+      const overflow = joined.length - trailerBytes;
+      if (overflow > 0) this.hash.update(joined.subarray(0, overflow));
+      this.tail = overflow > 0 ? joined.subarray(overflow) : joined;
+    }
+    this.options.onProgress?.(this.bytes);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(this.check());
+  }
+
+  private check(): SnapshotCorruptError | null {
+    if (this.bytes < trailerBytes || this.bytes % 512 !== trailerRemainder) {
+      return new SnapshotCorruptError(
+        `snapshot of ${this.bytes} bytes is truncated or has no sha256 trailer (size % 512 is ${this.bytes % 512}, expected ${trailerRemainder})`,
+      );
+    }
+    const expected = this.options.expectedDatabaseBytes?.();
+    if (expected !== undefined && expected + trailerBytes !== this.bytes) {
+      return new SnapshotCorruptError(
+        `snapshot has ${this.bytes} bytes but etcd announced ${expected} + ${trailerBytes}-byte trailer`,
+      );
+    }
+    const digest = this.hash.digest();
+    if (!digest.equals(this.tail)) {
+      return new SnapshotCorruptError(
+        `snapshot sha256 mismatch: the database hashes to ${digest.toString("hex")}, its trailer says ${this.tail.toString("hex")}`,
+      );
+    }
+    this.outcome = { bytes: this.bytes, sha256: digest.toString("hex") };
+    return null;
+  }
+}

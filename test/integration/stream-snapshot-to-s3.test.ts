@@ -1,0 +1,262 @@
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { promisify } from "node:util";
+import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorNames } from "../../lambdas/core/errors.js";
+import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+import { createGrpcSnapshotSource } from "../../lambdas/core/etcd/grpc-snapshot-source.js";
+import { newSnapshotId } from "../../lambdas/core/snapshot/snapshot-naming.js";
+import { streamSnapshot, streamSnapshotToS3 } from "../../lambdas/core/snapshot/stream-snapshot.js";
+import { bufferSnapshotSource } from "../support/buffer-snapshot-source.js";
+import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
+import { createEtcdWriter } from "../support/etcd-writer.js";
+import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
+import { makeTempDir } from "../support/temp-dir.js";
+
+const run = promisify(execFile);
+const partSize = 5 * 1024 * 1024;
+
+let etcd: EtcdCluster;
+let s3: LocalS3;
+let work: { path: string; remove: () => Promise<void> };
+
+beforeAll(async () => {
+  [etcd, s3, work] = await Promise.all([startEtcdCluster(), startLocalS3(), makeTempDir("stream")]);
+  // About 24 MB of values, so that a snapshot spans several 5 MiB parts.
+  const writer = createEtcdWriter(etcd);
+  await writer.putMany(
+    Array.from({ length: 24 }, (_, index) => [
+      `/registry/configmaps/default/big-${index}`,
+      randomBytes(1_000_000),
+    ]),
+  );
+  await writer.putMany(
+    Array.from({ length: 500 }, (_, index) => [`/registry/pods/default/pod-${index}`, `spec-${index}`]),
+  );
+});
+
+afterAll(async () => {
+  await Promise.all([etcd?.stop(), s3?.stop(), work?.remove()]);
+});
+
+function destination(cluster = "test-cluster") {
+  return {
+    client: s3.client,
+    bucket: s3.bucket,
+    prefix: "etcd",
+    cluster,
+    snapshotId: newSnapshotId(),
+    partSize,
+  };
+}
+
+async function readObject(key: string): Promise<Buffer> {
+  const reply = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
+  return Buffer.from(
+    await (reply.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+  );
+}
+
+async function expectNothingLeftBehind(): Promise<void> {
+  expect(await s3.listOpenMultipartUploads()).toEqual([]);
+  expect(await s3.listKeys("etcd/broken/")).toEqual([]);
+}
+
+describe("streaming a snapshot from a real etcd into S3", () => {
+  it("stores exactly the bytes `etcdctl snapshot save` writes, in several parts, with metadata and tags", async () => {
+    const reference = join(work.path, "reference.db");
+    await run("etcdctl", [...etcd.etcdctlArgs(), "snapshot", "save", reference]);
+    const source = createGrpcSnapshotSource(createEtcdClient({ endpoint: etcd.endpoints[0] as string }));
+    const stored = await streamSnapshotToS3(source, destination()).finally(() => source.close());
+
+    const expected = await readFile(reference);
+    const object = await readObject(stored.object.key);
+    expect(object.equals(expected)).toBe(true);
+    expect(stored.bytes).toBe(expected.length);
+    expect(stored.sha256).toBe(createHash("sha256").update(expected.subarray(0, -32)).digest("hex"));
+    expect(stored.sha256).toBe(expected.subarray(-32).toString("hex"));
+    expect(stored.object.parts).toBe(Math.ceil(expected.length / partSize));
+    expect(stored.object.key).toMatch(
+      /^etcd\/test-cluster\/\d{4}\/\d{2}\/\d{2}\/\d{8}T\d{9}Z-[0-9a-f]{6}\.db$/,
+    );
+    expect(stored.etcdVersion).toBe("3.4.23");
+    expect(stored.revisionAfter).toBe(stored.revisionBefore);
+
+    const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: stored.object.key }));
+    expect(head.Metadata).toMatchObject({
+      cluster: "test-cluster",
+      "snapshot-id": stored.snapshotId,
+      "etcd-version": "3.4.23",
+      "revision-before": String(stored.revisionBefore),
+    });
+    const tags = await s3.client.send(
+      new GetObjectTaggingCommand({ Bucket: s3.bucket, Key: stored.object.key }),
+    );
+    expect(tags.TagSet).toContainEqual({ Key: "sha256", Value: stored.sha256 });
+    expect(await s3.listOpenMultipartUploads()).toEqual([]);
+  });
+
+  it("brackets the snapshot's revision between the member's revisions before and after while writes go on", async () => {
+    const writer = createEtcdWriter(etcd);
+    let writing = true;
+    const writes = (async () => {
+      for (let index = 0; writing; index++)
+        await writer.put(`/registry/leases/kube-system/tick-${index % 10}`, `${index}`);
+    })();
+    const source = createGrpcSnapshotSource(createEtcdClient({ endpoint: etcd.endpoints[0] as string }));
+    const stored = await streamSnapshotToS3(source, destination()).finally(() => {
+      writing = false;
+      source.close();
+    });
+    await writes;
+    expect(stored.revisionAfter).toBeGreaterThan(stored.revisionBefore);
+  });
+
+  it("reads the snapshot over mutual TLS", async () => {
+    const secure = await startEtcdCluster({ tls: true });
+    try {
+      await createEtcdWriter(secure).put("/registry/secrets/default/token", "secret");
+      const tls = secure.clientTls;
+      const source = createGrpcSnapshotSource(
+        createEtcdClient({ endpoint: secure.endpoints[0] as string, tls }),
+      );
+      const stored = await streamSnapshotToS3(source, destination("tls-cluster")).finally(() =>
+        source.close(),
+      );
+      expect(stored.bytes % 512).toBe(32);
+
+      const noCertificate = createGrpcSnapshotSource(
+        createEtcdClient({
+          endpoint: secure.endpoints[0] as string,
+          tls: { ca: tls?.ca },
+          callTimeoutMs: 2000,
+        }),
+      );
+      await expect(streamSnapshotToS3(noCertificate, destination("tls-cluster"))).rejects.toMatchObject({
+        name: ErrorNames.EtcdUnavailable,
+      });
+      noCertificate.close();
+    } finally {
+      await secure.stop();
+    }
+  });
+
+  it("keeps memory bounded with a slow sink: etcd is paused, not buffered", async () => {
+    const source = createGrpcSnapshotSource(createEtcdClient({ endpoint: etcd.endpoints[0] as string }));
+    let produced = 0;
+    let consumed = 0;
+    let maxLag = 0;
+    const slowSink = new Writable({
+      highWaterMark: 64 * 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        consumed += chunk.length;
+        setTimeout(callback, 1);
+      },
+    });
+    const counted = {
+      ...source,
+      openStream: () => {
+        const stream = source.openStream();
+        stream.on("data", (chunk: Buffer) => {
+          produced += chunk.length;
+          maxLag = Math.max(maxLag, produced - consumed);
+        });
+        return stream;
+      },
+    };
+    const streamed = await streamSnapshot(counted, () => slowSink).finally(() => source.close());
+    expect(consumed).toBe(streamed.bytes);
+    // Everything between etcd and the sink: stream buffers of about 1 MiB each, not the 25 MB snapshot.
+    expect(maxLag).toBeLessThan(4 * 1024 * 1024);
+  });
+});
+
+describe("a failed snapshot leaves nothing behind", () => {
+  let snapshot: Buffer;
+  beforeAll(async () => {
+    const file = join(work.path, "damaged-source.db");
+    await run("etcdctl", [...etcd.etcdctlArgs(), "snapshot", "save", file]);
+    snapshot = await readFile(file);
+  });
+
+  it("aborts the upload when etcd dies mid-stream", async () => {
+    const victim = await startEtcdCluster();
+    try {
+      await createEtcdWriter(victim).putMany(
+        Array.from({ length: 30 }, (_, index) => [
+          `/registry/configmaps/default/v-${index}`,
+          randomBytes(1_000_000),
+        ]),
+      );
+      const source = createGrpcSnapshotSource(createEtcdClient({ endpoint: victim.endpoints[0] as string }));
+      let killed = false;
+      const attempt = streamSnapshotToS3(source, destination("broken"), {
+        onProgress: (bytes) => {
+          if (!killed && bytes > 6 * 1024 * 1024) {
+            killed = true;
+            victim.killMember(0);
+          }
+        },
+      });
+      await expect(attempt).rejects.toMatchObject({ name: ErrorNames.SnapshotStreamInterrupted });
+      source.close();
+      await expectNothingLeftBehind();
+    } finally {
+      await victim.stop();
+    }
+  });
+
+  it("rejects a trailer that does not match the database and aborts the upload", async () => {
+    const damaged = Buffer.from(snapshot);
+    damaged[Math.floor(damaged.length / 2)] ^= 0xff;
+    await expect(
+      streamSnapshotToS3(bufferSnapshotSource(damaged), destination("broken")),
+    ).rejects.toMatchObject({
+      name: ErrorNames.SnapshotCorrupt,
+      message: expect.stringContaining("sha256 mismatch"),
+    });
+    await expectNothingLeftBehind();
+  });
+
+  it("rejects a truncated stream and aborts the upload", async () => {
+    const truncated = snapshot.subarray(0, snapshot.length - 4096 - 32);
+    await expect(
+      streamSnapshotToS3(bufferSnapshotSource(truncated), destination("broken")),
+    ).rejects.toMatchObject({
+      name: ErrorNames.SnapshotCorrupt,
+      message: expect.stringContaining("truncated"),
+    });
+    await expectNothingLeftBehind();
+  });
+
+  it("aborts the upload when S3 fails mid-upload, and reports the failed part", async () => {
+    s3.failUploadPartAfter(2);
+    try {
+      await expect(
+        streamSnapshotToS3(bufferSnapshotSource(snapshot), destination("broken")),
+      ).rejects.toMatchObject({
+        name: ErrorNames.StorageUnavailable,
+        message: expect.stringMatching(/UploadPart \d+ failed/),
+      });
+    } finally {
+      s3.failUploadPartAfter(Number.POSITIVE_INFINITY);
+    }
+    await expectNothingLeftBehind();
+  });
+
+  it("fails with EtcdUnavailableError before starting any upload when etcd cannot be reached", async () => {
+    const source = createGrpcSnapshotSource(
+      createEtcdClient({ endpoint: "http://127.0.0.1:1", callTimeoutMs: 1000 }),
+    );
+    await expect(streamSnapshotToS3(source, destination("broken"))).rejects.toMatchObject({
+      name: ErrorNames.EtcdUnavailable,
+      message: expect.stringContaining("127.0.0.1:1"),
+    });
+    source.close();
+    await expectNothingLeftBehind();
+  });
+});
