@@ -142,6 +142,13 @@ function idsOf(records: SnapshotRecord[]): string[] {
   return records.map((record) => record.snapshotId);
 }
 
+describe("catalogue table", () => {
+  it("is created once; creating it again is harmless", async () => {
+    await expect(createCatalogueTable(client, tableName)).resolves.toBeUndefined();
+    expect(await catalogue.listSnapshots(newCluster())).toEqual({ snapshots: [] });
+  });
+});
+
 describe("catalogue transitions", () => {
   it("records IN_PROGRESS → UPLOADED → VERIFIED → DELETED, each step changing the row once", async () => {
     const cluster = newCluster();
@@ -272,6 +279,16 @@ describe("catalogue transitions", () => {
 
     await verified(cluster, id);
     await expectConflict(verified(cluster, id, { revision: 1 }), /it is VERIFIED, verified as revision 4242/);
+    await expectConflict(
+      catalogue.recordVerified({
+        cluster,
+        snapshotId: id,
+        sha256: "other-bytes",
+        ...figures,
+        verifiedAt: startedAt,
+      }),
+      /it is VERIFIED, .*sha256 sha256-of-/,
+    );
   });
 
   const illegal: {
