@@ -1,1 +1,3 @@
-console.log("hi from ts", process.argv.slice(2));
+import { runCli } from "../cli/main.js";
+
+process.exitCode = await runCli(process.argv.slice(2));

@@ -1,0 +1,206 @@
+// Runs a state machine definition from statemachine/ on this machine with aws-local-stepfunctions:
+// the `${...}` substitutions the CDK fills become local ARNs, each Lambda ARN maps to the real handler
+// module, and SNS publishes go to a local sink. A function error reaches Retry/Catch as on AWS: Error is
+// the error's name, Cause the Lambda error JSON.
+import "./promise-with-resolvers.js";
+import { randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Context } from "aws-lambda";
+import { StateMachine } from "aws-local-stepfunctions";
+
+export type LocalHandler = (event: unknown, context: Context) => Promise<unknown>;
+
+export interface PublishedMessage {
+  topicArn: string;
+  subject?: string;
+  message: string;
+}
+
+export interface StateEvent {
+  type: "entered" | "exited" | "failed" | "retried" | "caught";
+  state: string;
+  at: number;
+  detail?: string;
+}
+
+export interface LocalRunOptions {
+  /** Definition file under statemachine/, e.g. `backup.asl.json`. */
+  definition: string;
+  /** Lambda substitution name (e.g. `TakeSnapshotFunctionArn`) → handler. */
+  functions: Record<string, () => Promise<LocalHandler>>;
+  /** Other substitutions, e.g. `OnCallTopicArn`. */
+  substitutions?: Record<string, string>;
+  input: Record<string, unknown>;
+  executionName?: string;
+  /** Wait between retries, in ms, instead of the definition's seconds (0 in tests). */
+  retryIntervalMs?: number;
+  onPublish?: (message: PublishedMessage) => void;
+  onEvent?: (event: StateEvent) => void;
+}
+
+export interface LocalRunResult {
+  status: "SUCCEEDED" | "FAILED";
+  output?: unknown;
+  error?: { name: string; cause: string };
+  executionArn: string;
+  states: StateEvent[];
+}
+
+const region = "local";
+const account = "000000000000";
+const definitionDir = join(import.meta.dirname, "../../statemachine");
+
+export async function runLocalStateMachine(options: LocalRunOptions): Promise<LocalRunResult> {
+  const name = options.executionName ?? randomUUID();
+  const machineName = options.definition.replace(/\.asl\.json$/, "");
+  const executionArn = `arn:aws:states:${region}:${account}:execution:${machineName}:${name}`;
+  const functionArns = Object.fromEntries(
+    Object.keys(options.functions).map((key) => [
+      key,
+      `arn:aws:lambda:${region}:${account}:function:${key.replace(/FunctionArn$/, "")}`,
+    ]),
+  );
+  const handlersByArn = new Map(
+    Object.entries(options.functions).map(([key, load]) => [functionArns[key] as string, load]),
+  );
+  const substitutions: Record<string, string> = { ...options.substitutions, ...functionArns };
+  const text = (await readFile(join(definitionDir, options.definition), "utf8")).replace(
+    /\$\{(\w+)\}/g,
+    (match, key: string) => {
+      const value = substitutions[key];
+      if (value === undefined) throw new Error(`${options.definition}: no value for substitution ${match}`);
+      return value;
+    },
+  );
+  const definition = JSON.parse(text) as { States: Record<string, { Type: string; Resource?: string }> };
+
+  const invoke = async (parameters: { FunctionName: string; Payload: unknown }) => {
+    const load = handlersByArn.get(parameters.FunctionName);
+    if (!load) throw new Error(`no local handler for ${parameters.FunctionName}`);
+    const handler = await load();
+    try {
+      return {
+        Payload: await handler(parameters.Payload, lambdaContext(parameters.FunctionName)),
+        StatusCode: 200,
+      };
+    } catch (error) {
+      throw asLambdaError(error);
+    }
+  };
+  const publish = async (parameters: { TopicArn: string; Subject?: string; Message: string }) => {
+    options.onPublish?.({
+      topicArn: parameters.TopicArn,
+      subject: parameters.Subject,
+      message: parameters.Message,
+    });
+    return { MessageId: randomUUID() };
+  };
+  // biome-ignore lint/suspicious/noExplicitAny: the library types handlers over its own JSON type
+  const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
+  const retryIntervalOverrides: Record<string, number> = {};
+  for (const [stateName, state] of Object.entries(definition.States)) {
+    if (state.Type !== "Task") continue;
+    if (state.Resource === "arn:aws:states:::lambda:invoke") taskResourceLocalHandlers[stateName] = invoke;
+    else if (state.Resource === "arn:aws:states:::sns:publish")
+      taskResourceLocalHandlers[stateName] = publish;
+    else
+      throw new Error(
+        `${options.definition}: state ${stateName} uses ${state.Resource}, which has no local equivalent`,
+      );
+    if (options.retryIntervalMs !== undefined) retryIntervalOverrides[stateName] = options.retryIntervalMs;
+  }
+
+  const machine = new StateMachine(definition as never, {
+    validationOptions: { checkPaths: true, checkArn: true },
+  });
+  const execution = machine.run(options.input as never, {
+    overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
+    context: {
+      Execution: {
+        Id: executionArn,
+        Name: name,
+        Input: options.input as never,
+        StartTime: new Date().toISOString(),
+      },
+      StateMachine: {
+        Id: executionArn.replace(":execution:", ":stateMachine:").replace(`:${name}`, ""),
+        Name: machineName,
+      },
+    },
+  });
+  const states: StateEvent[] = [];
+  const logging = (async () => {
+    for await (const event of execution.eventLogs) {
+      const recorded = toStateEvent(event as unknown as Record<string, unknown>);
+      if (!recorded) continue;
+      states.push(recorded);
+      options.onEvent?.(recorded);
+    }
+  })();
+  try {
+    const output = await execution.result;
+    await logging.catch(() => undefined);
+    return { status: "SUCCEEDED", output, executionArn, states };
+  } catch (error) {
+    await logging.catch(() => undefined);
+    const failure = error as { name?: string; message?: string; cause?: unknown };
+    const inner = (failure.cause ?? failure) as { name?: string; message?: string };
+    return {
+      status: "FAILED",
+      error: { name: inner.name ?? "Error", cause: inner.message ?? "" },
+      executionArn,
+      states,
+    };
+  }
+}
+
+function toStateEvent(event: Record<string, unknown>): StateEvent | undefined {
+  const state = (event.state as { name?: string } | undefined)?.name;
+  const at = typeof event.timestamp === "number" ? event.timestamp : Date.now();
+  switch (event.type) {
+    case "StateEntered":
+      return { type: "entered", state: state ?? "?", at };
+    case "StateExited":
+      return { type: "exited", state: state ?? "?", at };
+    case "StateFailed":
+      return {
+        type: "failed",
+        state: state ?? "?",
+        at,
+        detail: String((event as { Error?: string }).Error ?? ""),
+      };
+    case "StateRetried":
+      return { type: "retried", state: state ?? "?", at };
+    case "StateCaught":
+      return { type: "caught", state: state ?? "?", at };
+    default:
+      return undefined;
+  }
+}
+
+/** What Step Functions reports for a Lambda function error: its type, and the Lambda error JSON as Cause. */
+function asLambdaError(error: unknown): Error {
+  const original = error instanceof Error ? error : new Error(String(error));
+  const wrapped = new Error(JSON.stringify({ errorType: original.name, errorMessage: original.message }));
+  wrapped.name = original.name;
+  return wrapped;
+}
+
+function lambdaContext(functionArn: string): Context {
+  const functionName = functionArn.split(":").pop() ?? "local";
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: "$LATEST",
+    invokedFunctionArn: functionArn,
+    memoryLimitInMB: "1024",
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: "local",
+    getRemainingTimeInMillis: () => 900_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}

@@ -1,0 +1,49 @@
+// How commands speak: data on stdout (one JSON object with --json), progress and errors on stderr.
+import { describeError } from "../lambdas/core/errors.js";
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** `error: <what happened>` on one line; the stack only with --debug. */
+export function printError(error: unknown, debug: boolean): void {
+  const line = describeError(error).replace(/\s*\n\s*/g, " ");
+  process.stderr.write(`etcd-backup: ${line}\n`);
+  if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** A one-line progress display (bytes, rate, and share when the total is known), redrawn at most 10 times a second. */
+export function createProgressLine(label: string, enabled: boolean) {
+  const started = Date.now();
+  let lastDraw = 0;
+  let drawn = false;
+  const draw = (bytes: number, total?: number) => {
+    const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+    const share = total ? ` ${Math.min(100, (bytes / total) * 100).toFixed(0)}%` : "";
+    process.stderr.write(
+      `\r${label}${share} ${formatBytes(bytes)} at ${formatBytes(bytes / seconds)}/s\u001b[K`,
+    );
+    drawn = true;
+  };
+  return {
+    update(bytes: number, total?: number) {
+      if (!enabled || Date.now() - lastDraw < 100) return;
+      lastDraw = Date.now();
+      draw(bytes, total);
+    },
+    done() {
+      if (enabled && drawn) process.stderr.write("\r\u001b[K");
+    },
+  };
+}

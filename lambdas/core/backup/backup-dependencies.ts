@@ -1,0 +1,36 @@
+// Everything the backup steps touch, passed in: the Lambda handlers build it from the environment once
+// per cold start, the local runner and the tests from local endpoints.
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { CatalogueRepository } from "../catalogue/catalogue-repository.js";
+import type { ClusterLeases } from "../catalogue/cluster-lease.js";
+import type { Target, TargetsFile } from "../config/target-config.js";
+import type { EtcdTlsMaterial } from "../etcd/etcd-client.js";
+
+export interface StepReporter {
+  /** A progress or outcome line; never given secrets. */
+  info(message: string, details?: Record<string, unknown>): void;
+  warn(message: string, details?: Record<string, unknown>): void;
+  /** A metric for the cluster (Count, Bytes, Milliseconds, Bytes/Second). */
+  metric(name: string, unit: "Count" | "Bytes" | "Milliseconds" | "Bytes/Second", value: number): void;
+}
+
+export interface BackupDependencies {
+  s3: S3Client;
+  catalogue: CatalogueRepository;
+  leases: ClusterLeases;
+  bucket: string;
+  prefix: string;
+  kmsKeyId?: string | undefined;
+  loadTargets(): Promise<TargetsFile>;
+  /** TLS material for a target's etcd (from its Secrets Manager secret), or undefined for plain TCP. */
+  loadEtcdTls(target: Target): Promise<EtcdTlsMaterial | undefined>;
+  /** Where verification stages the object it reads back. */
+  stagingDir?: string | undefined;
+  now(): Date;
+  reporter: StepReporter;
+}
+
+/** How long a backup's lease lasts: the state machine's own timeout plus a margin. */
+export const backupLeaseSeconds = 3600 + 300;
+
+export const silentReporter: StepReporter = { info() {}, warn() {}, metric() {} };

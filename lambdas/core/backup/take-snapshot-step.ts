@@ -1,0 +1,118 @@
+// The snapshot state: stream the chosen member's snapshot into S3 and catalogue it IN_PROGRESS, then
+// UPLOADED. A retry (same execution, same snapshot id) first aborts what an earlier attempt left open,
+// and returns the recorded result if that attempt had in fact finished.
+import { AbortMultipartUploadCommand, ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
+import { SnapshotStatus } from "../catalogue/snapshot-record.js";
+import { findTarget } from "../config/target-config.js";
+import { createEtcdClient } from "../etcd/etcd-client.js";
+import { createGrpcSnapshotSource } from "../etcd/grpc-snapshot-source.js";
+import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
+import { streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
+import type { BackupDependencies } from "./backup-dependencies.js";
+import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
+
+const progressIntervalMs = 10_000;
+
+export async function takeSnapshot(
+  dependencies: BackupDependencies,
+  input: ExecutionInput,
+  executionArn: string,
+  resolved: ResolvedTarget,
+): Promise<StoredSnapshotPayload> {
+  const { cluster } = input;
+  const { snapshotId, member } = resolved;
+  const key = snapshotObjectKey(dependencies.prefix, cluster, snapshotId);
+  const recorded = await dependencies.catalogue.getSnapshot(cluster, snapshotId);
+  if (recorded && recorded.status !== SnapshotStatus.InProgress && recorded.executionArn === executionArn) {
+    if (recorded.status === SnapshotStatus.Uploaded || recorded.status === SnapshotStatus.Verified) {
+      dependencies.reporter.info("snapshot already uploaded by an earlier attempt", { snapshotId });
+      return {
+        snapshotId,
+        bucket: recorded.bucket,
+        key: recorded.key,
+        versionId: recorded.versionId,
+        bytes: recorded.bytes ?? 0,
+        sha256: recorded.sha256 ?? "",
+        revisionBefore: member.revision,
+        etcdVersion: recorded.etcdVersion ?? "",
+        durationMs: recorded.durationMs ?? 0,
+      };
+    }
+  }
+  await dependencies.catalogue.recordStarted({
+    cluster,
+    snapshotId,
+    bucket: dependencies.bucket,
+    key,
+    sourceMember: member.endpoint,
+    startedAt: dependencies.now(),
+    executionArn,
+    tags: input.tags,
+  });
+  await abortOpenUploads(dependencies, key);
+
+  const target = findTarget(await dependencies.loadTargets(), cluster);
+  const client = createEtcdClient({ endpoint: member.endpoint, tls: await dependencies.loadEtcdTls(target) });
+  const source = createGrpcSnapshotSource(client);
+  let lastReport = Date.now();
+  const stored = await streamSnapshotToS3(
+    source,
+    {
+      client: dependencies.s3,
+      bucket: dependencies.bucket,
+      prefix: dependencies.prefix,
+      cluster,
+      snapshotId,
+      kmsKeyId: dependencies.kmsKeyId,
+    },
+    {
+      onProgress: (bytes) => {
+        if (Date.now() - lastReport < progressIntervalMs) return;
+        lastReport = Date.now();
+        dependencies.reporter.info("streaming", { snapshotId, bytes });
+      },
+    },
+  ).finally(() => source.close());
+
+  await dependencies.catalogue.recordUploaded({
+    cluster,
+    snapshotId,
+    versionId: stored.object.versionId,
+    bytes: stored.bytes,
+    sha256: stored.sha256,
+    completedAt: dependencies.now(),
+    durationMs: stored.durationMs,
+  });
+  const { reporter } = dependencies;
+  reporter.metric("SnapshotBytes", "Bytes", stored.bytes);
+  reporter.metric("SnapshotDuration", "Milliseconds", stored.durationMs);
+  reporter.metric(
+    "SnapshotThroughput",
+    "Bytes/Second",
+    stored.bytes / Math.max(stored.durationMs / 1000, 0.001),
+  );
+  reporter.info("snapshot uploaded", { snapshotId, key, bytes: stored.bytes, durationMs: stored.durationMs });
+  return {
+    snapshotId,
+    bucket: stored.object.bucket,
+    key: stored.object.key,
+    versionId: stored.object.versionId,
+    bytes: stored.bytes,
+    sha256: stored.sha256,
+    revisionBefore: stored.revisionBefore,
+    revisionAfter: stored.revisionAfter,
+    etcdVersion: stored.etcdVersion,
+    durationMs: stored.durationMs,
+  };
+}
+
+/** Aborts multipart uploads left open under `key` by an attempt that was killed (a Lambda timeout). */
+export async function abortOpenUploads(dependencies: Pick<BackupDependencies, "s3" | "bucket">, key: string) {
+  const { s3, bucket } = dependencies;
+  const open = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+  for (const upload of open.Uploads ?? []) {
+    if (upload.Key !== key) continue;
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: upload.UploadId }));
+  }
+  return (open.Uploads ?? []).filter((upload) => upload.Key === key).length;
+}

@@ -1,0 +1,38 @@
+// Picks the member to snapshot among the given endpoints: one that answers, has no alarms and is not a
+// learner, preferring a follower so that the leader keeps its full attention for the cluster.
+import { describeError, EtcdUnavailableError } from "../errors.js";
+import { createEtcdClient, type EtcdClient, type EtcdTlsMaterial, type MemberStatus } from "./etcd-client.js";
+
+export interface ChosenMember {
+  client: EtcdClient;
+  status: MemberStatus;
+}
+
+export async function chooseSnapshotMember(
+  endpoints: string[],
+  options: { tls?: EtcdTlsMaterial; callTimeoutMs?: number } = {},
+): Promise<ChosenMember> {
+  const clients = endpoints.map((endpoint) => createEtcdClient({ endpoint, ...options }));
+  const answers = await Promise.allSettled(clients.map((client) => client.status()));
+  const candidates: ChosenMember[] = [];
+  const problems: string[] = [];
+  answers.forEach((answer, index) => {
+    const client = clients[index] as EtcdClient;
+    if (answer.status === "rejected") problems.push(describeError(answer.reason));
+    else if (answer.value.errors.length > 0)
+      problems.push(`${client.endpoint}: ${answer.value.errors.join("; ")}`);
+    else if (answer.value.isLearner) problems.push(`${client.endpoint}: is a learner`);
+    else candidates.push({ client, status: answer.value });
+  });
+  candidates.sort((a, b) => Number(isLeader(a.status)) - Number(isLeader(b.status)));
+  const chosen = candidates[0];
+  for (const client of clients) if (client !== chosen?.client) client.close();
+  if (!chosen) {
+    throw new EtcdUnavailableError(`no etcd member can be snapshotted: ${problems.join(" | ")}`);
+  }
+  return chosen;
+}
+
+function isLeader(status: MemberStatus): boolean {
+  return status.memberId === status.leaderId;
+}

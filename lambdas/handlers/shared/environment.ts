@@ -1,0 +1,37 @@
+// The Lambda environment, read and checked once per cold start; a missing variable names itself.
+import { z } from "zod";
+
+const environmentSchema = z
+  .object({
+    CATALOGUE_TABLE: z.string().min(1),
+    SNAPSHOT_BUCKET: z.string().min(1),
+    SNAPSHOT_PREFIX: z.string().default("etcd-backup"),
+    SNAPSHOT_KMS_KEY_ID: z.string().optional(),
+    /** The SSM parameter holding the targets file (deployed stacks). */
+    TARGETS_PARAMETER_NAME: z.string().optional(),
+    /** A targets file on disk (local runs). */
+    TARGETS_FILE: z.string().optional(),
+    /** Local stand-ins (s3rver, dynalite); unset on AWS. */
+    S3_ENDPOINT: z.string().url().optional(),
+    DYNAMODB_ENDPOINT: z.string().url().optional(),
+    STAGING_DIR: z.string().default("/tmp"),
+  })
+  .refine((environment) => environment.TARGETS_PARAMETER_NAME || environment.TARGETS_FILE, {
+    message: "set TARGETS_PARAMETER_NAME (or TARGETS_FILE for local runs)",
+    path: ["TARGETS_PARAMETER_NAME"],
+  });
+
+export type HandlerEnvironment = z.infer<typeof environmentSchema>;
+
+let cached: HandlerEnvironment | undefined;
+
+export function readEnvironment(source: NodeJS.ProcessEnv = process.env): HandlerEnvironment {
+  if (cached && source === process.env) return cached;
+  const parsed = environmentSchema.safeParse(source);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+    throw new Error(`invalid Lambda environment: ${problems.join("; ")}`);
+  }
+  if (source === process.env) cached = parsed.data;
+  return parsed.data;
+}

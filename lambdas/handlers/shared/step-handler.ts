@@ -1,0 +1,57 @@
+// Wraps one backup step as a Lambda handler: checks the input with the step's schema, adds the cluster
+// and execution to every log line and metric, and lets named errors through for Retry/Catch.
+import { Logger } from "@aws-lambda-powertools/logger";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import { Tracer } from "@aws-lambda-powertools/tracer";
+import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
+import middy from "@middy/core";
+import type { Context } from "aws-lambda";
+import type { z } from "zod";
+import type { BackupDependencies, StepReporter } from "../../core/backup/backup-dependencies.js";
+import { parseStepInput } from "../../core/backup/step-payloads.js";
+import { createBackupDependencies } from "./backup-dependencies-from-environment.js";
+import { readEnvironment } from "./environment.js";
+
+const logger = new Logger({ serviceName: "etcd-backup" });
+const metrics = new Metrics({ namespace: "EtcdBackup", serviceName: "etcd-backup" });
+const tracer = new Tracer({ serviceName: "etcd-backup" });
+
+const units = {
+  Count: MetricUnit.Count,
+  Bytes: MetricUnit.Bytes,
+  Milliseconds: MetricUnit.Milliseconds,
+  "Bytes/Second": MetricUnit.BytesPerSecond,
+} as const;
+
+const reporter: StepReporter = {
+  info: (message, details) => logger.info(message, details ?? {}),
+  warn: (message, details) => logger.warn(message, details ?? {}),
+  metric: (name, unit, value) => metrics.addMetric(name, units[unit], value),
+};
+
+let dependencies: BackupDependencies | undefined;
+
+/** Built at the first invocation, not at import, so that a bad environment fails the step with its message. */
+function backupDependencies(): BackupDependencies {
+  dependencies ??= createBackupDependencies(readEnvironment(), reporter);
+  return dependencies;
+}
+
+export function backupStepHandler<Schema extends z.ZodType, Result>(
+  step: string,
+  schema: Schema,
+  run: (dependencies: BackupDependencies, input: z.infer<Schema>) => Promise<Result>,
+) {
+  return middy(async (event: unknown, _context: Context): Promise<Result> => {
+    const input = parseStepInput(schema, event, step);
+    const cluster = (input as { input?: { cluster?: string } }).input?.cluster;
+    logger.appendKeys({ step, cluster, executionArn: (input as { executionArn?: string }).executionArn });
+    if (cluster) metrics.addDimension("Cluster", cluster);
+    return run(backupDependencies(), input);
+  })
+    .use(captureLambdaHandler(tracer))
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(logMetrics(metrics));
+}

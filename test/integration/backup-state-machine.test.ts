@@ -1,0 +1,112 @@
+// Executes statemachine/backup.asl.json with aws-local-stepfunctions and the real handlers, against a
+// real etcd, s3rver and dynalite.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { backupFunctions } from "../../cli/local/backup-functions.js";
+import { type PublishedMessage, runLocalStateMachine } from "../../cli/local/local-state-machine.js";
+import { createEtcdWriter } from "../support/etcd-writer.js";
+import { type LocalBackupStack, startLocalBackupStack } from "../support/local-backup-stack.js";
+
+let stack: LocalBackupStack;
+const topicArn = "arn:aws:sns:local:000000000000:on-call";
+
+beforeAll(async () => {
+  stack = await startLocalBackupStack({ members: 3 });
+  await createEtcdWriter(stack.etcd).putMany(
+    Array.from({ length: 200 }, (_, index) => [`/registry/configmaps/default/cm-${index}`, `data-${index}`]),
+  );
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+async function runBackup(input: Record<string, unknown>) {
+  const published: PublishedMessage[] = [];
+  const result = await runLocalStateMachine({
+    definition: "backup.asl.json",
+    functions: backupFunctions,
+    substitutions: { OnCallTopicArn: topicArn },
+    input,
+    retryIntervalMs: 0,
+    onPublish: (message) => published.push(message),
+  });
+  const entered = result.states.filter((event) => event.type === "entered").map((event) => event.state);
+  return { ...result, entered, published };
+}
+
+describe("the backup state machine, executed locally", () => {
+  it("takes, verifies and catalogues a snapshot, prunes, and releases the lease", async () => {
+    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T10:00:00Z" });
+    expect(run.error).toBeUndefined();
+    expect(run.status).toBe("SUCCEEDED");
+    expect(run.entered).toEqual([
+      "AcquireLease",
+      "IsDuplicateTick",
+      "ResolveTarget",
+      "TakeSnapshot",
+      "VerifySnapshot",
+      "PruneSnapshots",
+      "ReleaseLease",
+      "Done",
+    ]);
+    expect(run.published).toEqual([]);
+    const latest = await stack.catalogue.findLatestVerified("local");
+    expect(latest).toMatchObject({ status: "VERIFIED", liveKeyCount: 200, executionArn: run.executionArn });
+    expect(await stack.s3.listKeys(`${stack.prefix}/local/`)).toEqual([latest?.key]);
+    expect((await stack.leases.getLease("local"))?.owner).toBeUndefined();
+  });
+
+  it("does nothing for a second start of the same schedule tick", async () => {
+    const before = await stack.catalogue.listSnapshots("local");
+    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T10:00:00Z" });
+    expect(run.status).toBe("SUCCEEDED");
+    expect(run.entered).toEqual(["AcquireLease", "IsDuplicateTick", "DuplicateTick"]);
+    expect((await stack.catalogue.listSnapshots("local")).snapshots).toHaveLength(before.snapshots.length);
+  });
+
+  it("retries an unreachable etcd, then tells on-call which step failed and why, and releases the lease", async () => {
+    const run = await runBackup({ cluster: "unreachable", scheduledTime: "2026-11-24T10:00:00Z" });
+    expect(run.status).toBe("FAILED");
+    expect(run.error?.name).toBe("BackupFailed");
+    expect(
+      run.states.filter((event) => event.type === "retried" && event.state === "ResolveTarget"),
+    ).toHaveLength(3);
+    expect(run.entered.slice(-3)).toEqual(["MarkFailed", "NotifyOnCall", "BackupFailed"]);
+    expect(run.published).toHaveLength(1);
+    const [message] = run.published;
+    expect(message?.topicArn).toBe(topicArn);
+    expect(message?.subject).toBe("etcd-backup: backup of unreachable failed at ResolveTarget");
+    expect(message?.message).toContain("EtcdUnavailableError");
+    expect(message?.message).toContain("127.0.0.1:1");
+    expect(message?.message).toContain(
+      `https://local.console.aws.amazon.com/states/home?region=local#/v2/executions/details/${run.executionArn}`,
+    );
+    expect(message?.message).toContain("lease released");
+    expect((await stack.leases.getLease("unreachable"))?.owner).toBeUndefined();
+  });
+
+  it("marks the row FAILED and leaves no object or open upload when S3 fails during the snapshot", async () => {
+    stack.s3.failUploadPartAfter(0);
+    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T11:00:00Z" }).finally(() =>
+      stack.s3.failUploadPartAfter(Number.POSITIVE_INFINITY),
+    );
+    expect(run.status).toBe("FAILED");
+    expect(
+      run.states.filter((event) => event.type === "retried" && event.state === "TakeSnapshot"),
+    ).toHaveLength(3);
+    expect(run.published[0]?.subject).toBe("etcd-backup: backup of local failed at TakeSnapshot");
+    expect(run.published[0]?.message).toContain("StorageUnavailableError");
+    const failed = (await stack.catalogue.listSnapshots("local", { status: "FAILED" })).snapshots;
+    expect(failed).toHaveLength(1);
+    expect(failed[0]?.failure?.errorName).toBe("StorageUnavailableError");
+    expect(await stack.s3.listOpenMultipartUploads()).toEqual([]);
+    expect(await stack.s3.listKeys(`${stack.prefix}/local/`)).toHaveLength(1);
+  });
+
+  it("rejects an execution input without a cluster with InvalidInputError, not a retry", async () => {
+    const run = await runBackup({ scheduledTime: "2026-11-24T12:00:00Z" });
+    expect(run.status).toBe("FAILED");
+    expect(run.states.filter((event) => event.type === "retried")).toEqual([]);
+    expect(run.published[0]?.message).toContain("InvalidInputError");
+  });
+});

@@ -1,0 +1,157 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
+import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
+import { type LocalDynamoDb, startLocalDynamoDb } from "../support/dynamodb-server.js";
+import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
+import { createEtcdWriter } from "../support/etcd-writer.js";
+import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
+import { makeTempDir } from "../support/temp-dir.js";
+
+const run = promisify(execFile);
+const cli = join(import.meta.dirname, "../../bin/etcd-backup.mjs");
+
+async function etcdBackup(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { maxBuffer: 16 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+let etcd: EtcdCluster;
+let s3: LocalS3;
+let dynamo: LocalDynamoDb;
+let work: { path: string; remove: () => Promise<void> };
+
+beforeAll(async () => {
+  [etcd, s3, dynamo, work] = await Promise.all([
+    startEtcdCluster({ members: 3 }),
+    startLocalS3(),
+    startLocalDynamoDb(),
+    makeTempDir("cli"),
+  ]);
+  const writer = createEtcdWriter(etcd);
+  await writer.putMany(
+    Array.from({ length: 300 }, (_, index) => [`/registry/pods/default/pod-${index}`, randomBytes(600)]),
+  );
+  await writer.delete("/registry/pods/default/pod-7");
+});
+
+afterAll(async () => {
+  await Promise.all([etcd?.stop(), s3?.stop(), dynamo?.stop(), work?.remove()]);
+});
+
+describe("etcd-backup snapshot and verify", () => {
+  it("saves a verified snapshot to a file whose figures equal `etcdctl snapshot status`", async () => {
+    const file = join(work.path, "cli.db");
+    const snapshot = await etcdBackup(
+      "snapshot",
+      "--endpoints",
+      etcd.endpoints.join(","),
+      "--to",
+      file,
+      "--json",
+    );
+    expect(snapshot.stderr).toBe("");
+    expect(snapshot.code).toBe(0);
+    const result = JSON.parse(snapshot.stdout);
+    expect(result).toMatchObject({ cluster: "default", location: file, liveKeyCount: 299 });
+    expect(result.snapshotId).toMatch(/^\d{8}T\d{9}Z-[0-9a-f]{6}$/);
+
+    const verify = await etcdBackup("verify", file, "--json");
+    expect(verify.code).toBe(0);
+    const ours = JSON.parse(verify.stdout);
+    const { stdout } = await run("etcdctl", ["snapshot", "status", file, "-w", "json"]);
+    const theirs = JSON.parse(stdout);
+    expect({
+      hash: ours.hash,
+      revision: ours.revision,
+      totalKey: ours.totalKey,
+      totalSize: ours.totalSize,
+    }).toEqual(theirs);
+    expect(ours.revision).toBe(result.revision);
+    expect(ours.sha256).toBe(result.sha256);
+  });
+
+  it("streams to S3, verifies the stored object and catalogues it VERIFIED", async () => {
+    const snapshot = await etcdBackup(
+      "snapshot",
+      "--endpoints",
+      etcd.endpoints[1] as string,
+      "--to",
+      `s3://${s3.bucket}/backups`,
+      "--s3-endpoint",
+      s3.endpoint,
+      "--cluster",
+      "cli-cluster",
+      "--table",
+      "catalogue",
+      "--dynamodb-endpoint",
+      dynamo.endpoint,
+      "--json",
+    );
+    expect(snapshot.stderr).toBe("");
+    expect(snapshot.code).toBe(0);
+    const result = JSON.parse(snapshot.stdout);
+    expect(result.location).toMatch(
+      /^s3:\/\/etcd-backup-test\/backups\/cli-cluster\/\d{4}\/\d{2}\/\d{2}\/.+\.db$/,
+    );
+
+    const repository = new CatalogueRepository({
+      client: createDynamoDbClient({ endpoint: dynamo.endpoint }),
+      tableName: "catalogue",
+    });
+    const latest = await repository.findLatestVerified("cli-cluster");
+    expect(latest).toMatchObject({
+      snapshotId: result.snapshotId,
+      status: "VERIFIED",
+      bytes: result.bytes,
+      sha256: result.sha256,
+      revision: result.revision,
+      liveKeyCount: 299,
+    });
+
+    const verify = await etcdBackup("verify", result.location, "--s3-endpoint", s3.endpoint, "--json");
+    expect(verify.code).toBe(0);
+    expect(JSON.parse(verify.stdout)).toMatchObject({ revision: result.revision, sha256: result.sha256 });
+  });
+
+  it("reports an unreachable etcd in one line with exit code 4", async () => {
+    const file = join(work.path, "never.db");
+    const failed = await etcdBackup("snapshot", "--endpoints", "http://127.0.0.1:1", "--to", file);
+    expect(failed.code).toBe(4);
+    expect(failed.stderr.trim().split("\n")).toHaveLength(1);
+    expect(failed.stderr).toMatch(/^etcd-backup: EtcdUnavailableError: .*127\.0\.0\.1:1/);
+    await expect(readFile(file)).rejects.toThrow();
+    await expect(readFile(`${file}.part`)).rejects.toThrow();
+  });
+
+  it("rejects a corrupted snapshot file in one line with exit code 3", async () => {
+    const file = join(work.path, "cli.db");
+    const damaged = await readFile(file);
+    damaged.writeUInt8(damaged.readUInt8(5000) ^ 0x55, 5000);
+    const damagedFile = join(work.path, "damaged.db");
+    await writeFile(damagedFile, damaged);
+    const failed = await etcdBackup("verify", damagedFile);
+    expect(failed.code).toBe(3);
+    expect(failed.stderr.trim().split("\n")).toHaveLength(1);
+    expect(failed.stderr).toContain("SnapshotCorruptError");
+  });
+
+  it("answers --help for each command and rejects unknown flags with exit code 2", async () => {
+    for (const command of ["snapshot", "verify"]) {
+      const help = await etcdBackup(command, "--help");
+      expect(help.code).toBe(0);
+      expect(help.stdout).toContain(`Usage: etcd-backup ${command}`);
+    }
+    const wrong = await etcdBackup("snapshot", "--bogus");
+    expect(wrong.code).toBe(2);
+  });
+});

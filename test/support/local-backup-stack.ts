@@ -1,0 +1,85 @@
+// A real etcd, s3rver and dynalite wired to the backup handlers through the environment, as the local
+// runner and the demo do: everything the backup state machine needs, on this machine.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
+import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
+import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";
+import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
+import { type LocalDynamoDb, startLocalDynamoDb } from "./dynamodb-server.js";
+import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.js";
+import { type LocalS3, startLocalS3 } from "./s3-server.js";
+import { makeTempDir } from "./temp-dir.js";
+
+export interface LocalBackupStack {
+  etcd: EtcdCluster;
+  s3: LocalS3;
+  dynamo: LocalDynamoDb;
+  catalogue: CatalogueRepository;
+  leases: ClusterLeases;
+  tableName: string;
+  prefix: string;
+  stop(): Promise<void>;
+}
+
+/** Targets: the real cluster as `local`, and `unreachable`, whose only endpoint answers nothing. */
+export async function startLocalBackupStack(options: { members?: 1 | 3 } = {}): Promise<LocalBackupStack> {
+  const [etcd, s3, dynamo, work] = await Promise.all([
+    startEtcdCluster({ members: options.members ?? 1 }),
+    startLocalS3(),
+    startLocalDynamoDb(),
+    makeTempDir("backup-stack"),
+  ]);
+  const tableName = "etcd-backup-catalogue";
+  const prefix = "etcd-backup";
+  const client = createDynamoDbClient({ endpoint: dynamo.endpoint });
+  await createCatalogueTable(client, tableName);
+  const targetsFile = join(work.path, "targets.json");
+  await writeFile(
+    targetsFile,
+    JSON.stringify({
+      prefix,
+      targets: [
+        {
+          name: "local",
+          schedule: "rate(1 hour)",
+          access: { kind: "direct" },
+          etcd: { endpoints: etcd.endpoints },
+        },
+        {
+          name: "unreachable",
+          schedule: "rate(1 hour)",
+          access: { kind: "direct" },
+          etcd: { endpoints: ["http://127.0.0.1:1"] },
+        },
+      ],
+    }),
+  );
+  Object.assign(process.env, {
+    CATALOGUE_TABLE: tableName,
+    SNAPSHOT_BUCKET: s3.bucket,
+    SNAPSHOT_PREFIX: prefix,
+    TARGETS_FILE: targetsFile,
+    S3_ENDPOINT: s3.endpoint,
+    DYNAMODB_ENDPOINT: dynamo.endpoint,
+    STAGING_DIR: work.path,
+    POWERTOOLS_LOG_LEVEL: "SILENT",
+    POWERTOOLS_METRICS_DISABLED: "true",
+    POWERTOOLS_TRACE_ENABLED: "false",
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  });
+  return {
+    etcd,
+    s3,
+    dynamo,
+    catalogue: new CatalogueRepository({ client, tableName }),
+    leases: new ClusterLeases({ client, tableName }),
+    tableName,
+    prefix,
+    async stop() {
+      client.destroy();
+      await Promise.all([etcd.stop(), s3.stop(), dynamo.stop()]);
+      await work.remove();
+    },
+  };
+}
