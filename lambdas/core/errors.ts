@@ -11,6 +11,8 @@ export const ErrorNames = {
   SnapshotCorrupt: "SnapshotCorruptError",
   /** S3 refused or failed a request. Transient. */
   StorageUnavailable: "StorageUnavailableError",
+  /** DynamoDB kept throttling, failing with 5xx or unreachable after the SDK's own retries. Transient. */
+  CatalogueUnavailable: "CatalogueUnavailableError",
   /** The object is missing or differs from what the catalogue recorded. */
   SnapshotNotFound: "SnapshotNotFoundError",
   /** A catalogue write found the row in a state that forbids it. */
@@ -47,6 +49,11 @@ export class SnapshotCorruptError extends EtcdBackupError {
 
 export class StorageUnavailableError extends EtcdBackupError {
   override readonly name = ErrorNames.StorageUnavailable;
+  readonly transient = true;
+}
+
+export class CatalogueUnavailableError extends EtcdBackupError {
+  override readonly name = ErrorNames.CatalogueUnavailable;
   readonly transient = true;
 }
 

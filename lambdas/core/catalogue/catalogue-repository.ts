@@ -4,7 +4,6 @@
 // and no TTL are needed for correctness (dynalite has neither).
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import {
-  type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
   QueryCommand,
@@ -13,7 +12,12 @@ import {
 } from "@aws-sdk/lib-dynamodb";
 import { CatalogueConflictError, InvalidInputError } from "../errors.js";
 import { CatalogueTable, SortKeyPrefixes, snapshotSortKey } from "./catalogue-table.js";
-import { createDocumentClient, isConditionalCheckFailure, requireText } from "./dynamodb-documents.js";
+import {
+  type CatalogueDocuments,
+  createDocumentClient,
+  isConditionalCheckFailure,
+  requireText,
+} from "./dynamodb-documents.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import {
   type SnapshotRecord,
@@ -114,7 +118,7 @@ const storageOnlyAttributes = [
 ];
 
 export class CatalogueRepository {
-  private readonly documents: DynamoDBDocumentClient;
+  private readonly documents: CatalogueDocuments;
   private readonly tableName: string;
 
   constructor(options: CatalogueRepositoryOptions) {

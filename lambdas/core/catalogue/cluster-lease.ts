@@ -3,10 +3,15 @@
 // dynalite has no TTL, so a dead owner's lease must lapse by itself. The item also remembers the last
 // schedule tick that took it, so that a duplicate start for the same tick does nothing.
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { InvalidInputError, LeaseHeldError } from "../errors.js";
 import { leaseSortKey } from "./catalogue-table.js";
-import { createDocumentClient, isConditionalCheckFailure, requireText } from "./dynamodb-documents.js";
+import {
+  type CatalogueDocuments,
+  createDocumentClient,
+  isConditionalCheckFailure,
+  requireText,
+} from "./dynamodb-documents.js";
 import { buildConditionalUpdate } from "./update-expression.js";
 
 export interface ClusterLeasesOptions {
@@ -78,7 +83,7 @@ interface LeaseItem {
 const maxAcquireAttempts = 5;
 
 export class ClusterLeases {
-  private readonly documents: DynamoDBDocumentClient;
+  private readonly documents: CatalogueDocuments;
   private readonly tableName: string;
 
   constructor(options: ClusterLeasesOptions) {
