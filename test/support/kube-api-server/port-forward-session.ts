@@ -33,6 +33,7 @@ export class PortForwardSession {
   private readonly connection: ChannelConnection;
   private readonly targets: Array<Socket | undefined> = [];
   private readonly blockedTargets = new Set<Socket>();
+  private readonly failedPorts = new Set<number>();
   private openPorts = 0;
   private closing = false;
   private resolveEnded: () => void = () => {};
@@ -82,7 +83,7 @@ export class PortForwardSession {
     });
     this.openPorts = this.ports.length;
     this.ports.forEach((port, index) => {
-      this.forward(index, port, resolveTarget(port));
+      this.forward(index, resolveTarget(port));
     });
 
     this.socket.on("message", (data) => {
@@ -108,7 +109,13 @@ export class PortForwardSession {
 
   /** The pod is going away: its connections are reset, as its network namespace disappears. */
   resetConnections(): void {
-    for (const target of this.targets) target?.resetAndDestroy();
+    this.targets.forEach((target, index) => {
+      if (!target || target.destroyed) return;
+      // The forwarder's copy from the pod fails with a reset, which the kubelet reports on the error channel.
+      const error = Object.assign(new Error("connection reset by peer"), { code: "ECONNRESET" });
+      this.reportError(index, error);
+      target.resetAndDestroy();
+    });
   }
 
   /** Cuts the connection without a close frame, as when the API server or node goes away. */
@@ -118,10 +125,9 @@ export class PortForwardSession {
     this.socket.terminate();
   }
 
-  private forward(index: number, port: number, destination: PortForwardTarget): void {
+  private forward(index: number, destination: PortForwardTarget): void {
     const target = connect({ host: destination.host, port: destination.port });
     this.targets[index] = target;
-    let failed = false;
     target.on("data", (chunk: Buffer) => {
       this.record.bytesFromSource += chunk.length;
       if (this.closing) return;
@@ -130,15 +136,18 @@ export class PortForwardSession {
         this.connection.onceDrained(() => target.resume());
       }
     });
-    target.on("error", (error: NodeJS.ErrnoException) => {
-      if (failed || this.closing) return;
-      failed = true;
-      // The kubelet's words around the runtime's error; the runtime part approximates containerd's.
-      const message = `error forwarding port ${port} to pod ${this.scope.sandboxId}, uid : failed to connect to localhost:${port} inside namespace "${this.scope.sandboxId}", IPv4: ${describeSocketError(error, port)}`;
-      this.record.errors.push(message);
-      this.connection.send(2 * index + 1, Buffer.from(message));
-    });
+    target.on("error", (error: NodeJS.ErrnoException) => this.reportError(index, error));
     target.on("close", () => this.portDone());
+  }
+
+  private reportError(index: number, error: NodeJS.ErrnoException): void {
+    if (this.failedPorts.has(index) || this.closing) return;
+    this.failedPorts.add(index);
+    const port = this.ports[index] as number;
+    // The kubelet's words around the runtime's error; the runtime part approximates containerd's.
+    const message = `error forwarding port ${port} to pod ${this.scope.sandboxId}, uid : failed to connect to localhost:${port} inside namespace "${this.scope.sandboxId}", IPv4: ${describeSocketError(error, port)}`;
+    this.record.errors.push(message);
+    this.connection.send(2 * index + 1, Buffer.from(message));
   }
 
   private portDone(): void {
