@@ -754,7 +754,7 @@ describe("pod deletion", () => {
       "v5.channel.k8s.io",
     ]);
     await stream.next();
-    standIn.deletePod("etcd-lost", { namespace: "kube-system", abrupt: true });
+    standIn.deletePod("etcd-lost", { abrupt: true });
     const result = await readExec(stream);
     expect(result.status).toBe("");
     expect(result.closeCode).toBe(1006);

@@ -151,13 +151,17 @@ export function internalErrorStatus(errorMessage: string): KubeStatus {
 
 // ---- pods ---------------------------------------------------------------------------------------
 
+/** A UUID-shaped id derived from a seed, so that objects keep their uid across restarts of a test. */
+export function deriveUid(seed: string): string {
+  const digest = createHash("sha256").update(seed).digest("hex");
+  return `${digest.slice(0, 8)}-${digest.slice(8, 12)}-4${digest.slice(13, 16)}-a${digest.slice(17, 20)}-${digest.slice(20, 32)}`;
+}
+
 export function storePod(spec: StandInPod, createdAt: Date, resourceVersion: string): StoredPod {
   const namespace = spec.namespace ?? "default";
-  const digest = createHash("sha256")
-    .update(`${namespace}/${spec.name}/${createdAt.toISOString()}`)
-    .digest("hex");
-  const uid = `${digest.slice(0, 8)}-${digest.slice(8, 12)}-4${digest.slice(13, 16)}-a${digest.slice(17, 20)}-${digest.slice(20, 32)}`;
-  return { spec, namespace, uid, sandboxId: digest, resourceVersion, createdAt };
+  const seed = `pod/${namespace}/${spec.name}/${createdAt.toISOString()}`;
+  const sandboxId = createHash("sha256").update(seed).digest("hex");
+  return { spec, namespace, uid: deriveUid(seed), sandboxId, resourceVersion, createdAt };
 }
 
 export function podPhase(pod: StoredPod): PodPhase {
@@ -396,11 +400,10 @@ export function renderSecret(secret: StoredSecret, withTypeMeta = true): Record<
 // ---- namespaces ---------------------------------------------------------------------------------
 
 export function renderNamespace(name: string, createdAt: Date, withTypeMeta = true): Record<string, unknown> {
-  const uid = createHash("sha256").update(`namespace/${name}`).digest("hex");
   const object: Record<string, unknown> = withTypeMeta ? { kind: "Namespace", apiVersion: "v1" } : {};
   object.metadata = {
     name,
-    uid: `${uid.slice(0, 8)}-${uid.slice(8, 12)}-4${uid.slice(13, 16)}-a${uid.slice(17, 20)}-${uid.slice(20, 32)}`,
+    uid: deriveUid(`namespace/${name}`),
     resourceVersion: "1",
     creationTimestamp: createdAt.toISOString().replace(/\.\d{3}Z$/, "Z"),
     labels: { "kubernetes.io/metadata.name": name },

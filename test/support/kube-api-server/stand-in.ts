@@ -39,6 +39,7 @@ import {
   badRequestStatus,
   containerNames,
   coreV1ResourceList,
+  deriveUid,
   failureStatus,
   type KubeStatus,
   methodNotAllowedStatus,
@@ -166,6 +167,7 @@ export interface KubeApiStandIn {
    * Deletes a pod: later requests see 404, its exec'd processes are killed (SIGKILL, as when the
    * container dies, so the client gets exit code 137) and its port-forward connections are reset.
    * `abrupt` instead cuts the WebSockets without status or close frame, as a lost node would.
+   * The namespace may be left out when only one pod has that name.
    */
   deletePod(name: string, options?: { namespace?: string; abrupt?: boolean }): void;
   stop(): Promise<void>;
@@ -231,17 +233,12 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
   for (const pod of options.pods ?? []) setPod(pod);
   for (const secret of options.secrets ?? []) {
     const namespace = secret.namespace ?? "default";
-    const stored = storePod(
-      { name: secret.name, namespace, containers: [] },
-      new Date(),
-      nextResourceVersion(),
-    );
     secrets.set(`${namespace}/${secret.name}`, {
       spec: secret,
       namespace,
-      uid: stored.uid,
-      resourceVersion: stored.resourceVersion,
-      createdAt: stored.createdAt,
+      uid: deriveUid(`secret/${namespace}/${secret.name}`),
+      resourceVersion: nextResourceVersion(),
+      createdAt: startedAt,
     });
   }
 
@@ -528,15 +525,18 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
         return;
       }
 
-      const ports = parsePorts(url);
-      if (!Array.isArray(ports)) return refuse(ports);
       if (podNodeName(pod) === "") {
         return refuse({
           status: 400,
           body: badRequestStatus(`pod ${pod.spec.name} does not have a host assigned`),
         });
       }
-      if (upgrade !== "websocket") return refuse(spdyRefusal());
+      if (upgrade !== "websocket" || offeredProtocols(request).includes(portForwardTunnelProtocol)) {
+        return refuse(spdyRefusal());
+      }
+      // The kubelet reads the ports of a WebSocket port-forward from the query.
+      const ports = parsePorts(url);
+      if (!Array.isArray(ports)) return refuse(ports);
       const protocol = selectProtocol(request, portForwardProtocols, undefined);
       if (protocol === undefined) return refuse({ status: 403, body: undefined });
       selectedProtocols.set(request, protocol);
@@ -672,7 +672,14 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
     streams,
     setPod,
     deletePod(name, deleteOptions = {}) {
-      const namespace = deleteOptions.namespace ?? "default";
+      const candidates = [...pods.values()].filter(
+        (pod) => pod.spec.name === name && (deleteOptions.namespace ?? pod.namespace) === pod.namespace,
+      );
+      const [pod] = candidates;
+      if (!pod || candidates.length > 1) {
+        throw new Error(`deletePod: ${candidates.length} pods named ${name}; give the namespace`);
+      }
+      const namespace = pod.namespace;
       pods.delete(`${namespace}/${name}`);
       resourceVersion++;
       for (const session of sessions) {
@@ -808,10 +815,7 @@ function selectProtocol<P extends string>(
   supported: readonly P[],
   translatorProtocol: P | undefined,
 ): P | undefined {
-  const offered = (request.headers["sec-websocket-protocol"] ?? "")
-    .split(",")
-    .map((protocol) => protocol.trim())
-    .filter((protocol) => protocol !== "");
+  const offered = offeredProtocols(request);
   if (
     translatorProtocol !== undefined &&
     offered.includes(translatorProtocol) &&
@@ -824,6 +828,13 @@ function selectProtocol<P extends string>(
       return protocol as P;
   }
   return undefined;
+}
+
+function offeredProtocols(request: IncomingMessage): string[] {
+  return (request.headers["sec-websocket-protocol"] ?? "")
+    .split(",")
+    .map((protocol) => protocol.trim())
+    .filter((protocol) => protocol !== "");
 }
 
 function parsePorts(url: URL): number[] | Reply {
@@ -840,11 +851,14 @@ function parsePorts(url: URL): number[] | Reply {
   return ports;
 }
 
+/** kubectl ≥ 1.31 port-forwards by tunnelling SPDY through a WebSocket (PortForwardWebsockets). */
+const portForwardTunnelProtocol = "SPDY/3.1+portforward.k8s.io";
+
 function spdyRefusal(): Reply {
-  return {
-    status: 400,
-    body: badRequestStatus("the stand-in API server speaks the WebSocket stream protocols only, not SPDY"),
-  };
+  const message =
+    "the stand-in API server speaks only the WebSocket channel protocols (exec: v5/v4 channel.k8s.io, " +
+    "port-forward: v4.channel.k8s.io), neither SPDY nor SPDY tunnelled through a WebSocket";
+  return { status: 400, body: badRequestStatus(message) };
 }
 
 const reasonPhrases: Record<number, string> = {
