@@ -260,6 +260,19 @@ async function readExec(stream: Awaited<ReturnType<typeof openStream>>) {
   };
 }
 
+/** Waits until a counter stops moving (the same value 300 ms apart) and returns it. */
+async function waitUntilStalled(read: () => number, timeoutMs = 15_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let previous = read();
+  for (;;) {
+    await sleep(300);
+    const current = read();
+    if (current === previous && current > 0) return current;
+    if (Date.now() > deadline) throw new Error(`still moving after ${timeoutMs} ms: ${current}`);
+    previous = current;
+  }
+}
+
 function lastStream<T extends ExecStreamRecord | PortForwardStreamRecord>(kind: T["kind"]): T {
   const record = standIn.streams.filter((stream) => stream.kind === kind).at(-1);
   if (!record) throw new Error(`no ${kind} stream was recorded`);
@@ -509,8 +522,8 @@ describe("the exec protocol, frame by frame", () => {
     const chunks = 512; // 32 MiB
     for (let index = 0; index < chunks; index++) stream.socket.send(chunk, { binary: true });
     stream.socket.send(Buffer.from([255, 0]), { binary: true });
-    await sleep(1000);
     const record = lastStream<ExecStreamRecord>("exec");
+    await sleep(500);
     expect(record.bytesFromClient).toBeLessThan((chunks * 64 * 1024) / 2);
     expect(record.peakQueuedToSource).toBeLessThan(2 * 1024 * 1024);
     const result = await readExec(stream);
@@ -607,12 +620,9 @@ describe("the exec protocol, frame by frame", () => {
       ["v5.channel.k8s.io"],
     );
     stream.socket.pause();
-    await sleep(1500);
     const record = lastStream<ExecStreamRecord>("exec");
-    const readWhilePaused = record.bytesFromSource;
-    await sleep(500);
-    // Stalled: the process blocks in write() once the socket buffers and the small queue are full.
-    expect(record.bytesFromSource).toBe(readWhilePaused);
+    // The process blocks in write() once the socket buffers and the small queue are full.
+    const readWhilePaused = await waitUntilStalled(() => record.bytesFromSource);
     expect(readWhilePaused).toBeLessThan(32 * 1024 * 1024);
     expect(record.peakQueuedToClient).toBeLessThan(2 * 1024 * 1024);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(64 * 1024 * 1024);
@@ -685,11 +695,8 @@ describe("the port-forward protocol, byte for byte", () => {
   it("pauses the pod's connection while the client does not read, then delivers every byte", async () => {
     const stream = await openStream(forwardPath(7002), ["v4.channel.k8s.io"]);
     stream.socket.pause();
-    await sleep(1000);
     const record = lastStream<PortForwardStreamRecord>("portforward");
-    const readWhilePaused = record.bytesFromSource;
-    await sleep(300);
-    expect(record.bytesFromSource).toBe(readWhilePaused);
+    const readWhilePaused = await waitUntilStalled(() => record.bytesFromSource);
     expect(readWhilePaused).toBeLessThan(bulkBytes / 2);
     expect(record.peakQueuedToClient).toBeLessThan(2 * 1024 * 1024);
 
@@ -710,9 +717,8 @@ describe("the port-forward protocol, byte for byte", () => {
     const chunk = Buffer.concat([Buffer.from([0]), Buffer.alloc(64 * 1024, 3)]);
     const chunks = 512; // 32 MiB
     for (let index = 0; index < chunks; index++) stream.socket.send(chunk, { binary: true });
-    await sleep(1500);
     const record = lastStream<PortForwardStreamRecord>("portforward");
-    expect(record.bytesFromClient).toBeLessThan((chunks * 64 * 1024) / 2);
+    expect(await waitUntilStalled(() => record.bytesFromClient)).toBeLessThan((chunks * 64 * 1024) / 2);
     expect(record.peakQueuedToSource).toBeLessThan(2 * 1024 * 1024);
 
     const sink = sinkConnections.at(-1) as Socket;
