@@ -98,7 +98,7 @@ export async function verifySnapshotStream(
     stagingDir,
     `etcd-snapshot-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.db`,
   );
-  const handle = await open(path, "wx", 0o600);
+  const handle = await open(path, "wx+", 0o600);
   try {
     const digest = await stageStream(source, handle, options);
     return await verifyOpenFile(handle, digest, options);
@@ -303,8 +303,9 @@ function readMetas(head: Buffer, dbBytes: number): Meta {
     if (first.meta.magic !== metaMagic)
       throw new SnapshotCorruptError("not a bbolt file: bad magic at page 0");
     if (first.problem !== undefined) {
+      const second = metaAt(isPlausiblePageSize(first.meta.pageSize) ? first.meta.pageSize : 4096, 1);
       throw new SnapshotCorruptError(
-        `meta page 0 is invalid (${first.problem}) and no valid meta page 1 was found`,
+        `meta page 0 is invalid: ${first.problem}; meta page 1 is invalid: ${second?.problem ?? "not found"}`,
       );
     }
     throw new SnapshotCorruptError(`meta page 0 has an unsupported page size ${first.meta.pageSize}`);
