@@ -21,6 +21,10 @@ export const ErrorNames = {
   InvalidInput: "InvalidInputError",
   /** Another execution holds the cluster's lease. */
   LeaseHeld: "LeaseHeldError",
+  /** The Kubernetes API (or EKS/STS on the way to it) was unreachable, throttled or failed with 5xx. Transient. */
+  KubernetesApi: "KubernetesApiError",
+  /** The Kubernetes API refused the backup identity (401/403), or its role could not be assumed. */
+  KubernetesAccessDenied: "KubernetesAccessDeniedError",
 } as const;
 
 export type ErrorName = (typeof ErrorNames)[keyof typeof ErrorNames];
@@ -75,6 +79,17 @@ export class InvalidInputError extends EtcdBackupError {
 export class LeaseHeldError extends EtcdBackupError {
   override readonly name = ErrorNames.LeaseHeld;
   readonly transient = true;
+}
+
+export class KubernetesApiError extends EtcdBackupError {
+  override readonly name = ErrorNames.KubernetesApi;
+  readonly transient = true;
+}
+
+/** Not transient: wrong credentials or missing RBAC do not fix themselves between retries. */
+export class KubernetesAccessDeniedError extends EtcdBackupError {
+  override readonly name = ErrorNames.KubernetesAccessDenied;
+  readonly transient = false;
 }
 
 /** A one-line description of any thrown value, for logs and CLI output. */
