@@ -35,8 +35,22 @@ export interface LocalRunOptions {
   executionName?: string;
   /** Wait between retries, in ms, instead of the definition's seconds (0 in tests). */
   retryIntervalMs?: number;
+  /** Wait states' pause, in ms, instead of the definition's seconds. */
+  waitMs?: number;
   onPublish?: (message: PublishedMessage) => void;
   onEvent?: (event: StateEvent) => void;
+  /** Answers a `.waitForTaskToken` task: resolves with its output, or rejects as SendTaskFailure would. */
+  answerTaskToken?: (token: string) => Promise<unknown>;
+  /** Runs `states:startExecution.sync:2`: a nested execution of another state machine. */
+  startExecution?: (
+    stateMachineArn: string,
+    input: unknown,
+  ) => Promise<{ ExecutionArn: string; Status: string; Output?: unknown }>;
+  /** Plays `aws-sdk:ssm:sendCommand` (AWS-RunShellScript) on this machine. */
+  sendCommand?: (parameters: {
+    InstanceIds: string[];
+    Parameters: { commands: string[] };
+  }) => Promise<{ Command: { CommandId: string } }>;
 }
 
 export interface LocalRunResult {
@@ -73,7 +87,7 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
       return value;
     },
   );
-  const definition = JSON.parse(text) as { States: Record<string, { Type: string; Resource?: string }> };
+  const definition = JSON.parse(text) as { States: Record<string, StateDefinition> };
 
   const invoke = async (parameters: { FunctionName: string; Payload: unknown }) => {
     const load = handlersByArn.get(parameters.FunctionName);
@@ -97,17 +111,45 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
     return { MessageId: randomUUID() };
   };
   // biome-ignore lint/suspicious/noExplicitAny: the library types handlers over its own JSON type
+  const taskToken = `local-task-token-${name}`;
+  const waitForTaskToken = async (parameters: { FunctionName: string; Payload: unknown }) => {
+    if (!options.answerTaskToken) throw new Error("this run cannot answer .waitForTaskToken tasks");
+    await invoke(parameters);
+    return options.answerTaskToken(taskToken);
+  };
+  // biome-ignore lint/suspicious/noExplicitAny: each resource takes its own parameters
+  const localResources: Record<string, (parameters: any) => Promise<unknown>> = {
+    "arn:aws:states:::lambda:invoke": invoke,
+    "arn:aws:states:::lambda:invoke.waitForTaskToken": waitForTaskToken,
+    "arn:aws:states:::sns:publish": publish,
+    "arn:aws:states:::states:startExecution.sync:2": async (parameters: {
+      StateMachineArn: string;
+      Input: unknown;
+    }) => {
+      if (!options.startExecution) throw new Error("this run cannot start nested executions");
+      return options.startExecution(parameters.StateMachineArn, parameters.Input);
+    },
+    "arn:aws:states:::aws-sdk:ssm:sendCommand": async (parameters: {
+      InstanceIds: string[];
+      Parameters: { commands: string[] };
+    }) => {
+      if (!options.sendCommand) throw new Error("this run cannot send commands to nodes");
+      return options.sendCommand(parameters);
+    },
+  };
+  // biome-ignore lint/suspicious/noExplicitAny: the library types handlers over its own JSON type
   const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
-  for (const [stateName, state] of Object.entries(definition.States)) {
+  const waitTimeOverrides: Record<string, number> = {};
+  for (const [stateName, state] of allStates(definition.States)) {
+    if (state.Type === "Wait" && options.waitMs !== undefined) waitTimeOverrides[stateName] = options.waitMs;
     if (state.Type !== "Task") continue;
-    if (state.Resource === "arn:aws:states:::lambda:invoke") taskResourceLocalHandlers[stateName] = invoke;
-    else if (state.Resource === "arn:aws:states:::sns:publish")
-      taskResourceLocalHandlers[stateName] = publish;
-    else
+    const local = localResources[state.Resource ?? ""];
+    if (!local)
       throw new Error(
         `${options.definition}: state ${stateName} uses ${state.Resource}, which has no local equivalent`,
       );
+    taskResourceLocalHandlers[stateName] = local;
     if (options.retryIntervalMs !== undefined) retryIntervalOverrides[stateName] = options.retryIntervalMs;
   }
 
@@ -115,7 +157,7 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
     validationOptions: { checkPaths: true, checkArn: true },
   });
   const execution = machine.run(options.input as never, {
-    overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
+    overrides: { taskResourceLocalHandlers, retryIntervalOverrides, waitTimeOverrides },
     context: {
       Execution: {
         Id: executionArn,
@@ -123,6 +165,7 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
         Input: options.input as never,
         StartTime: new Date().toISOString(),
       },
+      Task: { Token: taskToken },
       StateMachine: {
         Id: executionArn.replace(":execution:", ":stateMachine:").replace(`:${name}`, ""),
         Name: machineName,
@@ -153,6 +196,22 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
       states,
     };
   }
+}
+
+interface StateDefinition {
+  Type: string;
+  Resource?: string;
+  ItemProcessor?: { States: Record<string, StateDefinition> };
+  Branches?: Array<{ States: Record<string, StateDefinition> }>;
+}
+
+/** Every state, including those inside Map item processors and Parallel branches. */
+function allStates(states: Record<string, StateDefinition>): Array<[string, StateDefinition]> {
+  return Object.entries(states).flatMap(([name, state]) => [
+    [name, state] as [string, StateDefinition],
+    ...(state.ItemProcessor ? allStates(state.ItemProcessor.States) : []),
+    ...(state.Branches ?? []).flatMap((branch) => allStates(branch.States)),
+  ]);
 }
 
 function toStateEvent(event: Record<string, unknown>): StateEvent | undefined {

@@ -32,5 +32,7 @@ export interface BackupDependencies {
 
 /** How long a backup's lease lasts: the state machine's own timeout plus a margin. */
 export const backupLeaseSeconds = 3600 + 300;
+/** A restore holds the lease from approval to the end: its phases, each bounded, fit in 4 hours. */
+export const restoreLeaseSeconds = 4 * 3600 + 900;
 
 export const silentReporter: StepReporter = { info() {}, warn() {}, metric() {} };

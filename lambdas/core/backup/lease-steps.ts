@@ -2,7 +2,7 @@
 // schedule tick) and give it back. A restore's safety snapshot runs under the restore's lease: the
 // restore is then the owner, and this execution neither takes nor releases it.
 import type { BackupDependencies } from "./backup-dependencies.js";
-import { backupLeaseSeconds } from "./backup-dependencies.js";
+import { backupLeaseSeconds, restoreLeaseSeconds } from "./backup-dependencies.js";
 import type { ExecutionInput } from "./step-payloads.js";
 
 export async function acquireBackupLease(
@@ -13,7 +13,7 @@ export async function acquireBackupLease(
   const result = await dependencies.leases.acquireLease({
     cluster: input.cluster,
     owner: input.leaseOwner ?? executionArn,
-    ttlSeconds: backupLeaseSeconds,
+    ttlSeconds: input.snapshotId ? restoreLeaseSeconds : backupLeaseSeconds,
     now: dependencies.now(),
     scheduledTime: input.scheduledTime,
   });

@@ -36,6 +36,8 @@ export const executionInputSchema = z.object({
   leaseOwner: z.string().optional(),
   /** Catalogue tags for the snapshot, e.g. `pre-restore`. */
   tags: z.array(z.string()).optional(),
+  /** Present on restore executions, which share the lease steps and hold the lease longer. */
+  snapshotId: z.string().optional(),
 });
 
 const step = { input: executionInputSchema, executionArn };

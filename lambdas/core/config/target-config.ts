@@ -62,6 +62,45 @@ const etcdSchema = z
   })
   .strict();
 
+const restoreMemberSchema = z
+  .object({
+    /** The etcd member name (--name), as in the cluster's initial-cluster. */
+    name: z.string().min(1),
+    /** The control-plane EC2 instance that runs this member (ssm executor). */
+    instanceId: z.string().optional(),
+    dataDir: z.string().default("/var/lib/etcd"),
+    manifestDir: z.string().default("/etc/kubernetes/manifests"),
+    clientUrl: z.string().url(),
+    peerUrl: z.string().url(),
+  })
+  .strict();
+
+const restoreSchema = z
+  .object({
+    /** How the node agents run: Systems Manager on the control-plane instances, or local processes (demo). */
+    executor: z.enum(["ssm", "local"]).default("ssm"),
+    members: z.array(restoreMemberSchema).min(1),
+    /** etcdutl (3.5+) or etcdctl (3.4, whose `snapshot restore` 3.6 removed). */
+    restoreTool: z.enum(["etcdutl", "etcdctl"]).default("etcdutl"),
+    /** Where the restore tool is on the nodes, when it is not on PATH. */
+    toolPath: z.string().startsWith("/").optional(),
+    /** Static-pod manifest file names in each member's manifestDir; no API server manifest for external etcd. */
+    etcdManifest: z.string().default("etcd.yaml"),
+    apiServerManifest: z.string().optional().default("kube-apiserver.yaml"),
+    /** How long a person has to approve a restore. */
+    approvalTimeoutSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(7 * 24 * 3600)
+      .default(24 * 3600),
+    /** Seconds between polls of the agents' status objects. */
+    pollSeconds: z.number().int().min(1).max(60).default(5),
+    /** How long each barrier phase may take before the restore rolls back. */
+    phaseTimeoutSeconds: z.number().int().min(30).default(900),
+  })
+  .strict();
+
 export const targetSchema = z
   .object({
     name: clusterName,
@@ -70,6 +109,8 @@ export const targetSchema = z
     retention: retentionSchema.default(() => retentionSchema.parse({})),
     access: accessSchema.default({ kind: "direct" }),
     etcd: etcdSchema.default(() => etcdSchema.parse({})),
+    /** The member layout a restore needs; without it the cluster is backed up but not restored. */
+    restore: restoreSchema.optional(),
   })
   .strict();
 
@@ -97,6 +138,7 @@ export const targetsFileSchema = z
 export type Target = z.infer<typeof targetSchema>;
 export type TargetsFile = z.infer<typeof targetsFileSchema>;
 export type RetentionPolicy = Target["retention"];
+export type RestoreLayout = NonNullable<Target["restore"]>;
 
 /** Parses a targets file's content (JSON), naming every invalid field in one message. */
 export function parseTargetsFile(content: unknown, origin = "targets file"): TargetsFile {

@@ -8,6 +8,7 @@ import {
   etcdRpcDescriptor,
   type HashKVResponse,
   type MemberListResponse,
+  type RangeResponse,
   type SnapshotResponse,
   type StatusResponse,
 } from "./etcd-rpc-descriptor.js";
@@ -47,6 +48,8 @@ export interface EtcdClient {
   status(): Promise<MemberStatus>;
   hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
   memberList(): Promise<MemberListResponse["members"]>;
+  /** How many keys exist now, with the revision the count was taken at. */
+  countKeys(): Promise<{ count: number; revision: number }>;
   /** The raw Maintenance.Snapshot message stream; see grpc-snapshot-source.ts for the byte stream. */
   openSnapshotCall(): grpc.ClientReadableStream<SnapshotResponse>;
   close(): void;
@@ -62,6 +65,9 @@ interface MaintenanceStub extends grpc.Client {
   Status: UnaryMethod<object, StatusResponse>;
   HashKV: UnaryMethod<{ revision: string }, HashKVResponse>;
   Snapshot(request: object): grpc.ClientReadableStream<SnapshotResponse>;
+}
+interface KvStub extends grpc.Client {
+  Range: UnaryMethod<object, RangeResponse>;
 }
 interface ClusterStub extends grpc.Client {
   MemberList: UnaryMethod<{ linearizable: boolean }, MemberListResponse>;
@@ -82,6 +88,7 @@ const etcdserverpb = (
         options?: object,
       ) => MaintenanceStub;
       Cluster: new (address: string, credentials: grpc.ChannelCredentials, options?: object) => ClusterStub;
+      KV: new (address: string, credentials: grpc.ChannelCredentials, options?: object) => KvStub;
     };
   }
 ).etcdserverpb;
@@ -111,6 +118,10 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
   const maintenance = new etcdserverpb.Maintenance(address, credentials, channelOptions);
   // Share the channel: a second stub on the same channel costs no connection.
   const cluster = new etcdserverpb.Cluster(address, credentials, {
+    ...channelOptions,
+    channelOverride: maintenance.getChannel(),
+  });
+  const kv = new etcdserverpb.KV(address, credentials, {
     ...channelOptions,
     channelOverride: maintenance.getChannel(),
   });
@@ -165,6 +176,16 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
     },
     async memberList() {
       return (await unary("MemberList", cluster.MemberList, cluster, { linearizable: false })).members;
+    },
+    async countKeys() {
+      // The whole key space: from "\0" to range_end "\0" (etcd's "all keys >= key").
+      const everything = Buffer.from([0]);
+      const reply = await unary("Range", kv.Range, kv, {
+        key: everything,
+        range_end: everything,
+        count_only: true,
+      });
+      return { count: Number(reply.count), revision: Number(reply.header?.revision ?? 0) };
     },
     openSnapshotCall() {
       return maintenance.Snapshot({});

@@ -62,6 +62,23 @@ export const etcdRpcDescriptor = {
         MemberListResponse: {
           fields: { header, members: { rule: "repeated", type: "Member", id: 2 } },
         },
+        RangeRequest: {
+          fields: {
+            key: { type: "bytes", id: 1 },
+            range_end: { type: "bytes", id: 2 },
+            limit: { type: "int64", id: 3 },
+            revision: { type: "int64", id: 4 },
+            serializable: { type: "bool", id: 7 },
+            keys_only: { type: "bool", id: 8 },
+            count_only: { type: "bool", id: 9 },
+          },
+        },
+        RangeResponse: {
+          fields: { header, more: { type: "bool", id: 3 }, count: { type: "int64", id: 4 } },
+        },
+        KV: {
+          methods: { Range: { requestType: "RangeRequest", responseType: "RangeResponse" } },
+        },
         Maintenance: {
           methods: {
             Status: { requestType: "StatusRequest", responseType: "StatusResponse" },
@@ -112,6 +129,11 @@ export interface HashKVResponse {
   hash: number;
   compact_revision: string;
   hash_revision: string;
+}
+export interface RangeResponse {
+  header: ResponseHeader | null;
+  more: boolean;
+  count: string;
 }
 export interface MemberListResponse {
   header: ResponseHeader | null;

@@ -15,6 +15,10 @@ const environmentSchema = z
     S3_ENDPOINT: z.string().url().optional(),
     DYNAMODB_ENDPOINT: z.string().url().optional(),
     STAGING_DIR: z.string().default("/tmp"),
+    /** The restore approvers' SNS topic (restore functions only). */
+    APPROVERS_TOPIC_ARN: z.string().optional(),
+    /** The node agent script bundled beside the restore functions. */
+    RESTORE_AGENT_SCRIPT: z.string().optional(),
   })
   .refine((environment) => environment.TARGETS_PARAMETER_NAME || environment.TARGETS_FILE, {
     message: "set TARGETS_PARAMETER_NAME (or TARGETS_FILE for local runs)",

@@ -11,8 +11,10 @@ import type { Context } from "aws-lambda";
 import type { z } from "zod";
 import type { BackupDependencies, StepReporter } from "../../core/backup/backup-dependencies.js";
 import { parseStepInput } from "../../core/backup/step-payloads.js";
+import type { RestoreDependencies } from "../../core/restore/restore-dependencies.js";
 import { createBackupDependencies } from "./backup-dependencies-from-environment.js";
 import { readEnvironment } from "./environment.js";
+import { createRestoreDependencies } from "./restore-dependencies-from-environment.js";
 
 const logger = new Logger({ serviceName: "etcd-backup" });
 const metrics = new Metrics({ namespace: "EtcdBackup", serviceName: "etcd-backup" });
@@ -31,12 +33,18 @@ const reporter: StepReporter = {
   metric: (name, unit, value) => metrics.addMetric(name, units[unit], value),
 };
 
-let dependencies: BackupDependencies | undefined;
+let backup: BackupDependencies | undefined;
+let restore: RestoreDependencies | undefined;
 
 /** Built at the first invocation, not at import, so that a bad environment fails the step with its message. */
 function backupDependencies(): BackupDependencies {
-  dependencies ??= createBackupDependencies(readEnvironment(), reporter);
-  return dependencies;
+  backup ??= createBackupDependencies(readEnvironment(), reporter);
+  return backup;
+}
+
+function restoreDependencies(): RestoreDependencies {
+  restore ??= createRestoreDependencies(readEnvironment(), backupDependencies());
+  return restore;
 }
 
 export function backupStepHandler<Schema extends z.ZodType, Result>(
@@ -44,12 +52,28 @@ export function backupStepHandler<Schema extends z.ZodType, Result>(
   schema: Schema,
   run: (dependencies: BackupDependencies, input: z.infer<Schema>) => Promise<Result>,
 ) {
+  return stepHandler(step, schema, () => run.bind(undefined, backupDependencies()));
+}
+
+export function restoreStepHandler<Schema extends z.ZodType, Result>(
+  step: string,
+  schema: Schema,
+  run: (dependencies: RestoreDependencies, input: z.infer<Schema>) => Promise<Result>,
+) {
+  return stepHandler(step, schema, () => run.bind(undefined, restoreDependencies()));
+}
+
+function stepHandler<Schema extends z.ZodType, Result>(
+  step: string,
+  schema: Schema,
+  bind: () => (input: z.infer<Schema>) => Promise<Result>,
+) {
   return middy(async (event: unknown, _context: Context): Promise<Result> => {
     const input = parseStepInput(schema, event, step);
     const cluster = (input as { input?: { cluster?: string } }).input?.cluster;
     logger.appendKeys({ step, cluster, executionArn: (input as { executionArn?: string }).executionArn });
     if (cluster) metrics.addDimension("Cluster", cluster);
-    return run(backupDependencies(), input);
+    return bind()(input);
   })
     .use(captureLambdaHandler(tracer))
     .use(injectLambdaContext(logger, { resetKeys: true }))

@@ -1,0 +1,62 @@
+// The last restore state, on either path: release the lease if this execution holds it, and tell
+// on-call what happened — with timings on success, and on failure what failed and what was rolled back.
+
+import { consoleLink } from "../backup/mark-failed-step.js";
+import { describeError } from "../errors.js";
+import type { RestoreDependencies } from "./restore-dependencies.js";
+import type { RestoreInput } from "./restore-payloads.js";
+
+export async function composeRestoreMessage(
+  dependencies: RestoreDependencies,
+  input: Partial<RestoreInput>,
+  executionArn: string,
+  outcome: "succeeded" | "failed",
+  state: Record<string, unknown>,
+): Promise<{ subject: string; message: string }> {
+  const cluster = input.cluster ?? "(no cluster given)";
+  const lines: string[] = [];
+  if (outcome === "failed" && state.lease !== undefined && input.cluster) {
+    const released = await dependencies.leases
+      .releaseLease({ cluster: input.cluster, owner: executionArn })
+      .then((result) => (result.released ? "lease released" : "lease was not held"))
+      .catch((error: unknown) => `could not release the lease: ${describeError(error)}`);
+    lines.push(`Lease:     ${released}`);
+  }
+  const failure = state.failure as { Error?: string; Cause?: string } | undefined;
+  const agents = (state.agents ?? state.rollbackAgents) as { summary?: string } | undefined;
+  const health = state.health as { summary?: string } | undefined;
+  const rollback = state.rollbackAgents as { state?: string; summary?: string } | undefined;
+  const subject =
+    outcome === "succeeded"
+      ? `etcd-backup: restore of ${cluster} succeeded`
+      : `etcd-backup: restore of ${cluster} FAILED${rollback ? (rollback.state === "done" ? ", rolled back" : ", rollback incomplete") : ""}`;
+  const message = [
+    outcome === "succeeded"
+      ? `etcd cluster "${cluster}" was restored from snapshot ${input.snapshotId}.`
+      : `The restore of etcd cluster "${cluster}" from snapshot ${input.snapshotId} failed.`,
+    "",
+    failure ? `Error:     ${failure.Error ?? "unknown"}: ${causeMessage(failure.Cause)}` : undefined,
+    state.rolledBack === "none" ? "Changes:   none — nothing on the nodes was touched." : undefined,
+    rollback
+      ? `Rollback:  ${rollback.state === "done" ? "old data dirs swapped back and etcd restarted" : "INCOMPLETE"} — ${rollback.summary ?? ""}`
+      : undefined,
+    health?.summary ? `Health:    ${health.summary}` : undefined,
+    agents?.summary ? `Agents:    ${agents.summary}` : undefined,
+    ...lines,
+    `Execution: ${executionArn}`,
+    `Console:   ${consoleLink(executionArn)}`,
+  ]
+    .filter((line): line is string => line !== undefined)
+    .join("\n");
+  dependencies.reporter.metric(outcome === "succeeded" ? "RestoreSucceeded" : "RestoreFailed", "Count", 1);
+  return { subject: subject.slice(0, 99), message };
+}
+
+function causeMessage(cause: string | undefined): string {
+  if (!cause) return "no cause reported";
+  try {
+    return (JSON.parse(cause) as { errorMessage?: string }).errorMessage ?? cause;
+  } catch {
+    return cause;
+  }
+}

@@ -1,0 +1,19 @@
+// What the restore steps touch beyond the backup steps' dependencies.
+
+import type { BackupDependencies } from "../backup/backup-dependencies.js";
+import type { ApprovalTokens } from "../catalogue/approval-tokens.js";
+
+export interface RestoreDependencies extends BackupDependencies {
+  approvals: ApprovalTokens;
+  /** A presigned URL on the snapshot bucket, signed by a session that outlives the restore. */
+  presign(request: {
+    key: string;
+    method: "GET" | "PUT";
+    versionId?: string;
+    expiresInSeconds: number;
+  }): Promise<string>;
+  /** The node agent's script, sent to each node with its command. */
+  loadAgentScript(): Promise<string>;
+  /** Publishes to the approvers' topic. */
+  notifyApprovers(subject: string, message: string): Promise<void>;
+}

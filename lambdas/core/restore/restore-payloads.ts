@@ -1,0 +1,74 @@
+// The JSON the restore state machine (statemachine/restore.asl.json) passes its Lambda steps.
+import { z } from "zod";
+
+export const restoreInputSchema = z.object({
+  /** The cluster to restore. */
+  cluster: z.string().min(1),
+  snapshotId: z.string().min(1),
+  /** The cluster whose catalogue holds the snapshot, when it is not `cluster`; needs allowCrossCluster. */
+  sourceCluster: z.string().optional(),
+  allowCrossCluster: z.boolean().optional(),
+  /** etcd is down, so no safety snapshot can be taken first. */
+  skipSafetySnapshot: z.boolean().optional(),
+  /** Restore with a tool that cannot bump the revision (etcd 3.4): Kubernetes watchers may miss changes. */
+  allowWithoutRevisionBump: z.boolean().optional(),
+});
+
+export const restoreSnapshotSchema = z.object({
+  sourceCluster: z.string(),
+  snapshotId: z.string(),
+  bucket: z.string(),
+  key: z.string(),
+  versionId: z.string().optional(),
+  sha256: z.string(),
+  bytes: z.number(),
+  revision: z.number(),
+  liveKeyCount: z.number(),
+  etcdVersion: z.string().optional(),
+  /** Added to every revision at restore (etcdutl --bump-revision), when the tool has it. */
+  bumpRevision: z.number().optional(),
+});
+
+export const restoreMemberSchema = z.object({
+  name: z.string(),
+  instanceId: z.string().optional(),
+  dataDir: z.string(),
+  manifestDir: z.string(),
+  clientUrl: z.string(),
+  peerUrl: z.string(),
+});
+
+const step = { input: restoreInputSchema, executionArn: z.string().min(1) };
+export const validateRestoreInput = z.object(step);
+export const requestApprovalInput = z.object({
+  ...step,
+  taskToken: z.string().min(1),
+  summary: z.string(),
+  approvalTimeoutSeconds: z.number(),
+});
+export const writeRestorePlansInput = z.object({
+  ...step,
+  snapshot: restoreSnapshotSchema,
+  members: z.array(restoreMemberSchema),
+});
+export const restorePhaseInput = z.object({
+  ...step,
+  restoreId: z.string(),
+  phase: z.string(),
+  deadline: z.string().optional(),
+});
+export const checkEtcdHealthInput = z.object({
+  ...step,
+  snapshot: restoreSnapshotSchema,
+  members: z.array(restoreMemberSchema),
+});
+export const composeRestoreMessageInput = z.object({
+  input: restoreInputSchema.partial().passthrough(),
+  executionArn: z.string().min(1),
+  outcome: z.enum(["succeeded", "failed"]),
+  state: z.record(z.string(), z.unknown()),
+});
+
+export type RestoreInput = z.infer<typeof restoreInputSchema>;
+export type RestoreSnapshot = z.infer<typeof restoreSnapshotSchema>;
+export type RestoreMember = z.infer<typeof restoreMemberSchema>;

@@ -1,0 +1,222 @@
+// The barrier steps: write one plan per member (phase prepare), move every plan to the next phase, and
+// read the agents' status objects. The agents see only their presigned URLs; the plans' source of truth
+// is a JSON copy beside them that only the state machine reads.
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { findTarget } from "../config/target-config.js";
+import { InvalidInputError } from "../errors.js";
+import type { RestoreDependencies } from "./restore-dependencies.js";
+import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
+import {
+  hasCompletedPhase,
+  parseStatus,
+  type RestoreAgentStatus,
+  type RestorePhase,
+  RestorePhases,
+  type RestorePlan,
+  renderPlan,
+  restorePlanSchema,
+} from "./restore-plan.js";
+
+/** Presigned URLs outlive the longest restore (the state machine's 4 h timeout) with a margin. */
+const urlLifetimeSeconds = 6 * 3600;
+
+export interface AgentLaunch {
+  member: string;
+  instanceId: string;
+  /** The shell lines Systems Manager (or the local executor) runs on the member's node. */
+  commands: string[];
+}
+
+function restoreKeys(dependencies: RestoreDependencies, cluster: string, restoreId: string, member: string) {
+  const base = `${dependencies.prefix}/${cluster}/_restores/${restoreId}/${member}`;
+  return { plan: `${base}/plan.txt`, planJson: `${base}/plan.json`, status: `${base}/status.json` };
+}
+
+export function restoreIdFor(executionArn: string): string {
+  const name = executionArn.split(":").pop() ?? "restore";
+  return (
+    name
+      .replace(/[^A-Za-z0-9._-]/g, "-")
+      .replace(/^[^A-Za-z0-9]+/, "")
+      .slice(0, 80) || "restore"
+  );
+}
+
+export async function writeRestorePlans(
+  dependencies: RestoreDependencies,
+  input: RestoreInput,
+  executionArn: string,
+  snapshot: RestoreSnapshot,
+  members: RestoreMember[],
+): Promise<{ restoreId: string; agents: AgentLaunch[] }> {
+  const target = findTarget(await dependencies.loadTargets(), input.cluster);
+  const layout = target.restore;
+  if (!layout) throw new InvalidInputError(`target ${target.name} has no restore layout`);
+  const restoreId = restoreIdFor(executionArn);
+  const snapshotUrl = await dependencies.presign({
+    key: snapshot.key,
+    method: "GET",
+    versionId: snapshot.versionId,
+    expiresInSeconds: urlLifetimeSeconds,
+  });
+  const initialCluster = members.map((member) => `${member.name}=${member.peerUrl}`).join(",");
+  const script = await dependencies.loadAgentScript();
+  const agents: AgentLaunch[] = [];
+  for (const member of members) {
+    const plan: RestorePlan = restorePlanSchema.parse({
+      restoreId,
+      cluster: input.cluster,
+      phase: "prepare",
+      snapshot: {
+        url: snapshotUrl,
+        sha256: snapshot.sha256,
+        bytes: snapshot.bytes,
+        revision: snapshot.revision,
+      },
+      member: {
+        name: member.name,
+        dataDir: member.dataDir,
+        manifestDir: member.manifestDir,
+        parkedManifestDir: `${member.manifestDir.replace(/\/+$/, "")}.etcd-backup-parked`,
+        etcdManifest: layout.etcdManifest,
+        apiServerManifest: layout.apiServerManifest,
+        clientUrl: member.clientUrl,
+        peerUrl: member.peerUrl,
+      },
+      initialCluster,
+      initialClusterToken: `etcd-restore-${restoreId}`.slice(0, 100),
+      restoreTool: layout.restoreTool,
+      ...(snapshot.bumpRevision ? { bumpRevision: snapshot.bumpRevision, markCompacted: true } : {}),
+      ...(layout.toolPath
+        ? { [layout.restoreTool === "etcdutl" ? "etcdutlPath" : "etcdctlPath"]: layout.toolPath }
+        : {}),
+      minimumFreeBytes: snapshot.bytes * 3,
+    });
+    const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
+    await putText(dependencies, keys.planJson, JSON.stringify(plan));
+    await putText(dependencies, keys.plan, renderPlan(plan));
+    const planUrl = await dependencies.presign({
+      key: keys.plan,
+      method: "GET",
+      expiresInSeconds: urlLifetimeSeconds,
+    });
+    const statusUrl = await dependencies.presign({
+      key: keys.status,
+      method: "PUT",
+      expiresInSeconds: urlLifetimeSeconds,
+    });
+    agents.push({
+      member: member.name,
+      instanceId: member.instanceId ?? member.name,
+      commands: agentCommands(script, restoreId, planUrl, statusUrl),
+    });
+  }
+  dependencies.reporter.info("restore plans written", { restoreId, members: members.length });
+  return { restoreId, agents };
+}
+
+/** Writes the script on the node and runs it; the URLs are arguments, never echoed by the agent. */
+function agentCommands(script: string, restoreId: string, planUrl: string, statusUrl: string): string[] {
+  const path = `/var/tmp/etcd-restore-agent-${restoreId}.sh`;
+  const quote = (value: string) => `'${value.replace(/'/g, `'"'"'`)}'`;
+  const marker = "ETCD_BACKUP_AGENT_SCRIPT_END";
+  if (script.includes(marker)) throw new Error("the agent script contains its own heredoc marker");
+  return [
+    `cat > ${path} <<'${marker}'\n${script}\n${marker}`,
+    `chmod 700 ${path}`,
+    `exec bash ${path} ${quote(planUrl)} ${quote(statusUrl)}`,
+  ];
+}
+
+export async function setRestorePhase(
+  dependencies: RestoreDependencies,
+  input: RestoreInput,
+  restoreId: string,
+  phase: string,
+): Promise<{ phase: RestorePhase; deadline: string }> {
+  if (!(RestorePhases as readonly string[]).includes(phase))
+    throw new InvalidInputError(`unknown restore phase "${phase}"`);
+  const target = findTarget(await dependencies.loadTargets(), input.cluster);
+  const members = target.restore?.members ?? [];
+  for (const member of members) {
+    const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
+    const plan = restorePlanSchema.parse(JSON.parse(await getText(dependencies, keys.planJson)));
+    const next = { ...plan, phase: phase as RestorePhase };
+    await putText(dependencies, keys.planJson, JSON.stringify(next));
+    await putText(dependencies, keys.plan, renderPlan(next));
+  }
+  const timeout = (target.restore?.phaseTimeoutSeconds ?? 900) * 1000;
+  dependencies.reporter.info("restore phase set", { restoreId, phase });
+  return {
+    phase: phase as RestorePhase,
+    deadline: new Date(dependencies.now().getTime() + timeout).toISOString(),
+  };
+}
+
+export async function checkRestoreAgents(
+  dependencies: RestoreDependencies,
+  input: RestoreInput,
+  restoreId: string,
+  phase: string,
+  deadline: string | undefined,
+): Promise<{
+  state: "working" | "done" | "failed";
+  summary: string;
+  statuses: Array<Pick<RestoreAgentStatus, "member" | "phase" | "state" | "message">>;
+}> {
+  const target = findTarget(await dependencies.loadTargets(), input.cluster);
+  const members = target.restore?.members ?? [];
+  const statuses: Array<Pick<RestoreAgentStatus, "member" | "phase" | "state" | "message">> = [];
+  for (const member of members) {
+    const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
+    const text = await getText(dependencies, keys.status).catch(() => undefined);
+    const status = text ? parseStatus(text) : undefined;
+    // A status left from an earlier phase counts as still working on this one; a failure ends the agent.
+    const state = !status
+      ? "working"
+      : status.state === "failed"
+        ? "failed"
+        : hasCompletedPhase(status, restoreId, phase as RestorePhase)
+          ? "done"
+          : "working";
+    statuses.push({
+      member: member.name,
+      phase: status?.phase ?? "none",
+      state,
+      message: status?.message ?? "no status yet",
+    });
+  }
+  const failed = statuses.filter((status) => status.state === "failed");
+  const summary = statuses
+    .map((status) => `${status.member}: ${status.phase} ${status.state} — ${status.message}`)
+    .join("; ");
+  if (failed.length > 0) return { state: "failed", summary, statuses };
+  if (statuses.every((status) => status.state === "done")) return { state: "done", summary, statuses };
+  if (deadline && dependencies.now().getTime() > Date.parse(deadline)) {
+    return {
+      state: "failed",
+      summary: `phase ${phase} passed its deadline ${deadline}: ${summary}`,
+      statuses,
+    };
+  }
+  return { state: "working", summary, statuses };
+}
+
+async function putText(dependencies: RestoreDependencies, key: string, body: string): Promise<void> {
+  await dependencies.s3.send(
+    new PutObjectCommand({
+      Bucket: dependencies.bucket,
+      Key: key,
+      Body: body,
+      ContentType: "text/plain",
+      ...(dependencies.kmsKeyId
+        ? { ServerSideEncryption: "aws:kms", SSEKMSKeyId: dependencies.kmsKeyId }
+        : {}),
+    }),
+  );
+}
+
+async function getText(dependencies: RestoreDependencies, key: string): Promise<string> {
+  const reply = await dependencies.s3.send(new GetObjectCommand({ Bucket: dependencies.bucket, Key: key }));
+  return (await reply.Body?.transformToString("utf8")) ?? "";
+}

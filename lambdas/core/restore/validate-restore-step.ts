@@ -1,0 +1,143 @@
+// The first restore state: refuse anything unsafe before a person is asked to approve it.
+import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { SnapshotStatus } from "../catalogue/snapshot-record.js";
+import { findTarget, type RestoreLayout } from "../config/target-config.js";
+import { describeError, InvalidInputError, SnapshotCorruptError, SnapshotNotFoundError } from "../errors.js";
+import { chooseSnapshotMember } from "../etcd/choose-member.js";
+import type { RestoreDependencies } from "./restore-dependencies.js";
+import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
+
+/** What etcdutl's --bump-revision adds; Kubernetes' documentation suggests a billion. */
+export const revisionBump = 1_000_000_000;
+
+export interface ValidatedRestore {
+  snapshot: RestoreSnapshot;
+  members: RestoreMember[];
+  summary: string;
+  pollSeconds: number;
+  approvalTimeoutSeconds: number;
+}
+
+export async function validateRestore(
+  dependencies: RestoreDependencies,
+  input: RestoreInput,
+): Promise<ValidatedRestore> {
+  const target = findTarget(await dependencies.loadTargets(), input.cluster);
+  const layout: RestoreLayout | undefined = target.restore;
+  if (!layout) {
+    throw new InvalidInputError(
+      `target ${target.name} has no restore layout (restore.members): it is backed up but not restored`,
+    );
+  }
+  const sourceCluster = input.sourceCluster ?? input.cluster;
+  if (sourceCluster !== input.cluster && !input.allowCrossCluster) {
+    throw new InvalidInputError(
+      `snapshot ${input.snapshotId} belongs to cluster ${sourceCluster}, not ${input.cluster}: set allowCrossCluster to restore it here`,
+    );
+  }
+  const row = await dependencies.catalogue.getSnapshot(sourceCluster, input.snapshotId);
+  if (!row)
+    throw new SnapshotNotFoundError(
+      `cluster ${sourceCluster} has no snapshot ${input.snapshotId} in the catalogue`,
+    );
+  if (row.status !== SnapshotStatus.Verified || row.sha256 === undefined || row.revision === undefined) {
+    throw new InvalidInputError(
+      `snapshot ${input.snapshotId} is ${row.status}: only a VERIFIED snapshot can be restored`,
+    );
+  }
+  const stored = await checkStoredObject(dependencies, row);
+
+  // A snapshot of another etcd cluster (another cluster id) is refused, unless asked for: a mix-up of
+  // clusters is the mistake this catches. When etcd is down (the disaster case) it cannot be checked.
+  const notes: string[] = [];
+  const storedClusterId = stored.metadata["etcd-cluster-id"];
+  try {
+    const live = await chooseSnapshotMember(
+      layout.members.map((member) => member.clientUrl),
+      { tls: await dependencies.loadEtcdTls(target), callTimeoutMs: 3000 },
+    );
+    live.client.close();
+    if (storedClusterId && storedClusterId !== live.status.clusterId && !input.allowCrossCluster) {
+      throw new InvalidInputError(
+        `snapshot ${input.snapshotId} was taken from etcd cluster id ${storedClusterId}, but ${input.cluster}'s etcd is ${live.status.clusterId}: set allowCrossCluster if this is intended`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof InvalidInputError) throw error;
+    notes.push(
+      `etcd did not answer (${describeError(error)}): the snapshot's cluster id could not be compared`,
+    );
+  }
+
+  const canBump = layout.restoreTool === "etcdutl";
+  if (!canBump && !input.allowWithoutRevisionBump) {
+    throw new InvalidInputError(
+      `${layout.restoreTool} cannot bump revisions at restore, so Kubernetes watchers could miss changes: use etcdutl (etcd 3.5.x with the backport, or 3.6), or set allowWithoutRevisionBump (see docs/restore.md)`,
+    );
+  }
+  if (!canBump)
+    notes.push(
+      "restoring WITHOUT a revision bump (allowWithoutRevisionBump): restart every Kubernetes client",
+    );
+
+  const snapshot: RestoreSnapshot = {
+    sourceCluster,
+    snapshotId: row.snapshotId,
+    bucket: row.bucket,
+    key: row.key,
+    versionId: row.versionId,
+    sha256: row.sha256,
+    bytes: row.bytes ?? stored.bytes,
+    revision: row.revision,
+    liveKeyCount: row.liveKeyCount ?? 0,
+    etcdVersion: row.etcdVersion,
+    bumpRevision: canBump ? revisionBump : undefined,
+  };
+  const summary = [
+    `Restore etcd cluster "${input.cluster}" from snapshot ${snapshot.snapshotId}${sourceCluster !== input.cluster ? ` of cluster "${sourceCluster}"` : ""}.`,
+    `Taken: ${row.startedAt}; revision ${snapshot.revision}; ${snapshot.liveKeyCount} keys; ${snapshot.bytes} bytes; sha256 ${snapshot.sha256}.`,
+    `Members: ${layout.members.map((member) => member.name).join(", ")} (every one is stopped and restored; the API servers are down meanwhile).`,
+    input.skipSafetySnapshot
+      ? "No safety snapshot will be taken first (skipSafetySnapshot)."
+      : "A safety snapshot of the current state is taken first.",
+    ...notes,
+  ].join("\n");
+  return {
+    snapshot,
+    members: layout.members.map((member) => ({ ...member })),
+    summary,
+    pollSeconds: layout.pollSeconds,
+    approvalTimeoutSeconds: layout.approvalTimeoutSeconds,
+  };
+}
+
+async function checkStoredObject(
+  dependencies: RestoreDependencies,
+  row: { bucket: string; key: string; versionId?: string; sha256?: string; snapshotId: string },
+) {
+  const where = `s3://${row.bucket}/${row.key}${row.versionId ? ` version ${row.versionId}` : ""}`;
+  try {
+    const head = await dependencies.s3.send(
+      new HeadObjectCommand({ Bucket: row.bucket, Key: row.key, VersionId: row.versionId }),
+    );
+    const tags = await dependencies.s3.send(
+      new GetObjectTaggingCommand({ Bucket: row.bucket, Key: row.key, VersionId: row.versionId }),
+    );
+    const storedSha = tags.TagSet?.find((tag) => tag.Key === "sha256")?.Value;
+    if (storedSha !== row.sha256) {
+      throw new SnapshotCorruptError(
+        `${where} carries sha256 ${storedSha ?? "(none)"}, but the catalogue says ${row.sha256}`,
+      );
+    }
+    return { metadata: head.Metadata ?? {}, bytes: head.ContentLength ?? 0 };
+  } catch (error) {
+    if (error instanceof SnapshotCorruptError) throw error;
+    const name = (error as { name?: string }).name;
+    if (name === "NotFound" || name === "NoSuchKey" || name === "NoSuchVersion") {
+      throw new SnapshotNotFoundError(
+        `snapshot ${row.snapshotId} is catalogued, but ${where} does not exist`,
+      );
+    }
+    throw error;
+  }
+}
