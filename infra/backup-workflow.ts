@@ -1,0 +1,172 @@
+// The scheduled backup: one Lambda function per step of statemachine/backup.asl.json, the state machine
+// deployed from that file, and an EventBridge Scheduler schedule per target that starts it.
+import { join } from "node:path";
+import { Duration, Size, Stack } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import type * as logs from "aws-cdk-lib/aws-logs";
+import * as scheduler from "aws-cdk-lib/aws-scheduler";
+import * as schedulerTargets from "aws-cdk-lib/aws-scheduler-targets";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import { Construct } from "constructs";
+import type { Target } from "../lambdas/core/config/target-config.js";
+import { AslStateMachine } from "./asl-state-machine.js";
+import {
+  type BackupResources,
+  LambdaStepFunction,
+  type StepAccess,
+  type StepNetwork,
+  type StepSizing,
+} from "./lambda-step-function.js";
+import type { OnCallTopic } from "./on-call-topic.js";
+
+interface BackupStep {
+  /** The ASL placeholder that receives the function's ARN. */
+  placeholder: string;
+  handler: string;
+  description: string;
+  sizing: StepSizing;
+  access: StepAccess[];
+  nativeCrc32c?: boolean;
+  /** Talks to etcd or a Kubernetes API: placed in the VPC when one is given. */
+  reachesClusters?: boolean;
+}
+
+const small = (seconds: number): StepSizing => ({ memorySize: 256, timeout: Duration.seconds(seconds) });
+const streaming: StepSizing = { memorySize: 1024, timeout: Duration.minutes(15) };
+
+/**
+ * The steps and what each may touch. Lambda timeouts stay within the ASL's TimeoutSeconds for the state.
+ * Every function receives every environment variable (the handlers' environment schema requires them);
+ * the access list decides the grants.
+ */
+export const backupSteps: readonly BackupStep[] = [
+  {
+    placeholder: "AcquireLeaseFunctionArn",
+    handler: "acquire-lease",
+    description: "etcd-backup: take the cluster's lease (or recognise a duplicate tick)",
+    sizing: small(30),
+    access: ["catalogue"],
+  },
+  {
+    placeholder: "ResolveTargetFunctionArn",
+    handler: "resolve-target",
+    description: "etcd-backup: reach the cluster, choose the member, mint the snapshot id",
+    sizing: small(60),
+    access: ["targets", "clusters"],
+    reachesClusters: true,
+  },
+  {
+    placeholder: "TakeSnapshotFunctionArn",
+    handler: "take-snapshot",
+    description: "etcd-backup: stream the member's snapshot into S3 through the integrity tap",
+    sizing: streaming,
+    access: ["catalogue", "targets", "clusters", "write-snapshots"],
+    nativeCrc32c: true,
+    reachesClusters: true,
+  },
+  {
+    placeholder: "VerifySnapshotFunctionArn",
+    handler: "verify-snapshot",
+    description: "etcd-backup: read the stored snapshot back and prove it sound",
+    // Verification stages the object in /tmp: as large as Lambda allows.
+    sizing: { ...streaming, ephemeralStorage: Size.mebibytes(10240) },
+    // Reads back from S3 only; the optional live HashKV comparison would add "targets" and "clusters".
+    access: ["catalogue", "verify-snapshots"],
+    nativeCrc32c: true,
+  },
+  {
+    placeholder: "PruneSnapshotsFunctionArn",
+    handler: "prune-snapshots",
+    description: "etcd-backup: apply the retention policy (object versions first, then rows)",
+    sizing: small(60),
+    access: ["catalogue", "targets", "prune-snapshots"],
+  },
+  {
+    placeholder: "ReleaseLeaseFunctionArn",
+    handler: "release-lease",
+    description: "etcd-backup: give the cluster's lease back",
+    sizing: small(30),
+    access: ["catalogue"],
+  },
+  {
+    placeholder: "MarkFailedFunctionArn",
+    handler: "mark-failed",
+    description: "etcd-backup: mark the run FAILED, abort its upload, release the lease, word the alert",
+    sizing: small(60),
+    access: ["catalogue", "abort-uploads"],
+  },
+];
+
+export interface BackupWorkflowProps {
+  resources: BackupResources;
+  targets: readonly Target[];
+  onCall: OnCallTopic;
+  projectRoot: string;
+  handlersDirectory: string;
+  logRetention: logs.RetentionDays;
+  network?: StepNetwork;
+}
+
+export class BackupWorkflow extends Construct {
+  readonly functions: Record<string, LambdaStepFunction> = {};
+  readonly stateMachine: sfn.StateMachine;
+  readonly schedules: Record<string, scheduler.Schedule> = {};
+
+  constructor(scope: Construct, id: string, props: BackupWorkflowProps) {
+    super(scope, id);
+    for (const step of backupSteps) {
+      this.functions[step.placeholder] = new LambdaStepFunction(this, pascalCase(step.handler), {
+        handler: step.handler,
+        description: step.description,
+        sizing: step.sizing,
+        access: step.access,
+        resources: props.resources,
+        nativeCrc32c: step.nativeCrc32c ?? false,
+        ...(props.network && step.reachesClusters ? { network: props.network } : {}),
+        projectRoot: props.projectRoot,
+        handlersDirectory: props.handlersDirectory,
+        logRetention: props.logRetention,
+      });
+    }
+
+    const machine = new AslStateMachine(this, "Backup", {
+      definitionFile: join(props.projectRoot, "statemachine", "backup.asl.json"),
+      functions: Object.fromEntries(
+        Object.entries(this.functions).map(([name, step]) => [name, step.function]),
+      ),
+      values: { OnCallTopicArn: props.onCall.topic.topicArn },
+      logRetention: props.logRetention,
+      grant: (role) => props.onCall.grantPublish(role),
+    });
+    this.stateMachine = machine.stateMachine;
+
+    // One role for all schedules: it may start this state machine and nothing else.
+    const schedulerRole = new iam.Role(this, "SchedulerRole", {
+      assumedBy: new iam.ServicePrincipal("scheduler.amazonaws.com").withConditions({
+        StringEquals: { "aws:SourceAccount": Stack.of(this).account },
+      }),
+      description: "etcd-backup: EventBridge Scheduler starts backup executions",
+    });
+    for (const target of props.targets) {
+      this.schedules[target.name] = new scheduler.Schedule(this, `Schedule-${target.name}`, {
+        description: `etcd-backup of cluster ${target.name}`,
+        schedule: scheduler.ScheduleExpression.expression(target.schedule),
+        timeWindow: scheduler.TimeWindow.off(),
+        target: new schedulerTargets.StepFunctionsStartExecution(this.stateMachine, {
+          role: schedulerRole,
+          input: scheduler.ScheduleTargetInput.fromObject({
+            cluster: target.name,
+            scheduledTime: scheduler.ContextAttribute.scheduledTime,
+          }),
+          // A start that cannot happen within the hour is left to the next tick (and the freshness alarm).
+          maxEventAge: Duration.hours(1),
+          retryAttempts: 10,
+        }),
+      });
+    }
+  }
+}
+
+function pascalCase(kebab: string): string {
+  return kebab.replace(/(^|-)([a-z])/g, (_match, _dash, letter: string) => letter.toUpperCase());
+}

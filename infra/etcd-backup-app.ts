@@ -1,0 +1,94 @@
+// Assembles the CDK app from its context: the targets file (validated with the same schema the handlers
+// and the CLI use), deployment options, and cdk-nag's AwsSolutions checks, which fail synthesis on any
+// finding not acknowledged in code with a reason.
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { type App, Validations } from "aws-cdk-lib";
+import { AwsSolutionsChecks } from "cdk-nag";
+import { parseTargetsFile, type TargetsFile } from "../lambdas/core/config/target-config.js";
+import { EtcdBackupStack, type EtcdBackupStackProps } from "./etcd-backup-stack.js";
+import type { ObjectLockSettings } from "./snapshot-storage.js";
+
+export const defaultTargetsFile = "etcd-backup.targets.json";
+export const defaultStackName = "EtcdBackup";
+
+export interface AppSettings {
+  stackName: string;
+  targetsFile: string;
+  targets: TargetsFile;
+  alertEmails: string[];
+  objectLock?: ObjectLockSettings;
+}
+
+/**
+ * Reads the app's settings from CDK context (`-c key=value` or cdk.json):
+ * `targets` (path of the targets file), `alertEmails` (comma-separated), `objectLockMode` +
+ * `objectLockDays`, `stackName`.
+ */
+export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
+  const context = (key: string): unknown => app.node.tryGetContext(key);
+  const targetsFile = resolve(cwd, String(context("targets") ?? defaultTargetsFile));
+  let content: string;
+  try {
+    content = readFileSync(targetsFile, "utf8");
+  } catch (error) {
+    throw new Error(
+      `cannot read the targets file ${targetsFile} (${(error as Error).message}): copy etcd-backup.targets.example.json to ${defaultTargetsFile}, or pass -c targets=<path>`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(content);
+  } catch (error) {
+    throw new Error(`the targets file ${targetsFile} is not JSON: ${(error as Error).message}`);
+  }
+  const targets = parseTargetsFile(json, targetsFile);
+
+  const emails = context("alertEmails");
+  const alertEmails = (Array.isArray(emails) ? emails.map(String) : String(emails ?? "").split(","))
+    .map((email) => email.trim())
+    .filter((email) => email.length > 0);
+  for (const email of alertEmails) {
+    if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))
+      throw new Error(`alertEmails: "${email}" is not an e-mail address`);
+  }
+
+  const settings: AppSettings = {
+    stackName: String(context("stackName") ?? defaultStackName),
+    targetsFile,
+    targets,
+    alertEmails,
+  };
+  const lockMode = context("objectLockMode");
+  const lockDays = context("objectLockDays");
+  if (lockMode !== undefined || lockDays !== undefined) {
+    const mode = String(lockMode ?? "GOVERNANCE").toUpperCase();
+    const days = Number(lockDays);
+    if (mode !== "GOVERNANCE" && mode !== "COMPLIANCE") {
+      throw new Error(`objectLockMode: expected GOVERNANCE or COMPLIANCE, got "${String(lockMode)}"`);
+    }
+    if (!Number.isInteger(days) || days < 1) {
+      throw new Error(`objectLockDays: expected a whole number of days ≥ 1, got "${String(lockDays)}"`);
+    }
+    settings.objectLock = { mode, days };
+  }
+  return settings;
+}
+
+/** Adds the stack and the AwsSolutions checks to `app`. */
+export function buildEtcdBackupApp(
+  app: App,
+  settings: AppSettings,
+  overrides: Partial<EtcdBackupStackProps> = {},
+): EtcdBackupStack {
+  const stack = new EtcdBackupStack(app, settings.stackName, {
+    description: "etcd-backup: scheduled, verified etcd snapshots in S3 with a DynamoDB catalogue",
+    env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
+    targets: settings.targets,
+    alertEmails: settings.alertEmails,
+    ...(settings.objectLock ? { objectLock: settings.objectLock } : {}),
+    ...overrides,
+  });
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return stack;
+}

@@ -1,0 +1,106 @@
+// The deployed product: storage, catalogue, the backup workflow with its schedules, on-call alerts and
+// the freshness alarms, for the targets of one validated targets file. Outputs carry stable names that
+// the CLI looks up.
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CfnOutput, Stack, type StackProps } from "aws-cdk-lib";
+import * as logs from "aws-cdk-lib/aws-logs";
+import type { Construct } from "constructs";
+import type { TargetsFile } from "../lambdas/core/config/target-config.js";
+import { BackupWorkflow } from "./backup-workflow.js";
+import { Catalogue } from "./catalogue.js";
+import { clusterAccessOf } from "./cluster-access.js";
+import type { StepNetwork } from "./lambda-step-function.js";
+import { Monitoring } from "./monitoring.js";
+import { OnCallTopic } from "./on-call-topic.js";
+import { type ObjectLockSettings, SnapshotStorage } from "./snapshot-storage.js";
+import { TargetsParameter } from "./targets-parameter.js";
+
+/** The repository root: bundling, the handlers and the ASL files are found from here. */
+export const projectRoot = dirname(dirname(fileURLToPath(import.meta.url)));
+
+/** The names of the stack outputs, the contract with the CLI. */
+export const StackOutputs = {
+  snapshotBucketName: "SnapshotBucketName",
+  snapshotPrefix: "SnapshotPrefix",
+  snapshotKeyArn: "SnapshotKeyArn",
+  catalogueTableName: "CatalogueTableName",
+  backupStateMachineArn: "BackupStateMachineArn",
+  onCallTopicArn: "OnCallTopicArn",
+  targetsParameterName: "TargetsParameterName",
+} as const;
+
+export interface EtcdBackupStackProps extends StackProps {
+  targets: TargetsFile;
+  /** E-mail addresses subscribed to the on-call topic. */
+  alertEmails?: readonly string[];
+  objectLock?: ObjectLockSettings;
+  noncurrentVersionDays?: number;
+  logRetention?: logs.RetentionDays;
+  /** VPC placement of the steps that reach etcd (private endpoints). */
+  network?: StepNetwork;
+  /** Where the handlers are; tests point this elsewhere. Defaults to lambdas/handlers. */
+  handlersDirectory?: string;
+}
+
+export class EtcdBackupStack extends Stack {
+  readonly storage: SnapshotStorage;
+  readonly catalogue: Catalogue;
+  readonly targetsParameter: TargetsParameter;
+  readonly onCall: OnCallTopic;
+  readonly backup: BackupWorkflow;
+  readonly monitoring: Monitoring;
+
+  constructor(scope: Construct, id: string, props: EtcdBackupStackProps) {
+    super(scope, id, props);
+    const logRetention = props.logRetention ?? logs.RetentionDays.THREE_MONTHS;
+
+    this.storage = new SnapshotStorage(this, "Storage", {
+      ...(props.objectLock ? { objectLock: props.objectLock } : {}),
+      ...(props.noncurrentVersionDays ? { noncurrentVersionDays: props.noncurrentVersionDays } : {}),
+    });
+    this.catalogue = new Catalogue(this, "Catalogue");
+    this.targetsParameter = new TargetsParameter(this, "Targets", { targets: props.targets });
+    this.onCall = new OnCallTopic(this, "OnCall", { emails: props.alertEmails ?? [] });
+
+    this.backup = new BackupWorkflow(this, "BackupWorkflow", {
+      resources: {
+        storage: this.storage,
+        prefix: props.targets.prefix,
+        table: this.catalogue.table,
+        targetsParameter: this.targetsParameter.parameter,
+        clusterAccess: clusterAccessOf(this, props.targets),
+      },
+      targets: props.targets.targets,
+      onCall: this.onCall,
+      projectRoot,
+      handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
+      logRetention,
+      ...(props.network ? { network: props.network } : {}),
+    });
+
+    this.monitoring = new Monitoring(this, "Monitoring", {
+      onCall: this.onCall,
+      stateMachines: { backup: this.backup.stateMachine },
+      targets: props.targets.targets,
+    });
+
+    const output = (id: string, value: string, description: string) =>
+      new CfnOutput(this, id, { value, description });
+    output(StackOutputs.snapshotBucketName, this.storage.bucket.bucketName, "Bucket holding the snapshots");
+    output(StackOutputs.snapshotPrefix, props.targets.prefix, "Key prefix of every snapshot object");
+    output(StackOutputs.snapshotKeyArn, this.storage.key.keyArn, "KMS key encrypting the snapshots");
+    output(StackOutputs.catalogueTableName, this.catalogue.table.tableName, "Catalogue DynamoDB table");
+    output(
+      StackOutputs.backupStateMachineArn,
+      this.backup.stateMachine.stateMachineArn,
+      "Backup state machine",
+    );
+    output(StackOutputs.onCallTopicArn, this.onCall.topic.topicArn, "On-call SNS topic");
+    output(
+      StackOutputs.targetsParameterName,
+      this.targetsParameter.parameter.parameterName,
+      "SSM parameter holding the targets file",
+    );
+  }
+}

@@ -1,0 +1,257 @@
+// One Lambda function per state-machine step, with the settings they share (arm64, Node 22, ESM bundle,
+// X-Ray, Powertools, a log group with retention) and, in the same place, each environment variable the
+// handlers read together with exactly the access the step declares. Every function gets its own role.
+import { join } from "node:path";
+import { type Duration, type Size, Stack, Validations } from "aws-cdk-lib";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import type * as ec2 from "aws-cdk-lib/aws-ec2";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as lambda from "aws-cdk-lib/aws-lambda";
+import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
+import * as logs from "aws-cdk-lib/aws-logs";
+import type * as ssm from "aws-cdk-lib/aws-ssm";
+import { Construct } from "constructs";
+import { CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
+import type { ClusterAccess } from "./cluster-access.js";
+import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
+import { crc32cNativeModule, linuxArm64NativeModuleHooks } from "./native-modules.js";
+import type { SnapshotStorage } from "./snapshot-storage.js";
+
+/** The Lambda runtime of every handler: one place to move it. */
+export const handlerRuntime = lambda.Runtime.NODEJS_22_X;
+
+/** Powertools settings; the handlers' metrics (and the freshness alarms) live in this namespace. */
+export const PowertoolsSettings = { serviceName: "etcd-backup", metricsNamespace: "EtcdBackup" } as const;
+
+/** What the backup functions work on, shared by all of them. */
+export interface BackupResources {
+  storage: SnapshotStorage;
+  /** Key prefix of every snapshot object (the targets file's `prefix`). */
+  prefix: string;
+  table: dynamodb.ITable;
+  targetsParameter: ssm.IStringParameter;
+  clusterAccess: ClusterAccess;
+}
+
+/**
+ * The kinds of access a step may declare. Each maps to the narrowest statements that let the code do
+ * its job (see `grantAccess`), always restricted to the named clusters.
+ */
+export type StepAccess =
+  /** Catalogue rows and leases of the named clusters: get, put, update, query (table and verified index). */
+  | "catalogue"
+  /** Read the targets parameter. */
+  | "targets"
+  /** Named secrets, eks:DescribeCluster on the named EKS clusters, sts:AssumeRole on the named roles. */
+  | "clusters"
+  /** Multipart upload of new snapshot objects, tagging them, aborting an attempt's leftovers. */
+  | "write-snapshots"
+  /** Read snapshot object versions back and tag them with the verdict. */
+  | "verify-snapshots"
+  /** Delete snapshot object versions (after checking Object Lock) and abort their leftover uploads. */
+  | "prune-snapshots"
+  /** Abort multipart uploads a failed run left open. */
+  | "abort-uploads";
+
+export interface StepSizing {
+  memorySize: number;
+  timeout: Duration;
+  /** /tmp size, for steps that stage a snapshot on disk. */
+  ephemeralStorage?: Size;
+}
+
+/** Optional VPC placement, for steps that must reach etcd or a Kubernetes API on private addresses. */
+export interface StepNetwork {
+  vpc: ec2.IVpc;
+  subnets?: ec2.SubnetSelection;
+  securityGroups?: ec2.ISecurityGroup[];
+}
+
+export interface LambdaStepFunctionProps {
+  /** The handler's file name in the handlers directory, without `.ts`. */
+  handler: string;
+  description: string;
+  sizing: StepSizing;
+  access: readonly StepAccess[];
+  resources: BackupResources;
+  /** Ship the native CRC32C module for linux-arm64 (steps that checksum whole snapshots). */
+  nativeCrc32c?: boolean;
+  network?: StepNetwork;
+  /** Where bundling starts from: the repository root, holding package-lock.json and node_modules. */
+  projectRoot: string;
+  handlersDirectory: string;
+  logRetention: logs.RetentionDays;
+}
+
+export class LambdaStepFunction extends Construct {
+  readonly function: nodejs.NodejsFunction;
+  readonly role: iam.Role;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: LambdaStepFunctionProps) {
+    super(scope, id);
+    const { resources } = props;
+
+    this.logGroup = new logs.LogGroup(this, "Logs", { retention: props.logRetention });
+    // A role of its own per step, with no managed policy: logs to its own group only.
+    this.role = new iam.Role(this, "Role", {
+      assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
+      description: `etcd-backup ${props.handler}`,
+    });
+    this.logGroup.grantWrite(this.role);
+
+    const native = props.nativeCrc32c === true;
+    this.function = new nodejs.NodejsFunction(this, "Function", {
+      entry: join(props.handlersDirectory, `${props.handler}.ts`),
+      handler: "handler",
+      projectRoot: props.projectRoot,
+      depsLockFilePath: join(props.projectRoot, "package-lock.json"),
+      description: props.description,
+      runtime: handlerRuntime,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: props.sizing.memorySize,
+      timeout: props.sizing.timeout,
+      ...(props.sizing.ephemeralStorage ? { ephemeralStorageSize: props.sizing.ephemeralStorage } : {}),
+      role: this.role,
+      logGroup: this.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: {
+        CATALOGUE_TABLE: resources.table.tableName,
+        SNAPSHOT_BUCKET: resources.storage.bucket.bucketName,
+        SNAPSHOT_PREFIX: resources.prefix,
+        SNAPSHOT_KMS_KEY_ID: resources.storage.key.keyArn,
+        TARGETS_PARAMETER_NAME: resources.targetsParameter.parameterName,
+        POWERTOOLS_SERVICE_NAME: PowertoolsSettings.serviceName,
+        POWERTOOLS_METRICS_NAMESPACE: PowertoolsSettings.metricsNamespace,
+        NODE_OPTIONS: "--enable-source-maps",
+      },
+      ...(props.network
+        ? {
+            vpc: props.network.vpc,
+            ...(props.network.subnets ? { vpcSubnets: props.network.subnets } : {}),
+            ...(props.network.securityGroups ? { securityGroups: props.network.securityGroups } : {}),
+          }
+        : {}),
+      bundling: {
+        format: nodejs.OutputFormat.ESM,
+        target: "node22",
+        mainFields: ["module", "main"],
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        // CommonJS dependencies bundled into an ES module still call require() for Node built-ins.
+        banner:
+          "import { createRequire as __etcdBackupCreateRequire } from 'node:module'; const require = __etcdBackupCreateRequire(import.meta.url);",
+        // The AWS SDK is bundled too: the versions the lock file pins are the ones that run.
+        externalModules: native ? [crc32cNativeModule] : [],
+        ...(native
+          ? { commandHooks: linuxArm64NativeModuleHooks(props.projectRoot, crc32cNativeModule) }
+          : {}),
+      },
+    });
+
+    for (const access of new Set(props.access)) grantAccess(this, this.role, access, resources);
+
+    if (props.network) {
+      this.role.addManagedPolicy(
+        iam.ManagedPolicy.fromAwsManagedPolicyName("service-role/AWSLambdaVPCAccessExecutionRole"),
+      );
+      Validations.of(this).acknowledge({
+        id: "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
+        reason:
+          "Attaching to a VPC takes ec2:CreateNetworkInterface, DescribeNetworkInterfaces and DeleteNetworkInterface, which allow no resource-level scoping; the AWS managed policy is exactly that set.",
+      });
+    }
+    Validations.of(this).acknowledge({
+      id: "AwsSolutions-L1",
+      reason:
+        "Node.js 22 is the runtime this project builds, tests and pins its native arm64 prebuild for (handlerRuntime, one constant); moving to Node.js 24 is a deliberate upgrade, not drift.",
+    });
+    acknowledgeWildcardResources(
+      this,
+      ["*"],
+      "X-Ray active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no resource-level permissions, so AWS requires Resource '*'.",
+    );
+  }
+}
+
+/** Adds the statements one kind of access needs to `role`, scoped to the named clusters. */
+function grantAccess(scope: Construct, role: iam.Role, access: StepAccess, resources: BackupResources): void {
+  const stack = Stack.of(scope);
+  const { storage, clusterAccess } = resources;
+  const clusterObjects = clusterAccess.clusters.map((cluster) =>
+    storage.bucket.arnForObjects(`${resources.prefix}/${cluster}/*`),
+  );
+  const allow = (actions: string[], resourceArns: string[], conditions?: Record<string, unknown>) => {
+    if (resourceArns.length === 0) return;
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions, resources: resourceArns, ...(conditions ? { conditions } : {}) }),
+    );
+  };
+  const onObjects = (actions: string[]) => {
+    allow(actions, clusterObjects);
+    acknowledgeWildcardResources(
+      scope,
+      clusterObjects,
+      "Snapshot objects are created with new keys under the cluster's prefix: the grant is every key under <prefix>/<cluster>/ of the named clusters, and nothing else in the bucket.",
+    );
+  };
+  // S3 offers no prefix condition on ListBucketMultipartUploads: it lists upload ids and keys, no data.
+  const listUploads = () => allow(["s3:ListBucketMultipartUploads"], [storage.bucket.bucketArn]);
+  const useKeyThroughS3 = (actions: string[]) =>
+    allow(actions, [storage.key.keyArn], {
+      StringEquals: { "kms:ViaService": `s3.${stack.region}.${stack.urlSuffix}` },
+    });
+
+  switch (access) {
+    case "catalogue": {
+      const table = resources.table.tableArn;
+      allow(
+        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+        [table, `${table}/index/${CatalogueTable.verifiedByClusterIndex.indexName}`],
+        { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": clusterAccess.clusters } },
+      );
+      break;
+    }
+    case "targets":
+      allow(["ssm:GetParameter"], [resources.targetsParameter.parameterArn]);
+      break;
+    case "clusters":
+      allow(["secretsmanager:GetSecretValue"], clusterAccess.secretArns);
+      allow(["eks:DescribeCluster"], clusterAccess.eksClusterArns);
+      allow(["sts:AssumeRole"], clusterAccess.assumedRoleArns);
+      break;
+    case "write-snapshots":
+      onObjects([
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "s3:PutObjectVersionTagging",
+        "s3:AbortMultipartUpload",
+      ]);
+      listUploads();
+      // A multipart upload under SSE-KMS generates data keys and decrypts them again for each part.
+      useKeyThroughS3(["kms:GenerateDataKey", "kms:Decrypt"]);
+      break;
+    case "verify-snapshots":
+      onObjects(["s3:GetObject", "s3:GetObjectVersion", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"]);
+      useKeyThroughS3(["kms:Decrypt"]);
+      break;
+    case "prune-snapshots":
+      onObjects([
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:GetObjectRetention",
+        "s3:GetObjectLegalHold",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:AbortMultipartUpload",
+      ]);
+      listUploads();
+      break;
+    case "abort-uploads":
+      onObjects(["s3:AbortMultipartUpload"]);
+      listUploads();
+      break;
+  }
+}

@@ -1,0 +1,125 @@
+// What tells on-call that backups stopped working without any step noticing: executions that ended
+// FAILED, TIMED_OUT or ABORTED (a Catch does not run on timeout or abort), and clusters without a
+// verified snapshot for twice their schedule's interval (the schedule or the state machine may never
+// have started at all).
+import { Annotations, Duration, Stack } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
+import * as events from "aws-cdk-lib/aws-events";
+import * as iam from "aws-cdk-lib/aws-iam";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import { Construct } from "constructs";
+import type { Target } from "../lambdas/core/config/target-config.js";
+import { PowertoolsSettings } from "./lambda-step-function.js";
+import type { OnCallTopic } from "./on-call-topic.js";
+import { alarmWindowFor, longestScheduleGapSeconds, maxAlarmWindowSeconds } from "./schedule-interval.js";
+
+/**
+ * The metric the verify step publishes once per verified snapshot. Powertools adds the `service`
+ * dimension to every metric, and the handler adds `Cluster`.
+ */
+export const SnapshotVerifiedMetric = {
+  name: "SnapshotVerified",
+  namespace: PowertoolsSettings.metricsNamespace,
+  dimensions: (cluster: string) => ({ service: PowertoolsSettings.serviceName, Cluster: cluster }),
+} as const;
+
+/** A run takes at most the state machine's own timeout: a window shorter than interval + this misfires. */
+const longestRunSeconds = 3600;
+
+export interface MonitoringProps {
+  onCall: OnCallTopic;
+  /** Workflows whose executions must not end badly unnoticed, by name for the message. */
+  stateMachines: Record<string, sfn.IStateMachine>;
+  targets: readonly Target[];
+}
+
+export class Monitoring extends Construct {
+  readonly failedExecutionRule: events.Rule;
+  readonly freshnessAlarms: Record<string, cloudwatch.Alarm> = {};
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+
+    this.failedExecutionRule = new events.Rule(this, "ExecutionEndedBadly", {
+      description: "etcd-backup: an execution ended FAILED, TIMED_OUT or ABORTED",
+      eventPattern: {
+        source: ["aws.states"],
+        detailType: ["Step Functions Execution Status Change"],
+        detail: {
+          status: ["FAILED", "TIMED_OUT", "ABORTED"],
+          stateMachineArn: Object.values(props.stateMachines).map((machine) => machine.stateMachineArn),
+        },
+      },
+    });
+    const executionArn = events.EventField.fromPath("$.detail.executionArn");
+    // EventBridge publishes through a role of this stack rather than a topic policy open to the events
+    // service: no other account's rule can use the topic, and the key needs no grant to the service.
+    const alertRole = new iam.Role(this, "ExecutionAlertRole", {
+      assumedBy: new iam.ServicePrincipal("events.amazonaws.com").withConditions({
+        StringEquals: { "aws:SourceAccount": stack.account },
+      }),
+      description: "etcd-backup: EventBridge publishes execution alerts to the on-call topic",
+    });
+    props.onCall.grantPublish(alertRole);
+    const message = events.RuleTargetInput.fromText(
+      [
+        `etcd-backup: execution ${events.EventField.fromPath("$.detail.name")} ended ${events.EventField.fromPath("$.detail.status")}.`,
+        `State machine: ${events.EventField.fromPath("$.detail.stateMachineArn")}`,
+        `Execution: ${executionArn}`,
+        `Console: https://${stack.region}.console.${stack.urlSuffix}/states/home?region=${stack.region}#/v2/executions/details/${executionArn}`,
+        "A failure the workflow caught was also reported with its details; TIMED_OUT and ABORTED runs were not, and may hold the cluster's lease until it expires.",
+      ].join("\n"),
+    );
+    // A target of our own rather than targets.SnsTopic, whose grant adds kms:GenerateDataKey* to the role:
+    // the role holds exactly the statements of OnCallTopic.grantPublish.
+    this.failedExecutionRule.addTarget({
+      bind: () => ({ arn: props.onCall.topic.topicArn, role: alertRole, input: message }),
+    });
+
+    for (const target of props.targets) {
+      const interval = longestScheduleGapSeconds(target.schedule);
+      if (interval + longestRunSeconds > maxAlarmWindowSeconds) {
+        Annotations.of(this).addWarningV2(
+          "etcd-backup:freshness-alarm-not-created",
+          `target ${target.name}: its schedule (${target.schedule}) can leave more than 7 days between backups, longer than a CloudWatch alarm can look back; no freshness alarm is created for it (a scheduled freshness check is needed instead).`,
+        );
+        continue;
+      }
+      const window = alarmWindowFor(2 * interval);
+      if (window.capped) {
+        Annotations.of(this).addInfo(
+          `target ${target.name}: the freshness alarm looks back 7 days, CloudWatch's limit, rather than twice the ${target.schedule} interval.`,
+        );
+      }
+      const metric = new cloudwatch.Metric({
+        namespace: SnapshotVerifiedMetric.namespace,
+        metricName: SnapshotVerifiedMetric.name,
+        dimensionsMap: SnapshotVerifiedMetric.dimensions(target.name),
+        statistic: cloudwatch.Stats.SUM,
+        period: Duration.seconds(window.periodSeconds),
+      });
+      const alarm = new cloudwatch.Alarm(this, `NoVerifiedSnapshot-${target.name}`, {
+        alarmName: `${stack.stackName}-${target.name}-no-verified-snapshot`,
+        alarmDescription: `etcd-backup: no snapshot of cluster ${target.name} was verified in ${describeSeconds(window.periodSeconds * window.evaluationPeriods)} (schedule ${target.schedule}).`,
+        metric,
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluationPeriods: window.evaluationPeriods,
+        datapointsToAlarm: window.evaluationPeriods,
+        // No data point at all is exactly the case to catch.
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      });
+      alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.onCall.topic));
+      alarm.addOkAction(new cloudwatchActions.SnsAction(props.onCall.topic));
+      this.freshnessAlarms[target.name] = alarm;
+    }
+  }
+}
+
+function describeSeconds(seconds: number): string {
+  if (seconds % 86400 === 0) return `${seconds / 86400} day(s)`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} hour(s)`;
+  return `${Math.round(seconds / 60)} minute(s)`;
+}

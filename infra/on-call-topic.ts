@@ -1,0 +1,80 @@
+// The on-call SNS topic: KMS-encrypted with a key of its own (CloudWatch alarms must be allowed to use it,
+// and get nothing on the snapshot key), TLS only, optional e-mail subscriptions.
+import { ArnFormat, RemovalPolicy, Stack } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as kms from "aws-cdk-lib/aws-kms";
+import * as sns from "aws-cdk-lib/aws-sns";
+import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import { Construct } from "constructs";
+
+export interface OnCallTopicProps {
+  /** Addresses subscribed by e-mail (each must confirm the subscription). */
+  emails?: readonly string[];
+}
+
+export class OnCallTopic extends Construct {
+  readonly key: kms.Key;
+  readonly topic: sns.Topic;
+
+  constructor(scope: Construct, id: string, props: OnCallTopicProps = {}) {
+    super(scope, id);
+    const stack = Stack.of(this);
+
+    this.key = new kms.Key(this, "Key", {
+      description: "etcd-backup: encrypts on-call notifications (SNS)",
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    // Alarms publish as the CloudWatch service, which needs the key itself (an AWS managed key won't do).
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: "AllowAlarmsToPublishEncrypted",
+        principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions: ["kms:Decrypt", "kms:GenerateDataKey"],
+        resources: ["*"],
+      }),
+    );
+
+    this.topic = new sns.Topic(this, "Topic", {
+      displayName: "etcd-backup on-call",
+      masterKey: this.key,
+      enforceSSL: true,
+    });
+    // The topic policy replaces SNS's default one, so CloudWatch alarms of this account are let in explicitly.
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: "AllowAlarmsOfThisAccount",
+        principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions: ["sns:Publish"],
+        resources: [this.topic.topicArn],
+        conditions: {
+          ArnLike: {
+            "aws:SourceArn": stack.formatArn({
+              service: "cloudwatch",
+              resource: "alarm",
+              resourceName: "*",
+              arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+            }),
+          },
+          StringEquals: { "aws:SourceAccount": stack.account },
+        },
+      }),
+    );
+    for (const email of props.emails ?? []) {
+      this.topic.addSubscription(new subscriptions.EmailSubscription(email));
+    }
+  }
+
+  /** Lets a role publish: sns:Publish on the topic and the two key operations SNS needs for it. */
+  grantPublish(grantee: iam.IGrantable): void {
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ["sns:Publish"], resources: [this.topic.topicArn] }),
+    );
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ["kms:Decrypt", "kms:GenerateDataKey"],
+        resources: [this.key.keyArn],
+      }),
+    );
+  }
+}
