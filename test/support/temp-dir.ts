@@ -1,8 +1,2 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-
-export async function makeTempDir(prefix: string): Promise<{ path: string; remove: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), `etcd-backup-${prefix}-`));
-  return { path, remove: () => rm(path, { recursive: true, force: true }) };
-}
+// The local stand-ins live with the local mode (cli/local/), which the demo runs too.
+export * from "../../cli/local/temp-dir.js";

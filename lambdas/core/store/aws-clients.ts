@@ -9,7 +9,7 @@ export interface AwsEndpoints {
 }
 
 /** s3rver's default account (dynalite accepts any); real AWS never gets these. */
-const loopbackCredentials = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
+export const loopbackCredentials = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
 
 function isLoopback(endpoint: string | undefined): boolean {
   if (!endpoint) return false;
