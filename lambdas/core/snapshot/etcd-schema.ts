@@ -1,6 +1,5 @@
 // The parts of etcd's storage schema the verifier reads (FACTS §3): bucket names, revision keys of the
 // `key` bucket, and just enough of mvccpb.KeyValue to find the user key.
-import { SnapshotCorruptError } from "../errors.js";
 
 export const EtcdBuckets = {
   key: "key",
@@ -35,14 +34,23 @@ export interface Revision {
 
 /** Parses the revision key at [start, end) of `buffer`; undefined when it is not one. */
 export function parseRevisionKey(buffer: Buffer, start: number, end: number): Revision | undefined {
+  const main = mainRevisionOf(buffer, start, end);
+  if (main < 0) return undefined;
+  return {
+    main,
+    sub: readNonNegativeInt64BE(buffer, start + 9),
+    tombstone: end - start === tombstoneKeyBytes,
+  };
+}
+
+/** The main revision of the revision key at [start, end), or -1 when it is not a revision key. */
+export function mainRevisionOf(buffer: Buffer, start: number, end: number): number {
   const length = end - start;
-  if (length !== revisionKeyBytes && length !== tombstoneKeyBytes) return undefined;
-  if (buffer[start + 8] !== separator) return undefined;
-  if (length === tombstoneKeyBytes && buffer[start + 17] !== tombstoneMark) return undefined;
+  if (length !== revisionKeyBytes && length !== tombstoneKeyBytes) return -1;
+  if (buffer[start + 8] !== separator) return -1;
+  if (length === tombstoneKeyBytes && buffer[start + 17] !== tombstoneMark) return -1;
   const main = readNonNegativeInt64BE(buffer, start);
-  const sub = readNonNegativeInt64BE(buffer, start + 9);
-  if (main === undefined || sub === undefined) return undefined;
-  return { main, sub, tombstone: length === tombstoneKeyBytes };
+  return readNonNegativeInt64BE(buffer, start + 9) < 0 ? -1 : main;
 }
 
 export function isTombstoneKey(buffer: Buffer, start: number, end: number): boolean {
@@ -59,10 +67,10 @@ export function encodeRevisionKey(main: number, sub: number, tombstone = false):
   return key;
 }
 
-/** A big-endian int64 as a number; undefined when negative or beyond 2^53. */
-function readNonNegativeInt64BE(buffer: Buffer, offset: number): number | undefined {
+/** A big-endian int64 as a number; -1 when negative or beyond 2^53. */
+function readNonNegativeInt64BE(buffer: Buffer, offset: number): number {
   const high = buffer.readUInt32BE(offset);
-  if (high > 0x1fffff) return undefined;
+  if (high > 0x1fffff) return -1;
   return high * 2 ** 32 + buffer.readUInt32BE(offset + 4);
 }
 
@@ -122,13 +130,22 @@ function readVarint(
   return undefined;
 }
 
-/** The user key of the KeyValue at [start, end), failing with a message that names the revision. */
-export function userKeyOf(buffer: Buffer, start: number, end: number, revision: Revision): [number, number] {
-  const key = findKeyValueKey(buffer, start, end);
-  if (key === undefined) {
-    throw new SnapshotCorruptError(
-      `bucket key: the value at revision ${revision.main}_${revision.sub} is not a KeyValue with a key`,
-    );
+/**
+ * Writes the [start, end) of the user key of the KeyValue at [start, end) into `range`; false when the
+ * bytes hold none. etcd writes the key first, so the common case needs no general parse.
+ */
+export function locateUserKey(buffer: Buffer, start: number, end: number, range: Int32Array): boolean {
+  if (buffer[start] === 0x0a) {
+    const length = buffer[start + 1] as number;
+    if (length < 0x80 && start + 2 + length <= end) {
+      range[0] = start + 2;
+      range[1] = start + 2 + length;
+      return true;
+    }
   }
-  return key;
+  const found = findKeyValueKey(buffer, start, end);
+  if (found === undefined) return false;
+  range[0] = found[0];
+  range[1] = found[1];
+  return true;
 }

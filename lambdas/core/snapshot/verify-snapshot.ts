@@ -27,7 +27,15 @@ import {
 } from "./bbolt/meta.js";
 import { bucketLeafFlag, type LeafPage, parseFreelistPage, readPageHeader } from "./bbolt/page.js";
 import { type BucketVisitor, describeKey, TreeWalker } from "./bbolt/walk-tree.js";
-import { EtcdBuckets, isTombstoneKey, MetaKeys, parseRevisionKey, userKeyOf } from "./etcd-schema.js";
+import {
+  EtcdBuckets,
+  locateUserKey,
+  MetaKeys,
+  mainRevisionOf,
+  parseRevisionKey,
+  tombstoneKeyBytes,
+} from "./etcd-schema.js";
+import { LiveKeySet } from "./live-key-set.js";
 
 export interface SnapshotReport {
   /** Hex sha256 of the database bytes (the file minus the 32-byte trailer). */
@@ -345,7 +353,7 @@ interface EtcdFigures {
   hash: number;
   revision: number;
   totalKey: number;
-  liveKeys: Set<string>;
+  liveKeys: LiveKeySet;
   storageVersion: string | undefined;
   compactRevision: number | undefined;
 }
@@ -356,7 +364,7 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
     hash: 0,
     revision: 0,
     totalKey: 0,
-    liveKeys: new Set(),
+    liveKeys: new LiveKeySet(),
     storageVersion: undefined,
     compactRevision: undefined,
   };
@@ -381,24 +389,30 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
     }
   };
 
+  const userKey = new Int32Array(2);
   const keyBucket: BucketVisitor = {
     visitLeaf(leaf) {
       hashLeaf(leaf);
       const { page, count, keyStart, keyEnd, valueEnd, flags } = leaf;
+      const liveKeys = figures.liveKeys;
       for (let index = 0; index < count; index++) {
         const start = keyStart[index] as number;
         const end = keyEnd[index] as number;
-        const revision = parseRevisionKey(page, start, end);
-        if (revision === undefined || flags[index] === bucketLeafFlag) {
+        const main = mainRevisionOf(page, start, end);
+        if (main < 0 || flags[index] === bucketLeafFlag) {
           throw new SnapshotCorruptError(
             `bucket key: entry ${describeKey(page, start, end)} in ${leaf.label} is not a revision key`,
           );
         }
-        figures.revision = revision.main;
-        const [userStart, userEnd] = userKeyOf(page, end, valueEnd[index] as number, revision);
-        const userKey = page.toString("latin1", userStart, userEnd);
-        if (isTombstoneKey(page, start, end)) figures.liveKeys.delete(userKey);
-        else figures.liveKeys.add(userKey);
+        figures.revision = main;
+        if (!locateUserKey(page, end, valueEnd[index] as number, userKey)) {
+          throw new SnapshotCorruptError(
+            `bucket key: the value of revision ${main} in ${leaf.label} is not a KeyValue with a key`,
+          );
+        }
+        if (end - start === tombstoneKeyBytes)
+          liveKeys.delete(page, userKey[0] as number, userKey[1] as number);
+        else liveKeys.add(page, userKey[0] as number, userKey[1] as number);
       }
     },
   };

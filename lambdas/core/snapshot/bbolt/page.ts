@@ -36,6 +36,29 @@ export function readU64(buffer: Uint8Array, offset: number): number {
   return view.readUInt32LE(offset) + view.readUInt32LE(offset + 4) * 2 ** 32;
 }
 
+/**
+ * Byte-wise comparison of [aStart, aEnd) of `a` with [bStart, bEnd) of `b`: negative, 0 or positive.
+ * A plain loop: for the short keys of etcd it is several times cheaper than Buffer#compare with
+ * offsets, whose argument checks dominate.
+ */
+export function compareBytes(
+  a: Uint8Array,
+  aStart: number,
+  aEnd: number,
+  b: Uint8Array,
+  bStart: number,
+  bEnd: number,
+): number {
+  const aLength = aEnd - aStart;
+  const bLength = bEnd - bStart;
+  const length = Math.min(aLength, bLength);
+  for (let index = 0; index < length; index++) {
+    const difference = (a[aStart + index] as number) - (b[bStart + index] as number);
+    if (difference !== 0) return difference;
+  }
+  return aLength - bLength;
+}
+
 export function readPageHeader(buffer: Buffer, offset = 0): PageHeader {
   return {
     id: readU64(buffer, offset),

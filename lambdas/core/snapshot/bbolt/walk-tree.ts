@@ -8,6 +8,7 @@ import type { BboltFile } from "./bbolt-file.js";
 import {
   bucketHeaderSize,
   bucketLeafFlag,
+  compareBytes,
   hexFlags,
   type LeafPage,
   PageFlags,
@@ -191,12 +192,13 @@ export class TreeWalker {
         );
       }
       for (let index = 1; index < count; index++) {
-        const order = page.compare(
+        const order = compareBytes(
+          page,
+          keyStart[index] as number,
+          keyEnd[index] as number,
           page,
           keyStart[index - 1] as number,
           keyEnd[index - 1] as number,
-          keyStart[index] as number,
-          keyEnd[index] as number,
         );
         if (order <= 0) {
           throw new SnapshotCorruptError(
@@ -240,7 +242,7 @@ export function bucketRootOf(leaf: LeafPage, index: number, name: string): Bucke
 }
 
 function compareKeys(a: KeyRef, b: KeyRef): number {
-  return a.buffer.compare(b.buffer, b.start, b.end, a.start, a.end);
+  return compareBytes(a.buffer, a.start, a.end, b.buffer, b.start, b.end);
 }
 
 /** A key for messages: printable ASCII as is, anything else in hex, cut at 64 characters. */
