@@ -1,0 +1,75 @@
+import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { App } from "aws-cdk-lib";
+import { beforeEach, describe, expect, it } from "vitest";
+import { readAppSettings } from "../../infra/etcd-backup-app.js";
+import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
+import { exampleTargetsFile } from "./stack-fixtures.js";
+
+let directory: string;
+beforeEach(() => {
+  directory = mkdtempSync(join(tmpdir(), "app-settings-"));
+});
+
+const appWith = (context: Record<string, unknown> = {}) => new App({ context });
+
+describe("readAppSettings", () => {
+  it("reads etcd-backup.targets.json from the working directory by default", () => {
+    copyFileSync(exampleTargetsFile(), join(directory, "etcd-backup.targets.json"));
+    const settings = readAppSettings(appWith(), directory);
+    expect(settings.targetsFile).toBe(join(directory, "etcd-backup.targets.json"));
+    expect(settings.targets.targets.map((target) => target.name)).toEqual(["prod-eu", "staging"]);
+    expect(settings).toMatchObject({ stackName: "EtcdBackup", alertEmails: [] });
+    expect(settings.objectLock).toBeUndefined();
+  });
+
+  it("accepts the committed example as a valid targets file", () => {
+    const settings = readAppSettings(appWith({ targets: exampleTargetsFile() }), directory);
+    expect(settings.targets).toEqual(parseTargetsFile(settings.targets));
+  });
+
+  it("says how to start when the targets file is missing", () => {
+    expect(() => readAppSettings(appWith(), directory)).toThrow(
+      /cannot read the targets file .*etcd-backup\.targets\.json.*copy etcd-backup\.targets\.example\.json/,
+    );
+  });
+
+  it("names the invalid field of a targets file", () => {
+    const file = join(directory, "bad.json");
+    writeFileSync(file, JSON.stringify({ targets: [{ name: "Prod_1", schedule: "every hour" }] }));
+    expect(() => readAppSettings(appWith({ targets: file }), directory)).toThrow(
+      /targets\.0\.name: .*targets\.0\.schedule/,
+    );
+    writeFileSync(file, "{ not json");
+    expect(() => readAppSettings(appWith({ targets: file }), directory)).toThrow(/is not JSON/);
+  });
+
+  it("reads alert e-mails, Object Lock and the stack name from context", () => {
+    const settings = readAppSettings(
+      appWith({
+        targets: exampleTargetsFile(),
+        alertEmails: " oncall@example.com, sre@example.com ",
+        objectLockMode: "compliance",
+        objectLockDays: "30",
+        stackName: "EtcdBackupProd",
+      }),
+      directory,
+    );
+    expect(settings).toMatchObject({
+      stackName: "EtcdBackupProd",
+      alertEmails: ["oncall@example.com", "sre@example.com"],
+      objectLock: { mode: "COMPLIANCE", days: 30 },
+    });
+  });
+
+  it.each([
+    [{ alertEmails: "oncall" }, /alertEmails: "oncall" is not an e-mail address/],
+    [{ objectLockMode: "FOREVER", objectLockDays: 3 }, /objectLockMode: expected GOVERNANCE or COMPLIANCE/],
+    [{ objectLockDays: 0 }, /objectLockDays: expected a whole number/],
+  ])("refuses invalid options %j", (context, message) => {
+    expect(() => readAppSettings(appWith({ targets: exampleTargetsFile(), ...context }), directory)).toThrow(
+      message,
+    );
+  });
+});

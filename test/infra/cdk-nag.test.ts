@@ -1,0 +1,75 @@
+// The app as bin/app.ts builds it, synthesized with cdk-nag's AwsSolutions checks and CDK's own
+// CloudFormation rules: no finding may be left unacknowledged.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { App, Stack } from "aws-cdk-lib";
+import * as ec2 from "aws-cdk-lib/aws-ec2";
+import * as iam from "aws-cdk-lib/aws-iam";
+import { describe, expect, it } from "vitest";
+import { buildEtcdBackupApp, readAppSettings } from "../../infra/etcd-backup-app.js";
+import type { EtcdBackupStackProps } from "../../infra/etcd-backup-stack.js";
+import { cdkJsonContext, exampleTargetsFile, projectRoot } from "./stack-fixtures.js";
+
+interface ValidationReport {
+  pluginReports: { pluginName: string; violations?: { ruleName: string }[] }[];
+}
+
+/** Synthesizes the app with bundling off; returns the validation report's findings. */
+function synthWithChecks(context: Record<string, unknown>, overrides: Partial<EtcdBackupStackProps> = {}) {
+  const app = new App({
+    context: {
+      ...cdkJsonContext(),
+      "aws:cdk:bundling-stacks": [],
+      targets: exampleTargetsFile(),
+      ...context,
+    },
+  });
+  const stack = buildEtcdBackupApp(app, readAppSettings(app, projectRoot), overrides);
+  const assembly = app.synth();
+  const report = JSON.parse(
+    readFileSync(join(assembly.directory, "validation-report.json"), "utf8"),
+  ) as ValidationReport;
+  return {
+    stack,
+    findings: report.pluginReports.flatMap((plugin) =>
+      (plugin.violations ?? []).map((violation) => `${plugin.pluginName}: ${violation.ruleName}`),
+    ),
+  };
+}
+
+describe("cdk-nag AwsSolutions checks", () => {
+  it("pass on the app built from the example targets file, with no finding left unacknowledged", () => {
+    const { findings, stack } = synthWithChecks({});
+    expect(findings).toEqual([]);
+    expect(stack.backup.stateMachine).toBeDefined();
+  });
+
+  it("pass with the optional parts on: Object Lock, e-mail alerts, VPC placement", () => {
+    const { findings } = synthWithChecks(
+      { objectLockMode: "GOVERNANCE", objectLockDays: 30, alertEmails: "oncall@example.com" },
+      {
+        network: {
+          // An existing VPC, imported by its attributes (no lookup, so synthesis stays offline).
+          vpc: ec2.Vpc.fromVpcAttributes(new Stack(new App(), "Network"), "Vpc", {
+            vpcId: "vpc-0123456789abcdef0",
+            availabilityZones: ["eu-west-1a", "eu-west-1b"],
+            privateSubnetIds: ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+            privateSubnetRouteTableIds: ["rtb-0aaaaaaaaaaaaaaaa", "rtb-0bbbbbbbbbbbbbbbb"],
+          }),
+        },
+      },
+    );
+    expect(findings).toEqual([]);
+  });
+
+  it("fail synthesis on a finding nobody acknowledged", () => {
+    const app = new App({
+      context: { ...cdkJsonContext(), "aws:cdk:bundling-stacks": [], targets: exampleTargetsFile() },
+    });
+    const stack = buildEtcdBackupApp(app, readAppSettings(app, projectRoot));
+    stack.backup.stateMachine.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ["s3:*"], resources: [stack.storage.bucket.arnForObjects("*")] }),
+    );
+    expect(() => app.synth()).toThrow(/AwsSolutions-IAM5/);
+  });
+});

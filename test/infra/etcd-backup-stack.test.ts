@@ -1,0 +1,778 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { App, Stack } from "aws-cdk-lib";
+import { Annotations, Match, Template } from "aws-cdk-lib/assertions";
+import * as ec2 from "aws-cdk-lib/aws-ec2";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as logs from "aws-cdk-lib/aws-logs";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { AslStateMachine, placeholdersIn } from "../../infra/asl-state-machine.js";
+import { backupSteps } from "../../infra/backup-workflow.js";
+import { StackOutputs } from "../../infra/etcd-backup-stack.js";
+import { CatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
+import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
+import { type BuiltStack, buildStack, projectRoot, resolved, testTargets } from "./stack-fixtures.js";
+
+type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string };
+type Statement = {
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: Record<string, Record<string, unknown>>;
+};
+
+/** An ASL `${Name}` placeholder. */
+const aslPlaceholder = (name: string): string => `\${${name}}`;
+const asList = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+/** CDK sorts and merges policy resources: compare them as sets. */
+const asSet = (values: unknown[]): unknown[] =>
+  [...values].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+
+// CDK's built-in CloudFormation rule check runs in the cdk-nag test; here it would only slow synthesis.
+beforeAll(() => {
+  vi.stubEnv("CDK_VALIDATION", "false");
+});
+
+let built: BuiltStack;
+let resources: Record<string, Resource>;
+beforeAll(() => {
+  built = buildStack();
+  resources = built.template.toJSON().Resources as Record<string, Resource>;
+});
+
+function logicalIdOf(value: unknown): string {
+  const ref = resolved(built.stack, value) as { Ref?: string; "Fn::GetAtt"?: [string, string] };
+  return ref.Ref ?? (ref["Fn::GetAtt"] as [string, string])[0];
+}
+
+function resource(logicalId: string): Resource {
+  const found = resources[logicalId];
+  if (!found) throw new Error(`no resource ${logicalId}`);
+  return found;
+}
+
+/** The one resource of a type. */
+function onlyOfType(type: string): Resource {
+  const found = ofType(type);
+  expect(found, type).toHaveLength(1);
+  return (found[0] as [string, Resource])[1];
+}
+
+function ofType(type: string): [string, Resource][] {
+  return Object.entries(resources).filter(([, resource]) => resource.Type === type);
+}
+
+/** The statements of every identity policy in the template, with the role each belongs to. */
+function identityStatements(): { roles: string[]; statement: Statement }[] {
+  return ofType("AWS::IAM::Policy").flatMap(([, policy]) =>
+    (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement.map((statement) => ({
+      roles: (policy.Properties.Roles as { Ref: string }[]).map((role) => role.Ref),
+      statement,
+    })),
+  );
+}
+
+function statementsOfRole(roleLogicalId: string): Statement[] {
+  return identityStatements()
+    .filter(({ roles }) => roles.includes(roleLogicalId))
+    .map(({ statement }) => statement);
+}
+
+function stepFunction(handler: string) {
+  const step = backupSteps.find((candidate) => candidate.handler === handler);
+  if (!step) throw new Error(`no step ${handler}`);
+  const construct = built.stack.backup.functions[step.placeholder];
+  if (!construct) throw new Error(`no function for ${step.placeholder}`);
+  return construct;
+}
+
+describe("snapshot storage", () => {
+  it("encrypts the bucket with its own rotating KMS key, bucket key on", () => {
+    const keyId = logicalIdOf(built.stack.storage.key.keyArn);
+    expect(resource(keyId).Properties.EnableKeyRotation).toBe(true);
+    built.template.hasResourceProperties("AWS::S3::Bucket", {
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          {
+            ServerSideEncryptionByDefault: {
+              SSEAlgorithm: "aws:kms",
+              KMSMasterKeyID: { "Fn::GetAtt": [keyId, "Arn"] },
+            },
+            BucketKeyEnabled: true,
+          },
+        ],
+      },
+    });
+  });
+
+  it("versions the bucket, blocks public access and keeps it on stack deletion", () => {
+    const bucket = resource(logicalIdOf(built.stack.storage.bucket.bucketName));
+    expect(bucket.Properties.VersioningConfiguration).toEqual({ Status: "Enabled" });
+    expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    expect(bucket.DeletionPolicy).toBe("Retain");
+  });
+
+  it("expires noncurrent versions and aborts incomplete multipart uploads after a day", () => {
+    const bucket = resource(logicalIdOf(built.stack.storage.bucket.bucketName));
+    const rules = (bucket.Properties.LifecycleConfiguration as { Rules: Record<string, unknown>[] }).Rules;
+    expect(rules).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: 30 }, Status: "Enabled" }),
+        expect.objectContaining({
+          AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+          Status: "Enabled",
+        }),
+      ]),
+    );
+    expect(bucket.Properties.ObjectLockEnabled).toBeUndefined();
+  });
+
+  it("logs server access to a separate bucket", () => {
+    const bucket = resource(logicalIdOf(built.stack.storage.bucket.bucketName));
+    expect(bucket.Properties.LoggingConfiguration).toEqual({
+      DestinationBucketName: { Ref: logicalIdOf(built.stack.storage.accessLogBucket.bucketName) },
+      LogFilePrefix: "snapshots/",
+    });
+  });
+
+  it("refuses any request without TLS on both buckets", () => {
+    for (const bucket of [built.stack.storage.bucket, built.stack.storage.accessLogBucket]) {
+      built.template.hasResourceProperties("AWS::S3::BucketPolicy", {
+        Bucket: { Ref: logicalIdOf(bucket.bucketName) },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: "Deny",
+              Principal: { AWS: "*" },
+              Action: "s3:*",
+              Condition: { Bool: { "aws:SecureTransport": "false" } },
+            }),
+          ]),
+        },
+      });
+    }
+  });
+
+  it("turns Object Lock on with a default retention when asked", () => {
+    const { template } = buildStack({
+      objectLock: { mode: "COMPLIANCE", days: 14 },
+      noncurrentVersionDays: 60,
+    });
+    template.hasResourceProperties("AWS::S3::Bucket", {
+      ObjectLockEnabled: true,
+      ObjectLockConfiguration: {
+        ObjectLockEnabled: "Enabled",
+        Rule: { DefaultRetention: { Mode: "COMPLIANCE", Days: 14 } },
+      },
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([Match.objectLike({ NoncurrentVersionExpiration: { NoncurrentDays: 60 } })]),
+      },
+    });
+  });
+});
+
+describe("catalogue table", () => {
+  it("has the key schema and sparse verified index of CatalogueTable", () => {
+    const index = CatalogueTable.verifiedByClusterIndex;
+    built.template.hasResourceProperties("AWS::DynamoDB::Table", {
+      KeySchema: [
+        { AttributeName: CatalogueTable.partitionKey.name, KeyType: "HASH" },
+        { AttributeName: CatalogueTable.sortKey.name, KeyType: "RANGE" },
+      ],
+      AttributeDefinitions: Match.arrayEquals([
+        { AttributeName: CatalogueTable.partitionKey.name, AttributeType: CatalogueTable.partitionKey.type },
+        { AttributeName: CatalogueTable.sortKey.name, AttributeType: CatalogueTable.sortKey.type },
+        { AttributeName: index.partitionKey.name, AttributeType: index.partitionKey.type },
+        { AttributeName: index.sortKey.name, AttributeType: index.sortKey.type },
+      ]),
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: index.indexName,
+          KeySchema: [
+            { AttributeName: index.partitionKey.name, KeyType: "HASH" },
+            { AttributeName: index.sortKey.name, KeyType: "RANGE" },
+          ],
+          Projection: { ProjectionType: index.projection },
+        },
+      ],
+    });
+  });
+
+  it("is on demand, with point-in-time recovery, TTL, deletion protection and retention", () => {
+    const table = onlyOfType("AWS::DynamoDB::Table");
+    expect(table.Properties).toMatchObject({
+      BillingMode: "PAY_PER_REQUEST",
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      TimeToLiveSpecification: { AttributeName: CatalogueTable.timeToLiveAttribute, Enabled: true },
+      DeletionProtectionEnabled: true,
+    });
+    expect(table.DeletionPolicy).toBe("Retain");
+  });
+});
+
+describe("targets parameter", () => {
+  it("holds the validated targets file as the handlers will parse it", () => {
+    const parameter = resource(logicalIdOf(built.stack.targetsParameter.parameter.parameterName));
+    expect(parameter.Properties.Tier).toBe("Standard");
+    const value = JSON.parse(parameter.Properties.Value as string);
+    expect(parseTargetsFile(value)).toEqual(testTargets());
+  });
+
+  it("moves to the Advanced tier over 4 KB and refuses more than 8 KB", () => {
+    const many = (count: number) =>
+      parseTargetsFile({
+        targets: Array.from({ length: count }, (_, index) => ({
+          name: `cluster-${index}`,
+          schedule: "rate(1 hour)",
+          etcd: { endpoints: [`https://10.0.${index}.10:2379`] },
+        })),
+      });
+    const { template } = buildStack({ targets: many(20) });
+    template.hasResourceProperties("AWS::SSM::Parameter", { Tier: "Advanced" });
+    expect(() => buildStack({ targets: many(40) })).toThrow(/at most 8192/);
+  });
+});
+
+describe("Lambda functions", () => {
+  it("creates one function per state-machine step", () => {
+    expect(ofType("AWS::Lambda::Function")).toHaveLength(backupSteps.length);
+    expect(backupSteps.map((step) => step.handler).sort()).toEqual(
+      [
+        "acquire-lease",
+        "mark-failed",
+        "prune-snapshots",
+        "release-lease",
+        "resolve-target",
+        "take-snapshot",
+        "verify-snapshot",
+      ].sort(),
+    );
+  });
+
+  it.each([
+    ["acquire-lease", 256, 30, undefined],
+    ["resolve-target", 256, 60, undefined],
+    ["take-snapshot", 1024, 900, undefined],
+    ["verify-snapshot", 1024, 900, 10240],
+    ["prune-snapshots", 256, 60, undefined],
+    ["release-lease", 256, 30, undefined],
+    ["mark-failed", 256, 60, undefined],
+  ])(
+    "runs %s on arm64 Node 22 with %i MB, %i s, ephemeral %s MB, X-Ray and its own log group",
+    (handler, memory, timeout, ephemeral) => {
+      const fn = resource(logicalIdOf(stepFunction(handler).function.functionArn));
+      expect(fn.Properties).toMatchObject({
+        Runtime: "nodejs22.x",
+        Architectures: ["arm64"],
+        Handler: "index.handler",
+        MemorySize: memory,
+        Timeout: timeout,
+        TracingConfig: { Mode: "Active" },
+        LoggingConfig: {
+          LogFormat: "JSON",
+          LogGroup: { Ref: logicalIdOf(stepFunction(handler).logGroup.logGroupName) },
+        },
+      });
+      expect(fn.Properties.EphemeralStorage).toEqual(
+        ephemeral === undefined ? undefined : { Size: ephemeral },
+      );
+      expect(fn.Properties.VpcConfig).toBeUndefined();
+    },
+  );
+
+  it("keeps each Lambda timeout within its state's TimeoutSeconds in backup.asl.json", () => {
+    const definition = JSON.parse(
+      readFileSync(join(projectRoot, "statemachine", "backup.asl.json"), "utf8"),
+    ) as {
+      States: Record<string, { Parameters?: { FunctionName?: string }; TimeoutSeconds?: number }>;
+    };
+    for (const state of Object.values(definition.States)) {
+      const placeholder = /^\$\{(\w+)\}$/.exec(state.Parameters?.FunctionName ?? "")?.[1];
+      if (!placeholder) continue;
+      const step = backupSteps.find((candidate) => candidate.placeholder === placeholder);
+      expect(step, placeholder).toBeDefined();
+      expect(step?.sizing.timeout.toSeconds()).toBeLessThanOrEqual(
+        state.TimeoutSeconds ?? Number.POSITIVE_INFINITY,
+      );
+    }
+  });
+
+  it("gives every function the environment the handlers read", () => {
+    const { stack } = built;
+    for (const step of backupSteps) {
+      const fn = resource(logicalIdOf(stepFunction(step.handler).function.functionArn));
+      expect((fn.Properties.Environment as { Variables: unknown }).Variables).toEqual({
+        CATALOGUE_TABLE: { Ref: logicalIdOf(stack.catalogue.table.tableName) },
+        SNAPSHOT_BUCKET: { Ref: logicalIdOf(stack.storage.bucket.bucketName) },
+        SNAPSHOT_PREFIX: "backups/etcd",
+        SNAPSHOT_KMS_KEY_ID: { "Fn::GetAtt": [logicalIdOf(stack.storage.key.keyArn), "Arn"] },
+        TARGETS_PARAMETER_NAME: { Ref: logicalIdOf(stack.targetsParameter.parameter.parameterName) },
+        POWERTOOLS_SERVICE_NAME: "etcd-backup",
+        POWERTOOLS_METRICS_NAMESPACE: "EtcdBackup",
+        NODE_OPTIONS: "--enable-source-maps",
+      });
+    }
+  });
+
+  it("keeps the logs of every function and of the state machine for the configured retention", () => {
+    const groups = ofType("AWS::Logs::LogGroup");
+    expect(groups).toHaveLength(backupSteps.length + 1);
+    for (const [, group] of groups) expect(group.Properties.RetentionInDays).toBe(90);
+    const { template } = buildStack({ logRetention: logs.RetentionDays.ONE_YEAR });
+    template.allResourcesProperties("AWS::Logs::LogGroup", { RetentionInDays: 365 });
+  });
+
+  it("places only the steps that reach etcd in the VPC, when one is given", () => {
+    const app = new App();
+    const network = new Stack(app, "Network");
+    const vpc = ec2.Vpc.fromVpcAttributes(network, "Vpc", {
+      vpcId: "vpc-0123456789abcdef0",
+      availabilityZones: ["eu-west-1a", "eu-west-1b"],
+      privateSubnetIds: ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+    });
+    const { stack, template } = buildStack({
+      network: { vpc, subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } },
+    });
+    const inVpc = Object.entries(template.toJSON().Resources as Record<string, Resource>)
+      .filter(([, resource]) => resource.Type === "AWS::Lambda::Function" && resource.Properties.VpcConfig)
+      .map(([logicalId]) => logicalId)
+      .sort();
+    const expected = ["resolve-target", "take-snapshot"].map((handler) => {
+      const step = backupSteps.find((candidate) => candidate.handler === handler);
+      const fn = stack.backup.functions[step?.placeholder ?? ""]?.function as lambda.IFunction;
+      return (stack.resolve(fn.functionArn) as { "Fn::GetAtt": [string] })["Fn::GetAtt"][0];
+    });
+    expect(inVpc).toEqual(expected.sort());
+    template.hasResourceProperties("AWS::Lambda::Function", {
+      VpcConfig: { SubnetIds: ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"] },
+    });
+  });
+});
+
+describe("backup state machine", () => {
+  it("is deployed from statemachine/backup.asl.json, unchanged", () => {
+    const machine = resource(logicalIdOf(built.stack.backup.stateMachine.stateMachineArn));
+    const location = machine.Properties.DefinitionS3Location as { Key: string };
+    const assembly = built.app.synth();
+    const staged = readFileSync(join(assembly.directory, `asset.${location.Key}`), "utf8");
+    expect(staged).toBe(readFileSync(join(projectRoot, "statemachine", "backup.asl.json"), "utf8"));
+    expect(machine.Properties.DefinitionString).toBeUndefined();
+  });
+
+  it("fills every placeholder of the file: each step with its function's ARN, the topic with its ARN", () => {
+    const machine = resource(logicalIdOf(built.stack.backup.stateMachine.stateMachineArn));
+    const substitutions = machine.Properties.DefinitionSubstitutions as Record<string, unknown>;
+    const definition = readFileSync(join(projectRoot, "statemachine", "backup.asl.json"), "utf8");
+    expect(Object.keys(substitutions).sort()).toEqual(placeholdersIn(definition));
+    for (const step of backupSteps) {
+      expect(substitutions[step.placeholder]).toEqual(
+        resolved(built.stack, stepFunction(step.handler).function.functionArn),
+      );
+    }
+    expect(substitutions.OnCallTopicArn).toEqual({ Ref: logicalIdOf(built.stack.onCall.topic.topicArn) });
+  });
+
+  it("logs every execution and traces with X-Ray", () => {
+    const machine = resource(logicalIdOf(built.stack.backup.stateMachine.stateMachineArn));
+    expect(machine.Properties).toMatchObject({
+      StateMachineType: "STANDARD",
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: { Level: "ALL", IncludeExecutionData: true },
+    });
+  });
+
+  it("may invoke exactly the seven step functions and publish only to the on-call topic", () => {
+    const machine = resource(logicalIdOf(built.stack.backup.stateMachine.stateMachineArn));
+    const roleId = (machine.Properties.RoleArn as { "Fn::GetAtt": [string] })["Fn::GetAtt"][0];
+    const statements = statementsOfRole(roleId);
+    const invoke = statements.filter((statement) =>
+      asList(statement.Action).includes("lambda:InvokeFunction"),
+    );
+    expect(invoke).toHaveLength(1);
+    expect(asSet(asList(invoke[0]?.Resource))).toEqual(
+      asSet(
+        backupSteps.map((step) => resolved(built.stack, stepFunction(step.handler).function.functionArn)),
+      ),
+    );
+    const publish = statements.filter((statement) =>
+      asList(statement.Action).some((action) => action.startsWith("sns:")),
+    );
+    expect(publish).toEqual([
+      {
+        Effect: "Allow",
+        Action: "sns:Publish",
+        Resource: { Ref: logicalIdOf(built.stack.onCall.topic.topicArn) },
+      },
+    ]);
+  });
+
+  it("refuses a definition whose placeholders and substitutions differ", () => {
+    const directory = mkdtempSync(join(tmpdir(), "asl-"));
+    const file = join(directory, "broken.asl.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        StartAt: "A",
+        States: { A: { Type: "Task", Resource: aslPlaceholder("Missing"), End: true } },
+      }),
+    );
+    const stack = new Stack(new App(), "Broken");
+    expect(
+      () =>
+        new AslStateMachine(stack, "Machine", {
+          definitionFile: file,
+          functions: {},
+          values: { Extra: "x" },
+          logRetention: logs.RetentionDays.ONE_DAY,
+        }),
+    ).toThrow(/missing: Missing; not in the file: Extra/);
+  });
+});
+
+describe("schedules", () => {
+  it("starts the state machine once per target with { cluster, scheduledTime }, flexible window off", () => {
+    const schedules = ofType("AWS::Scheduler::Schedule");
+    const targets = testTargets().targets;
+    expect(schedules).toHaveLength(targets.length);
+    const machineId = logicalIdOf(built.stack.backup.stateMachine.stateMachineArn);
+    for (const target of targets) {
+      const schedule = schedules.find(([, resource]) => {
+        const input = JSON.parse((resource.Properties.Target as { Input: string }).Input) as {
+          cluster: string;
+        };
+        return input.cluster === target.name;
+      })?.[1];
+      if (!schedule) throw new Error(`no schedule for ${target.name}`);
+      expect(schedule.Properties).toMatchObject({
+        ScheduleExpression: target.schedule,
+        FlexibleTimeWindow: { Mode: "OFF" },
+        State: "ENABLED",
+        Target: { Arn: { Ref: machineId } },
+      });
+      const input = JSON.parse((schedule.Properties.Target as { Input: string }).Input);
+      expect(input).toEqual({ cluster: target.name, scheduledTime: "<aws.scheduler.scheduled-time>" });
+    }
+  });
+
+  it("lets the scheduler role start this state machine and nothing else", () => {
+    const [[, schedule] = []] = ofType("AWS::Scheduler::Schedule");
+    if (!schedule) throw new Error("no schedule");
+    const roleId = (
+      (schedule.Properties.Target as { RoleArn: unknown }).RoleArn as { "Fn::GetAtt": [string] }
+    )["Fn::GetAtt"][0];
+    expect(statementsOfRole(roleId)).toEqual([
+      {
+        Effect: "Allow",
+        Action: "states:StartExecution",
+        Resource: { Ref: logicalIdOf(built.stack.backup.stateMachine.stateMachineArn) },
+      },
+    ]);
+    expect(resource(roleId).Properties.AssumeRolePolicyDocument).toMatchObject({
+      Statement: [
+        {
+          Principal: { Service: "scheduler.amazonaws.com" },
+          Condition: { StringEquals: { "aws:SourceAccount": { Ref: "AWS::AccountId" } } },
+        },
+      ],
+    });
+  });
+});
+
+describe("alerts", () => {
+  it("sends FAILED, TIMED_OUT and ABORTED executions of the backup state machine to on-call", () => {
+    const rule = onlyOfType("AWS::Events::Rule");
+    expect(rule.Properties.EventPattern).toEqual({
+      source: ["aws.states"],
+      "detail-type": ["Step Functions Execution Status Change"],
+      detail: {
+        status: ["FAILED", "TIMED_OUT", "ABORTED"],
+        stateMachineArn: [{ Ref: logicalIdOf(built.stack.backup.stateMachine.stateMachineArn) }],
+      },
+    });
+    const [target] = rule.Properties.Targets as {
+      Arn: unknown;
+      RoleArn: unknown;
+      InputTransformer: unknown;
+    }[];
+    expect(target?.Arn).toEqual({ Ref: logicalIdOf(built.stack.onCall.topic.topicArn) });
+    expect(JSON.stringify(target?.InputTransformer)).toContain("<detail-executionArn>");
+  });
+
+  it("encrypts the on-call topic with a rotating key and refuses publishing without TLS", () => {
+    const keyId = logicalIdOf(built.stack.onCall.key.keyArn);
+    expect(resource(keyId).Properties.EnableKeyRotation).toBe(true);
+    built.template.hasResourceProperties("AWS::SNS::Topic", {
+      KmsMasterKeyId: { "Fn::GetAtt": [keyId, "Arn"] },
+    });
+    built.template.hasResourceProperties("AWS::SNS::TopicPolicy", {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: "Deny",
+            Action: "sns:Publish",
+            Condition: { Bool: { "aws:SecureTransport": "false" } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it("lets no other service or account publish through the topic policy than this account's alarms", () => {
+    const policy = onlyOfType("AWS::SNS::TopicPolicy");
+    const allows = (
+      policy.Properties.PolicyDocument as { Statement: (Statement & { Principal: unknown })[] }
+    ).Statement.filter((statement) => statement.Effect === "Allow");
+    expect(allows).toHaveLength(1);
+    expect(allows[0]).toMatchObject({
+      Principal: { Service: "cloudwatch.amazonaws.com" },
+      Condition: { StringEquals: { "aws:SourceAccount": { Ref: "AWS::AccountId" } } },
+    });
+  });
+
+  it("subscribes the given e-mail addresses", () => {
+    const { template } = buildStack({ alertEmails: ["oncall@example.com", "sre@example.com"] });
+    template.resourceCountIs("AWS::SNS::Subscription", 2);
+    template.hasResourceProperties("AWS::SNS::Subscription", {
+      Protocol: "email",
+      Endpoint: "sre@example.com",
+    });
+  });
+
+  it.each([
+    ["prod-eu", 7200, 1],
+    ["staging", 86400, 6],
+    ["edge", 1800, 1],
+    ["partner", 86400, 1],
+  ])(
+    "alarms when %s has no verified snapshot within twice its interval (%i s × %i)",
+    (cluster, period, periods) => {
+      const alarm = built.stack.monitoring.freshnessAlarms[cluster];
+      expect(alarm).toBeDefined();
+      const properties = resource(logicalIdOf(alarm?.alarmArn)).Properties;
+      expect(properties).toMatchObject({
+        Namespace: "EtcdBackup",
+        MetricName: "SnapshotVerified",
+        Statistic: "Sum",
+        Period: period,
+        EvaluationPeriods: periods,
+        DatapointsToAlarm: periods,
+        Threshold: 1,
+        ComparisonOperator: "LessThanThreshold",
+        TreatMissingData: "breaching",
+        AlarmActions: [{ Ref: logicalIdOf(built.stack.onCall.topic.topicArn) }],
+      });
+      expect(properties?.Dimensions).toEqual(
+        expect.arrayContaining([
+          { Name: "Cluster", Value: cluster },
+          { Name: "service", Value: "etcd-backup" },
+        ]),
+      );
+    },
+  );
+
+  it("caps the window at 7 days, and creates no alarm (with a warning) where 7 days cannot cover an interval", () => {
+    const { stack } = buildStack({
+      targets: parseTargetsFile({
+        targets: [
+          {
+            name: "every-five-days",
+            schedule: "rate(5 days)",
+            etcd: { endpoints: ["https://10.0.0.1:2379"] },
+          },
+          { name: "weekly", schedule: "cron(0 3 ? * SUN *)", etcd: { endpoints: ["https://10.0.0.2:2379"] } },
+        ],
+      }),
+    });
+    const template = Template.fromStack(stack);
+    template.resourceCountIs("AWS::CloudWatch::Alarm", 1);
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", { Period: 86400, EvaluationPeriods: 7 });
+    Annotations.fromStack(stack).hasWarning(
+      "/EtcdBackup/Monitoring",
+      Match.stringLikeRegexp("target weekly: .* no freshness alarm is created"),
+    );
+  });
+});
+
+describe("least privilege", () => {
+  const serviceWideActions = new Set([
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+  ]);
+
+  it("grants no wildcard action, and Resource '*' only for the X-Ray and log-delivery APIs that require it", () => {
+    const statements = identityStatements().map(({ statement }) => statement);
+    expect(statements.length).toBeGreaterThan(20);
+    for (const statement of statements) {
+      for (const action of asList(statement.Action)) expect(action).not.toMatch(/\*/);
+      if (asList(statement.Resource).includes("*")) {
+        for (const action of asList(statement.Action)) expect(serviceWideActions, action).toContain(action);
+      }
+    }
+  });
+
+  it("restricts S3 object access to <prefix>/<cluster>/* of the named clusters", () => {
+    const bucketId = logicalIdOf(built.stack.storage.bucket.bucketName);
+    const allowed = testTargets().targets.map((target) => ({
+      "Fn::Join": ["", [{ "Fn::GetAtt": [bucketId, "Arn"] }, `/backups/etcd/${target.name}/*`]],
+    }));
+    const s3Statements = identityStatements()
+      .map(({ statement }) => statement)
+      .filter((statement) => asList(statement.Action).some((action) => action.startsWith("s3:")));
+    expect(s3Statements.length).toBeGreaterThan(0);
+    for (const statement of s3Statements) {
+      const bucketLevel = asList(statement.Action).every(
+        (action) => action === "s3:ListBucketMultipartUploads",
+      );
+      if (bucketLevel) {
+        expect(statement.Resource).toEqual({ "Fn::GetAtt": [bucketId, "Arn"] });
+      } else {
+        expect(asSet(asList(statement.Resource))).toEqual(asSet(allowed));
+      }
+    }
+  });
+
+  it.each([
+    ["acquire-lease", []],
+    ["resolve-target", []],
+    [
+      "take-snapshot",
+      ["s3:AbortMultipartUpload", "s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+    ],
+    [
+      "verify-snapshot",
+      ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+    ],
+    [
+      "prune-snapshots",
+      [
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:GetObject",
+        "s3:GetObjectLegalHold",
+        "s3:GetObjectRetention",
+        "s3:GetObjectVersion",
+      ],
+    ],
+    ["release-lease", []],
+    ["mark-failed", ["s3:AbortMultipartUpload"]],
+  ])("gives %s only the object actions its step performs", (handler, actions) => {
+    const roleId = logicalIdOf(stepFunction(handler).role.roleArn);
+    const objectActions = statementsOfRole(roleId)
+      .flatMap((statement) => asList(statement.Action))
+      .filter((action) => action.startsWith("s3:") && action !== "s3:ListBucketMultipartUploads")
+      .sort();
+    expect(objectActions).toEqual(actions);
+  });
+
+  it("limits catalogue access to the named clusters' partitions, on the table and its verified index", () => {
+    const tableId = logicalIdOf(built.stack.catalogue.table.tableName);
+    const names = testTargets().targets.map((target) => target.name);
+    const dynamo = identityStatements().filter(({ statement }) =>
+      asList(statement.Action).some((action) => action.startsWith("dynamodb:")),
+    );
+    expect(dynamo).toHaveLength(backupSteps.filter((step) => step.access.includes("catalogue")).length);
+    for (const { statement } of dynamo) {
+      expect(statement.Condition).toEqual({ "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": names } });
+      expect(asList(statement.Resource)).toEqual([
+        { "Fn::GetAtt": [tableId, "Arn"] },
+        {
+          "Fn::Join": [
+            "",
+            [{ "Fn::GetAtt": [tableId, "Arn"] }, `/index/${CatalogueTable.verifiedByClusterIndex.indexName}`],
+          ],
+        },
+      ]);
+      expect(asList(statement.Action)).not.toContain("dynamodb:DeleteItem");
+    }
+  });
+
+  it("uses the snapshot key only through S3", () => {
+    const keyArn = { "Fn::GetAtt": [logicalIdOf(built.stack.storage.key.keyArn), "Arn"] };
+    const keyStatements = identityStatements()
+      .map(({ statement }) => statement)
+      .filter((statement) => JSON.stringify(statement.Resource) === JSON.stringify(keyArn));
+    expect(keyStatements.length).toBe(2);
+    for (const statement of keyStatements) {
+      expect(statement.Condition?.StringEquals).toHaveProperty("kms:ViaService");
+    }
+  });
+
+  it("lets only the cluster-facing steps read the named secrets, describe the named EKS clusters, assume the named roles", () => {
+    const reaching = new Set(["resolve-target", "take-snapshot"]);
+    for (const step of backupSteps) {
+      const statements = statementsOfRole(logicalIdOf(stepFunction(step.handler).role.roleArn));
+      const find = (action: string) =>
+        statements.find((statement) => asList(statement.Action).includes(action));
+      if (!reaching.has(step.handler)) {
+        expect(find("secretsmanager:GetSecretValue"), step.handler).toBeUndefined();
+        expect(find("eks:DescribeCluster"), step.handler).toBeUndefined();
+        continue;
+      }
+      expect(asList(find("secretsmanager:GetSecretValue")?.Resource).sort()).toEqual(
+        [
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:edge-kubeconfig-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:edge-kubeconfig-AbCdEf-??????",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:etcd-backup/prod-eu/etcd-client",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:etcd-backup/prod-eu/etcd-client-??????",
+        ].sort(),
+      );
+      expect(find("eks:DescribeCluster")?.Resource).toEqual({
+        "Fn::Join": [
+          "",
+          [
+            "arn:",
+            { Ref: "AWS::Partition" },
+            ":eks:eu-west-1:",
+            { Ref: "AWS::AccountId" },
+            ":cluster/staging",
+          ],
+        ],
+      });
+      expect(find("sts:AssumeRole")?.Resource).toBe("arn:aws:iam::444455556666:role/etcd-backup-reader");
+    }
+  });
+
+  it("attaches no managed policy to any role", () => {
+    for (const [, role] of ofType("AWS::IAM::Role"))
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+  });
+});
+
+describe("outputs", () => {
+  it("exports the names the CLI looks up", () => {
+    const { stack } = built;
+    const outputs = built.template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.keys(outputs).sort()).toEqual(Object.values(StackOutputs).sort());
+    expect(outputs[StackOutputs.snapshotBucketName]?.Value).toEqual(
+      resolved(stack, stack.storage.bucket.bucketName),
+    );
+    expect(outputs[StackOutputs.snapshotPrefix]?.Value).toBe("backups/etcd");
+    expect(outputs[StackOutputs.catalogueTableName]?.Value).toEqual(
+      resolved(stack, stack.catalogue.table.tableName),
+    );
+    expect(outputs[StackOutputs.backupStateMachineArn]?.Value).toEqual(
+      resolved(stack, stack.backup.stateMachine.stateMachineArn),
+    );
+    expect(outputs[StackOutputs.onCallTopicArn]?.Value).toEqual(resolved(stack, stack.onCall.topic.topicArn));
+    expect(outputs[StackOutputs.targetsParameterName]?.Value).toEqual(
+      resolved(stack, stack.targetsParameter.parameter.parameterName),
+    );
+  });
+});

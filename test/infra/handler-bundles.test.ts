@@ -1,0 +1,123 @@
+// Runs the app exactly as `npx cdk synth` does (cdk.json's app command, its context passed the way the
+// CLI passes it, the example targets file), with real bundling through the local esbuild, in a child
+// process; then checks what would be deployed: each bundle is small, loads as an ES module exporting
+// `handler`, and the steps that checksum whole snapshots carry the linux-arm64 build of @node-rs/crc32.
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, it } from "vitest";
+import { backupSteps } from "../../infra/backup-workflow.js";
+import { installedVersion } from "../../infra/native-modules.js";
+import { cdkJsonContext, exampleTargetsFile, projectRoot } from "./stack-fixtures.js";
+
+/** Budget for the code Lambda loads (index.mjs); the source map beside it is reported, not limited. */
+const codeLimitBytes = 5 * 1024 * 1024;
+const arm64Binary = join("node_modules", "@node-rs", "crc32-linux-arm64-gnu", "crc32.linux-arm64-gnu.node");
+
+function directorySize(path: string): number {
+  const stats = statSync(path);
+  if (!stats.isDirectory()) return stats.size;
+  return readdirSync(path).reduce((total, entry) => total + directorySize(join(path, entry)), 0);
+}
+
+/** e_machine of an ELF file (183 is AArch64). */
+function elfMachine(path: string): number {
+  const header = Buffer.alloc(20);
+  readSync(openSync(path, "r"), header, 0, 20, 0);
+  expect(header.subarray(0, 4).toString("latin1")).toBe("\x7fELF");
+  return header.readUInt16LE(18);
+}
+
+type Resources = Record<
+  string,
+  { Type: string; Properties: { Description?: string; Code?: { S3Key: string } } }
+>;
+
+let outdir: string;
+let resources: Resources;
+const bundleOf = (description: string): string => {
+  const fn = Object.values(resources).find(
+    (resource) =>
+      resource.Type === "AWS::Lambda::Function" && resource.Properties.Description === description,
+  );
+  const key = fn?.Properties.Code?.S3Key;
+  if (!key) throw new Error(`no function described as "${description}"`);
+  return join(outdir, `asset.${key.replace(/\.zip$/, "")}`);
+};
+
+beforeAll(async () => {
+  outdir = mkdtempSync(join(tmpdir(), "cdk-synth-"));
+  const { app } = JSON.parse(readFileSync(join(projectRoot, "cdk.json"), "utf8")) as { app: string };
+  const { CDK_VALIDATION: _ignored, ...environment } = process.env;
+  await promisify(execFile)("bash", ["-c", app], {
+    cwd: projectRoot,
+    env: {
+      ...environment,
+      CDK_OUTDIR: outdir,
+      CDK_CONTEXT_JSON: JSON.stringify({ ...cdkJsonContext(), targets: exampleTargetsFile() }),
+    },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  resources = (
+    JSON.parse(readFileSync(join(outdir, "EtcdBackup.template.json"), "utf8")) as { Resources: Resources }
+  ).Resources;
+}, 240_000);
+
+describe("handler bundles", () => {
+  it("synthesizes with no validation finding (cdk-nag and CloudFormation rules)", () => {
+    const report = JSON.parse(readFileSync(join(outdir, "validation-report.json"), "utf8")) as {
+      pluginReports: unknown[];
+    };
+    expect(report.pluginReports).toEqual([]);
+  });
+
+  it.each(backupSteps.map((step) => [step.handler, step]))(
+    "keeps the %s bundle's code under 5 MB",
+    (_handler, step) => {
+      const bundle = bundleOf(step.description);
+      expect(statSync(join(bundle, "index.mjs")).size).toBeLessThan(codeLimitBytes);
+      expect(existsSync(join(bundle, "index.mjs.map"))).toBe(true);
+      // Code, source map and native module together: a guard against a dependency ballooning.
+      expect(directorySize(bundle)).toBeLessThan(4 * codeLimitBytes);
+    },
+  );
+
+  it("ships the linux-arm64 build of @node-rs/crc32, at the installed version, only where snapshots are checksummed", () => {
+    const version = installedVersion(projectRoot, "@node-rs/crc32");
+    for (const step of backupSteps) {
+      const bundle = bundleOf(step.description);
+      if (!step.nativeCrc32c) {
+        expect(existsSync(join(bundle, "node_modules")), step.handler).toBe(false);
+        continue;
+      }
+      expect(elfMachine(join(bundle, arm64Binary))).toBe(183);
+      expect(readdirSync(join(bundle, "node_modules", "@node-rs")).sort()).toEqual([
+        "crc32",
+        "crc32-linux-arm64-gnu",
+      ]);
+      expect(installedVersion(bundle, "@node-rs/crc32")).toBe(version);
+    }
+    expect(backupSteps.filter((step) => step.nativeCrc32c).map((step) => step.handler)).toEqual([
+      "take-snapshot",
+      "verify-snapshot",
+    ]);
+  });
+
+  it("loads every bundle as an ES module exporting handler (the native module falls back where it cannot load)", async () => {
+    const urls = backupSteps.map((step) => pathToFileURL(join(bundleOf(step.description), "index.mjs")).href);
+    const script = `
+      for (const url of ${JSON.stringify(urls)}) {
+        const module = await import(url);
+        if (typeof module.handler !== "function") throw new Error(url + " exports no handler");
+      }
+      console.log("loaded " + ${urls.length});
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], {
+      env: { ...process.env, AWS_REGION: "eu-west-1" },
+    });
+    expect(stdout.trim().split("\n").at(-1)).toBe(`loaded ${urls.length}`);
+  });
+});
