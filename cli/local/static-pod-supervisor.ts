@@ -82,7 +82,7 @@ interface NodeState {
   /** By manifest file name. */
   pods: Map<string, RunningPod>;
   /** Processes being stopped, by pod name: a pod of the same name starts only after they are gone. */
-  terminating: Map<string, Promise<void>>;
+  terminating: Map<string, { done: Promise<void>; children: Set<ChildProcess> }>;
   /** Manifests already reported as invalid, by content, so that each is reported once. */
   reportedInvalid: Set<string>;
 }
@@ -134,11 +134,15 @@ export function startStaticPodSupervisor(options: StaticPodSupervisorOptions): S
     pod.child = undefined;
     if (!isAlive(child)) return;
     emit({ node: state.node.name, pod: pod.podName, type: "stopping", detail: `pid ${child.pid}` });
-    const previous = state.terminating.get(pod.podName) ?? Promise.resolve();
-    const done = previous.then(() => killGracefully(child, pod.gracePeriodMs));
-    state.terminating.set(pod.podName, done);
+    const previous = state.terminating.get(pod.podName);
+    const children = previous?.children ?? new Set<ChildProcess>();
+    children.add(child);
+    const done = (previous?.done ?? Promise.resolve()).then(() => killGracefully(child, pod.gracePeriodMs));
+    const entry = { done, children };
+    state.terminating.set(pod.podName, entry);
     void done.then(() => {
-      if (state.terminating.get(pod.podName) === done) state.terminating.delete(pod.podName);
+      children.delete(child);
+      if (state.terminating.get(pod.podName) === entry) state.terminating.delete(pod.podName);
     });
   };
 
@@ -205,7 +209,10 @@ export function startStaticPodSupervisor(options: StaticPodSupervisorOptions): S
   };
 
   return {
-    running: (node, podName) => isAlive(find(node, podName)?.child),
+    // A pod whose manifest is gone still runs until its process has exited, as `crictl ps` would show.
+    running: (node, podName) =>
+      isAlive(find(node, podName)?.child) ||
+      [...(states.get(node)?.terminating.get(podName)?.children ?? [])].some(isAlive),
     starts: (node, podName) => find(node, podName)?.starts ?? 0,
     async stop() {
       stopped = true;
@@ -214,7 +221,9 @@ export function startStaticPodSupervisor(options: StaticPodSupervisorOptions): S
         for (const pod of state.pods.values()) terminate(state, pod);
         state.pods.clear();
       }
-      await Promise.all([...states.values()].flatMap((state) => [...state.terminating.values()]));
+      await Promise.all(
+        [...states.values()].flatMap((state) => [...state.terminating.values()].map((entry) => entry.done)),
+      );
       process.removeListener("exit", exitHandler);
     },
   };

@@ -1,0 +1,740 @@
+#!/usr/bin/env bash
+# etcd-restore-agent.sh PLAN_URL STATUS_URL
+#
+# The node-level half of an etcd restore, run on each control-plane node (SSM Run Command, a pinned pod,
+# or locally beside the static-pod supervisor). It needs nothing from the Kubernetes API, which is down
+# while etcd is stopped: it polls its plan through a presigned GET URL, does the phase the plan names, and
+# writes its status through a presigned PUT URL. Each phase is idempotent, so a re-run is safe.
+#
+# Needs bash >= 4.3, coreutils and curl; no jq, no eval. The plan is `key=value` lines with percent-encoded
+# values (see lambdas/core/restore/restore-plan.ts); the status is JSON built here. Presigned URLs carry a
+# signature: they never reach a command line, the log or the status.
+#
+# Environment (for tests; defaults suit a real node):
+#   ETCD_RESTORE_AGENT_POLL_SECONDS       pause between plan reads and health probes (1)
+#   ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS  re-send an unchanged status this often (30)
+#   ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS  give up when the plan cannot be read for this long (600)
+
+set -u -o pipefail
+export LC_ALL=C
+umask 077
+
+readonly plan_format=1
+readonly log_keep=20
+readonly max_line=400
+
+poll_seconds=${ETCD_RESTORE_AGENT_POLL_SECONDS:-1}
+heartbeat_seconds=${ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS:-30}
+plan_wait_seconds=${ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS:-600}
+
+plan_url=""
+status_url=""
+snapshot_url=""
+work_dir=""
+
+declare -A plan=()
+restore_id=""
+member_name=""
+phase="none"
+state="working"
+message="starting"
+free_bytes=""
+old_data_dir=""
+tool_version=""
+log_lines=()
+status_dirty=0
+last_put=0
+json_out=""
+
+# ---------------------------------------------------------------------------------------------------------
+# Logging, redaction and the status document
+
+# Withholds anything that could carry a signature: the three presigned URLs verbatim, then any URL's query.
+redact() {
+  local line=$1 url
+  for url in "$plan_url" "$status_url" "$snapshot_url"; do
+    [[ -n $url ]] && line=${line//"$url"/"<presigned URL>"}
+  done
+  while [[ $line =~ (https?://[^?[:space:]\"]*)\?[^[:space:]\"]* ]]; do
+    line=${line//"${BASH_REMATCH[0]}"/"${BASH_REMATCH[1]} <query withheld>"}
+  done
+  if [[ $line == *[Ss]ignature=* || $line == *X-Amz-* ]]; then
+    line="<line withheld: it contained request credentials>"
+  fi
+  printf '%s' "$line"
+}
+
+log() {
+  local line
+  line="$(date -u +%H:%M:%S) $*"
+  line=$(redact "$line")
+  line=${line//$'\n'/ }
+  line=${line:0:$max_line}
+  printf '%s\n' "$line" >&2
+  log_lines+=("$line")
+  if ((${#log_lines[@]} > log_keep)); then
+    log_lines=("${log_lines[@]:${#log_lines[@]}-log_keep}")
+  fi
+  status_dirty=1
+}
+
+# Sets json_out to the JSON string literal for $1: quotes, backslashes and control characters escaped.
+json_escape() {
+  local s=$1 bs=\\ q='"' out="" c i code
+  s=${s//"$bs"/"$bs$bs"}
+  s=${s//"$q"/"$bs$q"}
+  s=${s//$'\n'/"${bs}n"}
+  s=${s//$'\r'/"${bs}r"}
+  s=${s//$'\t'/"${bs}t"}
+  if [[ $s == *[$'\001'-$'\037']* ]]; then
+    for ((i = 0; i < ${#s}; i++)); do
+      c=${s:i:1}
+      if [[ $c == [$'\001'-$'\037'] ]]; then
+        printf -v code '%d' "'$c"
+        printf -v c '\\u%04x' "$code"
+      fi
+      out+=$c
+    done
+    s=$out
+  fi
+  json_out="\"$s\""
+}
+
+status_json() {
+  local body="{" line logs="" sep=""
+  json_escape "$restore_id" && body+="\"restoreId\":$json_out"
+  json_escape "$member_name" && body+=",\"member\":$json_out"
+  json_escape "$phase" && body+=",\"phase\":$json_out"
+  json_escape "$state" && body+=",\"state\":$json_out"
+  json_escape "$(redact "$message")" && body+=",\"message\":$json_out"
+  [[ -n $free_bytes ]] && body+=",\"freeBytes\":$free_bytes"
+  [[ -n $old_data_dir ]] && json_escape "$old_data_dir" && body+=",\"oldDataDir\":$json_out"
+  [[ -n $tool_version ]] && json_escape "$tool_version" && body+=",\"toolVersion\":$json_out"
+  body+=",\"updatedAt\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\""
+  for line in ${log_lines[@]+"${log_lines[@]}"}; do
+    json_escape "$line"
+    logs+="$sep$json_out"
+    sep=","
+  done
+  body+=",\"log\":[$logs]}"
+  printf '%s\n' "$body"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Talking to S3 through presigned URLs
+
+# curl_url URL CURL_ARGS...: the URL reaches curl through a config on stdin, never through argv (ps).
+curl_url() {
+  local url=$1 bs=\\ q='"'
+  shift
+  url=${url//"$bs"/"$bs$bs"}
+  url=${url//"$q"/"$bs$q"}
+  printf 'url = "%s"\n' "$url" | curl -K - --silent --show-error --globoff "$@"
+}
+
+# put_status [ATTEMPTS]: a failed PUT is not fatal: the main loop sends the status again on its next turn,
+# and the state machine has its own timeout. The last status before the agent exits gets more attempts.
+put_status() {
+  local attempts=${1:-2} code attempt
+  status_json >"$work_dir/status.json"
+  for ((attempt = 1; attempt <= attempts; attempt++)); do
+    code=$(curl_url "$status_url" --max-time 30 --connect-timeout 10 --upload-file "$work_dir/status.json" \
+      --header "Content-Type: application/json" --output /dev/null --write-out '%{http_code}' \
+      2>"$work_dir/curl.err")
+    if [[ $code == 2[0-9][0-9] ]]; then
+      status_dirty=0
+      last_put=$SECONDS
+      return 0
+    fi
+    ((attempt < attempts)) && sleep "$poll_seconds"
+  done
+  printf '%s\n' "$(redact "$(date -u +%H:%M:%S) status PUT failed: HTTP $code $(head -c 200 "$work_dir/curl.err")")" >&2
+  status_dirty=1
+  return 1
+}
+
+fail() {
+  local reason=${1//$'\n'/ }
+  state="failed"
+  message=${reason:0:$max_line}
+  log "FAILED: $reason"
+  put_status 10 || true
+  exit 1
+}
+
+on_signal() {
+  trap - TERM INT
+  fail "agent stopped by SIG$1 during phase $phase"
+}
+
+cleanup() {
+  [[ -n $work_dir ]] && rm -rf -- "$work_dir"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# The plan
+
+# Every key the agent knows; keys a newer writer may add are ignored.
+declare -A known_keys=()
+for key in restoreId cluster phase snapshot.url snapshot.sha256 snapshot.bytes snapshot.revision member.name \
+  member.dataDir member.manifestDir member.parkedManifestDir member.etcdManifest member.apiServerManifest \
+  member.clientUrl member.peerUrl member.healthUrl member.healthTls.caFile member.healthTls.certFile \
+  member.healthTls.keyFile initialCluster initialClusterToken restoreTool bumpRevision markCompacted \
+  etcdctlPath etcdutlPath minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds; do
+  known_keys[$key]=1
+done
+unset key
+readonly required_keys="restoreId cluster phase snapshot.url snapshot.sha256 snapshot.bytes snapshot.revision
+  member.name member.dataDir member.manifestDir member.parkedManifestDir member.etcdManifest member.clientUrl
+  member.peerUrl initialCluster initialClusterToken restoreTool minimumFreeBytes"
+
+# Percent-decodes $2 into the variable named $1 (a fixed name in this script), after checking its alphabet.
+decode_into() {
+  local encoded=$2 esc='\x'
+  [[ $encoded =~ ^([A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})*$ ]] || return 1
+  [[ $encoded == *%00* ]] && return 1
+  printf -v "$1" '%b' "${encoded//"%"/"$esc"}"
+}
+
+# Reads the plan file $1 into the associative array `plan`; prints why on failure.
+parse_plan_file() {
+  local file=$1 line key value number=0 format="" ended=0
+  plan=()
+  while IFS= read -r line || [[ -n $line ]]; do
+    number=$((number + 1))
+    [[ -z $line || $line == "#"* ]] && continue
+    if ((ended)); then
+      echo "plan line $number follows the end line"
+      return 1
+    fi
+    if [[ ! $line =~ ^([A-Za-z][A-Za-z0-9.]*)=(.*)$ ]]; then
+      echo "plan line $number is not key=value"
+      return 1
+    fi
+    key=${BASH_REMATCH[1]}
+    if ! decode_into value "${BASH_REMATCH[2]}"; then
+      echo "plan value of $key is not percent-encoded"
+      return 1
+    fi
+    case $key in
+    format) format=$value ;;
+    end) ended=1 ;;
+    *)
+      [[ -n ${known_keys[$key]+set} ]] || continue
+      if [[ -n ${plan[$key]+set} ]]; then
+        echo "plan key $key appears twice"
+        return 1
+      fi
+      plan[$key]=$value
+      ;;
+    esac
+  done <"$file"
+  if [[ $format != "$plan_format" ]]; then
+    echo "plan format '${format:0:20}' is not $plan_format"
+    return 1
+  fi
+  if ((!ended)); then
+    echo "plan has no end line: it was cut short"
+    return 1
+  fi
+  check_plan
+}
+
+# No leading zeros: bash arithmetic would read 010 as octal.
+is_count() { [[ $1 =~ ^(0|[1-9][0-9]{0,15})$ ]]; }
+is_path() { [[ $1 == /?* && $1 != */ && $1 != *$'\n'* && $1 != */./* && $1 != */../* && $1 != */. && $1 != */.. && $1 != *//* ]]; }
+is_file_name() { [[ $1 =~ ^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$ ]]; }
+is_url() { [[ $1 =~ ^https?://[^[:space:]]+$ ]]; }
+
+# The same rules as the plan schema, checked again: the agent trusts nothing it downloads.
+check_plan() {
+  local key
+  for key in $required_keys; do
+    if [[ -z ${plan[$key]:-} ]]; then
+      echo "plan has no $key"
+      return 1
+    fi
+  done
+  [[ ${plan[restoreId]} =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ ]] || { echo "plan restoreId is invalid" && return 1; }
+  case ${plan[phase]} in
+  prepare | stop | restore | start | start-apiserver | rollback | finish | abort) ;;
+  *) echo "plan phase '${plan[phase]:0:40}' is unknown" && return 1 ;;
+  esac
+  case ${plan[restoreTool]} in
+  etcdctl | etcdutl) ;;
+  *) echo "plan restoreTool '${plan[restoreTool]:0:40}' is unknown" && return 1 ;;
+  esac
+  [[ ${plan[snapshot.sha256]} =~ ^[0-9a-f]{64}$ ]] || { echo "plan snapshot.sha256 is not 64 hex digits" && return 1; }
+  for key in snapshot.bytes snapshot.revision minimumFreeBytes bumpRevision stopTimeoutSeconds startTimeoutSeconds; do
+    if [[ -n ${plan[$key]+set} ]] && ! is_count "${plan[$key]}"; then
+      echo "plan $key is not a whole number"
+      return 1
+    fi
+  done
+  for key in member.dataDir member.manifestDir member.parkedManifestDir etcdctlPath etcdutlPath \
+    member.healthTls.caFile member.healthTls.certFile member.healthTls.keyFile; do
+    if [[ -n ${plan[$key]+set} ]] && ! is_path "${plan[$key]}"; then
+      echo "plan $key is not a normalized absolute path"
+      return 1
+    fi
+  done
+  for key in member.etcdManifest member.apiServerManifest; do
+    if [[ -n ${plan[$key]+set} ]] && ! is_file_name "${plan[$key]}"; then
+      echo "plan $key is not a plain file name"
+      return 1
+    fi
+  done
+  for key in snapshot.url member.clientUrl member.peerUrl member.healthUrl; do
+    if [[ -n ${plan[$key]+set} ]] && ! is_url "${plan[$key]}"; then
+      echo "plan $key is not an http(s) URL"
+      return 1
+    fi
+  done
+  if [[ -n ${plan[markCompacted]+set} && ${plan[markCompacted]} != true && ${plan[markCompacted]} != false ]]; then
+    echo "plan markCompacted is neither true nor false"
+    return 1
+  fi
+  if [[ ${plan[restoreTool]} == etcdctl && (-n ${plan[bumpRevision]:-} || ${plan[markCompacted]:-} == true) ]]; then
+    echo "etcdctl snapshot restore has no --bump-revision or --mark-compacted: the plan must name etcdutl"
+    return 1
+  fi
+  if [[ ${plan[member.manifestDir]} == "${plan[member.parkedManifestDir]}" ]]; then
+    echo "plan member.parkedManifestDir must differ from member.manifestDir"
+    return 1
+  fi
+  return 0
+}
+
+# Fetches and parses the plan, retrying transport failures for up to plan_wait_seconds.
+read_plan() {
+  local code deadline=$((SECONDS + plan_wait_seconds)) pause=1
+  while :; do
+    code=$(curl_url "$plan_url" --max-time 30 --connect-timeout 10 --output "$work_dir/plan" \
+      --write-out '%{http_code}' 2>"$work_dir/curl.err")
+    # A plan without its end line was read while being written (a store without atomic PUTs): read again.
+    if [[ $code == 200 && $(tail -n 1 -- "$work_dir/plan") == "end=1" ]]; then
+      # Not in a command substitution: the parser fills `plan` in this shell; it prints only its complaint.
+      parse_plan_file "$work_dir/plan" >"$work_dir/plan.problem" && return 0
+      fail "$(head -c 300 "$work_dir/plan.problem")"
+    fi
+    if [[ $code == 403 ]]; then
+      fail "the plan URL was refused (HTTP 403): it has expired or was not signed for the plan object"
+    fi
+    if ((SECONDS >= deadline)); then
+      [[ $code == 200 ]] && fail "the plan kept arriving without its end line for ${plan_wait_seconds} s"
+      fail "could not read the plan for ${plan_wait_seconds} s: HTTP $code $(head -c 200 "$work_dir/curl.err")"
+    fi
+    printf '%s\n' "$(redact "$(date -u +%H:%M:%S) plan read failed: HTTP $code $(head -c 200 "$work_dir/curl.err")")" >&2
+    if [[ $code == 200 ]]; then
+      sleep "$poll_seconds"
+    else
+      sleep "$pause"
+      ((pause < 8)) && pause=$((pause * 2))
+    fi
+  done
+}
+
+# Takes the plan's values into the names the phases use, and refuses a plan that changed identity.
+adopt_plan() {
+  if [[ -n $restore_id && (${plan[restoreId]} != "$restore_id" || ${plan[member.name]} != "$member_name") ]]; then
+    fail "the plan changed from restore $restore_id member $member_name to another restore or member"
+  fi
+  restore_id=${plan[restoreId]}
+  member_name=${plan[member.name]}
+  snapshot_url=${plan[snapshot.url]}
+  data_dir=${plan[member.dataDir]}
+  manifest_dir=${plan[member.manifestDir]}
+  parked_dir=${plan[member.parkedManifestDir]}
+  etcd_manifest=${plan[member.etcdManifest]}
+  apiserver_manifest=${plan[member.apiServerManifest]:-}
+  client_url=${plan[member.clientUrl]}
+  health_url=${plan[member.healthUrl]:-${client_url%/}/health}
+  stop_timeout=${plan[stopTimeoutSeconds]:-120}
+  start_timeout=${plan[startTimeoutSeconds]:-300}
+  health_tls=()
+  if [[ -n ${plan[member.healthTls.caFile]:-} ]]; then
+    health_tls=(--cacert "${plan[member.healthTls.caFile]}" --cert "${plan[member.healthTls.certFile]:-}"
+      --key "${plan[member.healthTls.keyFile]:-}")
+  fi
+  new_dir=$data_dir.restore-$restore_id
+  pre_restore_dir=$data_dir.pre-restore-$restore_id
+  failed_dir=$data_dir.failed-$restore_id
+  restored_marker=$data_dir.restored-$restore_id
+  download=$data_dir.download-$restore_id.db
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Node helpers
+
+available_bytes() {
+  local _fs _size _used available
+  { read -r _ && read -r _fs _size _used available _; } < <(df -Pk -- "$1" 2>/dev/null) || return 1
+  is_count "$available" || return 1
+  printf '%s' $((available * 1024))
+}
+
+# Whether anything accepts a TCP connection on etcd's client port: a member without quorum still does,
+# so an HTTP health failure alone does not prove that etcd has stopped.
+etcd_port_open() {
+  local hostport host port
+  [[ $client_url =~ ^https?://([^/]+) ]] || return 1
+  hostport=${BASH_REMATCH[1]}
+  if [[ $hostport =~ ^\[(.*)\]:([0-9]+)$ || $hostport =~ ^([^:]+):([0-9]+)$ ]]; then
+    host=${BASH_REMATCH[1]}
+    port=${BASH_REMATCH[2]}
+  else
+    host=${hostport#[}
+    host=${host%]}
+    port=2379
+  fi
+  # shellcheck disable=SC2016 # host and port reach the inner shell as arguments, not as code
+  timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null
+}
+
+etcd_healthy() {
+  local body
+  body=$(curl --silent --fail --max-time 3 ${health_tls[@]+"${health_tls[@]}"} -- "$health_url" 2>/dev/null) ||
+    return 1
+  [[ $body == *'"health":"true"'* || $body == *'"health": "true"'* ]]
+}
+
+wait_until_etcd_stopped() {
+  local deadline=$((SECONDS + stop_timeout))
+  while etcd_port_open; do
+    ((SECONDS >= deadline)) && return 1
+    sleep "$poll_seconds"
+  done
+  return 0
+}
+
+wait_until_etcd_healthy() {
+  local deadline=$((SECONDS + start_timeout))
+  until etcd_healthy; do
+    ((SECONDS >= deadline)) && return 1
+    sleep "$poll_seconds"
+  done
+  return 0
+}
+
+# Moving a static-pod manifest out of the kubelet's directory stops the pod; moving it back starts it.
+park_manifest() {
+  local name=$1 active=$manifest_dir/$1 parked=$parked_dir/$1
+  mkdir -p -- "$parked_dir" || fail "cannot create $parked_dir"
+  if [[ -e $active ]]; then
+    mv -f -- "$active" "$parked" || fail "cannot move $active to $parked"
+    log "parked $name in $parked_dir"
+  elif [[ -e $parked ]]; then
+    log "$name was already parked"
+  else
+    fail "manifest $name is in neither $manifest_dir nor $parked_dir"
+  fi
+}
+
+unpark_manifest() {
+  local name=$1 active=$manifest_dir/$1 parked=$parked_dir/$1
+  if [[ -e $active ]]; then
+    log "$name is already in $manifest_dir"
+  elif [[ -e $parked ]]; then
+    mv -f -- "$parked" "$active" || fail "cannot move $parked back to $active"
+    log "moved $name back to $manifest_dir"
+  else
+    fail "manifest $name is in neither $manifest_dir nor $parked_dir"
+  fi
+}
+
+restore_tool_path() {
+  if [[ ${plan[restoreTool]} == etcdutl ]]; then
+    printf '%s' "${plan[etcdutlPath]:-etcdutl}"
+  else
+    printf '%s' "${plan[etcdctlPath]:-etcdctl}"
+  fi
+}
+
+check_restore_tool() {
+  local tool tool_name output major minor
+  tool_name=${plan[restoreTool]}
+  tool=$(restore_tool_path)
+  command -v "$tool" >/dev/null 2>&1 || fail "$tool_name not found (looked for $tool)"
+  output=$(ETCDCTL_API=3 "$tool" version 2>&1) || fail "$tool version failed: ${output:0:200}"
+  [[ $output =~ version:\ *v?([0-9]+)\.([0-9]+)\.([0-9]+) ]] || fail "cannot read a version from '$tool version'"
+  major=${BASH_REMATCH[1]}
+  minor=${BASH_REMATCH[2]}
+  tool_version="$tool_name ${BASH_REMATCH[1]}.${BASH_REMATCH[2]}.${BASH_REMATCH[3]}"
+  if [[ $tool_name == etcdctl ]] && ((major > 3 || (major == 3 && minor >= 6))); then
+    fail "$tool_version has no snapshot restore (moved to etcdutl in 3.6): the plan must name etcdutl"
+  fi
+  if [[ -n ${plan[bumpRevision]:-} ]]; then
+    output=$("$tool" snapshot restore --help 2>&1)
+    [[ $output == *--bump-revision* ]] || fail "$tool_version has no --bump-revision"
+    if [[ ${plan[markCompacted]:-} == true && $output != *--mark-compacted* ]]; then
+      fail "$tool_version has no --mark-compacted"
+    fi
+  fi
+  log "found $tool_version"
+}
+
+# A download that failed its checks is worthless and as large as the database: it goes before the report.
+reject_download() {
+  rm -f -- "$download"
+  fail "$1"
+}
+
+# Proves the download whole: its size, and sha256(all but the last 32 bytes) == trailer == the catalogue.
+verify_download() {
+  local size database_bytes computed trailer expected=${plan[snapshot.sha256]} want=${plan[snapshot.bytes]}
+  size=$(wc -c <"$download") || reject_download "cannot read $download"
+  size=${size//[[:space:]]/}
+  ((size == want)) || reject_download "snapshot download has $size bytes, the plan says $want"
+  ((size % 512 == 32)) || reject_download "snapshot download has no sha256 trailer (size % 512 is $((size % 512)))"
+  database_bytes=$((size - 32))
+  read -r computed _ < <(head -c "$database_bytes" -- "$download" | sha256sum) || reject_download "sha256sum failed"
+  trailer=$(tail -c 32 -- "$download" | od -An -v -tx1)
+  trailer=${trailer//[[:space:]]/}
+  if [[ $computed != "$trailer" ]]; then
+    reject_download "snapshot is corrupt: its database hashes to $computed but its trailer says $trailer"
+  fi
+  if [[ $computed != "$expected" ]]; then
+    reject_download "snapshot sha256 mismatch: the download hashes to $computed, the plan expects $expected"
+  fi
+  log "snapshot verified: $size bytes, sha256 $computed"
+}
+
+run_restore_tool() {
+  local tool args status
+  tool=$(restore_tool_path)
+  args=(snapshot restore "$download" "--name=${plan[member.name]}" "--initial-cluster=${plan[initialCluster]}"
+    "--initial-cluster-token=${plan[initialClusterToken]}"
+    "--initial-advertise-peer-urls=${plan[member.peerUrl]}" "--data-dir=$new_dir")
+  if [[ -n ${plan[bumpRevision]:-} ]]; then
+    args+=("--bump-revision=${plan[bumpRevision]}")
+    [[ ${plan[markCompacted]:-} == true ]] && args+=(--mark-compacted)
+  fi
+  log "running ${plan[restoreTool]} snapshot restore into $new_dir"
+  ETCDCTL_API=3 "$tool" "${args[@]}" >"$work_dir/restore.out" 2>&1
+  status=$?
+  local line
+  while IFS= read -r line; do log "  $line"; done < <(tail -n 5 -- "$work_dir/restore.out")
+  if ((status != 0)); then
+    rm -rf -- "$new_dir"
+    fail "${plan[restoreTool]} snapshot restore failed with exit code $status: $(tail -n 1 -- "$work_dir/restore.out")"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# The phases
+
+phase_prepare() {
+  local parent free minimum=${plan[minimumFreeBytes]}
+  parent=$(dirname -- "$data_dir")
+  [[ -d $parent ]] || fail "the data dir's parent $parent does not exist"
+  free=$(available_bytes "$parent") || fail "cannot read the free space of $parent"
+  free_bytes=$free
+  log "$free bytes free beside $data_dir; the restore needs ${plan[minimumFreeBytes]}"
+  ((free >= minimum)) ||
+    fail "only $free bytes free on the filesystem of $data_dir; the restore needs ${plan[minimumFreeBytes]} (download, new data dir and the old one kept)"
+  check_restore_tool
+  [[ -e $manifest_dir/$etcd_manifest || -e $parked_dir/$etcd_manifest ]] ||
+    fail "no etcd manifest $etcd_manifest in $manifest_dir"
+  if [[ -n $apiserver_manifest && ! -e $manifest_dir/$apiserver_manifest && ! -e $parked_dir/$apiserver_manifest ]]; then
+    fail "no API server manifest $apiserver_manifest in $manifest_dir"
+  fi
+  message="ready: $free bytes free, $tool_version"
+}
+
+phase_stop() {
+  [[ -n $apiserver_manifest ]] && park_manifest "$apiserver_manifest"
+  park_manifest "$etcd_manifest"
+  wait_until_etcd_stopped || fail "etcd still accepts connections on $client_url ${stop_timeout} s after its manifest was parked"
+  log "etcd has stopped"
+  message="kube-apiserver and etcd stopped"
+}
+
+phase_restore() {
+  local free need
+  [[ -e $manifest_dir/$etcd_manifest ]] && fail "etcd's manifest is still in $manifest_dir: run the stop phase first"
+  etcd_port_open && fail "etcd still accepts connections on $client_url: it must be stopped before a restore"
+  [[ -e $pre_restore_dir ]] && old_data_dir=$pre_restore_dir
+  if [[ -e $restored_marker ]]; then
+    message="already restored from the snapshot at revision ${plan[snapshot.revision]}"
+    return
+  fi
+  if [[ -d $pre_restore_dir && -d $new_dir && ! -e $data_dir ]]; then
+    log "completing an interrupted swap"
+    mv -T -- "$new_dir" "$data_dir" || fail "cannot move $new_dir to $data_dir"
+    complete_restore
+    return
+  fi
+  if [[ -d $pre_restore_dir && -d $data_dir && ! -e $new_dir ]]; then
+    log "the swap was done before the agent stopped"
+    complete_restore
+    return
+  fi
+  [[ -e $pre_restore_dir ]] &&
+    fail "$pre_restore_dir exists but $data_dir and $new_dir are not as a swap leaves them: inspect by hand"
+
+  rm -rf -- "$new_dir" "$download" "$download.part"
+  free=$(available_bytes "$(dirname -- "$data_dir")") || fail "cannot read the free space beside $data_dir"
+  need=$((${plan[snapshot.bytes]} * 2))
+  ((free >= need)) || fail "only $free bytes free beside $data_dir; the download and the new data dir need $need"
+
+  log "downloading the snapshot (${plan[snapshot.bytes]} bytes)"
+  local code attempt
+  for attempt in 1 2 3; do
+    # No overall time limit for a large download, but give up on one that stalls.
+    code=$(curl_url "$snapshot_url" --connect-timeout 10 --speed-limit 1024 --speed-time 60 \
+      --output "$download.part" --write-out '%{http_code}' 2>"$work_dir/curl.err")
+    [[ $code == 200 ]] && break
+    log "snapshot download attempt $attempt failed: HTTP $code $(head -c 200 "$work_dir/curl.err")"
+    rm -f -- "$download.part"
+    ((attempt < 3)) && sleep $((attempt * 2))
+  done
+  [[ $code == 200 ]] || fail "cannot download the snapshot: HTTP $code"
+  mv -f -- "$download.part" "$download" || fail "cannot rename the download"
+
+  verify_download
+  run_restore_tool
+
+  # The restored dir takes the old one's owner, for an etcd that does not run as root.
+  if [[ -d $data_dir && $(id -u) == 0 ]]; then
+    chown -R --reference="$data_dir" -- "$new_dir" || fail "cannot give $new_dir the owner of $data_dir"
+  fi
+  if [[ -e $data_dir ]]; then
+    mv -T -- "$data_dir" "$pre_restore_dir" || fail "cannot move $data_dir to $pre_restore_dir"
+    old_data_dir=$pre_restore_dir
+    log "kept the old data dir as $pre_restore_dir"
+  else
+    log "there was no data dir at $data_dir to keep"
+  fi
+  mv -T -- "$new_dir" "$data_dir" || fail "cannot move $new_dir to $data_dir"
+  complete_restore
+}
+
+complete_restore() {
+  sync
+  : >"$restored_marker" || fail "cannot write $restored_marker"
+  rm -f -- "$download" "$download.part"
+  log "restored $data_dir from the snapshot at revision ${plan[snapshot.revision]}"
+  message="restored from the snapshot at revision ${plan[snapshot.revision]}"
+}
+
+phase_start() {
+  unpark_manifest "$etcd_manifest"
+  wait_until_etcd_healthy || fail "etcd did not answer healthy at $health_url within ${start_timeout} s"
+  log "etcd is healthy"
+  message="etcd started and healthy"
+}
+
+phase_start_apiserver() {
+  if [[ -z $apiserver_manifest ]]; then
+    message="no API server on this node"
+    return
+  fi
+  unpark_manifest "$apiserver_manifest"
+  message="kube-apiserver started"
+}
+
+phase_rollback() {
+  local rolled_back=0 target healthy=1
+  if [[ -n $apiserver_manifest && -e $manifest_dir/$apiserver_manifest ]]; then park_manifest "$apiserver_manifest"; fi
+  if [[ -e $manifest_dir/$etcd_manifest ]]; then park_manifest "$etcd_manifest"; fi
+  wait_until_etcd_stopped || fail "etcd still accepts connections on $client_url ${stop_timeout} s after its manifest was parked"
+  if [[ -d $pre_restore_dir ]]; then
+    if [[ -e $data_dir ]]; then
+      target=$failed_dir
+      [[ -e $target ]] && target=$failed_dir.$(date -u +%Y%m%dT%H%M%S)
+      mv -T -- "$data_dir" "$target" || fail "cannot move $data_dir to $target"
+      log "moved the restored data dir aside to $target"
+    fi
+    mv -T -- "$pre_restore_dir" "$data_dir" || fail "cannot move $pre_restore_dir back to $data_dir"
+    sync
+    rolled_back=1
+    log "moved the original data dir back to $data_dir"
+  fi
+  rm -f -- "$restored_marker" "$download" "$download.part"
+  rm -rf -- "$new_dir"
+  old_data_dir=""
+  unpark_manifest "$etcd_manifest"
+  wait_until_etcd_healthy || healthy=0
+  [[ -n $apiserver_manifest ]] && unpark_manifest "$apiserver_manifest"
+  ((healthy)) || fail "rolled back, but etcd did not answer healthy at $health_url within ${start_timeout} s"
+  if ((rolled_back)); then
+    message="rolled back: the original data dir is in place and etcd is healthy"
+  else
+    message="nothing was swapped on this node; etcd and kube-apiserver restarted, etcd is healthy"
+  fi
+}
+
+run_phase() {
+  phase=$1
+  state="working"
+  message="$phase in progress"
+  log "phase $phase for restore $restore_id, member $member_name"
+  put_status || true
+  case $phase in
+  prepare) phase_prepare ;;
+  stop) phase_stop ;;
+  restore) phase_restore ;;
+  start) phase_start ;;
+  start-apiserver) phase_start_apiserver ;;
+  rollback) phase_rollback ;;
+  finish) message="finished" ;;
+  abort) message="aborted; the agent changed nothing in this phase" ;;
+  esac
+  state="done"
+  log "phase $phase done: $message"
+  put_status || true
+}
+
+check_settings() {
+  [[ $poll_seconds =~ ^[0-9]{1,4}(\.[0-9]{1,3})?$ ]] || {
+    echo "ETCD_RESTORE_AGENT_POLL_SECONDS must be a number of seconds" >&2
+    exit 2
+  }
+  if ! is_count "$heartbeat_seconds" || ! is_count "$plan_wait_seconds"; then
+    echo "ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS and ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS must be whole numbers" >&2
+    exit 2
+  fi
+  local command
+  for command in curl sha256sum od head tail wc df mv timeout; do
+    command -v "$command" >/dev/null 2>&1 || {
+      echo "etcd-restore-agent needs $command" >&2
+      exit 2
+    }
+  done
+}
+
+main() {
+  if (($# != 2)); then
+    echo "usage: etcd-restore-agent.sh PLAN_URL STATUS_URL" >&2
+    exit 2
+  fi
+  plan_url=$1
+  status_url=$2
+  check_settings
+  work_dir=$(mktemp -d) || exit 2
+  trap cleanup EXIT
+  trap 'on_signal TERM' TERM
+  trap 'on_signal INT' INT
+
+  local completed=""
+  while :; do
+    read_plan
+    adopt_plan
+    if [[ ${plan[phase]} != "$completed" ]]; then
+      run_phase "${plan[phase]}"
+      completed=${plan[phase]}
+      if [[ $completed == finish || $completed == abort ]]; then
+        ((status_dirty)) && put_status 10
+        exit 0
+      fi
+    elif ((status_dirty || SECONDS - last_put >= heartbeat_seconds)); then
+      put_status || true
+    fi
+    sleep "$poll_seconds"
+  done
+}
+
+# Sourced by tests to reach the parser and the JSON writer (`return` works only when sourced); run otherwise.
+if ! (return 0 2>/dev/null); then
+  main "$@"
+fi

@@ -1,0 +1,325 @@
+// The node-level restore agent against real etcd run as static pods by the local supervisor, with its plan
+// and status in s3rver behind presigned URLs. The test plays the state machine: it writes each phase into
+// the plans and waits at the barrier until every agent reports it done.
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RestoreAgentStatus, RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
+import { presignWithClient } from "../../lambdas/core/store/presign.js";
+import { type RestoreAgents, startRestoreAgents } from "../support/restore-agents.js";
+import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
+import {
+  apiServerManifestName,
+  etcdManifestName,
+  type StaticPodEtcd,
+  type StaticPodNode,
+  startStaticPodEtcd,
+} from "../support/static-pod-etcd.js";
+
+interface UploadedSnapshot {
+  key: string;
+  bytes: number;
+  sha256: string;
+  revision: number;
+}
+
+async function snapshotToS3(etcd: StaticPodEtcd, s3: LocalS3, name: string): Promise<UploadedSnapshot> {
+  const file = join(etcd.baseDir, `${name}.db`);
+  await etcd.etcdctl(["snapshot", "save", file], 0);
+  const content = await readFile(file);
+  const status = JSON.parse(await etcd.etcdctl(["snapshot", "status", "-w", "json", file])) as {
+    revision: number;
+  };
+  const key = `snapshots/${name}.db`;
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: content }));
+  return {
+    key,
+    bytes: content.length,
+    sha256: createHash("sha256")
+      .update(content.subarray(0, content.length - 32))
+      .digest("hex"),
+    revision: status.revision,
+  };
+}
+
+async function planFor(
+  s3: LocalS3,
+  etcd: StaticPodEtcd,
+  node: StaticPodNode,
+  snapshot: UploadedSnapshot,
+  restoreId: string,
+): Promise<RestorePlan> {
+  return {
+    restoreId,
+    cluster: "local-static-pods",
+    phase: "prepare",
+    snapshot: {
+      url: await presignWithClient(s3.client, {
+        bucket: s3.bucket,
+        key: snapshot.key,
+        method: "GET",
+        expiresInSeconds: 3600,
+        endpoint: s3.endpoint,
+      }),
+      sha256: snapshot.sha256,
+      bytes: snapshot.bytes,
+      revision: snapshot.revision,
+    },
+    member: {
+      name: node.memberName,
+      dataDir: node.dataDir,
+      manifestDir: node.manifestDir,
+      parkedManifestDir: node.parkedManifestDir,
+      etcdManifest: etcdManifestName,
+      apiServerManifest: apiServerManifestName,
+      clientUrl: node.clientUrl,
+      peerUrl: node.peerUrl,
+    },
+    initialCluster: etcd.initialCluster,
+    initialClusterToken: `restore-${restoreId}`,
+    restoreTool: "etcdctl",
+    minimumFreeBytes: snapshot.bytes * 3,
+    stopTimeoutSeconds: 20,
+    startTimeoutSeconds: 30,
+  };
+}
+
+async function putKeys(etcd: StaticPodEtcd, prefix: string, count: number, value: (index: number) => string) {
+  for (let index = 0; index < count; index++) {
+    await etcd.etcdctl(["put", `${prefix}${index}`, value(index)]);
+  }
+}
+
+async function readKeys(etcd: StaticPodEtcd, prefix: string, memberIndex = 0): Promise<Map<string, string>> {
+  const lines = (await etcd.etcdctl(["get", prefix, "--prefix"], memberIndex)).split("\n").filter(Boolean);
+  const keys = new Map<string, string>();
+  for (let index = 0; index + 1 < lines.length; index += 2)
+    keys.set(lines[index] as string, lines[index + 1] as string);
+  return keys;
+}
+
+/** Cluster id, member ids and each member's leader, read as text: the ids do not fit a JS number. */
+async function clusterShape(etcd: StaticPodEtcd) {
+  const text = await etcd.etcdctl(["endpoint", "status", "--cluster", "-w", "json"]);
+  const clusterIds = [...text.matchAll(/"cluster_id":(\d+)/g)].map((match) => match[1]);
+  const memberIds = [...text.matchAll(/"member_id":(\d+)/g)].map((match) => match[1]);
+  const leaders = [...text.matchAll(/"leader":(\d+)/g)].map((match) => match[1]);
+  return { clusterIds: new Set(clusterIds), memberIds, leaders: new Set(leaders) };
+}
+
+function expectNoSecrets(agents: RestoreAgents, statusTexts: string[]) {
+  for (const agent of agents.agents) {
+    const signature = new URL(agent.statusUrl).searchParams.get("X-Amz-Signature") as string;
+    for (const text of [...statusTexts, agent.stderr()]) {
+      expect(text).not.toContain("X-Amz-Signature");
+      expect(text).not.toContain(signature);
+    }
+  }
+}
+
+async function fingerprint(directory: string): Promise<string[]> {
+  const entries: string[] = [];
+  const walk = async (path: string) => {
+    for (const entry of (await readdir(path, { withFileTypes: true })).sort((a, b) =>
+      a.name.localeCompare(b.name),
+    )) {
+      const full = join(path, entry.name);
+      if (entry.isDirectory()) await walk(full);
+      else {
+        const hash = createHash("sha256")
+          .update(await readFile(full))
+          .digest("hex");
+        entries.push(`${full.slice(directory.length)} ${(await stat(full)).size} ${hash}`);
+      }
+    }
+  };
+  await walk(directory);
+  return entries;
+}
+
+function messages(statuses: RestoreAgentStatus[]): string {
+  return statuses.map((status) => `${status.member}: ${status.state} ${status.message}`).join("\n");
+}
+
+describe("restore agent on a three-member etcd run as static pods", () => {
+  let s3: LocalS3;
+  let etcd: StaticPodEtcd;
+  let snapshot: UploadedSnapshot;
+  let originalClusterIds: Set<string | undefined>;
+  const restoreId = "r-three-members";
+
+  beforeAll(async () => {
+    [s3, etcd] = await Promise.all([startLocalS3(), startStaticPodEtcd({ members: 3 })]);
+    await putKeys(etcd, "/before/", 20, (index) => `value-${index}`);
+    snapshot = await snapshotToS3(etcd, s3, "three-members");
+    await putKeys(etcd, "/after/", 5, (index) => `late-${index}`);
+    await etcd.etcdctl(["put", "/before/0", "changed-after-the-snapshot"]);
+    originalClusterIds = (await clusterShape(etcd)).clusterIds;
+  });
+
+  afterAll(async () => {
+    await etcd?.stop();
+    await s3?.stop();
+  });
+
+  it("stops, restores and restarts every member through the barriers, keeping the old data dirs", async () => {
+    const plans = await Promise.all(etcd.nodes.map((node) => planFor(s3, etcd, node, snapshot, restoreId)));
+    const agents = await startRestoreAgents({ s3, plans, initialPhase: "prepare" });
+    try {
+      const prepared = await agents.waitForPhase("prepare");
+      expect(prepared.failed, messages(prepared.statuses)).toBe(false);
+      for (const status of prepared.statuses) {
+        expect(status.freeBytes).toBeGreaterThan(snapshot.bytes * 3);
+        expect(status.toolVersion).toMatch(/^etcdctl 3\.4\./);
+      }
+
+      const stopped = await agents.advance("stop");
+      expect(stopped.failed, messages(stopped.statuses)).toBe(false);
+      for (const node of etcd.nodes) {
+        expect(etcd.supervisor.running(node.name, "etcd")).toBe(false);
+        expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(false);
+        expect(existsSync(join(node.parkedManifestDir, etcdManifestName))).toBe(true);
+      }
+
+      const restored = await agents.advance("restore");
+      expect(restored.failed, messages(restored.statuses)).toBe(false);
+      for (const node of etcd.nodes) {
+        const status = restored.statuses.find((entry) => entry.member === node.memberName);
+        expect(status?.oldDataDir).toBe(`${node.dataDir}.pre-restore-${restoreId}`);
+        expect(existsSync(join(`${node.dataDir}.pre-restore-${restoreId}`, "member"))).toBe(true);
+        expect(existsSync(`${node.dataDir}.download-${restoreId}.db`)).toBe(false);
+        expect(existsSync(`${node.dataDir}.restore-${restoreId}`)).toBe(false);
+      }
+
+      const started = await agents.advance("start");
+      expect(started.failed, messages(started.statuses)).toBe(false);
+      // The barrier: every etcd runs before any API server starts.
+      for (const node of etcd.nodes) {
+        expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+        expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(false);
+      }
+      await etcd.waitUntilHealthy();
+      const shape = await clusterShape(etcd);
+      expect(shape.memberIds).toHaveLength(3);
+      expect(shape.leaders.size).toBe(1);
+      expect(shape.memberIds).toContain([...shape.leaders][0]);
+      expect(shape.clusterIds.size).toBe(1);
+      expect([...shape.clusterIds][0]).not.toBe([...originalClusterIds][0]);
+
+      const apiServers = await agents.advance("start-apiserver");
+      expect(apiServers.failed, messages(apiServers.statuses)).toBe(false);
+      await expect
+        .poll(() => etcd.nodes.every((node) => etcd.supervisor.running(node.name, "kube-apiserver")))
+        .toBe(true);
+
+      const finished = await agents.advance("finish");
+      expect(finished.failed).toBe(false);
+      expect(await Promise.all(agents.agents.map((agent) => agent.exitCode))).toEqual([0, 0, 0]);
+
+      const before = await readKeys(etcd, "/before/", 2);
+      expect(before.size).toBe(20);
+      expect(before.get("/before/0")).toBe("value-0");
+      expect(before.get("/before/19")).toBe("value-19");
+      expect((await readKeys(etcd, "/after/", 1)).size).toBe(0);
+
+      const texts = await Promise.all(
+        etcd.nodes.map(async (node) => (await agents.readStatus(node.memberName))?.text ?? ""),
+      );
+      expectNoSecrets(agents, texts);
+    } finally {
+      await agents.stop();
+    }
+  });
+
+  it("rolls every member back to its pre-restore data dir, bringing back what was written after the snapshot", async () => {
+    const plans = await Promise.all(etcd.nodes.map((node) => planFor(s3, etcd, node, snapshot, restoreId)));
+    const agents = await startRestoreAgents({ s3, plans, initialPhase: "rollback" });
+    try {
+      const rolledBack = await agents.waitForPhase("rollback");
+      expect(rolledBack.failed, messages(rolledBack.statuses)).toBe(false);
+      for (const status of rolledBack.statuses) expect(status.message).toMatch(/^rolled back/);
+      await etcd.waitUntilHealthy();
+      expect((await readKeys(etcd, "/after/", 1)).size).toBe(5);
+      expect((await readKeys(etcd, "/before/0", 2)).get("/before/0")).toBe("changed-after-the-snapshot");
+      expect((await clusterShape(etcd)).clusterIds).toEqual(originalClusterIds);
+      for (const node of etcd.nodes) {
+        expect(existsSync(`${node.dataDir}.pre-restore-${restoreId}`)).toBe(false);
+        expect(existsSync(join(`${node.dataDir}.failed-${restoreId}`, "member"))).toBe(true);
+        await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
+      }
+      await agents.advance("finish");
+      expect(await Promise.all(agents.agents.map((agent) => agent.exitCode))).toEqual([0, 0, 0]);
+    } finally {
+      await agents.stop();
+    }
+  });
+});
+
+describe("restore agent refusing a snapshot that does not match its plan", () => {
+  let s3: LocalS3;
+  let etcd: StaticPodEtcd;
+
+  beforeAll(async () => {
+    [s3, etcd] = await Promise.all([startLocalS3(), startStaticPodEtcd({ members: 1 })]);
+  });
+
+  afterAll(async () => {
+    await etcd?.stop();
+    await s3?.stop();
+  });
+
+  it("fails at restore on a wrong sha256, leaves the data dir untouched, and a rollback starts etcd on it", async () => {
+    await putKeys(etcd, "/before/", 3, (index) => `value-${index}`);
+    const snapshot = await snapshotToS3(etcd, s3, "one-member");
+    await etcd.etcdctl(["put", "/after/0", "late"]);
+    const node = etcd.nodes[0] as StaticPodNode;
+    const restoreId = "r-wrong-sha";
+    const plan = await planFor(s3, etcd, node, snapshot, restoreId);
+    const wrongSha = `${snapshot.sha256.slice(0, 63)}${snapshot.sha256.endsWith("0") ? "1" : "0"}`;
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, snapshot: { ...plan.snapshot, sha256: wrongSha } }],
+      initialPhase: "prepare",
+    });
+    let untouched: string[];
+    try {
+      expect((await agents.waitForPhase("prepare")).failed).toBe(false);
+      expect((await agents.advance("stop")).failed).toBe(false);
+      untouched = await fingerprint(node.dataDir);
+      expect(untouched.length).toBeGreaterThan(0);
+
+      const restore = await agents.advance("restore");
+      expect(restore.failed).toBe(true);
+      const status = restore.statuses[0];
+      expect(status?.phase).toBe("restore");
+      expect(status?.state).toBe("failed");
+      expect(status?.message).toBe(
+        `snapshot sha256 mismatch: the download hashes to ${snapshot.sha256}, the plan expects ${wrongSha}`,
+      );
+      expect(status?.log.at(-1)).toContain("sha256 mismatch");
+      expect(await agents.agents[0]?.exitCode).toBe(1);
+      expect(await fingerprint(node.dataDir)).toEqual(untouched);
+      expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
+      expect(etcd.supervisor.running(node.name, "etcd")).toBe(false);
+      expectNoSecrets(agents, [(await agents.readStatus(node.memberName))?.text ?? ""]);
+    } finally {
+      await agents.stop();
+    }
+
+    const rollback = await startRestoreAgents({ s3, plans: [plan], initialPhase: "rollback" });
+    try {
+      const outcome = await rollback.waitForPhase("rollback");
+      expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+      expect(outcome.statuses[0]?.message).toMatch(/^nothing was swapped on this node/);
+      await etcd.waitUntilHealthy();
+      expect((await readKeys(etcd, "/after/")).get("/after/0")).toBe("late");
+      expect((await readKeys(etcd, "/before/")).size).toBe(3);
+      await rollback.advance("finish");
+    } finally {
+      await rollback.stop();
+    }
+  });
+});

@@ -1,0 +1,327 @@
+// The plan/status contract between the restore state machine and the agent script, on both sides: the
+// TypeScript writer and reader, and the script's own parser and JSON writer (run in real bash).
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  decodePlanValue,
+  encodePlanValue,
+  hasCompletedPhase,
+  parsePlan,
+  parseStatus,
+  type RestoreAgentStatus,
+  type RestorePlan,
+  renderPlan,
+  renderStatus,
+} from "../../lambdas/core/restore/restore-plan.js";
+
+const run = promisify(execFile);
+const agentScript = join(import.meta.dirname, "../../lambdas/core/restore/agent/etcd-restore-agent.sh");
+
+let scratch: string;
+let canary: string;
+
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), "etcd-backup-plan-"));
+  canary = join(scratch, "pwned");
+});
+
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+function basePlan(): RestorePlan {
+  return {
+    restoreId: "r-20261124-1",
+    cluster: "prod-eu-1",
+    phase: "restore",
+    snapshot: {
+      url: "https://bucket.s3.eu-west-1.amazonaws.com/etcd/prod/2026/11/24/01.db?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc123",
+      sha256: "e9aa53f5bf7490cadd68d3a6eaa8db29ded5480beb67df0c9087e1a3e1d8ac9e",
+      bytes: 20480 + 32,
+      revision: 4242,
+    },
+    member: {
+      name: "cp-1",
+      dataDir: "/var/lib/etcd",
+      manifestDir: "/etc/kubernetes/manifests",
+      parkedManifestDir: "/etc/kubernetes/manifests.parked",
+      etcdManifest: "etcd.yaml",
+      apiServerManifest: "kube-apiserver.yaml",
+      clientUrl: "https://10.0.0.1:2379",
+      peerUrl: "https://10.0.0.1:2380",
+      healthUrl: "http://127.0.0.1:2381/health",
+    },
+    initialCluster: "cp-1=https://10.0.0.1:2380,cp-2=https://10.0.0.2:2380,cp-3=https://10.0.0.3:2380",
+    initialClusterToken: "restore-r-20261124-1",
+    restoreTool: "etcdutl",
+    bumpRevision: 1_000_000_000,
+    markCompacted: true,
+    etcdutlPath: "/opt/etcd-backup/bin/etcdutl",
+    minimumFreeBytes: 3 * (20480 + 32),
+    stopTimeoutSeconds: 90,
+    startTimeoutSeconds: 240,
+  };
+}
+
+/** Values a hostile or careless writer could put in free-text fields. */
+function hostilePlan(): RestorePlan {
+  const payload = `x"; touch ${canary}; echo "$(touch ${canary})\`touch ${canary}\`'\nphase=abort\nend=1\n\\x41 %41 \${HOME} é 🦀\t\r`;
+  const name = `cp-1 $(touch ${canary})"'\n=x`;
+  const peerUrl = "https://10.0.0.1:2380";
+  const plan = basePlan();
+  return {
+    ...plan,
+    cluster: payload,
+    snapshot: { ...plan.snapshot, url: `http://127.0.0.1:1/k?X-Amz-Signature=abc&q="$(touch${canary})"` },
+    member: {
+      ...plan.member,
+      name,
+      peerUrl,
+      dataDir: `/var/lib/etcd dir/$(touch ${canary})/'quoted'/"etcd"`,
+    },
+    initialCluster: `${name}=${peerUrl},cp-2=https://10.0.0.2:2380`,
+    initialClusterToken: payload,
+  };
+}
+
+/** The plan as dotted keys with the text values the agent should end up with. */
+function flatten(value: unknown, prefix = ""): Map<string, string> {
+  const entries = new Map<string, string>();
+  for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
+    const dotted = prefix ? `${prefix}.${key}` : key;
+    if (child !== null && typeof child === "object") {
+      for (const [nestedKey, nestedValue] of flatten(child, dotted)) entries.set(nestedKey, nestedValue);
+    } else if (child !== undefined) {
+      entries.set(dotted, String(child));
+    }
+  }
+  return entries;
+}
+
+/** Runs the agent script's own plan parser on `text`; returns the parsed keys or its complaint. */
+async function parseWithAgent(text: string): Promise<{ plan?: Map<string, string>; problem?: string }> {
+  const file = join(scratch, `plan-${Math.random().toString(36).slice(2)}`);
+  await writeFile(file, text);
+  const code = `source "$1"
+if parse_plan_file "$2" >"$2.problem"; then
+  for key in "\${!plan[@]}"; do printf '%s\\0%s\\0' "$key" "\${plan[$key]}"; done
+else
+  cat "$2.problem"; exit 3
+fi`;
+  try {
+    const { stdout } = await run("bash", ["-c", code, "agent-test", agentScript, file], { encoding: "utf8" });
+    const parts = stdout.split("\0");
+    const plan = new Map<string, string>();
+    for (let index = 0; index + 1 < parts.length; index += 2)
+      plan.set(parts[index] as string, parts[index + 1] as string);
+    return { plan };
+  } catch (error) {
+    const failure = error as { code?: number; stdout?: string };
+    if (failure.code === 3) return { problem: (failure.stdout ?? "").trim() };
+    throw error;
+  }
+}
+
+/** Runs the agent script's status writer with the given fields and returns the JSON it would PUT. */
+async function statusFromAgent(fields: { message: string; logLines: string[]; statusUrl?: string }) {
+  const code = `source "$1"
+restore_id=r-1 member_name=cp-1 phase=restore state=failed message=$2 status_url=\${3:-}
+free_bytes=123 old_data_dir="/var/lib/etcd.pre-restore-r-1" tool_version="etcdutl 3.6.5"
+shift 3
+log_lines=("$@")
+status_json`;
+  const { stdout } = await run(
+    "bash",
+    ["-c", code, "agent-test", agentScript, fields.message, fields.statusUrl ?? "", ...fields.logLines],
+    { encoding: "utf8" },
+  );
+  return stdout;
+}
+
+describe("restore plan format", () => {
+  it("round-trips a plan through renderPlan and parsePlan", () => {
+    const plan = basePlan();
+    expect(parsePlan(renderPlan(plan))).toEqual(plan);
+  });
+
+  it("writes hostile values as inert percent-encoded lines that read back exactly", () => {
+    const plan = hostilePlan();
+    const text = renderPlan(plan);
+    const lines = text.split("\n").filter((line) => line !== "" && !line.startsWith("#"));
+    // format, every field present, end: nothing a value held became a line of its own.
+    expect(lines).toHaveLength(flatten(plan).size + 2);
+    for (const line of lines) expect(line).toMatch(/^[A-Za-z][A-Za-z0-9.]*=[A-Za-z0-9._~%-]*$/);
+    expect(lines.at(-1)).toBe("end=1");
+    expect(lines.filter((line) => line.startsWith("phase="))).toEqual(["phase=restore"]);
+    expect(parsePlan(text)).toEqual(plan);
+  });
+
+  it("is read by the agent script to exactly the same values, without running anything in them", async () => {
+    const plan = hostilePlan();
+    const parsed = await parseWithAgent(renderPlan(plan));
+    expect(parsed.problem).toBeUndefined();
+    expect(parsed.plan).toEqual(flatten(plan));
+    expect(existsSync(canary)).toBe(false);
+  });
+
+  it("percent-encodes every byte outside the unreserved set and decodes UTF-8 back", () => {
+    expect(encodePlanValue("a-b_c.d~e")).toBe("a-b_c.d~e");
+    expect(encodePlanValue("$(x) \"'\n%é")).toBe("%24%28x%29%20%22%27%0A%25%C3%A9");
+    expect(decodePlanValue("%24%28x%29%20%22%27%0a%25%C3%A9")).toBe("$(x) \"'\n%é");
+    expect(() => decodePlanValue("$(x)")).toThrow(/not percent-encoded/);
+    expect(() => decodePlanValue("%C3")).toThrow();
+  });
+
+  it.each([
+    [
+      "a raw shell character in a value",
+      (text: string) => text.replace("cluster=prod-eu-1", "cluster=prod$(id)"),
+    ],
+    ["a cut-off plan without its end line", (text: string) => text.replace("end=1\n", "")],
+    ["a key that appears twice", (text: string) => text.replace("end=1", "phase=start\nend=1")],
+    ["another format version", (text: string) => text.replace("format=1", "format=2")],
+    ["an unknown phase", (text: string) => text.replace("phase=restore", "phase=explode")],
+    [
+      "a number with a leading zero (octal to bash)",
+      (text: string) => text.replace("bytes=20512", "bytes=020512"),
+    ],
+    ["an encoded NUL", (text: string) => text.replace("cluster=prod-eu-1", "cluster=prod%00")],
+    [
+      "a relative data dir",
+      (text: string) => text.replace(/member\.dataDir=[^\n]*/, "member.dataDir=var%2Flib%2Fetcd"),
+    ],
+    ["a manifest path instead of a file name", (text: string) => text.replace("etcd.yaml", "..%2Fetcd.yaml")],
+    ["a line that is not key=value", (text: string) => text.replace("end=1", "restoreTool\nend=1")],
+  ])("is refused by both readers when it has %s", async (_case, corrupt) => {
+    const text = corrupt(renderPlan(basePlan()));
+    expect(() => parsePlan(text)).toThrow();
+    const parsed = await parseWithAgent(text);
+    expect(parsed.plan).toBeUndefined();
+    expect(parsed.problem).toMatch(/plan/);
+  });
+
+  it("ignores keys that a newer writer adds, on both sides", async () => {
+    const text = renderPlan(basePlan()).replace("end=1", "futureField=x\nend=1");
+    expect(parsePlan(text)).toEqual(basePlan());
+    expect((await parseWithAgent(text)).plan).toEqual(flatten(basePlan()));
+  });
+
+  it.each([
+    [
+      "etcdctl asked to bump the revision",
+      { restoreTool: "etcdctl" as const, etcdutlPath: undefined },
+      /etcdutl/,
+    ],
+    ["--mark-compacted without --bump-revision", { bumpRevision: undefined }, /needs --bump-revision/],
+    ["a restore id that could leave the data dir's folder", { restoreId: "../x" }, /restoreId/],
+    [
+      "an initial cluster without this member",
+      { initialCluster: "cp-2=https://10.0.0.2:2380" },
+      /must name this member/,
+    ],
+    [
+      "a snapshot size without a trailer",
+      { snapshot: { ...basePlan().snapshot, bytes: 20480 } },
+      /trailer|512/,
+    ],
+  ])("refuses to render a plan with %s", (_case, change, message) => {
+    expect(() => renderPlan({ ...basePlan(), ...change } as RestorePlan)).toThrow(message);
+  });
+});
+
+describe("restore agent status", () => {
+  const hostileMessage = `sha256 "mismatch" \\ $(touch CANARY) \`x\` \x01\x1f tab\there é 🦀\nsecond line`;
+  const hostileLog = [
+    'line with "quotes" and \\backslash',
+    "control \x02 and \r return",
+    "$(touch CANARY)",
+    "",
+  ];
+
+  it("is JSON that parseStatus reads back to the very strings the script was given", async () => {
+    const text = await statusFromAgent({ message: hostileMessage, logLines: hostileLog });
+    const status = parseStatus(text);
+    expect(status).toMatchObject({
+      restoreId: "r-1",
+      member: "cp-1",
+      phase: "restore",
+      state: "failed",
+      message: hostileMessage,
+      freeBytes: 123,
+      oldDataDir: "/var/lib/etcd.pre-restore-r-1",
+      toolVersion: "etcdutl 3.6.5",
+      log: hostileLog,
+    });
+    expect(Date.parse(status.updatedAt)).not.toBeNaN();
+  });
+
+  it("withholds a presigned URL that a message carries", async () => {
+    const statusUrl = "http://127.0.0.1:9/b/status.json?X-Amz-Signature=deadbeef";
+    const text = await statusFromAgent({ message: `PUT ${statusUrl} failed`, logLines: [], statusUrl });
+    expect(text).not.toContain("deadbeef");
+    expect(parseStatus(text).message).toBe("PUT <presigned URL> failed");
+  });
+
+  it.each([
+    ["text that is not JSON", "{not json"],
+    [
+      "a status without a state",
+      JSON.stringify({
+        restoreId: "r",
+        member: "m",
+        phase: "stop",
+        message: "",
+        updatedAt: "2026-11-24T00:00:00Z",
+        log: [],
+      }),
+    ],
+    [
+      "an unknown state",
+      JSON.stringify({
+        restoreId: "r",
+        member: "m",
+        phase: "stop",
+        state: "exploded",
+        message: "",
+        updatedAt: "2026-11-24T00:00:00Z",
+        log: [],
+      }),
+    ],
+    [
+      "a log that is not a list",
+      JSON.stringify({
+        restoreId: "r",
+        member: "m",
+        phase: "stop",
+        state: "done",
+        message: "",
+        updatedAt: "2026-11-24T00:00:00Z",
+        log: "x",
+      }),
+    ],
+  ])("refuses %s", (_case, text) => {
+    expect(() => parseStatus(text)).toThrow(/status/);
+  });
+
+  it("says a phase is complete only for its own restore, phase and a done state", () => {
+    const status: RestoreAgentStatus = {
+      restoreId: "r-1",
+      member: "cp-1",
+      phase: "restore",
+      state: "done",
+      message: "restored",
+      updatedAt: "2026-11-24T00:00:00Z",
+      log: [],
+    };
+    expect(parseStatus(renderStatus(status))).toEqual(status);
+    expect(hasCompletedPhase(status, "r-1", "restore")).toBe(true);
+    expect(hasCompletedPhase(status, "r-2", "restore")).toBe(false);
+    expect(hasCompletedPhase(status, "r-1", "start")).toBe(false);
+    expect(hasCompletedPhase({ ...status, state: "working" }, "r-1", "restore")).toBe(false);
+  });
+});
