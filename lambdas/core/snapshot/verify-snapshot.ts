@@ -8,7 +8,7 @@
 // always removed. A local file is read in place: one sequential pass for the sha256, then the walk.
 // Memory stays bounded by the read windows, one page per tree level, a bitmap of reached pages and
 // the set of live user keys (needed to count them).
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -102,10 +102,7 @@ export async function verifySnapshotStream(
   options: VerifyStreamOptions = {},
 ): Promise<SnapshotReport> {
   const stagingDir = options.stagingDir ?? tmpdir();
-  const path = join(
-    stagingDir,
-    `etcd-snapshot-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.db`,
-  );
+  const path = join(stagingDir, `etcd-snapshot-${randomUUID()}.db`);
   const handle = await open(path, "wx+", 0o600);
   try {
     const digest = await stageStream(source, handle, options);
@@ -130,18 +127,26 @@ async function stageStream(
   const flush = async () => {
     if (pendingBytes === 0) return;
     const buffers = pending;
+    const expected = pendingBytes;
     pending = [];
     pendingBytes = 0;
-    let written = 0;
     const { bytesWritten } = await handle.writev(buffers);
-    written += bytesWritten;
-    const expected = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
-    if (written !== expected) {
-      // writev wrote short (rare): write the remainder in one piece.
-      const rest = Buffer.concat(buffers).subarray(written);
+    if (bytesWritten !== expected) {
+      // A short writev is rare: write the remainder in one piece.
+      const rest = Buffer.concat(buffers).subarray(bytesWritten);
       for (let offset = 0; offset < rest.length; ) {
         offset += (await handle.write(rest, offset, rest.length - offset)).bytesWritten;
       }
+    }
+  };
+  // A failing write (a full staging disk) is the sink's fault, not the stream's: it keeps its own error.
+  let writeFailed = false;
+  const flushOrFlag = async () => {
+    try {
+      await flush();
+    } catch (error) {
+      writeFailed = true;
+      throw error;
     }
   };
 
@@ -169,11 +174,12 @@ async function stageStream(
       }
       pending.push(chunk);
       pendingBytes += chunk.length;
-      if (pendingBytes >= stagingWriteBytes) await flush();
+      if (pendingBytes >= stagingWriteBytes) await flushOrFlag();
     }
   } catch (error) {
     source.destroy();
-    if (error instanceof SnapshotCorruptError || error instanceof InvalidInputError) throw error;
+    if (writeFailed || error instanceof SnapshotCorruptError || error instanceof InvalidInputError)
+      throw error;
     throw new SnapshotStreamInterruptedError(
       `snapshot stream failed after ${total} bytes: ${error instanceof Error ? error.message : String(error)}`,
       { cause: error },
