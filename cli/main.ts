@@ -1,5 +1,6 @@
 // The `etcd-backup` command line: one program, one subcommand per task.
 import { Command, CommanderError, Option } from "commander";
+import { runDemoCommand } from "./commands/demo-command.js";
 import { runSnapshotCommand } from "./commands/snapshot-command.js";
 import { runVerifyCommand } from "./commands/verify-command.js";
 import { ExitCodes, exitCodeFor } from "./exit-codes.js";
@@ -12,20 +13,59 @@ export async function runCli(argv: string[]): Promise<number> {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   let outcome: Promise<unknown> = Promise.resolve();
+  let demoFailed = false;
+
+  program
+    .command("demo")
+    .description(
+      "Run both state machines end to end on this machine: real etcd, s3rver, dynalite, no AWS account",
+    )
+    .option("--members <n>", "etcd members: 1 or 3", "1")
+    .option("--keys <n>", "Kubernetes-shaped keys to write before the snapshot", "2000")
+    .option("--json", "print one JSON object; the exit code says whether every check held")
+    .action((flags) => {
+      outcome = runDemoCommand(flags).then((result) => {
+        if (!result.ok) demoFailed = true;
+      });
+    });
 
   program
     .command("snapshot")
     .description(
       "Stream one snapshot from etcd to a file or S3, verify it, and catalogue it when --table is given",
     )
-    .requiredOption("--endpoints <urls>", "etcd client URLs, comma-separated (a healthy follower is chosen)")
+    .option(
+      "--endpoints <urls>",
+      "etcd client URLs, comma-separated (a healthy follower is chosen); or find etcd through Kubernetes:",
+    )
+    .option("--kubeconfig <file>", "a kubeconfig: find the etcd pods through its Kubernetes API")
+    .option("--context <name>", "the kubeconfig context to use instead of the current one")
+    .option(
+      "--eks-cluster <name>",
+      "an EKS cluster: its API through DescribeCluster and an EKS token (needs --region)",
+    )
+    .addOption(
+      new Option(
+        "--source <kind>",
+        "how to read a pod's snapshot: grpc through a port-forward, or etcdctl through exec",
+      )
+        .choices(["grpc", "exec"])
+        .default("grpc"),
+    )
+    .option("--namespace <namespace>", "namespace of the etcd pods", "kube-system")
+    .option(
+      "--selector <labels>",
+      "label selector of the etcd pods (Bitnami chart: app.kubernetes.io/name=etcd)",
+      "component=etcd",
+    )
+    .option("--container <name>", "the etcd container in each pod", "etcd")
     .requiredOption("--to <destination>", "FILE, or s3://BUCKET/PREFIX")
-    .option("--cacert <file>", "CA bundle that signed etcd's server certificate")
-    .option("--cert <file>", "client certificate for mutual TLS")
-    .option("--key <file>", "client private key for mutual TLS")
+    .option("--cacert <file>", "CA bundle that signed etcd's server certificate (direct or grpc source)")
+    .option("--cert <file>", "client certificate for mutual TLS (direct or grpc source)")
+    .option("--key <file>", "client private key for mutual TLS (direct or grpc source)")
     .option("--cluster <name>", "cluster name used in the object key and the catalogue", "default")
     .option("--s3-endpoint <url>", "S3 endpoint (e.g. a local s3rver)")
-    .option("--region <region>", "AWS region")
+    .option("--region <region>", "AWS region (of the bucket, and of the EKS cluster)")
     .option("--kms-key-id <id>", "SSE-KMS key for the object")
     .option("--table <name>", "DynamoDB catalogue table")
     .option(
@@ -57,7 +97,7 @@ export async function runCli(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv, { from: "user" });
     await outcome;
-    return ExitCodes.ok;
+    return demoFailed ? ExitCodes.failure : ExitCodes.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
       // Commander has printed the usage message (or the help, which is not an error).

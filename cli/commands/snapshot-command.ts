@@ -3,8 +3,13 @@
 
 import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { chooseSnapshotMember } from "../../lambdas/core/etcd/choose-member.js";
+import type { EtcdTlsMaterial } from "../../lambdas/core/etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../../lambdas/core/etcd/grpc-snapshot-source.js";
+import { discoverEtcdMembers, kubeadmMembers } from "../../lambdas/core/kube/discover-members.js";
+import { createEksKubeConfig, kubeConfigFromFile } from "../../lambdas/core/kube/kube-config.js";
+import { chooseKubernetesMember } from "../../lambdas/core/kube/kubernetes-member-source.js";
 import { newSnapshotId, snapshotObjectKey } from "../../lambdas/core/snapshot/snapshot-naming.js";
+import type { SnapshotSource } from "../../lambdas/core/snapshot/snapshot-source.js";
 import {
   type StreamedSnapshot,
   streamSnapshotToFile,
@@ -24,7 +29,14 @@ import { readTlsFiles } from "../tls-files.js";
 import { openCatalogueRecorder } from "./catalogue-recorder.js";
 
 export interface SnapshotCommandFlags {
-  endpoints: string;
+  endpoints?: string;
+  kubeconfig?: string;
+  context?: string;
+  eksCluster?: string;
+  source?: "grpc" | "exec";
+  namespace?: string;
+  selector?: string;
+  container?: string;
   cacert?: string;
   cert?: string;
   key?: string;
@@ -54,11 +66,7 @@ export interface SnapshotCommandResult {
 }
 
 export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<SnapshotCommandResult> {
-  const endpoints = flags.endpoints
-    .split(",")
-    .map((endpoint) => endpoint.trim())
-    .filter(Boolean);
-  if (endpoints.length === 0) throw new InvalidInputError("--endpoints needs at least one URL");
+  const access = parseAccess(flags);
   const destination = parseSnapshotLocation(flags.to);
   const snapshotId = newSnapshotId();
   const started = Date.now();
@@ -66,8 +74,7 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
   const progress = createProgressLine("snapshot", Boolean(process.stderr.isTTY) && !flags.json);
   const onProgress = (bytes: number) => progress.update(bytes);
 
-  const member = await chooseSnapshotMember(endpoints, { tls });
-  const source = createGrpcSnapshotSource(member.client);
+  const source = await openCommandSource(access, flags, tls);
   const s3 =
     destination.kind === "s3"
       ? createS3Client({ endpoint: flags.s3Endpoint, region: flags.region })
@@ -141,6 +148,70 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
     s3?.destroy();
     catalogue?.close();
   }
+}
+
+type CommandAccess =
+  | { kind: "endpoints"; endpoints: string[] }
+  | { kind: "kubeconfig"; path: string; context?: string | undefined }
+  | { kind: "eks"; clusterName: string; region: string };
+
+/** Exactly one of --endpoints, --kubeconfig, --eks-cluster says where etcd is. */
+function parseAccess(flags: SnapshotCommandFlags): CommandAccess {
+  const given = [flags.endpoints, flags.kubeconfig, flags.eksCluster].filter((flag) => flag !== undefined);
+  if (given.length !== 1) {
+    throw new InvalidInputError(
+      "give exactly one of --endpoints (etcd reached directly), --kubeconfig or --eks-cluster (etcd pods found through Kubernetes)",
+    );
+  }
+  if (flags.context !== undefined && flags.kubeconfig === undefined) {
+    throw new InvalidInputError("--context needs --kubeconfig");
+  }
+  if (flags.endpoints !== undefined) {
+    const endpoints = flags.endpoints
+      .split(",")
+      .map((endpoint) => endpoint.trim())
+      .filter(Boolean);
+    if (endpoints.length === 0) throw new InvalidInputError("--endpoints needs at least one URL");
+    return { kind: "endpoints", endpoints };
+  }
+  if (flags.kubeconfig !== undefined)
+    return { kind: "kubeconfig", path: flags.kubeconfig, context: flags.context };
+  const region = flags.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  if (!region) throw new InvalidInputError("--eks-cluster needs --region (or AWS_REGION)");
+  return { kind: "eks", clusterName: flags.eksCluster as string, region };
+}
+
+/** The member to read: a healthy follower among the endpoints, or among the etcd pods Kubernetes lists. */
+async function openCommandSource(
+  access: CommandAccess,
+  flags: SnapshotCommandFlags,
+  tls: EtcdTlsMaterial | undefined,
+): Promise<SnapshotSource> {
+  if (access.kind === "endpoints") {
+    const member = await chooseSnapshotMember(access.endpoints, { tls });
+    return createGrpcSnapshotSource(member.client);
+  }
+  const config =
+    access.kind === "kubeconfig"
+      ? await kubeConfigFromFile(access.path, access.context)
+      : await createEksKubeConfig({ clusterName: access.clusterName, region: access.region });
+  const sourceKind = flags.source ?? "grpc";
+  if (sourceKind === "exec" && tls) {
+    throw new InvalidInputError(
+      "--cacert/--cert/--key are files on this machine, for the grpc source: the exec source uses the etcd pod's own certificate files",
+    );
+  }
+  const discovered = await discoverEtcdMembers(config, {
+    namespace: flags.namespace ?? kubeadmMembers.namespace,
+    selector: flags.selector ?? kubeadmMembers.selector,
+    container: flags.container ?? kubeadmMembers.container,
+  });
+  const chosen = await chooseKubernetesMember(config, discovered, {
+    source: sourceKind,
+    tls,
+    onWarning: (warning) => process.stderr.write(`etcd-backup: warning: ${warning.message}\n`),
+  });
+  return chosen.source;
 }
 
 function printSummary(result: SnapshotCommandResult): void {

@@ -1,8 +1,7 @@
-// Writes test data into a real etcd through its JSON gateway (/v3/...), batching puts into
+// Writes data into a real etcd (demo and test data) through its JSON gateway (/v3/...), batching puts into
 // transactions: one `etcdctl put` per key is far too slow to fill a test database.
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import type { EtcdCluster } from "./etcd-cluster.js";
 
 export interface EtcdWriter {
   put(key: string, value: string | Buffer, options?: { lease?: string }): Promise<number>;
@@ -18,7 +17,13 @@ export interface EtcdWriter {
 const maxOpsPerTxn = 128;
 const maxBytesPerTxn = 1024 * 1024;
 
-export function createEtcdWriter(cluster: EtcdCluster, memberIndex = 0): EtcdWriter {
+/** Where to write: any member's client URL, with client TLS when etcd requires it. */
+export interface EtcdEndpoints {
+  endpoints: string[];
+  clientTls?: { ca: Buffer; cert: Buffer; key: Buffer } | undefined;
+}
+
+export function createEtcdWriter(cluster: EtcdEndpoints, memberIndex = 0): EtcdWriter {
   const endpoint = cluster.endpoints[memberIndex] as string;
   const post = (path: string, body: unknown) => postJson(endpoint, path, body, cluster.clientTls);
   const b64 = (value: string | Buffer) => Buffer.from(value).toString("base64");

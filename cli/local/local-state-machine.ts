@@ -142,6 +142,9 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
   const retryIntervalOverrides: Record<string, number> = {};
   const waitTimeOverrides: Record<string, number> = {};
   for (const [stateName, state] of allStates(definition.States)) {
+    // aws-local-stepfunctions resolves TimeoutSecondsPath against the resolved Parameters, where Step
+    // Functions reads the state's input; locally the caller answers the approval, so the bound is dropped.
+    delete state.TimeoutSecondsPath;
     if (state.Type === "Wait" && options.waitMs !== undefined) waitTimeOverrides[stateName] = options.waitMs;
     if (state.Type !== "Task") continue;
     const local = localResources[state.Resource ?? ""];
@@ -201,6 +204,7 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
 interface StateDefinition {
   Type: string;
   Resource?: string;
+  TimeoutSecondsPath?: string;
   ItemProcessor?: { States: Record<string, StateDefinition> };
   Branches?: Array<{ States: Record<string, StateDefinition> }>;
 }

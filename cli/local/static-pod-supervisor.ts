@@ -42,6 +42,8 @@ export interface StaticPodSupervisor {
   running(node: string, podName: string): boolean;
   /** How many times the pod's process has been started on the node. */
   starts(node: string, podName: string): number;
+  /** The process id of the pod's current process, if it runs. */
+  pid(node: string, podName: string): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -214,6 +216,10 @@ export function startStaticPodSupervisor(options: StaticPodSupervisorOptions): S
       isAlive(find(node, podName)?.child) ||
       [...(states.get(node)?.terminating.get(podName)?.children ?? [])].some(isAlive),
     starts: (node, podName) => find(node, podName)?.starts ?? 0,
+    pid: (node, podName) => {
+      const child = find(node, podName)?.child;
+      return isAlive(child) ? child.pid : undefined;
+    },
     async stop() {
       stopped = true;
       await loop;

@@ -48,8 +48,8 @@ export interface EtcdClient {
   status(): Promise<MemberStatus>;
   hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
   memberList(): Promise<MemberListResponse["members"]>;
-  /** How many keys exist now, with the revision the count was taken at. */
-  countKeys(): Promise<{ count: number; revision: number }>;
+  /** How many keys exist now (under `prefix`, or all), with the revision the count was taken at. */
+  countKeys(prefix?: string): Promise<{ count: number; revision: number }>;
   /** The raw Maintenance.Snapshot message stream; see grpc-snapshot-source.ts for the byte stream. */
   openSnapshotCall(): grpc.ClientReadableStream<SnapshotResponse>;
   close(): void;
@@ -177,14 +177,8 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
     async memberList() {
       return (await unary("MemberList", cluster.MemberList, cluster, { linearizable: false })).members;
     },
-    async countKeys() {
-      // The whole key space: from "\0" to range_end "\0" (etcd's "all keys >= key").
-      const everything = Buffer.from([0]);
-      const reply = await unary("Range", kv.Range, kv, {
-        key: everything,
-        range_end: everything,
-        count_only: true,
-      });
+    async countKeys(prefix) {
+      const reply = await unary("Range", kv.Range, kv, { ...keyRange(prefix), count_only: true });
       return { count: Number(reply.count), revision: Number(reply.header?.revision ?? 0) };
     },
     openSnapshotCall() {
@@ -194,6 +188,18 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
       maintenance.close();
     },
   };
+}
+
+/** A prefix's range: from the prefix to the prefix with its last byte incremented; "\0".."\0" is every key. */
+function keyRange(prefix: string | undefined): { key: Buffer; range_end: Buffer } {
+  if (!prefix) return { key: Buffer.from([0]), range_end: Buffer.from([0]) };
+  const key = Buffer.from(prefix);
+  const end = Buffer.from(key);
+  let index = end.length - 1;
+  while (index >= 0 && end[index] === 0xff) index--;
+  if (index < 0) return { key, range_end: Buffer.from([0]) };
+  end[index] = (end[index] as number) + 1;
+  return { key, range_end: end.subarray(0, index + 1) };
 }
 
 function parseEndpoint(endpoint: string): URL {

@@ -26,7 +26,7 @@ export interface ExpectedSnapshot {
 }
 
 export interface VerifiedSnapshot extends SnapshotReport {
-  /** The revision the snapshot restores to (FACTS §4: the highest of the key and compaction revisions). */
+  /** The revision the snapshot restores to (FACTS §4: the highest of the key and compaction revisions, at least 1). */
   snapshotRevision: number;
 }
 
@@ -57,7 +57,8 @@ export function checkAgainstExpected(
   if (expected.sha256 !== undefined && report.sha256 !== expected.sha256) {
     throw fail(`sha256 is ${report.sha256}, but the stream's was ${expected.sha256}`);
   }
-  const snapshotRevision = Math.max(report.revision, report.compactRevision ?? 0);
+  // etcd's store starts at revision 1, so an empty one restores to 1 though its key bucket holds nothing.
+  const snapshotRevision = Math.max(report.revision, report.compactRevision ?? 0, 1);
   if (expected.revisionBefore !== undefined && snapshotRevision < expected.revisionBefore) {
     throw fail(
       `revision ${snapshotRevision} is older than the member's revision ${expected.revisionBefore} before the snapshot`,

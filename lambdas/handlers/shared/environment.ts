@@ -19,6 +19,8 @@ const environmentSchema = z
     APPROVERS_TOPIC_ARN: z.string().optional(),
     /** The node agent script bundled beside the restore functions. */
     RESTORE_AGENT_SCRIPT: z.string().optional(),
+    /** Local runs: SNS messages the handlers publish go to this file instead. */
+    LOCAL_NOTIFICATIONS_FILE: z.string().optional(),
   })
   .refine((environment) => environment.TARGETS_PARAMETER_NAME || environment.TARGETS_FILE, {
     message: "set TARGETS_PARAMETER_NAME (or TARGETS_FILE for local runs)",

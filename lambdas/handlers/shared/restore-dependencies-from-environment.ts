@@ -1,6 +1,6 @@
 // Adds what the restore steps need to the backup steps' dependencies: approval tokens, presigned URLs,
 // the node agent's script, and the approvers' topic.
-import { readFile } from "node:fs/promises";
+import { appendFile, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
 import type { BackupDependencies } from "../../core/backup/backup-dependencies.js";
@@ -18,8 +18,10 @@ const defaultAgentScript = fileURLToPath(
 export function createRestoreDependencies(
   environment: HandlerEnvironment,
   backup: BackupDependencies,
-  publish: (topicArn: string, subject: string, message: string) => Promise<void> = publishToSns,
 ): RestoreDependencies {
+  const publish = environment.LOCAL_NOTIFICATIONS_FILE
+    ? appendTo(environment.LOCAL_NOTIFICATIONS_FILE)
+    : publishToSns;
   const dynamo = createDynamoDbClient({ endpoint: environment.DYNAMODB_ENDPOINT });
   let script: Promise<string> | undefined;
   return {
@@ -42,6 +44,13 @@ export function createRestoreDependencies(
       if (!environment.APPROVERS_TOPIC_ARN) throw new Error("APPROVERS_TOPIC_ARN is not set");
       await publish(environment.APPROVERS_TOPIC_ARN, subject, message);
     },
+  };
+}
+
+/** Local runs have no SNS: messages are appended to a file, one JSON object per line. */
+function appendTo(file: string) {
+  return async (topicArn: string, subject: string, message: string) => {
+    await appendFile(file, `${JSON.stringify({ topicArn, subject, message })}\n`);
   };
 }
 

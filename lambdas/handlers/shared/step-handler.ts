@@ -17,7 +17,13 @@ import { readEnvironment } from "./environment.js";
 import { createRestoreDependencies } from "./restore-dependencies-from-environment.js";
 
 const logger = new Logger({ serviceName: "etcd-backup" });
-const metrics = new Metrics({ namespace: "EtcdBackup", serviceName: "etcd-backup" });
+/** Local runs (the demo, tests) switch metrics off; Powertools would still warn of empty ones. */
+const metricsDisabled = process.env.POWERTOOLS_METRICS_DISABLED === "true";
+const metrics = new Metrics({
+  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? "EtcdBackup",
+  serviceName: "etcd-backup",
+  ...(metricsDisabled ? { logger: logger } : {}),
+});
 const tracer = new Tracer({ serviceName: "etcd-backup" });
 
 const units = {
@@ -77,5 +83,5 @@ function stepHandler<Schema extends z.ZodType, Result>(
   })
     .use(captureLambdaHandler(tracer))
     .use(injectLambdaContext(logger, { resetKeys: true }))
-    .use(logMetrics(metrics));
+    .use(logMetrics(metrics, { captureColdStartMetric: !metricsDisabled }));
 }

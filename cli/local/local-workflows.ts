@@ -1,0 +1,87 @@
+// Runs the backup and restore state machines on this machine with the local stand-ins: SNS publishes
+// are recorded, a restore's approval is answered by the caller, its safety snapshot is a nested local
+// backup execution, and Systems Manager's RunShellScript runs the agent's commands as local processes.
+import { type ChildProcess, spawn } from "node:child_process";
+import { backupFunctions } from "./backup-functions.js";
+import {
+  type LocalRunResult,
+  type PublishedMessage,
+  runLocalStateMachine,
+  type StateEvent,
+} from "./local-state-machine.js";
+import { restoreFunctions } from "./restore-functions.js";
+
+const onCallTopicArn = "arn:aws:sns:local:000000000000:etcd-backup-on-call";
+const backupStateMachineArn = "arn:aws:states:local:000000000000:stateMachine:backup";
+
+export interface WorkflowHooks {
+  onEvent?: (event: StateEvent, machine: "backup" | "restore") => void;
+  onPublish?: (message: PublishedMessage) => void;
+  /** Retry pauses in ms (0 in tests); the definition's own otherwise. */
+  retryIntervalMs?: number;
+}
+
+export function runLocalBackup(
+  input: Record<string, unknown>,
+  hooks: WorkflowHooks = {},
+): Promise<LocalRunResult> {
+  return runLocalStateMachine({
+    definition: "backup.asl.json",
+    functions: backupFunctions,
+    substitutions: { OnCallTopicArn: onCallTopicArn },
+    input,
+    retryIntervalMs: hooks.retryIntervalMs,
+    onPublish: hooks.onPublish,
+    onEvent: (event) => hooks.onEvent?.(event, "backup"),
+  });
+}
+
+export interface RestoreHooks extends WorkflowHooks {
+  /** The person's answer, once the approval was requested: resolve to approve, reject to refuse. */
+  approve: () => Promise<unknown>;
+}
+
+export async function runLocalRestore(
+  input: Record<string, unknown>,
+  hooks: RestoreHooks,
+): Promise<LocalRunResult> {
+  const agents: ChildProcess[] = [];
+  try {
+    return await runLocalStateMachine({
+      definition: "restore.asl.json",
+      functions: restoreFunctions,
+      substitutions: { OnCallTopicArn: onCallTopicArn, BackupStateMachineArn: backupStateMachineArn },
+      input,
+      retryIntervalMs: hooks.retryIntervalMs,
+      waitMs: 500,
+      onPublish: hooks.onPublish,
+      onEvent: (event) => hooks.onEvent?.(event, "restore"),
+      answerTaskToken: () => hooks.approve(),
+      startExecution: async (stateMachineArn, nestedInput) => {
+        if (stateMachineArn !== backupStateMachineArn)
+          throw new Error(`no local state machine ${stateMachineArn}`);
+        const nested = await runLocalBackup(nestedInput as Record<string, unknown>, hooks);
+        if (nested.status !== "SUCCEEDED") {
+          const error = new Error(
+            `the safety snapshot failed: ${nested.error?.name}: ${nested.error?.cause}`,
+          );
+          error.name = "States.TaskFailed";
+          throw error;
+        }
+        return { ExecutionArn: nested.executionArn, Status: nested.status, Output: nested.output };
+      },
+      sendCommand: async (parameters) => {
+        // RunShellScript runs the lines as one script; the agent then lives as long as the restore.
+        const child = spawn("bash", ["-c", parameters.Parameters.commands.join("\n")], {
+          stdio: ["ignore", "ignore", "pipe"],
+          env: { ...process.env, ETCD_RESTORE_AGENT_POLL_SECONDS: "0.3" },
+        });
+        child.stderr?.resume();
+        agents.push(child);
+        return { Command: { CommandId: `local-${child.pid}` } };
+      },
+    });
+  } finally {
+    for (const agent of agents) if (agent.exitCode === null) agent.kill("SIGTERM");
+  }
+}

@@ -1,0 +1,129 @@
+// A real etcd of one or three members run as static pods: one "node" per member, each with a kubelet-like
+// manifest directory watched by the static-pod supervisor, a parked-manifest directory for the restore
+// agent, and a stand-in kube-apiserver. Nothing here starts etcd directly: writing the manifests does.
+import { execFile } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { findFreePort } from "./free-port.js";
+import { writeEtcdManifest, writeStandInApiServerManifest } from "./static-pod-manifests.js";
+import {
+  type StaticPodEvent,
+  type StaticPodSupervisor,
+  startStaticPodSupervisor,
+} from "./static-pod-supervisor.js";
+import { makeTempDir } from "./temp-dir.js";
+
+const run = promisify(execFile);
+
+export interface StaticPodNode {
+  name: string;
+  memberName: string;
+  manifestDir: string;
+  parkedManifestDir: string;
+  logDir: string;
+  dataDir: string;
+  clientUrl: string;
+  peerUrl: string;
+}
+
+export interface StaticPodEtcd {
+  baseDir: string;
+  nodes: StaticPodNode[];
+  initialCluster: string;
+  supervisor: StaticPodSupervisor;
+  events: StaticPodEvent[];
+  /** etcdctl against one member (API v3), returning stdout. */
+  etcdctl(args: string[], memberIndex?: number): Promise<string>;
+  /** Waits until every member answers `/health` with true. */
+  waitUntilHealthy(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const etcdManifestName = "etcd.json";
+export const apiServerManifestName = "kube-apiserver.json";
+
+export async function startStaticPodEtcd(options: { members: 1 | 3 }): Promise<StaticPodEtcd> {
+  const temp = await makeTempDir("static-pods");
+  const nodes: StaticPodNode[] = [];
+  for (let index = 0; index < options.members; index++) {
+    const nodeDir = join(temp.path, `node-${index}`);
+    nodes.push({
+      name: `node-${index}`,
+      memberName: `member-${index}`,
+      manifestDir: join(nodeDir, "etc/kubernetes/manifests"),
+      parkedManifestDir: join(nodeDir, "etc/kubernetes/manifests.parked"),
+      logDir: join(nodeDir, "var/log/pods"),
+      dataDir: join(nodeDir, "var/lib/etcd"),
+      clientUrl: `http://127.0.0.1:${await findFreePort()}`,
+      peerUrl: `http://127.0.0.1:${await findFreePort()}`,
+    });
+  }
+  const initialCluster = nodes.map((node) => `${node.memberName}=${node.peerUrl}`).join(",");
+  for (const node of nodes) {
+    await mkdir(join(node.dataDir, ".."), { recursive: true });
+    await writeEtcdManifest({
+      manifestDir: node.manifestDir,
+      fileName: etcdManifestName,
+      name: node.memberName,
+      dataDir: node.dataDir,
+      clientUrl: node.clientUrl,
+      peerUrl: node.peerUrl,
+      initialCluster,
+      initialClusterToken: "etcd-backup-static-pods",
+      // etcd 3.4 takes seconds to stop gracefully once its peers are gone; the kubelet's default is 30 s.
+      terminationGracePeriodSeconds: 2,
+    });
+    await writeStandInApiServerManifest({ manifestDir: node.manifestDir, fileName: apiServerManifestName });
+  }
+  const events: StaticPodEvent[] = [];
+  const supervisor = startStaticPodSupervisor({
+    nodes: nodes.map((node) => ({ name: node.name, manifestDir: node.manifestDir, logDir: node.logDir })),
+    pollIntervalMs: 100,
+    onEvent: (event) => events.push(event),
+  });
+
+  const etcdctl = async (args: string[], memberIndex = 0): Promise<string> => {
+    const node = nodes[memberIndex];
+    if (!node) throw new Error(`no member ${memberIndex}`);
+    const { stdout } = await run("etcdctl", [`--endpoints=${node.clientUrl}`, "--dial-timeout=2s", ...args], {
+      env: { ...process.env, ETCDCTL_API: "3" },
+    });
+    return stdout;
+  };
+
+  const waitUntilHealthy = async (timeoutMs = 30_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    for (const node of nodes) {
+      while (!(await isHealthy(node.clientUrl))) {
+        if (Date.now() > deadline) {
+          throw new Error(`etcd ${node.memberName} did not become healthy (logs in ${node.logDir})`);
+        }
+        await sleep(100);
+      }
+    }
+  };
+
+  const stop = async () => {
+    await supervisor.stop();
+    await temp.remove();
+  };
+
+  try {
+    await waitUntilHealthy();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { baseDir: temp.path, nodes, initialCluster, supervisor, events, etcdctl, waitUntilHealthy, stop };
+}
+
+export async function isHealthy(clientUrl: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
+    return response.ok && ((await response.json()) as { health?: string }).health === "true";
+  } catch {
+    return false;
+  }
+}
