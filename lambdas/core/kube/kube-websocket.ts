@@ -1,0 +1,202 @@
+// WebSockets to the Kubernetes API's streaming subresources (pods/exec, pods/portforward), opened with the
+// KubeConfig's own credentials (`applyToHTTPSOptions`: CA, client certificate, bearer or exec-plugin token,
+// proxy agent), and the channel framing both use (FACTS.md §5). Built on `ws` directly rather than on
+// @kubernetes/client-node's WebSocketHandler, which never pauses the socket (so a slow consumer makes it
+// buffer without bound) and routes v5 close frames to process.stdout.
+import type { ClientRequest, IncomingMessage } from "node:http";
+import type { KubeConfig } from "@kubernetes/client-node";
+// @ts-expect-error ws ships no type definitions and @types/ws is not installed
+import { WebSocket as UntypedWebSocket } from "ws";
+
+/** The members of a `ws` 8 client socket used here. */
+export interface KubeWebSocket {
+  readonly protocol: string;
+  readonly readyState: number;
+  send(data: Buffer, options: { binary: boolean }, callback?: (error?: Error) => void): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  /** Stops reading from the TCP socket, so that the server's writes back up (TCP flow control). */
+  pause(): void;
+  resume(): void;
+  on(event: "message", listener: (data: Buffer, isBinary: boolean) => void): this;
+  on(event: "close", listener: (code: number, reason: Buffer) => void): this;
+  on(event: "error", listener: (error: Error) => void): this;
+  on(event: "open", listener: () => void): this;
+  on(
+    event: "unexpected-response",
+    listener: (request: ClientRequest, response: IncomingMessage) => void,
+  ): this;
+  removeAllListeners(event?: string): this;
+}
+
+const WebSocket = UntypedWebSocket as new (
+  url: string,
+  protocols: string[],
+  options: Record<string, unknown>,
+) => KubeWebSocket;
+
+export const webSocketOpen = 1;
+
+/** Channel numbers of the remote-command protocol (exec); port-forward uses 2i and 2i+1 per port. */
+export const ExecChannel = { stdin: 0, stdout: 1, stderr: 2, status: 3, resize: 4, close: 255 } as const;
+
+/** Why a WebSocket to the API server could not be opened. */
+export type KubeConnectFailure =
+  | {
+      kind: "refused";
+      /** The HTTP status of the refused upgrade (401, 403, 404, 400, 5xx). */
+      httpStatus: number;
+      /** The `message` of the metav1.Status body, or the body's start, or the reason phrase. */
+      message: string;
+    }
+  | { kind: "unreachable"; message: string; cause?: unknown };
+
+export class KubeConnectError extends Error {
+  constructor(
+    readonly failure: KubeConnectFailure,
+    where: string,
+  ) {
+    super(
+      failure.kind === "refused"
+        ? `${where}: the Kubernetes API answered ${failure.httpStatus}: ${failure.message}`
+        : `${where}: the Kubernetes API could not be reached: ${failure.message}`,
+      { cause: failure.kind === "unreachable" ? failure.cause : undefined },
+    );
+  }
+  override readonly name = "KubeConnectError";
+}
+
+export interface OpenKubeWebSocketOptions {
+  /** Path and query below the cluster's server URL, e.g. `/api/v1/namespaces/x/pods/y/exec?...`. */
+  path: string;
+  /** Subprotocols offered, most preferred first. */
+  protocols: string[];
+  /** Names the request in error messages. */
+  where: string;
+  handshakeTimeoutMs?: number;
+}
+
+/**
+ * Attached when the socket is created: a server may send its first frames, and even close, in the same
+ * TCP read as the handshake's answer, before a caller awaiting the connection could add listeners.
+ */
+export interface KubeWebSocketHandlers {
+  /** In the "open" event, before any message. */
+  open(socket: KubeWebSocket): void;
+  message(data: Buffer, isBinary: boolean): void;
+  /** Once, after "open" only; an error (passed to `error` first) is always followed by this. */
+  close(code: number, reason: Buffer): void;
+  error?(error: Error): void;
+}
+
+/**
+ * Opens a WebSocket to the current cluster of `kubeConfig`. Credentials are applied per connection, so a
+ * token that an exec plugin refreshes (EKS) is fresh for each one. Rejects with a KubeConnectError when
+ * the connection cannot be opened; once open, everything goes through `handlers`.
+ */
+export async function openKubeWebSocket(
+  kubeConfig: KubeConfig,
+  options: OpenKubeWebSocketOptions,
+  handlers: KubeWebSocketHandlers,
+): Promise<KubeWebSocket> {
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster) {
+    throw new KubeConnectError(
+      { kind: "unreachable", message: "the kubeconfig has no current cluster" },
+      options.where,
+    );
+  }
+  const connectionOptions: Record<string, unknown> = {};
+  try {
+    await kubeConfig.applyToHTTPSOptions(
+      connectionOptions as Parameters<KubeConfig["applyToHTTPSOptions"]>[0],
+    );
+  } catch (error) {
+    throw new KubeConnectError(
+      { kind: "unreachable", message: `preparing credentials failed: ${String(error)}`, cause: error },
+      options.where,
+    );
+  }
+  const url = webSocketUrl(cluster.server, options.path);
+  const socket = new WebSocket(url, options.protocols, {
+    ...connectionOptions,
+    perMessageDeflate: false,
+    handshakeTimeout: options.handshakeTimeoutMs ?? 30_000,
+  });
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let opened = false;
+    const fail = (failure: KubeConnectFailure) => {
+      if (settled) return;
+      settled = true;
+      socket.terminate();
+      reject(new KubeConnectError(failure, options.where));
+    };
+    socket.on("open", () => {
+      if (settled) return;
+      settled = true;
+      opened = true;
+      handlers.open(socket);
+      resolve(socket);
+    });
+    socket.on("message", (data, isBinary) => handlers.message(data, isBinary));
+    socket.on("error", (error) => {
+      if (opened) handlers.error?.(error);
+      else fail({ kind: "unreachable", message: error.message, cause: error });
+    });
+    socket.on("close", (code, reason) => {
+      // Before "open", an "error" or "unexpected-response" settles the outcome.
+      if (opened) handlers.close(code, reason);
+    });
+    socket.on("unexpected-response", (request, response) => {
+      const httpStatus = response.statusCode ?? 0;
+      void readBounded(response, 64 * 1024).then((body) => {
+        request.destroy();
+        fail({ kind: "refused", httpStatus, message: statusMessage(body, response.statusMessage) });
+      });
+    });
+  });
+}
+
+function webSocketUrl(server: string, path: string): string {
+  const base = server.replace(/\/+$/, "");
+  if (base.startsWith("https://")) return `wss://${base.slice("https://".length)}${path}`;
+  if (base.startsWith("http://")) return `ws://${base.slice("http://".length)}${path}`;
+  return `wss://${base}${path}`;
+}
+
+function readBounded(response: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => resolve(Buffer.concat(chunks).toString("utf8"));
+    response.on("data", (chunk: Buffer) => {
+      if (size < limit) chunks.push(chunk.subarray(0, limit - size));
+      size += chunk.length;
+      if (size >= limit) done();
+    });
+    response.on("end", done);
+    response.on("error", done);
+    response.on("close", done);
+  });
+}
+
+/** The `message` of a metav1.Status body, else the body's first line, else the HTTP reason phrase. */
+function statusMessage(body: string, reasonPhrase: string | undefined): string {
+  try {
+    const parsed = JSON.parse(body) as { message?: unknown };
+    if (typeof parsed.message === "string" && parsed.message !== "") return parsed.message;
+  } catch {
+    // not JSON: fall through
+  }
+  const firstLine = body.split("\n", 1)[0]?.trim().slice(0, 500);
+  return firstLine || reasonPhrase || "no reason given";
+}
+
+/** `[channel][payload]`, the binary framing of `v4.channel.k8s.io` and `v5.channel.k8s.io`. */
+export function encodeChannelFrame(channel: number, payload: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(payload.length + 1);
+  frame[0] = channel;
+  payload.copy(frame, 1);
+  return frame;
+}
