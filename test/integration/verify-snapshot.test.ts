@@ -121,6 +121,7 @@ describe("verifySnapshotFile on etcd 3.4 snapshots", () => {
     expect(report.revision).toBe(await writer.revision());
     expect(report.pageSize).toBe(4096);
     expect(report.compactRevision).toBeUndefined();
+    expect(report.scheduledCompactRevision).toBeUndefined();
   });
 
   it("agrees with etcdctl when values span overflow pages (200 KB to 1.4 MB)", async () => {
@@ -169,6 +170,7 @@ describe("verifySnapshotFile on etcd 3.4 snapshots", () => {
     await putMany([["/after/compaction", "1"]]);
     const { report } = await snapshotAndCompare();
     expect(report.compactRevision).toBe(revision);
+    expect(report.scheduledCompactRevision).toBe(revision);
     expect(report.revision).toBe(revision + 1);
   });
 

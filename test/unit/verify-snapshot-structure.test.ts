@@ -78,7 +78,7 @@ const etcdLikeBuckets: Array<[string, BuildBucket]> = [
       entries: [
         { key: "consistent_index", value: Buffer.from("00000000000000aa", "hex") },
         { key: "finishedCompactRev", value: encodeRevisionKey(40, 0) },
-        { key: "scheduledCompactRev", value: encodeRevisionKey(40, 0) },
+        { key: "scheduledCompactRev", value: encodeRevisionKey(45, 0) },
         { key: "storageVersion", value: "3.6.0" },
       ],
     },
@@ -121,6 +121,7 @@ describe("verifySnapshotFile on well-formed files", () => {
       totalSize: built.pageCount * 4096,
       storageVersion: "3.6.0",
       compactRevision: 40,
+      scheduledCompactRevision: 45,
       pageSize: 4096,
       pageCount: built.pageCount,
       fileBytes: built.bytes.length,

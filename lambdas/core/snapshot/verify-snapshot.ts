@@ -56,6 +56,11 @@ export interface SnapshotReport {
   storageVersion?: string;
   /** `meta/finishedCompactRev`, present once etcd has compacted. */
   compactRevision?: number;
+  /**
+   * `meta/scheduledCompactRev`: a compaction requested but perhaps not finished. A restore starts from
+   * max(revision, compactRevision, scheduledCompactRevision) (FACTS §4).
+   */
+  scheduledCompactRevision?: number;
   pageSize: number;
   pageCount: number;
   fileBytes: number;
@@ -253,6 +258,9 @@ async function verifyOpenFile(
     totalSize,
     ...(figures.storageVersion !== undefined ? { storageVersion: figures.storageVersion } : {}),
     ...(figures.compactRevision !== undefined ? { compactRevision: figures.compactRevision } : {}),
+    ...(figures.scheduledCompactRevision !== undefined
+      ? { scheduledCompactRevision: figures.scheduledCompactRevision }
+      : {}),
     pageSize,
     pageCount: meta.pgid,
     fileBytes,
@@ -362,6 +370,7 @@ interface EtcdFigures {
   liveKeys: LiveKeySet;
   storageVersion: string | undefined;
   compactRevision: number | undefined;
+  scheduledCompactRevision: number | undefined;
 }
 
 /** Walks the whole database, computing what `etcdctl snapshot status` prints, plus the live key count. */
@@ -373,6 +382,7 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
     liveKeys: new LiveKeySet(),
     storageVersion: undefined,
     compactRevision: undefined,
+    scheduledCompactRevision: undefined,
   };
 
   const hashLeaf = (leaf: LeafPage) => {
@@ -432,14 +442,15 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
         const valueStart = keyEnd[index] as number;
         const end = valueEnd[index] as number;
         if (name === MetaKeys.storageVersion) figures.storageVersion = page.toString("utf8", valueStart, end);
-        if (name === MetaKeys.finishedCompactRevision) {
+        if (name === MetaKeys.finishedCompactRevision || name === MetaKeys.scheduledCompactRevision) {
           const revision = parseRevisionKey(page, valueStart, end);
           if (revision === undefined) {
             throw new SnapshotCorruptError(
               `bucket meta: ${name} is not a revision (${end - valueStart} bytes)`,
             );
           }
-          figures.compactRevision = revision.main;
+          if (name === MetaKeys.finishedCompactRevision) figures.compactRevision = revision.main;
+          else figures.scheduledCompactRevision = revision.main;
         }
       }
     },
