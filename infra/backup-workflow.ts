@@ -10,6 +10,7 @@ import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
 import { AslStateMachine } from "./asl-state-machine.js";
+import { EksAccessEntries } from "./eks-access.js";
 import {
   type BackupResources,
   LambdaStepFunction,
@@ -27,7 +28,7 @@ interface BackupStep {
   sizing: StepSizing;
   access: StepAccess[];
   nativeCrc32c?: boolean;
-  /** Talks to etcd or a Kubernetes API: placed in the VPC when one is given. */
+  /** Talks to etcd or a Kubernetes API: placed in the VPC when one is given, mapped into EKS clusters. */
   reachesClusters?: boolean;
 }
 
@@ -105,6 +106,8 @@ export interface BackupWorkflowProps {
   handlersDirectory: string;
   logRetention: logs.RetentionDays;
   network?: StepNetwork;
+  /** Map the cluster-facing roles into the named EKS clusters with access entries (default true). */
+  eksAccessEntries?: boolean;
 }
 
 export class BackupWorkflow extends Construct {
@@ -126,6 +129,20 @@ export class BackupWorkflow extends Construct {
         projectRoot: props.projectRoot,
         handlersDirectory: props.handlersDirectory,
         logRetention: props.logRetention,
+      });
+    }
+
+    if (props.eksAccessEntries ?? true) {
+      new EksAccessEntries(this, "EksAccess", {
+        targets: props.targets,
+        roles: Object.fromEntries(
+          backupSteps
+            .filter((step) => step.reachesClusters)
+            .map((step) => [
+              pascalCase(step.handler),
+              (this.functions[step.placeholder] as LambdaStepFunction).role,
+            ]),
+        ),
       });
     }
 

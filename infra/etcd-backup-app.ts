@@ -18,12 +18,13 @@ export interface AppSettings {
   targets: TargetsFile;
   alertEmails: string[];
   objectLock?: ObjectLockSettings;
+  eksAccessEntries: boolean;
 }
 
 /**
  * Reads the app's settings from CDK context (`-c key=value` or cdk.json):
  * `targets` (path of the targets file), `alertEmails` (comma-separated), `objectLockMode` +
- * `objectLockDays`, `stackName`.
+ * `objectLockDays`, `stackName`, `eksAccessEntries` (`false` for EKS clusters in CONFIG_MAP mode).
  */
 export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
   const context = (key: string): unknown => app.node.tryGetContext(key);
@@ -58,6 +59,7 @@ export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
     targetsFile,
     targets,
     alertEmails,
+    eksAccessEntries: String(context("eksAccessEntries") ?? "true") !== "false",
   };
   const lockMode = context("objectLockMode");
   const lockDays = context("objectLockDays");
@@ -86,6 +88,7 @@ export function buildEtcdBackupApp(
     env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
     targets: settings.targets,
     alertEmails: settings.alertEmails,
+    eksAccessEntries: settings.eksAccessEntries,
     ...(settings.objectLock ? { objectLock: settings.objectLock } : {}),
     ...overrides,
   });

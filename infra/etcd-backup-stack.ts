@@ -37,6 +37,8 @@ export interface EtcdBackupStackProps extends StackProps {
   objectLock?: ObjectLockSettings;
   noncurrentVersionDays?: number;
   logRetention?: logs.RetentionDays;
+  /** EKS access entries for the named EKS clusters (default true; off for clusters in CONFIG_MAP mode). */
+  eksAccessEntries?: boolean;
   /** VPC placement of the steps that reach etcd (private endpoints). */
   network?: StepNetwork;
   /** Where the handlers are; tests point this elsewhere. Defaults to lambdas/handlers. */
@@ -77,6 +79,7 @@ export class EtcdBackupStack extends Stack {
       handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
       logRetention,
       ...(props.network ? { network: props.network } : {}),
+      ...(props.eksAccessEntries === undefined ? {} : { eksAccessEntries: props.eksAccessEntries }),
     });
 
     this.monitoring = new Monitoring(this, "Monitoring", {

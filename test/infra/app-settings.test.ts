@@ -20,7 +20,7 @@ describe("readAppSettings", () => {
     const settings = readAppSettings(appWith(), directory);
     expect(settings.targetsFile).toBe(join(directory, "etcd-backup.targets.json"));
     expect(settings.targets.targets.map((target) => target.name)).toEqual(["prod-eu", "staging"]);
-    expect(settings).toMatchObject({ stackName: "EtcdBackup", alertEmails: [] });
+    expect(settings).toMatchObject({ stackName: "EtcdBackup", alertEmails: [], eksAccessEntries: true });
     expect(settings.objectLock).toBeUndefined();
   });
 
@@ -53,6 +53,7 @@ describe("readAppSettings", () => {
         objectLockMode: "compliance",
         objectLockDays: "30",
         stackName: "EtcdBackupProd",
+        eksAccessEntries: "false",
       }),
       directory,
     );
@@ -60,6 +61,7 @@ describe("readAppSettings", () => {
       stackName: "EtcdBackupProd",
       alertEmails: ["oncall@example.com", "sre@example.com"],
       objectLock: { mode: "COMPLIANCE", days: 30 },
+      eksAccessEntries: false,
     });
   });
 

@@ -755,6 +755,39 @@ describe("least privilege", () => {
   });
 });
 
+describe("EKS access", () => {
+  it("maps the cluster-facing roles into the named EKS cluster, to the etcd-backup group and no access policy", () => {
+    const entries = ofType("AWS::EKS::AccessEntry").map(([, entry]) => entry);
+    const roles = ["resolve-target", "take-snapshot"].map((handler) => stepFunction(handler).role.roleArn);
+    expect(asSet(entries.map((entry) => entry.Properties.PrincipalArn))).toEqual(
+      asSet(roles.map((arn) => resolved(built.stack, arn))),
+    );
+    for (const entry of entries) {
+      expect(entry.Properties).toEqual({
+        ClusterName: "staging",
+        PrincipalArn: expect.anything(),
+        Type: "STANDARD",
+        KubernetesGroups: ["etcd-backup"],
+      });
+      // The stack is environment-agnostic: the entry is created only in the cluster's region.
+      const condition = (entry as Resource & { Condition: string }).Condition;
+      expect(built.template.toJSON().Conditions[condition]).toEqual({
+        "Fn::Equals": [{ Ref: "AWS::Region" }, "eu-west-1"],
+      });
+    }
+  });
+
+  it("creates no entry for a cluster reached through an assumed role, in another region, or when turned off", () => {
+    const inUsEast1 = buildStack({ env: { account: "111122223333", region: "us-east-1" } });
+    inUsEast1.template.resourceCountIs("AWS::EKS::AccessEntry", 0);
+    Annotations.fromStack(inUsEast1.stack).hasWarning(
+      "/EtcdBackup/BackupWorkflow/EksAccess",
+      Match.stringLikeRegexp("eu-west-1/staging is not in this stack's region"),
+    );
+    buildStack({ eksAccessEntries: false }).template.resourceCountIs("AWS::EKS::AccessEntry", 0);
+  });
+});
+
 describe("outputs", () => {
   it("exports the names the CLI looks up", () => {
     const { stack } = built;
