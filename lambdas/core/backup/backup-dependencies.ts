@@ -1,6 +1,7 @@
 // Everything the backup steps touch, passed in: the Lambda handlers build it from the environment once
 // per cold start, the local runner and the tests from local endpoints.
 import type { S3Client } from "@aws-sdk/client-s3";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { CatalogueRepository } from "../catalogue/catalogue-repository.js";
 import type { ClusterLeases } from "../catalogue/cluster-lease.js";
 import type { Target, TargetsFile } from "../config/target-config.js";
@@ -24,6 +25,12 @@ export interface BackupDependencies {
   loadTargets(): Promise<TargetsFile>;
   /** TLS material for a target's etcd (from its Secrets Manager secret), or undefined for plain TCP. */
   loadEtcdTls(target: Target): Promise<EtcdTlsMaterial | undefined>;
+  /**
+   * The Kubernetes API client configuration of a target with `eks` or `kubeconfig` access. Optional so
+   * that deployments and tests with direct access only need not provide it; a Kubernetes target
+   * without it fails with InvalidInputError.
+   */
+  loadKubeConfig?(target: Target): Promise<KubeConfig>;
   /** Where verification stages the object it reads back. */
   stagingDir?: string | undefined;
   now(): Date;

@@ -1,10 +1,15 @@
 // Resolves where this run's snapshot comes from: the target's configuration, the member to read
 // (a healthy follower), and the snapshot id, minted once so that retries of the snapshot step reuse it.
+// Members are given as endpoints (direct access) or discovered as pods through the Kubernetes API (eks,
+// kubeconfig access), where each ready member is asked for its status through the configured source.
 // TLS material is looked up again by the step that needs it: secrets never travel through the state
 // machine, whose execution history anyone with read access can see.
+import type { KubeConfig } from "@kubernetes/client-node";
 import { findTarget, type Target } from "../config/target-config.js";
 import { InvalidInputError } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
+import { discoverEtcdMembers } from "../kube/discover-members.js";
+import { chooseKubernetesMember, type KubernetesSourceSettings } from "../kube/kubernetes-member-source.js";
 import { newSnapshotId } from "../snapshot/snapshot-naming.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
 import type { ExecutionInput, ResolvedTarget } from "./step-payloads.js";
@@ -14,6 +19,7 @@ export async function resolveTarget(
   input: ExecutionInput,
 ): Promise<ResolvedTarget> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
+  if (target.access.kind !== "direct") return resolveKubernetesTarget(dependencies, target);
   const endpoints = directEndpoints(target);
   const chosen = await chooseSnapshotMember(endpoints, { tls: await dependencies.loadEtcdTls(target) });
   chosen.client.close();
@@ -33,12 +39,81 @@ export async function resolveTarget(
   };
 }
 
-function directEndpoints(target: Target): string[] {
-  if (target.access.kind !== "direct") {
+async function resolveKubernetesTarget(
+  dependencies: BackupDependencies,
+  target: Target,
+): Promise<ResolvedTarget> {
+  const config = await loadKubeConfig(dependencies, target);
+  const { namespace, selector, container } = target.etcd;
+  const discovered = await discoverEtcdMembers(config, { namespace, selector, container });
+  for (const skipped of discovered.skipped) {
+    dependencies.reporter.warn("pod matched the selector but has no etcd container", skipped);
+  }
+  const chosen = await chooseKubernetesMember(
+    config,
+    discovered,
+    await kubernetesSourceSettings(dependencies, target),
+  );
+  chosen.source.close();
+  const { member, status } = chosen;
+  dependencies.reporter.info("member chosen", {
+    pod: `${member.namespace}/${member.podName}`,
+    node: member.nodeName,
+    source: target.etcd.source,
+    memberId: status.memberId,
+    leader: chosen.isLeader,
+    dbSize: status.dbSize,
+    readyMembers: discovered.members.filter((candidate) => candidate.ready).length,
+    members: discovered.members.length,
+  });
+  return {
+    snapshotId: newSnapshotId(dependencies.now()),
+    member: {
+      endpoint: member.localClientUrl,
+      memberId: status.memberId,
+      revision: status.revision,
+      source: target.etcd.source,
+      pod: {
+        namespace: member.namespace,
+        name: member.podName,
+        container: member.container,
+        nodeName: member.nodeName,
+      },
+    },
+  };
+}
+
+export function loadKubeConfig(dependencies: BackupDependencies, target: Target): Promise<KubeConfig> {
+  if (!dependencies.loadKubeConfig) {
     throw new InvalidInputError(
-      `target ${target.name} uses ${target.access.kind} access, which this deployment does not support yet: use access.kind "direct" with etcd.endpoints`,
+      `target ${target.name} uses ${target.access.kind} access, but this deployment cannot reach a Kubernetes API`,
     );
   }
+  return dependencies.loadKubeConfig(target);
+}
+
+/** The source settings of a Kubernetes target: pod TLS paths for exec, client TLS material for grpc. */
+export async function kubernetesSourceSettings(
+  dependencies: BackupDependencies,
+  target: Target,
+): Promise<KubernetesSourceSettings> {
+  if (target.etcd.source === "exec") return { source: "exec", podTls: target.etcd.podTls };
+  return {
+    source: "grpc",
+    tls: await dependencies.loadEtcdTls(target),
+    onWarning: (warning) => {
+      dependencies.reporter.warn(warning.message, {
+        code: warning.code,
+        notAfter: warning.notAfter,
+        daysLeft: warning.daysLeft,
+      });
+      // A metric an alarm can watch: kubeadm's client certificates expire yearly.
+      dependencies.reporter.metric("ClientCertificateDaysLeft", "Count", warning.daysLeft);
+    },
+  };
+}
+
+function directEndpoints(target: Target): string[] {
   if (!target.etcd.endpoints?.length) {
     throw new InvalidInputError(`target ${target.name} has direct access but no etcd.endpoints`);
   }

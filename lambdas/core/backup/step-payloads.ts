@@ -7,9 +7,21 @@ const cluster = z.string().min(1);
 const executionArn = z.string().min(1);
 
 export const memberSchema = z.object({
+  /** The member's client URL: reached directly, or as seen from inside its pod. */
   endpoint: z.string().url(),
   memberId: z.string(),
   revision: z.number(),
+  /** How the snapshot is read; absent for direct access (gRPC to `endpoint`). */
+  source: z.enum(["grpc", "exec"]).optional(),
+  /** The member's pod, when the member was discovered through the Kubernetes API. */
+  pod: z
+    .object({
+      namespace: z.string().min(1),
+      name: z.string().min(1),
+      container: z.string().min(1),
+      nodeName: z.string().optional(),
+    })
+    .optional(),
 });
 
 export const resolvedTargetSchema = z.object({ snapshotId: z.string(), member: memberSchema });

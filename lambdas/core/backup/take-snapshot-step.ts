@@ -3,12 +3,15 @@
 // and returns the recorded result if that attempt had in fact finished.
 import { AbortMultipartUploadCommand, ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
-import { findTarget } from "../config/target-config.js";
+import { findTarget, type Target } from "../config/target-config.js";
 import { createEtcdClient } from "../etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../etcd/grpc-snapshot-source.js";
+import { openMemberSnapshotSource, readMemberPod } from "../kube/kubernetes-member-source.js";
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
+import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
+import { kubernetesSourceSettings, loadKubeConfig } from "./resolve-target-step.js";
 import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
 
 const progressIntervalMs = 10_000;
@@ -44,7 +47,9 @@ export async function takeSnapshot(
     snapshotId,
     bucket: dependencies.bucket,
     key,
-    sourceMember: member.endpoint,
+    sourceMember: member.pod
+      ? `pod ${member.pod.namespace}/${member.pod.name} (${member.source ?? "grpc"})`
+      : member.endpoint,
     startedAt: dependencies.now(),
     executionArn,
     tags: input.tags,
@@ -52,8 +57,7 @@ export async function takeSnapshot(
   await abortOpenUploads(dependencies, key);
 
   const target = findTarget(await dependencies.loadTargets(), cluster);
-  const client = createEtcdClient({ endpoint: member.endpoint, tls: await dependencies.loadEtcdTls(target) });
-  const source = createGrpcSnapshotSource(client);
+  const source = await openSnapshotSource(dependencies, target, member);
   let lastReport = Date.now();
   const stored = await streamSnapshotToS3(
     source,
@@ -104,6 +108,29 @@ export async function takeSnapshot(
     etcdVersion: stored.etcdVersion,
     durationMs: stored.durationMs,
   };
+}
+
+/**
+ * The chosen member's source: gRPC to its endpoint (direct access), or through the Kubernetes API to its
+ * pod, read again so that a retry sees the pod as it is now — exec (etcdctl in the pod) or grpc through
+ * a port-forward, as the target says.
+ */
+async function openSnapshotSource(
+  dependencies: BackupDependencies,
+  target: Target,
+  member: ResolvedTarget["member"],
+): Promise<SnapshotSource> {
+  if (!member.pod) {
+    const client = createEtcdClient({
+      endpoint: member.endpoint,
+      tls: await dependencies.loadEtcdTls(target),
+    });
+    return createGrpcSnapshotSource(client);
+  }
+  const config = await loadKubeConfig(dependencies, target);
+  const pod = await readMemberPod(config, member.pod);
+  const settings = await kubernetesSourceSettings(dependencies, target);
+  return openMemberSnapshotSource(config, pod, { ...settings, source: member.source ?? settings.source });
 }
 
 /** Aborts multipart uploads left open under `key` by an attempt that was killed (a Lambda timeout). */

@@ -1,0 +1,251 @@
+// Least privilege: the backup steps (resolve target, take snapshot) for `exec` and `grpc` targets reached
+// through a kubeconfig kept in a secret, run against the stand-in API server whose authorizer is exactly
+// deploy/rbac/etcd-backup-rbac.yaml. Every request must be allowed by that Role, and nothing else may be
+// asked for; without the Role's `create` (Kubernetes 1.35's WebSocket check) or `list`, the steps fail
+// with the API server's refusal.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { loadAllYaml } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type BackupDependencies, silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
+import { resolveTarget } from "../../lambdas/core/backup/resolve-target-step.js";
+import { takeSnapshot } from "../../lambdas/core/backup/take-snapshot-step.js";
+import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
+import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
+import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";
+import { SnapshotStatus } from "../../lambdas/core/catalogue/snapshot-record.js";
+import { parseTargetsFile, type Target } from "../../lambdas/core/config/target-config.js";
+import { InvalidInputError, KubernetesAccessDeniedError } from "../../lambdas/core/errors.js";
+import { loadKubeConfigForAccess } from "../../lambdas/core/kube/kube-config.js";
+import { verifyStoredSnapshot } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
+import { type LocalDynamoDb, startLocalDynamoDb } from "../support/dynamodb-server.js";
+import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
+import { createEtcdWriter } from "../support/etcd-writer.js";
+import { type KubeApiStandIn, startKubeApiStandIn } from "../support/kube-api-server/index.js";
+import { type RbacAuthorizer, rbacAuthorizerFromManifest } from "../support/rbac-authorizer.js";
+import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
+
+const manifestPath = join(import.meta.dirname, "../../deploy/rbac/etcd-backup-rbac.yaml");
+const secretArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:etcd-backup-kubeconfig";
+const prefix = "etcd-backup";
+const tableName = "etcd-backup-catalogue";
+
+let etcd: EtcdCluster;
+let s3: LocalS3;
+let dynamo: LocalDynamoDb;
+let dynamoClient: DynamoDBClient;
+let standIn: KubeApiStandIn;
+let manifest: string;
+let authorizer: RbacAuthorizer;
+
+const targets = parseTargetsFile({
+  prefix,
+  targets: (["exec", "grpc"] as const).map((source) => ({
+    name: `kubeadm-${source}`,
+    schedule: "rate(1 hour)",
+    access: { kind: "kubeconfig", secretArn },
+    etcd: { source },
+  })),
+});
+
+beforeAll(async () => {
+  [etcd, s3, dynamo] = await Promise.all([startEtcdCluster(), startLocalS3(), startLocalDynamoDb()]);
+  dynamoClient = new DynamoDBClient({
+    endpoint: dynamo.endpoint,
+    region: "us-east-1",
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+  });
+  await createCatalogueTable(dynamoClient, tableName);
+  await createEtcdWriter(etcd).putMany(
+    Array.from({ length: 120 }, (_, index) => [`/registry/leases/kube-system/l-${index}`, `holder-${index}`]),
+  );
+  manifest = await readFile(manifestPath, "utf8");
+  authorizer = rbacAuthorizerFromManifest(manifest);
+  const member = etcd.members[0];
+  if (!member) throw new Error("no member");
+  standIn = await startKubeApiStandIn({
+    pods: [
+      {
+        name: "etcd-cp-0",
+        namespace: "kube-system",
+        nodeName: "cp-0",
+        labels: { component: "etcd", tier: "control-plane" },
+        hostNetwork: true,
+        containers: [
+          {
+            name: "etcd",
+            command: [
+              "etcd",
+              `--name=${member.name}`,
+              `--listen-client-urls=${member.clientUrl}`,
+              `--advertise-client-urls=${member.clientUrl}`,
+              `--data-dir=${member.dataDir}`,
+            ],
+          },
+        ],
+      },
+      // Pods elsewhere that the backup must not touch.
+      { name: "etcd-0", namespace: "storage", labels: { component: "etcd" }, containers: [{ name: "etcd" }] },
+    ],
+    auth: { bearerTokens: [{ token: "backup-token", user: "etcd-backup", groups: ["etcd-backup"] }] },
+    // Delegates, so that a test can swap the Role.
+    authorize: (attributes) => authorizer.authorize(attributes),
+  });
+});
+
+afterAll(async () => {
+  await standIn?.stop();
+  dynamoClient?.destroy();
+  await Promise.all([etcd?.stop(), s3?.stop(), dynamo?.stop()]);
+});
+
+function dependencies(): BackupDependencies {
+  return {
+    s3: s3.client,
+    catalogue: new CatalogueRepository({ client: dynamoClient, tableName }),
+    leases: new ClusterLeases({ client: dynamoClient, tableName }),
+    bucket: s3.bucket,
+    prefix,
+    loadTargets: async () => targets,
+    loadEtcdTls: async () => undefined,
+    // As the Lambda functions load it: the kubeconfig text from the target's secret.
+    loadKubeConfig: (target: Target) => {
+      if (target.access.kind === "direct") throw new Error("direct");
+      return loadKubeConfigForAccess(target.access, {
+        readSecret: async (arn) => {
+          expect(arn).toBe(secretArn);
+          return readFile(standIn.kubeconfigPath, "utf8");
+        },
+      });
+    },
+    now: () => new Date(),
+    reporter: silentReporter,
+  };
+}
+
+/** `verb resource[/subresource]` of every request recorded since `from`. */
+function requestedSince(from: number): string[] {
+  return standIn.requests
+    .slice(from)
+    .map(
+      (request) =>
+        `${request.verb} ${request.resource}${request.subresource ? `/${request.subresource}` : ""}`,
+    );
+}
+
+describe("deploy/rbac/etcd-backup-rbac.yaml", () => {
+  it("grants get/list on pods and get+create on pods/exec and pods/portforward in kube-system, to the group etcd-backup, and nothing else", () => {
+    expect(manifest).toContain("kind: Role\n");
+    expect(manifest).not.toMatch(/kind: ClusterRole/);
+    const decide = (verb: string, resource: string, subresource?: string, namespace = "kube-system") =>
+      rbacAuthorizerFromManifest(manifest).authorize({
+        user: "someone",
+        groups: ["etcd-backup", "system:authenticated"],
+        verb,
+        resourceRequest: true,
+        path: "/",
+        namespace,
+        resource,
+        subresource,
+      });
+    expect(decide("list", "pods")).toBe(true);
+    expect(decide("get", "pods")).toBe(true);
+    for (const subresource of ["exec", "portforward"]) {
+      expect(decide("get", "pods", subresource)).toBe(true);
+      expect(decide("create", "pods", subresource)).toBe(true);
+    }
+    expect(decide("watch", "pods")).toBe(false);
+    expect(decide("delete", "pods")).toBe(false);
+    expect(decide("create", "pods")).toBe(false);
+    expect(decide("create", "pods", "attach")).toBe(false);
+    expect(decide("get", "secrets")).toBe(false);
+    expect(decide("list", "pods", undefined, "default")).toBe(false);
+  });
+  it("grants the same as the copy the CDK stack documents (infra/kubernetes/etcd-backup-rbac.yaml)", async () => {
+    const grants = (text: string) =>
+      (
+        loadAllYaml(text) as Array<{
+          kind: string;
+          metadata: { namespace?: string };
+          rules?: unknown;
+          subjects?: unknown;
+          roleRef?: unknown;
+        }>
+      )
+        .map((object) => ({
+          kind: object.kind,
+          namespace: object.metadata.namespace,
+          rules: object.rules,
+          subjects: object.subjects,
+          roleRef: object.roleRef,
+        }))
+        .sort((a, b) => a.kind.localeCompare(b.kind));
+    const infraCopy = await readFile(
+      join(import.meta.dirname, "../../infra/kubernetes/etcd-backup-rbac.yaml"),
+      "utf8",
+    );
+    expect(grants(infraCopy)).toEqual(grants(manifest));
+  });
+});
+
+describe("the backup steps under exactly that Role", () => {
+  for (const source of ["exec", "grpc"] as const) {
+    it(`${source}: resolve and snapshot succeed, and every request is one the Role allows`, async () => {
+      authorizer = rbacAuthorizerFromManifest(manifest);
+      const from = standIn.requests.length;
+      const input = { cluster: `kubeadm-${source}` };
+      const executionArn = `arn:aws:states:local:0:execution:backup:${source}`;
+      const resolved = await resolveTarget(dependencies(), input);
+      expect(resolved.member).toMatchObject({
+        endpoint: etcd.members[0]?.clientUrl,
+        source,
+        pod: { namespace: "kube-system", name: "etcd-cp-0", container: "etcd", nodeName: "cp-0" },
+      });
+      const stored = await takeSnapshot(dependencies(), input, executionArn, resolved);
+      const verified = await verifyStoredSnapshot(
+        s3.client,
+        { bucket: stored.bucket, key: stored.key },
+        stored,
+      );
+      expect(verified.liveKeyCount).toBe(120);
+      const row = await dependencies().catalogue.getSnapshot(input.cluster, resolved.snapshotId);
+      expect(row).toMatchObject({
+        status: SnapshotStatus.Uploaded,
+        sourceMember: `pod kube-system/etcd-cp-0 (${source})`,
+        sha256: stored.sha256,
+      });
+
+      const subresource = source === "exec" ? "pods/exec" : "pods/portforward";
+      // Discovery lists; the status call and the snapshot each open a stream; the snapshot step reads the pod again.
+      expect(new Set(requestedSince(from))).toEqual(new Set(["list pods", `get ${subresource}`, "get pods"]));
+      const recorded = standIn.requests.slice(from);
+      expect(recorded.every((request) => request.namespace === "kube-system")).toBe(true);
+      expect(recorded.every((request) => request.status === 200 || request.status === 101)).toBe(true);
+      // Each WebSocket upgrade was authorized for get, then create (Kubernetes 1.35).
+      for (const request of recorded.filter((candidate) => candidate.subresource !== undefined)) {
+        expect(request.authorizedVerbs).toEqual(["get", "create"]);
+      }
+      expect(authorizer.decisions.length).toBeGreaterThan(0);
+      expect(authorizer.decisions.filter((decision) => !decision.allowed)).toEqual([]);
+    });
+  }
+
+  it("fails with the API server's refusal when the Role lacks create on the subresources (Kubernetes 1.35)", async () => {
+    authorizer = rbacAuthorizerFromManifest(manifest.replace('verbs: ["get", "create"]', 'verbs: ["get"]'));
+    const attempt = resolveTarget(dependencies(), { cluster: "kubeadm-exec" });
+    await expect(attempt).rejects.toThrow(InvalidInputError);
+    await expect(attempt).rejects.toThrow(
+      /cannot create resource "pods\/exec" in API group "" in the namespace "kube-system"/,
+    );
+  });
+
+  it("fails with an access-denied error when the Role lacks list on pods", async () => {
+    authorizer = rbacAuthorizerFromManifest(manifest.replace('verbs: ["get", "list"]', 'verbs: ["get"]'));
+    const attempt = resolveTarget(dependencies(), { cluster: "kubeadm-grpc" });
+    await expect(attempt).rejects.toThrow(KubernetesAccessDeniedError);
+    await expect(attempt).rejects.toThrow(
+      /cannot list resource "pods" in API group "" in the namespace "kube-system"/,
+    );
+  });
+});
