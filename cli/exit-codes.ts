@@ -27,6 +27,8 @@ export function exitCodeFor(error: unknown): number {
       return ExitCodes.corrupt;
     case ErrorNames.EtcdUnavailable:
     case ErrorNames.SnapshotStreamInterrupted:
+    case ErrorNames.KubernetesApi:
+    case ErrorNames.KubernetesAccessDenied:
       return ExitCodes.etcdUnavailable;
     case ErrorNames.StorageUnavailable:
     case ErrorNames.CatalogueUnavailable:

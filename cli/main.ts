@@ -1,10 +1,15 @@
 // The `etcd-backup` command line: one program, one subcommand per task.
 import { Command, CommanderError, Option } from "commander";
-import { runDemoCommand } from "./commands/demo-command.js";
-import { runSnapshotCommand } from "./commands/snapshot-command.js";
-import { runVerifyCommand } from "./commands/verify-command.js";
 import { ExitCodes, exitCodeFor } from "./exit-codes.js";
 import { printError } from "./terminal-output.js";
+
+// Each command's module is loaded only when it runs: `--help` and small commands start fast.
+const commands = {
+  catalogue: () => import("./commands/catalogue-commands.js"),
+  demo: () => import("./commands/demo-command.js"),
+  snapshot: () => import("./commands/snapshot-command.js"),
+  verify: () => import("./commands/verify-command.js"),
+};
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command("etcd-backup")
@@ -24,9 +29,12 @@ export async function runCli(argv: string[]): Promise<number> {
     .option("--keys <n>", "Kubernetes-shaped keys to write before the snapshot", "2000")
     .option("--json", "print one JSON object; the exit code says whether every check held")
     .action((flags) => {
-      outcome = runDemoCommand(flags).then((result) => {
-        if (!result.ok) demoFailed = true;
-      });
+      outcome = commands
+        .demo()
+        .then(({ runDemoCommand }) => runDemoCommand(flags))
+        .then((result) => {
+          if (!result.ok) demoFailed = true;
+        });
     });
 
   program
@@ -74,7 +82,7 @@ export async function runCli(argv: string[]): Promise<number> {
     )
     .option("--json", "print one JSON object")
     .action((flags) => {
-      outcome = runSnapshotCommand(flags);
+      outcome = commands.snapshot().then(({ runSnapshotCommand }) => runSnapshotCommand(flags));
     });
 
   program
@@ -89,8 +97,54 @@ export async function runCli(argv: string[]): Promise<number> {
       "print one JSON object (fields as `etcdctl snapshot status -w json`, plus liveKeyCount)",
     )
     .action((snapshot, flags) => {
-      outcome = runVerifyCommand(snapshot, flags);
+      outcome = commands.verify().then(({ runVerifyCommand }) => runVerifyCommand(snapshot, flags));
     });
+
+  const catalogueOptions = (command: Command) =>
+    command
+      .requiredOption("--table <name>", "the catalogue table (stack output CatalogueTableName)")
+      .option("--dynamodb-endpoint <url>", "DynamoDB endpoint (e.g. a local dynalite)")
+      .option("--region <region>", "AWS region")
+      .option("--json", "print one JSON object");
+
+  catalogueOptions(
+    program
+      .command("list")
+      .description("List a cluster's snapshots, newest first")
+      .requiredOption("--cluster <name>", "cluster name")
+      .option("--status <status>", "only IN_PROGRESS, UPLOADED, VERIFIED, FAILED or DELETED")
+      .option("--limit <n>", "rows per page", "50")
+      .option("--next-token <token>", "continue a listing"),
+  ).action((flags) => {
+    outcome = commands.catalogue().then(({ runListCommand }) => runListCommand(flags));
+  });
+
+  catalogueOptions(
+    program
+      .command("show")
+      .description("Show one snapshot's catalogue row")
+      .argument("<snapshotId>")
+      .requiredOption("--cluster <name>", "cluster name"),
+  ).action((snapshotId, flags) => {
+    outcome = commands.catalogue().then(({ runShowCommand }) => runShowCommand(snapshotId, flags));
+  });
+
+  for (const decision of ["approve", "reject"] as const) {
+    catalogueOptions(
+      program
+        .command(decision)
+        .description(
+          `${decision === "approve" ? "Approve" : "Reject"} a restore waiting for approval, by its execution name`,
+        )
+        .argument("<execution>", "the restore execution's name (in the approvers' message)")
+        .option("--by <name>", "who decides (default: $USER)")
+        .option("--reason <text>", "why (reject)"),
+    ).action((execution, flags) => {
+      outcome = commands
+        .catalogue()
+        .then(({ runApprovalCommand }) => runApprovalCommand(decision, execution, flags));
+    });
+  }
 
   program.addOption(new Option("--no-color").hideHelp());
   const debug = argv.includes("--debug");

@@ -121,6 +121,20 @@ describe("etcd-backup snapshot and verify", () => {
     const verify = await etcdBackup("verify", result.location, "--s3-endpoint", s3.endpoint, "--json");
     expect(verify.code).toBe(0);
     expect(JSON.parse(verify.stdout)).toMatchObject({ revision: result.revision, sha256: result.sha256 });
+
+    const catalogueFlags = ["--table", "catalogue", "--dynamodb-endpoint", dynamo.endpoint, "--json"];
+    const list = await etcdBackup("list", "--cluster", "cli-cluster", ...catalogueFlags);
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout).snapshots.map((row: { snapshotId: string }) => row.snapshotId)).toEqual([
+      result.snapshotId,
+    ]);
+    const show = await etcdBackup("show", result.snapshotId, "--cluster", "cli-cluster", ...catalogueFlags);
+    expect(JSON.parse(show.stdout)).toMatchObject({ status: "VERIFIED", sha256: result.sha256 });
+    const approve = await etcdBackup("approve", "no-such-execution", ...catalogueFlags);
+    expect(approve.code).toBe(6);
+    expect(approve.stderr).toContain(
+      'no restore is waiting for approval under execution "no-such-execution"',
+    );
   });
 
   it("reports an unreachable etcd in one line with exit code 4", async () => {
@@ -146,11 +160,12 @@ describe("etcd-backup snapshot and verify", () => {
   });
 
   it("answers --help for each command and rejects unknown flags with exit code 2", async () => {
-    for (const command of ["snapshot", "verify"]) {
-      const help = await etcdBackup(command, "--help");
+    const commands = ["snapshot", "verify", "demo", "list", "show", "approve", "reject"];
+    const helps = await Promise.all(commands.map((command) => etcdBackup(command, "--help")));
+    helps.forEach((help, index) => {
       expect(help.code).toBe(0);
-      expect(help.stdout).toContain(`Usage: etcd-backup ${command}`);
-    }
+      expect(help.stdout).toContain(`Usage: etcd-backup ${commands[index]}`);
+    });
     const wrong = await etcdBackup("snapshot", "--bogus");
     expect(wrong.code).toBe(2);
   });

@@ -1,0 +1,106 @@
+// `etcd-backup list`, `show`, `approve` and `reject`: the catalogue and pending restore approvals.
+import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from "@aws-sdk/client-sfn";
+import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
+import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
+import type { SnapshotStatus } from "../../lambdas/core/catalogue/snapshot-record.js";
+import { SnapshotNotFoundError } from "../../lambdas/core/errors.js";
+import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
+import { formatBytes, printJson } from "../terminal-output.js";
+
+export interface CatalogueFlags {
+  table: string;
+  dynamodbEndpoint?: string;
+  region?: string;
+  json?: boolean;
+}
+
+function openCatalogue(flags: CatalogueFlags) {
+  const client = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
+  return { client, repository: new CatalogueRepository({ client, tableName: flags.table }) };
+}
+
+export async function runListCommand(
+  flags: CatalogueFlags & { cluster: string; status?: string; limit: string; nextToken?: string },
+) {
+  const { client, repository } = openCatalogue(flags);
+  try {
+    const page = await repository.listSnapshots(flags.cluster, {
+      limit: Number(flags.limit),
+      nextToken: flags.nextToken,
+      ...(flags.status ? { status: flags.status as SnapshotStatus } : {}),
+    });
+    if (flags.json) return printJson(page);
+    for (const row of page.snapshots) {
+      const size = row.bytes === undefined ? "" : formatBytes(row.bytes);
+      process.stdout.write(
+        `${row.snapshotId}  ${row.status.padEnd(11)} ${size.padStart(10)}  rev ${row.revision ?? "-"}  ${row.tags.join(",")}\n`,
+      );
+    }
+    if (page.nextToken) process.stdout.write(`more: --next-token ${page.nextToken}\n`);
+  } finally {
+    client.destroy();
+  }
+}
+
+export async function runShowCommand(snapshotId: string, flags: CatalogueFlags & { cluster: string }) {
+  const { client, repository } = openCatalogue(flags);
+  try {
+    const row = await repository.getSnapshot(flags.cluster, snapshotId);
+    if (!row) throw new SnapshotNotFoundError(`cluster ${flags.cluster} has no snapshot ${snapshotId}`);
+    if (flags.json) return printJson(row);
+    for (const [field, value] of Object.entries(row)) {
+      process.stdout.write(
+        `${field.padEnd(14)} ${typeof value === "object" ? JSON.stringify(value) : value}\n`,
+      );
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Answers a restore's approval by its execution name: the task token is looked up in the catalogue. */
+export async function runApprovalCommand(
+  decision: "approve" | "reject",
+  executionName: string,
+  flags: CatalogueFlags & { reason?: string; by?: string },
+) {
+  const dynamo = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
+  const sfn = new SFNClient(flags.region ? { region: flags.region } : {});
+  try {
+    const approvals = new ApprovalTokens({ client: dynamo, tableName: flags.table });
+    const pending = await approvals.find(executionName);
+    const by = flags.by ?? process.env.USER ?? "unknown";
+    if (decision === "approve") {
+      await sfn.send(
+        new SendTaskSuccessCommand({
+          taskToken: pending.taskToken,
+          output: JSON.stringify({ approved: true, approvedBy: by }),
+        }),
+      );
+    } else {
+      await sfn.send(
+        new SendTaskFailureCommand({
+          taskToken: pending.taskToken,
+          error: "RestoreRejected",
+          cause: `${by}: ${flags.reason ?? "rejected"}`,
+        }),
+      );
+    }
+    await approvals.remove(executionName);
+    const result = {
+      executionName,
+      cluster: pending.targetCluster,
+      snapshotId: pending.snapshotId,
+      decision,
+      by,
+    };
+    if (flags.json) printJson(result);
+    else
+      process.stdout.write(
+        `${decision === "approve" ? "approved" : "rejected"} the restore of ${pending.targetCluster} from ${pending.snapshotId}\n`,
+      );
+  } finally {
+    dynamo.destroy();
+    sfn.destroy();
+  }
+}
