@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import { type App, Validations } from "aws-cdk-lib";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { parseTargetsFile, type TargetsFile } from "../lambdas/core/config/target-config.js";
-import { EtcdBackupStack, type EtcdBackupStackProps } from "./etcd-backup-stack.js";
+import { EtcdBackupStack, type EtcdBackupStackProps, type VpcPlacement } from "./etcd-backup-stack.js";
 import type { ObjectLockSettings } from "./snapshot-storage.js";
 
 export const defaultTargetsFile = "etcd-backup.targets.json";
@@ -19,12 +19,14 @@ export interface AppSettings {
   alertEmails: string[];
   objectLock?: ObjectLockSettings;
   eksAccessEntries: boolean;
+  vpc?: VpcPlacement;
 }
 
 /**
  * Reads the app's settings from CDK context (`-c key=value` or cdk.json):
  * `targets` (path of the targets file), `alertEmails` (comma-separated), `objectLockMode` +
- * `objectLockDays`, `stackName`, `eksAccessEntries` (`false` for EKS clusters in CONFIG_MAP mode).
+ * `objectLockDays`, `stackName`, `eksAccessEntries` (`false` for EKS clusters in CONFIG_MAP mode), `vpc`
+ * (JSON: `{"vpcId": "vpc-…", "subnetIds": ["subnet-…"], "securityGroupIds": ["sg-…"]}`, the last optional).
  */
 export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
   const context = (key: string): unknown => app.node.tryGetContext(key);
@@ -74,7 +76,35 @@ export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
     }
     settings.objectLock = { mode, days };
   }
+  const vpc = context("vpc");
+  if (vpc !== undefined) settings.vpc = parseVpcPlacement(vpc);
   return settings;
+}
+
+function parseVpcPlacement(value: unknown): VpcPlacement {
+  let placement: unknown = value;
+  if (typeof value === "string") {
+    try {
+      placement = JSON.parse(value);
+    } catch {
+      throw new Error(`vpc: expected JSON such as {"vpcId":"vpc-…","subnetIds":["subnet-…"]}, got ${value}`);
+    }
+  }
+  const { vpcId, subnetIds, securityGroupIds } = (placement ?? {}) as Record<string, unknown>;
+  const ids = (list: unknown, prefix: string) =>
+    Array.isArray(list) &&
+    list.length > 0 &&
+    list.every((id) => typeof id === "string" && id.startsWith(prefix));
+  if (typeof vpcId !== "string" || !vpcId.startsWith("vpc-")) throw new Error("vpc.vpcId: expected vpc-…");
+  if (!ids(subnetIds, "subnet-")) throw new Error("vpc.subnetIds: expected a non-empty list of subnet-… ids");
+  if (securityGroupIds !== undefined && !ids(securityGroupIds, "sg-")) {
+    throw new Error("vpc.securityGroupIds: expected a non-empty list of sg-… ids");
+  }
+  return {
+    vpcId,
+    subnetIds: subnetIds as string[],
+    ...(securityGroupIds ? { securityGroupIds: securityGroupIds as string[] } : {}),
+  };
 }
 
 /** Adds the stack and the AwsSolutions checks to `app`. */
@@ -90,6 +120,7 @@ export function buildEtcdBackupApp(
     alertEmails: settings.alertEmails,
     eksAccessEntries: settings.eksAccessEntries,
     ...(settings.objectLock ? { objectLock: settings.objectLock } : {}),
+    ...(settings.vpc ? { vpc: settings.vpc } : {}),
     ...overrides,
   });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -3,7 +3,8 @@
 // the CLI looks up.
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CfnOutput, Stack, type StackProps } from "aws-cdk-lib";
+import { Annotations, CfnOutput, Fn, Stack, type StackProps } from "aws-cdk-lib";
+import * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
 import type { TargetsFile } from "../lambdas/core/config/target-config.js";
@@ -28,7 +29,20 @@ export const StackOutputs = {
   backupStateMachineArn: "BackupStateMachineArn",
   onCallTopicArn: "OnCallTopicArn",
   targetsParameterName: "TargetsParameterName",
+  /** Only with a VPC placement and no security groups given: allow it to etcd's client port. */
+  clusterAccessSecurityGroupId: "ClusterAccessSecurityGroupId",
 } as const;
+
+/**
+ * An existing VPC for the steps that reach etcd or a Kubernetes API on private addresses. By ids, so
+ * that synthesis needs no lookup; the subnets need a route to the AWS APIs (NAT or VPC endpoints).
+ */
+export interface VpcPlacement {
+  vpcId: string;
+  subnetIds: string[];
+  /** Default: a security group created here, outbound only, exported as ClusterAccessSecurityGroupId. */
+  securityGroupIds?: string[];
+}
 
 export interface EtcdBackupStackProps extends StackProps {
   targets: TargetsFile;
@@ -40,7 +54,7 @@ export interface EtcdBackupStackProps extends StackProps {
   /** EKS access entries for the named EKS clusters (default true; off for clusters in CONFIG_MAP mode). */
   eksAccessEntries?: boolean;
   /** VPC placement of the steps that reach etcd (private endpoints). */
-  network?: StepNetwork;
+  vpc?: VpcPlacement;
   /** Where the handlers are; tests point this elsewhere. Defaults to lambdas/handlers. */
   handlersDirectory?: string;
 }
@@ -56,6 +70,7 @@ export class EtcdBackupStack extends Stack {
   constructor(scope: Construct, id: string, props: EtcdBackupStackProps) {
     super(scope, id, props);
     const logRetention = props.logRetention ?? logs.RetentionDays.THREE_MONTHS;
+    const network = props.vpc ? this.importNetwork(props.vpc) : undefined;
 
     this.storage = new SnapshotStorage(this, "Storage", {
       ...(props.objectLock ? { objectLock: props.objectLock } : {}),
@@ -78,7 +93,7 @@ export class EtcdBackupStack extends Stack {
       projectRoot,
       handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
       logRetention,
-      ...(props.network ? { network: props.network } : {}),
+      ...(network ? { network } : {}),
       ...(props.eksAccessEntries === undefined ? {} : { eksAccessEntries: props.eksAccessEntries }),
     });
 
@@ -105,5 +120,46 @@ export class EtcdBackupStack extends Stack {
       this.targetsParameter.parameter.parameterName,
       "SSM parameter holding the targets file",
     );
+    const [createdGroup] = network?.securityGroups ?? [];
+    if (props.vpc && !props.vpc.securityGroupIds && createdGroup) {
+      output(
+        StackOutputs.clusterAccessSecurityGroupId,
+        createdGroup.securityGroupId,
+        "Security group of the functions that reach etcd: allow it to the members' client port",
+      );
+    }
+  }
+
+  private importNetwork(placement: VpcPlacement): StepNetwork {
+    if (placement.subnetIds.length === 0) throw new Error("vpc.subnetIds: give at least one subnet");
+    // The functions get explicit subnets, so the VPC's zones are never read: the region's list will do.
+    const vpc = ec2.Vpc.fromVpcAttributes(this, "Vpc", {
+      vpcId: placement.vpcId,
+      availabilityZones: Fn.getAzs(),
+    });
+    Annotations.of(vpc).acknowledgeWarning(
+      "@aws-cdk/aws-ec2:vpcAttributeIsListTokenavailabilityZones",
+      "Subnets are selected explicitly by id; the imported VPC's zone list is never used.",
+    );
+    const subnets = placement.subnetIds.map((subnetId) => {
+      const subnet = ec2.Subnet.fromSubnetId(this, `Subnet-${subnetId}`, subnetId);
+      Annotations.of(subnet).acknowledgeWarning(
+        "@aws-cdk/aws-ec2:noSubnetRouteTableId",
+        "Lambda's VPC configuration needs subnet ids only; no route table is read.",
+      );
+      return subnet;
+    });
+    const securityGroups = placement.securityGroupIds
+      ? placement.securityGroupIds.map((id) =>
+          ec2.SecurityGroup.fromSecurityGroupId(this, `SecurityGroup-${id}`, id),
+        )
+      : [
+          new ec2.SecurityGroup(this, "ClusterAccess", {
+            vpc,
+            description: "etcd-backup: functions that reach etcd members and Kubernetes APIs",
+            allowAllOutbound: true,
+          }),
+        ];
+    return { vpc, subnets: { subnets }, securityGroups };
   }
 }

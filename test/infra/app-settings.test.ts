@@ -54,6 +54,7 @@ describe("readAppSettings", () => {
         objectLockDays: "30",
         stackName: "EtcdBackupProd",
         eksAccessEntries: "false",
+        vpc: '{"vpcId":"vpc-1","subnetIds":["subnet-1","subnet-2"],"securityGroupIds":["sg-1"]}',
       }),
       directory,
     );
@@ -62,6 +63,7 @@ describe("readAppSettings", () => {
       alertEmails: ["oncall@example.com", "sre@example.com"],
       objectLock: { mode: "COMPLIANCE", days: 30 },
       eksAccessEntries: false,
+      vpc: { vpcId: "vpc-1", subnetIds: ["subnet-1", "subnet-2"], securityGroupIds: ["sg-1"] },
     });
   });
 
@@ -69,6 +71,12 @@ describe("readAppSettings", () => {
     [{ alertEmails: "oncall" }, /alertEmails: "oncall" is not an e-mail address/],
     [{ objectLockMode: "FOREVER", objectLockDays: 3 }, /objectLockMode: expected GOVERNANCE or COMPLIANCE/],
     [{ objectLockDays: 0 }, /objectLockDays: expected a whole number/],
+    [{ vpc: "vpc-1" }, /vpc: expected JSON/],
+    [{ vpc: { vpcId: "vpc-1", subnetIds: [] } }, /vpc.subnetIds: expected a non-empty list/],
+    [
+      { vpc: { vpcId: "vpc-1", subnetIds: ["subnet-1"], securityGroupIds: ["default"] } },
+      /vpc.securityGroupIds/,
+    ],
   ])("refuses invalid options %j", (context, message) => {
     expect(() => readAppSettings(appWith({ targets: exampleTargetsFile(), ...context }), directory)).toThrow(
       message,

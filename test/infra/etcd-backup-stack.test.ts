@@ -3,7 +3,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { App, Stack } from "aws-cdk-lib";
 import { Annotations, Match, Template } from "aws-cdk-lib/assertions";
-import * as ec2 from "aws-cdk-lib/aws-ec2";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { beforeAll, describe, expect, it, vi } from "vitest";
@@ -328,30 +327,54 @@ describe("Lambda functions", () => {
     template.allResourcesProperties("AWS::Logs::LogGroup", { RetentionInDays: 365 });
   });
 
-  it("places only the steps that reach etcd in the VPC, when one is given", () => {
-    const app = new App();
-    const network = new Stack(app, "Network");
-    const vpc = ec2.Vpc.fromVpcAttributes(network, "Vpc", {
-      vpcId: "vpc-0123456789abcdef0",
-      availabilityZones: ["eu-west-1a", "eu-west-1b"],
-      privateSubnetIds: ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
-    });
+  it("places only the steps that reach etcd in the VPC, with a security group of their own, when one is given", () => {
     const { stack, template } = buildStack({
-      network: { vpc, subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } },
+      vpc: {
+        vpcId: "vpc-0123456789abcdef0",
+        subnetIds: ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+      },
     });
-    const inVpc = Object.entries(template.toJSON().Resources as Record<string, Resource>)
-      .filter(([, resource]) => resource.Type === "AWS::Lambda::Function" && resource.Properties.VpcConfig)
-      .map(([logicalId]) => logicalId)
-      .sort();
+    const json = template.toJSON() as {
+      Resources: Record<string, Resource>;
+      Outputs: Record<string, { Value: unknown }>;
+    };
+    const inVpc = Object.entries(json.Resources)
+      .filter(([, candidate]) => candidate.Type === "AWS::Lambda::Function" && candidate.Properties.VpcConfig)
+      .map(([logicalId, fn]) => [logicalId, fn.Properties.VpcConfig] as const);
     const expected = ["resolve-target", "take-snapshot"].map((handler) => {
       const step = backupSteps.find((candidate) => candidate.handler === handler);
       const fn = stack.backup.functions[step?.placeholder ?? ""]?.function as lambda.IFunction;
       return (stack.resolve(fn.functionArn) as { "Fn::GetAtt": [string] })["Fn::GetAtt"][0];
     });
-    expect(inVpc).toEqual(expected.sort());
-    template.hasResourceProperties("AWS::Lambda::Function", {
-      VpcConfig: { SubnetIds: ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"] },
+    expect(inVpc.map(([logicalId]) => logicalId).sort()).toEqual(expected.sort());
+    const [[groupId] = []] = Object.entries(json.Resources).filter(
+      ([, candidate]) => candidate.Type === "AWS::EC2::SecurityGroup",
+    );
+    for (const [, config] of inVpc) {
+      expect(config).toEqual({
+        SubnetIds: ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+        SecurityGroupIds: [{ "Fn::GetAtt": [groupId, "GroupId"] }],
+      });
+    }
+    expect(json.Outputs[StackOutputs.clusterAccessSecurityGroupId]?.Value).toEqual({
+      "Fn::GetAtt": [groupId, "GroupId"],
     });
+    expect(Annotations.fromStack(stack).findWarning("*", Match.anyValue())).toEqual([]);
+  });
+
+  it("uses the given security groups instead, creating none", () => {
+    const { template } = buildStack({
+      vpc: {
+        vpcId: "vpc-0123456789abcdef0",
+        subnetIds: ["subnet-0aaaaaaaaaaaaaaaa"],
+        securityGroupIds: ["sg-0ccccccccccccccccc"],
+      },
+    });
+    template.resourceCountIs("AWS::EC2::SecurityGroup", 0);
+    template.hasResourceProperties("AWS::Lambda::Function", {
+      VpcConfig: { SubnetIds: ["subnet-0aaaaaaaaaaaaaaaa"], SecurityGroupIds: ["sg-0ccccccccccccccccc"] },
+    });
+    expect(template.toJSON().Outputs[StackOutputs.clusterAccessSecurityGroupId]).toBeUndefined();
   });
 });
 
@@ -792,7 +815,10 @@ describe("outputs", () => {
   it("exports the names the CLI looks up", () => {
     const { stack } = built;
     const outputs = built.template.toJSON().Outputs as Record<string, { Value: unknown }>;
-    expect(Object.keys(outputs).sort()).toEqual(Object.values(StackOutputs).sort());
+    const always = Object.values(StackOutputs).filter(
+      (name) => name !== StackOutputs.clusterAccessSecurityGroupId,
+    );
+    expect(Object.keys(outputs).sort()).toEqual(always.sort());
     expect(outputs[StackOutputs.snapshotBucketName]?.Value).toEqual(
       resolved(stack, stack.storage.bucket.bucketName),
     );
