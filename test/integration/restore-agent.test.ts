@@ -87,10 +87,17 @@ async function planFor(
   };
 }
 
+/** Puts keys in one transaction through etcd's JSON gateway: one etcdctl process per key is slow. */
 async function putKeys(etcd: StaticPodEtcd, prefix: string, count: number, value: (index: number) => string) {
-  for (let index = 0; index < count; index++) {
-    await etcd.etcdctl(["put", `${prefix}${index}`, value(index)]);
-  }
+  const base64 = (text: string) => Buffer.from(text).toString("base64");
+  const success = Array.from({ length: count }, (_unused, index) => ({
+    requestPut: { key: base64(`${prefix}${index}`), value: base64(value(index)) },
+  }));
+  const response = await fetch(`${etcd.nodes[0]?.clientUrl}/v3/kv/txn`, {
+    method: "POST",
+    body: JSON.stringify({ success }),
+  });
+  expect(response.status).toBe(200);
 }
 
 async function readKeys(etcd: StaticPodEtcd, prefix: string, memberIndex = 0): Promise<Map<string, string>> {
@@ -167,7 +174,7 @@ describe("restore agent on a three-member etcd run as static pods", () => {
 
   it("stops, restores and restarts every member through the barriers, keeping the old data dirs", async () => {
     const plans = await Promise.all(etcd.nodes.map((node) => planFor(s3, etcd, node, snapshot, restoreId)));
-    const agents = await startRestoreAgents({ s3, plans, initialPhase: "prepare" });
+    let agents = await startRestoreAgents({ s3, plans, initialPhase: "prepare" });
     try {
       const prepared = await agents.waitForPhase("prepare");
       expect(prepared.failed, messages(prepared.statuses)).toBe(false);
@@ -193,6 +200,13 @@ describe("restore agent on a three-member etcd run as static pods", () => {
         expect(existsSync(`${node.dataDir}.download-${restoreId}.db`)).toBe(false);
         expect(existsSync(`${node.dataDir}.restore-${restoreId}`)).toBe(false);
       }
+
+      // Agents that vanish after a phase (the kubelet may kill them) are started again: the phase is not redone.
+      await agents.stop();
+      agents = await startRestoreAgents({ s3, plans, initialPhase: "restore" });
+      const again = await agents.waitForPhase("restore");
+      expect(again.failed, messages(again.statuses)).toBe(false);
+      for (const status of again.statuses) expect(status.message).toMatch(/^already restored/);
 
       const started = await agents.advance("start");
       expect(started.failed, messages(started.statuses)).toBe(false);
@@ -232,7 +246,8 @@ describe("restore agent on a three-member etcd run as static pods", () => {
     } finally {
       await agents.stop();
     }
-  });
+    // Seven barriers on three real members: room for a loaded two-core machine.
+  }, 120_000);
 
   it("rolls every member back to its pre-restore data dir, bringing back what was written after the snapshot", async () => {
     const plans = await Promise.all(etcd.nodes.map((node) => planFor(s3, etcd, node, snapshot, restoreId)));
@@ -258,12 +273,18 @@ describe("restore agent on a three-member etcd run as static pods", () => {
   });
 });
 
-describe("restore agent refusing a snapshot that does not match its plan", () => {
+describe("restore agent refusing what would not be safe on a one-member etcd", () => {
   let s3: LocalS3;
   let etcd: StaticPodEtcd;
+  let snapshot: UploadedSnapshot;
+  let node: StaticPodNode;
 
   beforeAll(async () => {
     [s3, etcd] = await Promise.all([startLocalS3(), startStaticPodEtcd({ members: 1 })]);
+    node = etcd.nodes[0] as StaticPodNode;
+    await putKeys(etcd, "/before/", 3, (index) => `value-${index}`);
+    snapshot = await snapshotToS3(etcd, s3, "one-member");
+    await etcd.etcdctl(["put", "/after/0", "late"]);
   });
 
   afterAll(async () => {
@@ -271,11 +292,46 @@ describe("restore agent refusing a snapshot that does not match its plan", () =>
     await s3?.stop();
   });
 
+  it("refuses to restore while etcd still runs, touching nothing", async () => {
+    const plan = await planFor(s3, etcd, node, snapshot, "r-not-stopped");
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "restore" });
+    try {
+      const outcome = await agents.waitForPhase("restore");
+      expect(outcome.failed).toBe(true);
+      expect(outcome.statuses[0]?.message).toMatch(
+        /etcd's manifest is still in .*: run the stop phase first/,
+      );
+      expect(await agents.agents[0]?.exitCode).toBe(1);
+      expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+      expect(await readdir(dirname(node.dataDir))).toEqual([basename(node.dataDir)]);
+    } finally {
+      await agents.stop();
+    }
+  });
+
+  it("fails prepare on a node without room for the download, the new data dir and the old one", async () => {
+    const plan = await planFor(s3, etcd, node, snapshot, "r-no-room");
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, minimumFreeBytes: Number.MAX_SAFE_INTEGER }],
+      initialPhase: "prepare",
+    });
+    try {
+      const outcome = await agents.waitForPhase("prepare");
+      expect(outcome.failed).toBe(true);
+      expect(outcome.statuses[0]?.message).toMatch(
+        new RegExp(
+          `^only \\d+ bytes free on the filesystem of ${node.dataDir}; the restore needs ${Number.MAX_SAFE_INTEGER}`,
+        ),
+      );
+      expect(outcome.statuses[0]?.freeBytes).toBeGreaterThan(0);
+      expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+    } finally {
+      await agents.stop();
+    }
+  });
+
   it("fails at restore on a wrong sha256, leaves the data dir untouched, and a rollback starts etcd on it", async () => {
-    await putKeys(etcd, "/before/", 3, (index) => `value-${index}`);
-    const snapshot = await snapshotToS3(etcd, s3, "one-member");
-    await etcd.etcdctl(["put", "/after/0", "late"]);
-    const node = etcd.nodes[0] as StaticPodNode;
     const restoreId = "r-wrong-sha";
     const plan = await planFor(s3, etcd, node, snapshot, restoreId);
     const wrongSha = `${snapshot.sha256.slice(0, 63)}${snapshot.sha256.endsWith("0") ? "1" : "0"}`;

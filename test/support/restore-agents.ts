@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import {
   parseStatus,
   type RestoreAgentStatus,
@@ -85,6 +85,10 @@ export async function startRestoreAgents(options: StartRestoreAgentsOptions): Pr
     }
   };
   await writePlans();
+  // Statuses left by an earlier run of agents would answer for these ones.
+  for (const plan of plans) {
+    await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: statusKey(plan.member.name) }));
+  }
 
   const agents: AgentProcess[] = [];
   for (const plan of plans) {
@@ -124,7 +128,7 @@ export async function startRestoreAgents(options: StartRestoreAgentsOptions): Pr
     }
   };
 
-  const waitForPhase = async (phase: RestorePhase, timeoutMs = 40_000): Promise<PhaseOutcome> => {
+  const waitForPhase = async (phase: RestorePhase, timeoutMs = 60_000): Promise<PhaseOutcome> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const statuses = (await Promise.all(agents.map((agent) => readStatus(agent.member))))

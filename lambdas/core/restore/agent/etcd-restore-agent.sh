@@ -10,6 +10,18 @@
 # values (see lambdas/core/restore/restore-plan.ts); the status is JSON built here. Presigned URLs carry a
 # signature: they never reach a command line, the log or the status.
 #
+# Phases (each reports working, then done or failed; a failure also ends the agent with exit code 1):
+#   prepare          free space >= minimumFreeBytes beside the data dir; the restore tool and its version
+#   stop             park kube-apiserver's, then etcd's static-pod manifest; wait until etcd's port closes
+#   restore          download, check size and sha256 (content == trailer == plan), restore into
+#                    <dataDir>.restore-<id>, keep the old dir as <dataDir>.pre-restore-<id>, swap, mark
+#                    <dataDir>.restored-<id>
+#   start            etcd's manifest back; wait until it answers healthy
+#   start-apiserver  kube-apiserver's manifest back
+#   rollback         stop both, put the pre-restore dir back (the restored one goes to <dataDir>.failed-<id>),
+#                    start etcd, wait for health, start kube-apiserver
+#   finish, abort    report and exit 0; abort changes nothing
+#
 # Environment (for tests; defaults suit a real node):
 #   ETCD_RESTORE_AGENT_POLL_SECONDS       pause between plan reads and health probes (1)
 #   ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS  re-send an unchanged status this often (30)
@@ -529,6 +541,11 @@ phase_prepare() {
   [[ -d $parent ]] || fail "the data dir's parent $parent does not exist"
   free=$(available_bytes "$parent") || fail "cannot read the free space of $parent"
   free_bytes=$free
+  # The swap renames the data dir within its parent's filesystem; a dedicated volume mounted at the data
+  # dir itself cannot be renamed, and the download and the new dir would land outside it.
+  if [[ -d $data_dir && $(stat -c %d -- "$data_dir") != "$(stat -c %d -- "$parent")" ]]; then
+    fail "$data_dir is a mount point: the agent swaps the data dir with a sibling, which cannot cross filesystems; mount the volume one level up"
+  fi
   log "$free bytes free beside $data_dir; the restore needs ${plan[minimumFreeBytes]}"
   ((free >= minimum)) ||
     fail "only $free bytes free on the filesystem of $data_dir; the restore needs ${plan[minimumFreeBytes]} (download, new data dir and the old one kept)"
