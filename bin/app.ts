@@ -2,6 +2,12 @@
 import { App } from "aws-cdk-lib";
 import { buildEtcdBackupApp, readAppSettings } from "../infra/etcd-backup-app.js";
 
-const app = new App();
-buildEtcdBackupApp(app, readAppSettings(app));
-app.synth();
+try {
+  const app = new App();
+  buildEtcdBackupApp(app, readAppSettings(app));
+  app.synth();
+} catch (error) {
+  // A bad targets file or a validation finding: the message says what to fix; a stack trace would not.
+  console.error(error instanceof Error ? error.message : String(error));
+  process.exitCode = 1;
+}
