@@ -7,6 +7,7 @@ import { printError } from "./terminal-output.js";
 const commands = {
   catalogue: () => import("./commands/catalogue-commands.js"),
   demo: () => import("./commands/demo-command.js"),
+  operations: () => import("./commands/operations-commands.js"),
   snapshot: () => import("./commands/snapshot-command.js"),
   verify: () => import("./commands/verify-command.js"),
 };
@@ -145,6 +146,65 @@ export async function runCli(argv: string[]): Promise<number> {
         .then(({ runApprovalCommand }) => runApprovalCommand(decision, execution, flags));
     });
   }
+
+  program
+    .command("config")
+    .description("Check configuration files")
+    .command("validate")
+    .description("Validate a targets file: every invalid field is named")
+    .argument("<file>", "the targets file (JSON)")
+    .option("--json", "print one JSON object")
+    .action((file, flags) => {
+      outcome = commands
+        .operations()
+        .then(({ runConfigValidateCommand }) => runConfigValidateCommand(file, flags));
+    });
+
+  program
+    .command("prune")
+    .description(
+      "Show what the retention policy would delete now (--dry-run); the backup workflow applies it",
+    )
+    .requiredOption("--cluster <name>", "cluster name")
+    .requiredOption("--targets <file>", "the targets file (for the cluster's retention policy)")
+    .requiredOption("--bucket <name>", "the snapshot bucket (stack output SnapshotBucketName)")
+    .requiredOption("--table <name>", "the catalogue table (stack output CatalogueTableName)")
+    .option("--dry-run", "only show the plan")
+    .option("--prefix <prefix>", "key prefix (default: the targets file's)")
+    .option("--s3-endpoint <url>", "S3 endpoint (e.g. a local s3rver)")
+    .option("--dynamodb-endpoint <url>", "DynamoDB endpoint (e.g. a local dynalite)")
+    .option("--region <region>", "AWS region")
+    .option("--json", "print one JSON object")
+    .action((flags) => {
+      outcome = commands.operations().then(({ runPruneCommand }) => runPruneCommand(flags));
+    });
+
+  program
+    .command("restore")
+    .description(
+      "Start the deployed restore workflow for a snapshot; it waits for approval before changing anything",
+    )
+    .requiredOption(
+      "--state-machine-arn <arn>",
+      "the restore state machine (stack output RestoreStateMachineArn)",
+    )
+    .requiredOption("--cluster <name>", "the cluster to restore")
+    .requiredOption("--snapshot-id <id>", "a VERIFIED snapshot")
+    .option(
+      "--source-cluster <name>",
+      "the cluster whose catalogue holds the snapshot (needs --allow-cross-cluster)",
+    )
+    .option("--allow-cross-cluster", "restore another cluster's snapshot")
+    .option("--skip-safety-snapshot", "etcd is down: restore without saving the current state first")
+    .option(
+      "--allow-without-revision-bump",
+      "etcd 3.4: restore without --bump-revision (see docs/restore.md)",
+    )
+    .option("--region <region>", "AWS region")
+    .option("--json", "print one JSON object")
+    .action((flags) => {
+      outcome = commands.operations().then(({ runRestoreCommand }) => runRestoreCommand(flags));
+    });
 
   program.addOption(new Option("--no-color").hideHelp());
   const debug = argv.includes("--debug");

@@ -130,6 +130,38 @@ describe("etcd-backup snapshot and verify", () => {
     ]);
     const show = await etcdBackup("show", result.snapshotId, "--cluster", "cli-cluster", ...catalogueFlags);
     expect(JSON.parse(show.stdout)).toMatchObject({ status: "VERIFIED", sha256: result.sha256 });
+    const targets = join(work.path, "targets.json");
+    await writeFile(
+      targets,
+      JSON.stringify({
+        prefix: "backups",
+        targets: [{ name: "cli-cluster", schedule: "rate(1 hour)", etcd: { endpoints: etcd.endpoints } }],
+      }),
+    );
+    const validate = await etcdBackup("config", "validate", targets, "--json");
+    expect(JSON.parse(validate.stdout)).toMatchObject({
+      valid: true,
+      targets: [{ name: "cli-cluster", access: "direct" }],
+    });
+    const prune = await etcdBackup(
+      "prune",
+      "--dry-run",
+      "--cluster",
+      "cli-cluster",
+      "--targets",
+      targets,
+      "--bucket",
+      s3.bucket,
+      "--s3-endpoint",
+      s3.endpoint,
+      ...catalogueFlags,
+    );
+    expect(prune.code).toBe(0);
+    expect(JSON.parse(prune.stdout)).toMatchObject({
+      dryRun: true,
+      delete: [],
+      keep: [{ snapshotId: result.snapshotId }],
+    });
     const approve = await etcdBackup("approve", "no-such-execution", ...catalogueFlags);
     expect(approve.code).toBe(6);
     expect(approve.stderr).toContain(
@@ -159,8 +191,17 @@ describe("etcd-backup snapshot and verify", () => {
     expect(failed.stderr).toContain("SnapshotCorruptError");
   });
 
+  it("names every invalid field of a targets file, with exit code 2", async () => {
+    const file = join(work.path, "bad-targets.json");
+    await writeFile(file, JSON.stringify({ targets: [{ name: "Bad_Name", schedule: "hourly" }] }));
+    const failed = await etcdBackup("config", "validate", file);
+    expect(failed.code).toBe(2);
+    expect(failed.stderr).toContain("targets.0.name");
+    expect(failed.stderr).toContain("targets.0.schedule");
+  });
+
   it("answers --help for each command and rejects unknown flags with exit code 2", async () => {
-    const commands = ["snapshot", "verify", "demo", "list", "show", "approve", "reject"];
+    const commands = ["snapshot", "verify", "demo", "list", "show", "approve", "reject", "prune", "restore"];
     const helps = await Promise.all(commands.map((command) => etcdBackup(command, "--help")));
     helps.forEach((help, index) => {
       expect(help.code).toBe(0);

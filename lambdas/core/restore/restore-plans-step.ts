@@ -170,15 +170,17 @@ export async function checkRestoreAgents(
   for (const member of members) {
     const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
     const text = await getText(dependencies, keys.status).catch(() => undefined);
-    const status = text ? parseStatus(text) : undefined;
-    // A status left from an earlier phase counts as still working on this one; a failure ends the agent.
-    const state = !status
-      ? "working"
-      : status.state === "failed"
-        ? "failed"
-        : hasCompletedPhase(status, restoreId, phase as RestorePhase)
-          ? "done"
-          : "working";
+    // A status being written can be read half-way (s3rver writes in place): unreadable counts as working.
+    const status = text ? safely(() => parseStatus(text)) : undefined;
+    // A status of another restore (an earlier run) says nothing; this restore's failure ends its agent.
+    const state =
+      !status || status.restoreId !== restoreId
+        ? "working"
+        : status.state === "failed"
+          ? "failed"
+          : hasCompletedPhase(status, restoreId, phase as RestorePhase)
+            ? "done"
+            : "working";
     statuses.push({
       member: member.name,
       phase: status?.phase ?? "none",
@@ -200,6 +202,14 @@ export async function checkRestoreAgents(
     };
   }
   return { state: "working", summary, statuses };
+}
+
+function safely<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
 }
 
 async function putText(dependencies: RestoreDependencies, key: string, body: string): Promise<void> {

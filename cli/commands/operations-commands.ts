@@ -1,0 +1,133 @@
+// `etcd-backup config validate`, `prune --dry-run` and `restore`: checks and actions on a deployment.
+import { readFile } from "node:fs/promises";
+import { SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
+import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
+import { pruneSnapshots } from "../../lambdas/core/backup/prune-snapshots-step.js";
+import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
+import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";
+import { parseTargetsFile, type TargetsFile } from "../../lambdas/core/config/target-config.js";
+import { InvalidInputError } from "../../lambdas/core/errors.js";
+import { createDynamoDbClient, createS3Client } from "../../lambdas/core/store/aws-clients.js";
+import { printJson } from "../terminal-output.js";
+
+export async function readTargetsFile(path: string): Promise<TargetsFile> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw new InvalidInputError(`cannot read ${path}: ${(error as Error).message}`);
+  }
+  let content: unknown;
+  try {
+    content = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidInputError(`${path} is not JSON: ${(error as Error).message}`);
+  }
+  return parseTargetsFile(content, path);
+}
+
+export async function runConfigValidateCommand(path: string, flags: { json?: boolean }) {
+  const file = await readTargetsFile(path);
+  const summary = file.targets.map((target) => ({
+    name: target.name,
+    schedule: target.schedule,
+    access: target.access.kind,
+    source: target.etcd.source,
+    restorable: target.restore !== undefined,
+  }));
+  if (flags.json) return printJson({ valid: true, prefix: file.prefix, targets: summary });
+  process.stdout.write(`${path}: valid, ${summary.length} target(s)\n`);
+  for (const target of summary) {
+    process.stdout.write(
+      `  ${target.name}: ${target.schedule}, ${target.access} access, ${target.source} source${target.restorable ? ", restorable" : ""}\n`,
+    );
+  }
+}
+
+export interface PruneFlags {
+  cluster: string;
+  targets: string;
+  bucket: string;
+  prefix?: string;
+  table: string;
+  s3Endpoint?: string;
+  dynamodbEndpoint?: string;
+  region?: string;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+/** What retention would delete now; only a dry run is offered here: deletion is the state machine's job. */
+export async function runPruneCommand(flags: PruneFlags) {
+  if (!flags.dryRun)
+    throw new InvalidInputError("prune only runs with --dry-run here: the backup workflow applies retention");
+  const targets = await readTargetsFile(flags.targets);
+  const dynamo = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
+  const s3 = createS3Client({ endpoint: flags.s3Endpoint, region: flags.region });
+  try {
+    const plan = await pruneSnapshots(
+      {
+        s3,
+        catalogue: new CatalogueRepository({ client: dynamo, tableName: flags.table }),
+        leases: new ClusterLeases({ client: dynamo, tableName: flags.table }),
+        bucket: flags.bucket,
+        prefix: flags.prefix ?? targets.prefix,
+        loadTargets: async () => targets,
+        loadEtcdTls: async () => undefined,
+        now: () => new Date(),
+        reporter: silentReporter,
+      },
+      { cluster: flags.cluster },
+      { dryRun: true },
+    );
+    if (flags.json) return printJson(plan);
+    for (const kept of plan.keep)
+      process.stdout.write(`keep    ${kept.snapshotId}  ${kept.reasons.join(", ")}\n`);
+    for (const gone of plan.delete) process.stdout.write(`delete  ${gone.snapshotId}  ${gone.reason}\n`);
+  } finally {
+    dynamo.destroy();
+    s3.destroy();
+  }
+}
+
+export interface RestoreFlags {
+  stateMachineArn: string;
+  cluster: string;
+  snapshotId: string;
+  sourceCluster?: string;
+  allowCrossCluster?: boolean;
+  skipSafetySnapshot?: boolean;
+  allowWithoutRevisionBump?: boolean;
+  region?: string;
+  json?: boolean;
+}
+
+/** Starts the deployed restore state machine; it waits for approval before it changes anything. */
+export async function runRestoreCommand(flags: RestoreFlags) {
+  const input = {
+    cluster: flags.cluster,
+    snapshotId: flags.snapshotId,
+    ...(flags.sourceCluster ? { sourceCluster: flags.sourceCluster } : {}),
+    ...(flags.allowCrossCluster ? { allowCrossCluster: true } : {}),
+    ...(flags.skipSafetySnapshot ? { skipSafetySnapshot: true } : {}),
+    ...(flags.allowWithoutRevisionBump ? { allowWithoutRevisionBump: true } : {}),
+  };
+  const sfn = new SFNClient(flags.region ? { region: flags.region } : {});
+  try {
+    const name = `restore-${flags.cluster}-${Date.now()}`;
+    const reply = await sfn.send(
+      new StartExecutionCommand({
+        stateMachineArn: flags.stateMachineArn,
+        name,
+        input: JSON.stringify(input),
+      }),
+    );
+    const result = { executionArn: reply.executionArn, executionName: name, input };
+    if (flags.json) return printJson(result);
+    process.stdout.write(
+      `restore started: ${name}\nit waits for approval: etcd-backup approve ${name} --table <catalogue table>\n`,
+    );
+  } finally {
+    sfn.destroy();
+  }
+}
