@@ -166,7 +166,7 @@ export class LambdaStepFunction extends Construct {
     Validations.of(this).acknowledge({
       id: "AwsSolutions-L1",
       reason:
-        "Node.js 22 is the runtime this project builds, tests and pins its native arm64 prebuild for (handlerRuntime, one constant); moving to Node.js 24 is a deliberate upgrade, not drift.",
+        "Node.js 22 is the runtime the project decided on and tests against (a supported LTS runtime); moving to Node.js 24 is a deliberate upgrade of the one constant handlerRuntime, not drift.",
     });
     acknowledgeWildcardResources(
       this,
