@@ -5,10 +5,10 @@ import type { z } from "zod";
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { describeError } from "../errors.js";
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
+import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
 import { releaseBackupLease } from "./lease-steps.js";
 import type { ExecutionInput, markFailedInput } from "./step-payloads.js";
-import { abortOpenUploads } from "./take-snapshot-step.js";
 
 type FailedState = z.infer<typeof markFailedInput>["state"];
 
@@ -50,7 +50,8 @@ export async function markBackupFailed(
       cleanUp.push(`catalogue row ${snapshotId} marked FAILED`);
     }
     const aborted = await abortOpenUploads(
-      dependencies,
+      dependencies.s3,
+      dependencies.bucket,
       snapshotObjectKey(dependencies.prefix, cluster, snapshotId),
     ).catch((abortError: unknown) => {
       cleanUp.push(`could not abort open uploads: ${describeError(abortError)}`);

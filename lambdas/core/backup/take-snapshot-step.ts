@@ -1,7 +1,6 @@
 // The snapshot state: stream the chosen member's snapshot into S3 and catalogue it IN_PROGRESS, then
 // UPLOADED. A retry (same execution, same snapshot id) first aborts what an earlier attempt left open,
 // and returns the recorded result if that attempt had in fact finished.
-import { AbortMultipartUploadCommand, ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { findTarget, type Target } from "../config/target-config.js";
 import { createEtcdClient } from "../etcd/etcd-client.js";
@@ -10,6 +9,7 @@ import { openMemberSnapshotSource, readMemberPod } from "../kube/kubernetes-memb
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
+import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
 import { kubernetesSourceSettings, loadKubeConfig } from "./resolve-target-step.js";
 import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
@@ -54,7 +54,7 @@ export async function takeSnapshot(
     executionArn,
     tags: input.tags,
   });
-  await abortOpenUploads(dependencies, key);
+  await abortOpenUploads(dependencies.s3, dependencies.bucket, key);
 
   const target = findTarget(await dependencies.loadTargets(), cluster);
   const source = await openSnapshotSource(dependencies, target, member);
@@ -131,15 +131,4 @@ async function openSnapshotSource(
   const pod = await readMemberPod(config, member.pod);
   const settings = await kubernetesSourceSettings(dependencies, target);
   return openMemberSnapshotSource(config, pod, { ...settings, source: member.source ?? settings.source });
-}
-
-/** Aborts multipart uploads left open under `key` by an attempt that was killed (a Lambda timeout). */
-export async function abortOpenUploads(dependencies: Pick<BackupDependencies, "s3" | "bucket">, key: string) {
-  const { s3, bucket } = dependencies;
-  const open = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
-  for (const upload of open.Uploads ?? []) {
-    if (upload.Key !== key) continue;
-    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: upload.UploadId }));
-  }
-  return (open.Uploads ?? []).filter((upload) => upload.Key === key).length;
 }

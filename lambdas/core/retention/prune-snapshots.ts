@@ -4,17 +4,16 @@
 // deletion S3 refuses, is retained and reported; that is the lock doing its job, not an error.
 // Every step is idempotent: a retried prune finds deleted versions gone and DELETED rows unchanged.
 import {
-  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectLegalHoldCommand,
   GetObjectRetentionCommand,
   HeadObjectCommand,
-  ListMultipartUploadsCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
 import type { CatalogueRepository } from "../catalogue/catalogue-repository.js";
 import { type SnapshotRecord, SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { describeError, EtcdBackupError, StorageUnavailableError } from "../errors.js";
+import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { DeleteReason, RetentionPlan } from "./retention-policy.js";
 
 export interface PruneContext {
@@ -189,37 +188,6 @@ async function describeObjectLockRefusal(
   }
   if (legalHold?.LegalHold?.Status === "ON") return "Object Lock legal hold";
   return undefined;
-}
-
-/** Aborts every multipart upload left open under exactly `key`. */
-async function abortOpenUploads(s3: S3Client, bucket: string, key: string): Promise<number> {
-  let aborted = 0;
-  let markers: { KeyMarker?: string; UploadIdMarker?: string } = {};
-  try {
-    for (;;) {
-      const page = await s3.send(
-        new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key, ...markers }),
-      );
-      for (const upload of page.Uploads ?? []) {
-        if (upload.Key !== key || upload.UploadId === undefined) continue;
-        try {
-          await s3.send(
-            new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: upload.UploadId }),
-          );
-          aborted++;
-        } catch (error) {
-          if (!isNotFound(error)) throw error;
-        }
-      }
-      if (!page.IsTruncated) return aborted;
-      markers = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
-    }
-  } catch (error) {
-    throw new StorageUnavailableError(
-      `aborting open uploads of s3://${bucket}/${key} failed: ${describeError(error)}`,
-      { cause: error },
-    );
-  }
 }
 
 function isNotFound(error: unknown): boolean {
