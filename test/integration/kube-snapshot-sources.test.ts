@@ -128,6 +128,8 @@ beforeAll(async () => {
         ),
       }),
       etcdPod("etcd-forbidden", endpoint),
+      // A distroless image: no shell to run.
+      etcdPod("etcd-distroless", endpoint, { PATH: "/nonexistent" }),
     ],
     execHandler,
     authorize: (request) => request.name !== "etcd-forbidden" || request.verb !== "create",
@@ -260,6 +262,12 @@ describe("the exec source", () => {
     expect(() =>
       createExecSnapshotSource({ ...options, etcdctl: { endpoint: "https://localhost:2379" } }),
     ).toThrow(expect.objectContaining({ message: expect.stringContaining("etcd-io/etcd#13166") }));
+    expect(() => createExecSnapshotSource({ ...options, tempDir: "/var/lib/etcd/..tmp" })).toThrow(
+      expect.objectContaining({ name: ErrorNames.InvalidInput }),
+    );
+    expect(() =>
+      createExecSnapshotSource({ ...options, tempDir: "/var/lib/etcd/../etcd-backup" }),
+    ).not.toThrow();
     expect(() => createExecSnapshotSource({ ...options, tempDir: "/var/lib/etcd-backup-tmp" })).not.toThrow();
   });
 
@@ -364,6 +372,52 @@ describe("the exec source", () => {
       { reason: "ExitCode", message: "11" },
     ]);
     await expectNothingLeftBehind(tempDir);
+  });
+
+  it("speaks v4.channel.k8s.io to an API server without the v5 translator (kubelet's own protocol)", async () => {
+    const legacy = await startKubeApiStandIn({
+      pods: [etcdPod("etcd-0", etcd.endpoints[0] as string)],
+      execProtocols: ["v4.channel.k8s.io", "channel.k8s.io", ""],
+    });
+    try {
+      const legacyConfig = new KubeConfig();
+      legacyConfig.loadFromFile(legacy.kubeconfigPath);
+      const source = await execSource("etcd-0", {
+        kubeConfig: legacyConfig,
+        tempDir: await podTempDir("legacy"),
+      });
+      const streamed = await streamSnapshot(
+        source,
+        () => new Writable({ write: (_chunk, _encoding, done) => done() }),
+      );
+      expect(streamed.bytes % 512).toBe(32);
+      const wrong = await execSource("etcd-0", {
+        kubeConfig: legacyConfig,
+        etcdctl: { endpoint: `http://127.0.0.1:${await findFreePort()}` },
+        statusTimeoutSeconds: 1,
+      });
+      await expect(wrong.status()).rejects.toMatchObject({
+        name: ErrorNames.EtcdUnavailable,
+        message: expect.stringContaining("exited with code 1; stderr:"),
+      });
+      // status before, the stream, status after, and the failing status.
+      const protocols = legacy.requests
+        .filter((request) => request.subresource === "exec")
+        .map((request) => request.protocol);
+      expect(protocols).toEqual(Array(4).fill("v4.channel.k8s.io"));
+    } finally {
+      await legacy.stop();
+    }
+  });
+
+  it("fails with InvalidInputError, pointing to the port-forward source, when the container has no shell", async () => {
+    const source = await execSource("etcd-distroless");
+    await expect(source.status()).rejects.toMatchObject({
+      name: ErrorNames.InvalidInput,
+      message: expect.stringMatching(
+        /executable file not found in \$PATH.*distroless etcd image needs the grpc source through a port-forward/,
+      ),
+    });
   });
 
   it("fails with InvalidInputError when RBAC forbids pods/exec", async () => {

@@ -117,12 +117,17 @@ export async function openKubeWebSocket(
       options.where,
     );
   }
-  const url = webSocketUrl(cluster.server, options.path);
-  const socket = new WebSocket(url, options.protocols, {
-    ...connectionOptions,
-    perMessageDeflate: false,
-    handshakeTimeout: options.handshakeTimeoutMs ?? 30_000,
-  });
+  let socket: KubeWebSocket;
+  try {
+    socket = new WebSocket(webSocketUrl(cluster.server, options.path), options.protocols, {
+      ...connectionOptions,
+      perMessageDeflate: false,
+      handshakeTimeout: options.handshakeTimeoutMs ?? 30_000,
+    });
+  } catch (error) {
+    // An unusable server URL in the kubeconfig.
+    throw new KubeConnectError({ kind: "unreachable", message: String(error), cause: error }, options.where);
+  }
   return new Promise((resolve, reject) => {
     let settled = false;
     let opened = false;

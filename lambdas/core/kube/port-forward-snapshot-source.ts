@@ -1,7 +1,9 @@
 // The `grpc` source through a Kubernetes port-forward: etcd's Maintenance.Snapshot read over a local
 // tunnel to the etcd pod's client port. It needs nothing in the image (kubeadm's etcd image is distroless),
 // only `create` on pods/portforward. The connection goes to 127.0.0.1, so the server certificate is checked
-// against `tls.serverName` when its names do not include 127.0.0.1.
+// against `tls.serverName` when its names do not include 127.0.0.1. The framing is tested byte for byte
+// against FACTS.md §5 and the stand-in API server, but no real kubelet has carried it yet: unproven on a live
+// cluster until it has been run on one.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type EtcdBackupError, EtcdUnavailableError, InvalidInputError } from "../errors.js";
 import { createEtcdClient, type EtcdTlsMaterial } from "../etcd/etcd-client.js";
