@@ -55,20 +55,14 @@ export async function startLocalStack(options: { members: 1 | 3 }): Promise<Loca
     await createCatalogueTable(dynamoClient, tableName);
     const targetsFile = join(work.path, "targets.json");
     await writeFile(targetsFile, JSON.stringify(localTargets(etcd, prefix), null, 2));
-    Object.assign(process.env, {
-      CATALOGUE_TABLE: tableName,
-      SNAPSHOT_BUCKET: s3.bucket,
-      SNAPSHOT_PREFIX: prefix,
-      TARGETS_FILE: targetsFile,
-      S3_ENDPOINT: s3.endpoint,
-      DYNAMODB_ENDPOINT: dynamo.endpoint,
-      STAGING_DIR: work.path,
-      APPROVERS_TOPIC_ARN: "arn:aws:sns:local:000000000000:etcd-backup-approvers",
-      LOCAL_NOTIFICATIONS_FILE: join(work.path, "notifications.jsonl"),
-      POWERTOOLS_LOG_LEVEL: "SILENT",
-      POWERTOOLS_METRICS_DISABLED: "true",
-      POWERTOOLS_TRACE_ENABLED: "false",
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    applyLocalHandlerEnvironment({
+      tableName,
+      bucket: s3.bucket,
+      prefix,
+      targetsFile,
+      s3,
+      dynamo,
+      workDir: work.path,
     });
     return {
       etcd,
@@ -89,6 +83,33 @@ export async function startLocalStack(options: { members: 1 | 3 }): Promise<Loca
     await stop();
     throw error;
   }
+}
+
+/** Points the real handlers at the local stand-ins through the variables the Lambda functions get. */
+export function applyLocalHandlerEnvironment(local: {
+  tableName: string;
+  bucket: string;
+  prefix: string;
+  targetsFile: string;
+  s3: { endpoint: string };
+  dynamo: { endpoint: string };
+  workDir: string;
+}): void {
+  Object.assign(process.env, {
+    CATALOGUE_TABLE: local.tableName,
+    SNAPSHOT_BUCKET: local.bucket,
+    SNAPSHOT_PREFIX: local.prefix,
+    TARGETS_FILE: local.targetsFile,
+    S3_ENDPOINT: local.s3.endpoint,
+    DYNAMODB_ENDPOINT: local.dynamo.endpoint,
+    STAGING_DIR: local.workDir,
+    APPROVERS_TOPIC_ARN: "arn:aws:sns:local:000000000000:etcd-backup-approvers",
+    LOCAL_NOTIFICATIONS_FILE: join(local.workDir, "notifications.jsonl"),
+    POWERTOOLS_LOG_LEVEL: "SILENT",
+    POWERTOOLS_METRICS_DISABLED: "true",
+    POWERTOOLS_TRACE_ENABLED: "false",
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  });
 }
 
 /** The local cluster as a target: reached directly, restored through local agents with etcdctl 3.4. */

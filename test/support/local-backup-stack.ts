@@ -2,6 +2,7 @@
 // runner and the demo do: everything the backup state machine needs, on this machine.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { applyLocalHandlerEnvironment } from "../../cli/local/local-stack.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";
@@ -55,18 +56,14 @@ export async function startLocalBackupStack(options: { members?: 1 | 3 } = {}): 
       ],
     }),
   );
-  Object.assign(process.env, {
-    CATALOGUE_TABLE: tableName,
-    SNAPSHOT_BUCKET: s3.bucket,
-    SNAPSHOT_PREFIX: prefix,
-    TARGETS_FILE: targetsFile,
-    S3_ENDPOINT: s3.endpoint,
-    DYNAMODB_ENDPOINT: dynamo.endpoint,
-    STAGING_DIR: work.path,
-    POWERTOOLS_LOG_LEVEL: "SILENT",
-    POWERTOOLS_METRICS_DISABLED: "true",
-    POWERTOOLS_TRACE_ENABLED: "false",
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  applyLocalHandlerEnvironment({
+    tableName,
+    bucket: s3.bucket,
+    prefix,
+    targetsFile,
+    s3,
+    dynamo,
+    workDir: work.path,
   });
   return {
     etcd,
