@@ -12,6 +12,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as ssm from "aws-cdk-lib/aws-ssm";
 import { Construct } from "constructs";
 import { CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
+import { MetricNamespace, MetricServiceName } from "../lambdas/core/metric-names.js";
 import type { ClusterAccess } from "./cluster-access.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 import { crc32cNativeModule, linuxArm64NativeModuleHooks } from "./native-modules.js";
@@ -21,7 +22,10 @@ import type { SnapshotStorage } from "./snapshot-storage.js";
 export const handlerRuntime = lambda.Runtime.NODEJS_22_X;
 
 /** Powertools settings; the handlers' metrics (and the freshness alarms) live in this namespace. */
-export const PowertoolsSettings = { serviceName: "etcd-backup", metricsNamespace: "EtcdBackup" } as const;
+export const PowertoolsSettings = {
+  serviceName: MetricServiceName,
+  metricsNamespace: MetricNamespace,
+} as const;
 
 /** What the backup functions work on, shared by all of them. */
 export interface BackupResources {

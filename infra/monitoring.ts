@@ -10,7 +10,12 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
-import { PowertoolsSettings } from "./lambda-step-function.js";
+import {
+  MetricDimensions,
+  MetricNames,
+  MetricNamespace,
+  MetricServiceName,
+} from "../lambdas/core/metric-names.js";
 import type { OnCallTopic } from "./on-call-topic.js";
 import { alarmWindowFor, longestScheduleGapSeconds, maxAlarmWindowSeconds } from "./schedule-interval.js";
 
@@ -19,9 +24,12 @@ import { alarmWindowFor, longestScheduleGapSeconds, maxAlarmWindowSeconds } from
  * dimension to every metric, and the handler adds `Cluster`.
  */
 export const SnapshotVerifiedMetric = {
-  name: "SnapshotVerified",
-  namespace: PowertoolsSettings.metricsNamespace,
-  dimensions: (cluster: string) => ({ service: PowertoolsSettings.serviceName, Cluster: cluster }),
+  name: MetricNames.snapshotVerified,
+  namespace: MetricNamespace,
+  dimensions: (cluster: string) => ({
+    [MetricDimensions.service]: MetricServiceName,
+    [MetricDimensions.cluster]: cluster,
+  }),
 } as const;
 
 /** A run takes at most the state machine's own timeout: a window shorter than interval + this misfires. */

@@ -1,5 +1,6 @@
 // Presigned S3 URLs, checked against the worked example in Amazon S3's SigV4 documentation
 // ("Authenticating Requests: Using Query Parameters"), whose signature is published.
+import { createHash, createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { presignS3Url } from "../../lambdas/core/store/presign.js";
 
@@ -67,5 +68,69 @@ describe("presignS3Url", () => {
 
   it.each([0, 604_801, 1.5])("refuses an expiry of %s seconds", async (expiresInSeconds) => {
     await expect(presignS3Url({ ...documentationExample, expiresInSeconds })).rejects.toThrow(/expire/);
+  });
+});
+
+/** SigV4 query-string signing written out from the S3 documentation, independent of the code under test. */
+function documentedSignature(url: URL, secretAccessKey: string, region: string): string {
+  const hmac = (key: Buffer | string, data: string) => createHmac("sha256", key).update(data).digest();
+  const encode = (value: string) =>
+    encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const query = [...url.searchParams]
+    .filter(([name]) => name !== "X-Amz-Signature")
+    .map(([name, value]) => `${encode(name)}=${encode(value)}`)
+    .sort()
+    .join("&");
+  const canonicalRequest = [
+    "GET",
+    url.pathname,
+    query,
+    `host:${url.host}\n`,
+    "host",
+    "UNSIGNED-PAYLOAD",
+  ].join("\n");
+  const date = url.searchParams.get("X-Amz-Date") as string;
+  const scope = `${date.slice(0, 8)}/${region}/s3/aws4_request`;
+  const stringToSign = [
+    "AWS4-HMAC-SHA256",
+    date,
+    scope,
+    createHash("sha256").update(canonicalRequest).digest("hex"),
+  ].join("\n");
+  let key = hmac(`AWS4${secretAccessKey}`, date.slice(0, 8));
+  for (const part of [region, "s3", "aws4_request"]) key = hmac(key, part);
+  return createHmac("sha256", key).update(stringToSign).digest("hex");
+}
+
+describe("presignS3Url with a versionId", () => {
+  const versionId = "3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo";
+
+  it("pins the object version in a signed versionId query parameter", async () => {
+    const url = new URL(await presignS3Url({ ...documentationExample, versionId }));
+    expect(url.searchParams.get("versionId")).toBe(versionId);
+    expect(url.searchParams.get("X-Amz-Signature")).toBe(
+      documentedSignature(url, documentationExample.credentials.secretAccessKey, "us-east-1"),
+    );
+  });
+
+  it("signs differently from the unversioned URL, so the version cannot be swapped or dropped", async () => {
+    const unversioned = new URL(await presignS3Url(documentationExample));
+    const versioned = new URL(await presignS3Url({ ...documentationExample, versionId }));
+    // The helper reproduces the documentation's published signature, so it can judge the versioned one.
+    expect(
+      documentedSignature(unversioned, documentationExample.credentials.secretAccessKey, "us-east-1"),
+    ).toBe("aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404");
+    expect(versioned.searchParams.get("X-Amz-Signature")).not.toBe(
+      unversioned.searchParams.get("X-Amz-Signature"),
+    );
+    const swapped = new URL(versioned);
+    swapped.searchParams.set("versionId", "another-version");
+    expect(versioned.searchParams.get("X-Amz-Signature")).not.toBe(
+      documentedSignature(swapped, documentationExample.credentials.secretAccessKey, "us-east-1"),
+    );
+  });
+
+  it("refuses an empty versionId rather than signing the current version", async () => {
+    await expect(presignS3Url({ ...documentationExample, versionId: "" })).rejects.toThrow(/versionId/);
   });
 });

@@ -18,6 +18,8 @@ export interface PresignOptions {
   bucket: string;
   key: string;
   method: "GET" | "PUT";
+  /** Pins one object version (GET): sent as the signed query parameter `versionId`. */
+  versionId?: string;
   expiresInSeconds: number;
   region: string;
   credentials: SigningCredentials;
@@ -53,6 +55,7 @@ export async function presignS3Url(options: PresignOptions): Promise<string> {
     throw new InvalidInputError(`a presigned URL must expire within 1 to ${maxPresignedSeconds} seconds`);
   }
   if (options.key === "") throw new InvalidInputError("a presigned URL needs an object key");
+  if (options.versionId === "") throw new InvalidInputError("a presigned URL's versionId must not be empty");
   const base = new URL(options.endpoint ?? `https://s3.${options.region}.amazonaws.com`);
   const pathStyle =
     options.forcePathStyle ?? (options.endpoint !== undefined || !isDnsCompatibleBucket(options.bucket));
@@ -71,7 +74,8 @@ export async function presignS3Url(options: PresignOptions): Promise<string> {
     ...(base.port ? { port: Number(base.port) } : {}),
     path,
     headers: { host, [contentSha256Header]: unsignedPayload },
-    query: {},
+    // In the query before signing, so the signature covers it: a URL cannot be pointed at another version.
+    query: options.versionId === undefined ? {} : { versionId: options.versionId },
   });
   const signer = new SignatureV4({
     service: "s3",

@@ -17,6 +17,11 @@ const environmentSchema = z
     STAGING_DIR: z.string().default("/tmp"),
     /** The restore approvers' SNS topic (restore functions only). */
     APPROVERS_TOPIC_ARN: z.string().optional(),
+    /**
+     * The role whose session signs the agents' presigned URLs (write-restore-plans on AWS); unset
+     * locally, where the S3 client's own credentials sign.
+     */
+    PRESIGN_ROLE_ARN: z.string().startsWith("arn:").optional(),
     /** The node agent script bundled beside the restore functions. */
     RESTORE_AGENT_SCRIPT: z.string().optional(),
     /** Local runs: SNS messages the handlers publish go to this file instead. */

@@ -2,12 +2,14 @@
 // the node agent's script, and the approvers' topic.
 import { appendFile, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
+import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import type { BackupDependencies } from "../../core/backup/backup-dependencies.js";
 import { ApprovalTokens } from "../../core/catalogue/approval-tokens.js";
 import type { RestoreDependencies } from "../../core/restore/restore-dependencies.js";
 import { createDynamoDbClient } from "../../core/store/aws-clients.js";
-import { presignWithClient } from "../../core/store/presign.js";
+import { presignS3Url, type SigningCredentials } from "../../core/store/presign.js";
 import type { HandlerEnvironment } from "./environment.js";
 
 /** Beside the bundled handler on Lambda (copied there at bundling); in the source tree otherwise. */
@@ -24,15 +26,20 @@ export function createRestoreDependencies(
     : publishToSns;
   const dynamo = createDynamoDbClient({ endpoint: environment.DYNAMODB_ENDPOINT });
   let script: Promise<string> | undefined;
+  const signingCredentials = environment.PRESIGN_ROLE_ARN
+    ? presignRoleSession(environment.PRESIGN_ROLE_ARN, backup)
+    : clientCredentials(backup.s3);
   return {
     ...backup,
     approvals: new ApprovalTokens({ client: dynamo, tableName: environment.CATALOGUE_TABLE }),
-    presign: (request) =>
-      presignWithClient(backup.s3, {
+    presign: async (request) =>
+      presignS3Url({
         bucket: backup.bucket,
         key: request.key,
         method: request.method,
         expiresInSeconds: request.expiresInSeconds,
+        region: await backup.s3.config.region(),
+        credentials: await signingCredentials(request.expiresInSeconds),
         ...(request.versionId ? { versionId: request.versionId } : {}),
         ...(environment.S3_ENDPOINT ? { endpoint: environment.S3_ENDPOINT, forcePathStyle: true } : {}),
       }),
@@ -44,6 +51,78 @@ export function createRestoreDependencies(
       if (!environment.APPROVERS_TOPIC_ARN) throw new Error("APPROVERS_TOPIC_ARN is not set");
       await publish(environment.APPROVERS_TOPIC_ARN, subject, message);
     },
+  };
+}
+
+/** Signing credentials for a URL that must work for `lifetimeSeconds`. */
+type CredentialSource = (lifetimeSeconds: number) => Promise<SigningCredentials>;
+
+/** Locally (s3rver) and in tests: the S3 client's own identity. */
+function clientCredentials(client: S3Client): CredentialSource {
+  return async () => client.config.credentials;
+}
+
+/** What the signing session is asked to last: the agents' URLs live 6 h (restore-plans-step). */
+export const presignSessionSeconds = 6 * 3600;
+/** STS's ceiling for a session assumed with another role's session, which a Lambda function's is. */
+const chainedSessionSeconds = 3600;
+/** A session is reused while it outlives the URL it signs but for this much. */
+const reuseToleranceSeconds = 300;
+
+/**
+ * A presigned URL stops working when the session that signed it expires, whatever its X-Amz-Expires;
+ * a Lambda function's own session may end sooner than the restore, so URLs are signed with a session
+ * of PRESIGN_ROLE_ARN, kept per cold start and renewed once it would not outlive a new URL.
+ */
+function presignRoleSession(roleArn: string, backup: BackupDependencies): CredentialSource {
+  let sts: STSClient | undefined;
+  let session:
+    | Promise<{ credentials: SigningCredentials & object; expiresAt: number; grantedSeconds: number }>
+    | undefined;
+  const assume = async (durationSeconds: number) => {
+    sts ??= new STSClient({});
+    const reply = await sts.send(
+      new AssumeRoleCommand({
+        RoleArn: roleArn,
+        RoleSessionName: `etcd-backup-presign-${Date.now()}`,
+        DurationSeconds: durationSeconds,
+      }),
+    );
+    const issued = reply.Credentials;
+    if (!issued?.AccessKeyId || !issued.SecretAccessKey || !issued.Expiration) {
+      throw new Error(`sts:AssumeRole on ${roleArn} returned no credentials`);
+    }
+    return {
+      credentials: {
+        accessKeyId: issued.AccessKeyId,
+        secretAccessKey: issued.SecretAccessKey,
+        ...(issued.SessionToken ? { sessionToken: issued.SessionToken } : {}),
+        expiration: issued.Expiration,
+      },
+      expiresAt: issued.Expiration.getTime(),
+      grantedSeconds: durationSeconds,
+    };
+  };
+  const start = () =>
+    assume(presignSessionSeconds).catch((error: unknown) => {
+      // STS refuses more than an hour to a session assumed with a role session (role chaining), which
+      // is what a Lambda function holds: sign for an hour rather than not at all, and say so.
+      if (!/role chaining/i.test((error as Error).message ?? "")) throw error;
+      backup.reporter.warn("presign session limited to 1 h by role chaining", { roleArn });
+      return assume(chainedSessionSeconds);
+    });
+  return async (lifetimeSeconds) => {
+    const needed = (now: number, granted: number) =>
+      now + (Math.min(lifetimeSeconds, granted) - reuseToleranceSeconds) * 1000;
+    let current = session ? await session.catch(() => undefined) : undefined;
+    if (!current || current.expiresAt < needed(Date.now(), current.grantedSeconds)) {
+      session = start();
+      session.catch(() => {
+        session = undefined;
+      });
+      current = await session;
+    }
+    return current.credentials;
   };
 }
 

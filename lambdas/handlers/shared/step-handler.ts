@@ -11,20 +11,21 @@ import type { Context } from "aws-lambda";
 import type { z } from "zod";
 import type { BackupDependencies, StepReporter } from "../../core/backup/backup-dependencies.js";
 import { parseStepInput } from "../../core/backup/step-payloads.js";
+import { MetricDimensions, MetricNamespace, MetricServiceName } from "../../core/metric-names.js";
 import type { RestoreDependencies } from "../../core/restore/restore-dependencies.js";
 import { createBackupDependencies } from "./backup-dependencies-from-environment.js";
 import { readEnvironment } from "./environment.js";
 import { createRestoreDependencies } from "./restore-dependencies-from-environment.js";
 
-const logger = new Logger({ serviceName: "etcd-backup" });
+const logger = new Logger({ serviceName: MetricServiceName });
 /** Local runs (the demo, tests) switch metrics off; Powertools would still warn of empty ones. */
 const metricsDisabled = process.env.POWERTOOLS_METRICS_DISABLED === "true";
 const metrics = new Metrics({
-  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? "EtcdBackup",
-  serviceName: "etcd-backup",
+  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? MetricNamespace,
+  serviceName: MetricServiceName,
   ...(metricsDisabled ? { logger: logger } : {}),
 });
-const tracer = new Tracer({ serviceName: "etcd-backup" });
+const tracer = new Tracer({ serviceName: MetricServiceName });
 
 const units = {
   Count: MetricUnit.Count,
@@ -78,7 +79,7 @@ function stepHandler<Schema extends z.ZodType, Result>(
     const input = parseStepInput(schema, event, step);
     const cluster = (input as { input?: { cluster?: string } }).input?.cluster;
     logger.appendKeys({ step, cluster, executionArn: (input as { executionArn?: string }).executionArn });
-    if (cluster) metrics.addDimension("Cluster", cluster);
+    if (cluster) metrics.addDimension(MetricDimensions.cluster, cluster);
     return bind()(input);
   })
     .use(captureLambdaHandler(tracer))

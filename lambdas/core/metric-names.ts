@@ -1,0 +1,18 @@
+// The CloudWatch names the handlers publish under and the alarms watch: one place, so that a renamed
+// metric or dimension cannot leave an alarm looking at nothing (an alarm on missing data would fire).
+
+/** Powertools' namespace and service name; the service is also a dimension of every metric. */
+export const MetricNamespace = "EtcdBackup";
+export const MetricServiceName = "etcd-backup";
+
+/** The dimensions: `service` is added by Powertools to every metric, `Cluster` by the step handler. */
+export const MetricDimensions = { service: "service", cluster: "Cluster" } as const;
+
+/** The metrics that alarms or dashboards rely on. */
+export const MetricNames = {
+  snapshotVerified: "SnapshotVerified",
+  snapshotVerificationFailed: "SnapshotVerificationFailed",
+  backupFailed: "BackupFailed",
+  restoreSucceeded: "RestoreSucceeded",
+  restoreFailed: "RestoreFailed",
+} as const;
