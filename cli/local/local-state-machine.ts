@@ -110,7 +110,6 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
     });
     return { MessageId: randomUUID() };
   };
-  // biome-ignore lint/suspicious/noExplicitAny: the library types handlers over its own JSON type
   const taskToken = `local-task-token-${name}`;
   const waitForTaskToken = async (parameters: { FunctionName: string; Payload: unknown }) => {
     if (!options.answerTaskToken) throw new Error("this run cannot answer .waitForTaskToken tasks");
