@@ -420,10 +420,10 @@ describe("the exec source", () => {
     });
   });
 
-  it("fails with InvalidInputError when RBAC forbids pods/exec", async () => {
+  it("fails with KubernetesAccessDeniedError when RBAC forbids pods/exec", async () => {
     const source = await execSource("etcd-forbidden");
     await expect(source.status()).rejects.toMatchObject({
-      name: ErrorNames.InvalidInput,
+      name: ErrorNames.KubernetesAccessDenied,
       message: expect.stringContaining('cannot create resource "pods/exec"'),
     });
   });
@@ -536,7 +536,7 @@ describe("the grpc source through a port-forward", () => {
     await expectNothingLeftBehind();
   });
 
-  it("fails with InvalidInputError when RBAC forbids pods/portforward", async () => {
+  it("fails with KubernetesAccessDeniedError when RBAC forbids pods/portforward", async () => {
     const source = await createPortForwardSnapshotSource({
       kubeConfig,
       pod: { namespace, name: "etcd-forbidden" },
@@ -544,7 +544,7 @@ describe("the grpc source through a port-forward", () => {
     });
     try {
       await expect(source.status()).rejects.toMatchObject({
-        name: ErrorNames.InvalidInput,
+        name: ErrorNames.KubernetesAccessDenied,
         message: expect.stringContaining('cannot create resource "pods/portforward"'),
       });
     } finally {

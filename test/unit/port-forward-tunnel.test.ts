@@ -267,7 +267,7 @@ describe("port-forward framing", () => {
     const tunnel = await openTunnel(errors);
     const { error } = await collect(await connectTo(tunnel));
     expect(error?.code).toBe("ECONNRESET");
-    expect(errors[0]).toMatchObject({ name: ErrorNames.InvalidInput, transient: false });
+    expect(errors[0]).toMatchObject({ name: ErrorNames.KubernetesAccessDenied, transient: false });
     expect(errors[0]?.message).toContain(`answered 403: ${message}`);
 
     refusal = {

@@ -18,6 +18,7 @@ import {
 } from "../errors.js";
 import type { MemberStatus } from "../etcd/etcd-client.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
+import { describeConnectError } from "./kube-websocket.js";
 import { type ExecFailure, type PodContainer, PodExecStream, runPodCommand } from "./pod-exec.js";
 
 export interface EtcdctlConnection {
@@ -206,13 +207,8 @@ function describeFailure(
     return tail === "" ? text : `${text}; stderr: ${tail}`;
   };
   switch (failure.kind) {
-    case "connect": {
-      const refused = failure.failure.kind === "refused" ? failure.failure.httpStatus : undefined;
-      // 401/403: the identity or its RBAC; 400: a container that does not exist. Retrying cannot help.
-      if (refused === 401 || refused === 403 || refused === 400)
-        return new InvalidInputError(failure.message);
-      return new EtcdUnavailableError(failure.message);
-    }
+    case "connect":
+      return describeConnectError(failure.error);
     case "status": {
       if (/executable file not found|no such file or directory/i.test(failure.message)) {
         return new InvalidInputError(

@@ -7,6 +7,13 @@ import type { ClientRequest, IncomingMessage } from "node:http";
 import type { KubeConfig } from "@kubernetes/client-node";
 // @ts-expect-error ws ships no type definitions and @types/ws is not installed
 import { WebSocket as UntypedWebSocket } from "ws";
+import {
+  type EtcdBackupError,
+  EtcdUnavailableError,
+  InvalidInputError,
+  KubernetesAccessDeniedError,
+  KubernetesApiError,
+} from "../errors.js";
 
 /** The members of a `ws` 8 client socket used here. */
 export interface KubeWebSocket {
@@ -196,6 +203,30 @@ function statusMessage(body: string, reasonPhrase: string | undefined): string {
   }
   const firstLine = body.split("\n", 1)[0]?.trim().slice(0, 500);
   return firstLine || reasonPhrase || "no reason given";
+}
+
+/**
+ * The named error for a WebSocket that could not be opened: 401/403 are the identity or its RBAC (not
+ * transient); 404 is the pod gone (transient: discovery finds the member again); 400 a request that cannot
+ * succeed (e.g. no such container); 429, 5xx and network failures are the API's (transient).
+ */
+export function describeConnectError(error: unknown): EtcdBackupError {
+  if (!(error instanceof KubeConnectError)) {
+    return new KubernetesApiError(error instanceof Error ? error.message : String(error), { cause: error });
+  }
+  const failure = error.failure;
+  if (failure.kind === "unreachable") return new KubernetesApiError(error.message, { cause: error });
+  switch (failure.httpStatus) {
+    case 401:
+    case 403:
+      return new KubernetesAccessDeniedError(error.message, { cause: error });
+    case 404:
+      return new EtcdUnavailableError(error.message, { cause: error });
+    case 400:
+      return new InvalidInputError(error.message, { cause: error });
+    default:
+      return new KubernetesApiError(error.message, { cause: error });
+  }
 }
 
 /** `[channel][payload]`, the binary framing of `v4.channel.k8s.io` and `v5.channel.k8s.io`. */

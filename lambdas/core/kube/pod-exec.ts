@@ -4,13 +4,7 @@
 // the status on channel 3 decides the outcome: a connection that ends without one is a failure.
 import { Readable } from "node:stream";
 import type { KubeConfig } from "@kubernetes/client-node";
-import {
-  ExecChannel,
-  KubeConnectError,
-  type KubeConnectFailure,
-  type KubeWebSocket,
-  openKubeWebSocket,
-} from "./kube-websocket.js";
+import { ExecChannel, KubeConnectError, type KubeWebSocket, openKubeWebSocket } from "./kube-websocket.js";
 
 export interface PodContainer {
   namespace: string;
@@ -20,7 +14,7 @@ export interface PodContainer {
 
 /** Why an exec did not succeed, for the caller to turn into one of the product's named errors. */
 export type ExecFailure =
-  | { kind: "connect"; failure: KubeConnectFailure; message: string }
+  | { kind: "connect"; error: KubeConnectError }
   /** The command ran and exited non-zero (status reason NonZeroExitCode). */
   | { kind: "exit"; exitCode: number; stderr: string }
   /** The API server or kubelet reported another failure, e.g. the executable was not found. */
@@ -102,7 +96,7 @@ export class PodExecStream extends Readable {
       );
     } catch (error) {
       if (error instanceof KubeConnectError) {
-        this.fail({ kind: "connect", failure: error.failure, message: error.message });
+        this.fail({ kind: "connect", error });
       } else {
         this.destroy(error as Error);
       }

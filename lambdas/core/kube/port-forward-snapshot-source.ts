@@ -5,7 +5,13 @@
 // against FACTS.md §5 and the stand-in API server, but no real kubelet has carried it yet: unproven on a live
 // cluster until it has been run on one.
 import type { KubeConfig } from "@kubernetes/client-node";
-import { type EtcdBackupError, EtcdUnavailableError, InvalidInputError } from "../errors.js";
+import {
+  type EtcdBackupError,
+  EtcdUnavailableError,
+  InvalidInputError,
+  KubernetesAccessDeniedError,
+  KubernetesApiError,
+} from "../errors.js";
 import { createEtcdClient, type EtcdTlsMaterial } from "../etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../etcd/grpc-snapshot-source.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
@@ -85,13 +91,20 @@ export async function createPortForwardSnapshotSource(
   };
 }
 
-/** The gRPC error, with what the tunnel saw; a refusal of the port-forward itself (RBAC) is not transient. */
+/**
+ * The gRPC error with what the tunnel saw. When the port-forward itself failed (refused, or the API out of
+ * reach), that is the failure to report under its own name: gRPC only saw its connections drop.
+ */
 function withTunnelErrors(error: unknown, reasons: readonly EtcdBackupError[]): unknown {
   if (reasons.length === 0 || !(error instanceof Error)) return error;
   const message = `${error.message}; ${describeAll(reasons)}`;
-  if (reasons.some((reason) => reason instanceof InvalidInputError))
-    return new InvalidInputError(message, { cause: error });
-  if (error instanceof EtcdUnavailableError) return new EtcdUnavailableError(message, { cause: error });
+  const options = { cause: error };
+  const tunnelFailure = reasons.find((reason) => !(reason instanceof EtcdUnavailableError));
+  if (tunnelFailure instanceof KubernetesAccessDeniedError)
+    return new KubernetesAccessDeniedError(message, options);
+  if (tunnelFailure instanceof KubernetesApiError) return new KubernetesApiError(message, options);
+  if (tunnelFailure instanceof InvalidInputError) return new InvalidInputError(message, options);
+  if (error instanceof EtcdUnavailableError) return new EtcdUnavailableError(message, options);
   error.message = message;
   return error;
 }

@@ -8,8 +8,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type EtcdBackupError, EtcdUnavailableError, InvalidInputError } from "../errors.js";
 import {
+  describeConnectError,
   encodeChannelFrame,
-  KubeConnectError,
   type KubeWebSocket,
   openKubeWebSocket,
 } from "./kube-websocket.js";
@@ -134,7 +134,7 @@ class PortForwardRelay {
         },
       );
     } catch (error) {
-      this.fail(connectError(error, this.where));
+      this.fail(describeConnectError(error));
     }
   }
 
@@ -266,16 +266,4 @@ class PortForwardRelay {
     // A reset, not an orderly end: the client must not take a truncated stream for a complete one.
     this.local.resetAndDestroy();
   }
-}
-
-function connectError(error: unknown, where: string): EtcdBackupError {
-  if (error instanceof KubeConnectError && error.failure.kind === "refused") {
-    const status = error.failure.httpStatus;
-    if (status === 400 || status === 401 || status === 403)
-      return new InvalidInputError(error.message, { cause: error });
-    return new EtcdUnavailableError(error.message, { cause: error });
-  }
-  return new EtcdUnavailableError(error instanceof Error ? error.message : `${where}: ${String(error)}`, {
-    cause: error,
-  });
 }
