@@ -112,11 +112,14 @@ export interface BackupWorkflowProps {
 
 export class BackupWorkflow extends Construct {
   readonly functions: Record<string, LambdaStepFunction> = {};
+  /** What the functions work on; the restore workflow works on the same. */
+  readonly resources: BackupResources;
   readonly stateMachine: sfn.StateMachine;
   readonly schedules: Record<string, scheduler.Schedule> = {};
 
   constructor(scope: Construct, id: string, props: BackupWorkflowProps) {
     super(scope, id);
+    this.resources = props.resources;
     for (const step of backupSteps) {
       this.functions[step.placeholder] = new LambdaStepFunction(this, pascalCase(step.handler), {
         handler: step.handler,

@@ -17,6 +17,7 @@ export interface AppSettings {
   targetsFile: string;
   targets: TargetsFile;
   alertEmails: string[];
+  approverEmails: string[];
   objectLock?: ObjectLockSettings;
   eksAccessEntries: boolean;
   vpc?: VpcPlacement;
@@ -24,7 +25,7 @@ export interface AppSettings {
 
 /**
  * Reads the app's settings from CDK context (`-c key=value` or cdk.json):
- * `targets` (path of the targets file), `alertEmails` (comma-separated), `objectLockMode` +
+ * `targets` (path of the targets file), `alertEmails` and `approverEmails` (comma-separated), `objectLockMode` +
  * `objectLockDays`, `stackName`, `eksAccessEntries` (`false` for EKS clusters in CONFIG_MAP mode), `vpc`
  * (JSON: `{"vpcId": "vpc-…", "subnetIds": ["subnet-…"], "securityGroupIds": ["sg-…"]}`, the last optional).
  */
@@ -47,20 +48,24 @@ export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
   }
   const targets = parseTargetsFile(json, targetsFile);
 
-  const emails = context("alertEmails");
-  const alertEmails = (Array.isArray(emails) ? emails.map(String) : String(emails ?? "").split(","))
-    .map((email) => email.trim())
-    .filter((email) => email.length > 0);
-  for (const email of alertEmails) {
-    if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))
-      throw new Error(`alertEmails: "${email}" is not an e-mail address`);
-  }
+  const emailList = (key: string): string[] => {
+    const emails = context(key);
+    const list = (Array.isArray(emails) ? emails.map(String) : String(emails ?? "").split(","))
+      .map((email) => email.trim())
+      .filter((email) => email.length > 0);
+    for (const email of list) {
+      if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))
+        throw new Error(`${key}: "${email}" is not an e-mail address`);
+    }
+    return list;
+  };
 
   const settings: AppSettings = {
     stackName: String(context("stackName") ?? defaultStackName),
     targetsFile,
     targets,
-    alertEmails,
+    alertEmails: emailList("alertEmails"),
+    approverEmails: emailList("approverEmails"),
     eksAccessEntries: String(context("eksAccessEntries") ?? "true") !== "false",
   };
   const lockMode = context("objectLockMode");
@@ -114,10 +119,12 @@ export function buildEtcdBackupApp(
   overrides: Partial<EtcdBackupStackProps> = {},
 ): EtcdBackupStack {
   const stack = new EtcdBackupStack(app, settings.stackName, {
-    description: "etcd-backup: scheduled, verified etcd snapshots in S3 with a DynamoDB catalogue",
+    description:
+      "etcd-backup: scheduled, verified etcd snapshots in S3 with a DynamoDB catalogue, and approved restores",
     env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
     targets: settings.targets,
     alertEmails: settings.alertEmails,
+    approverEmails: settings.approverEmails,
     eksAccessEntries: settings.eksAccessEntries,
     ...(settings.objectLock ? { objectLock: settings.objectLock } : {}),
     ...(settings.vpc ? { vpc: settings.vpc } : {}),

@@ -1,5 +1,5 @@
-// The deployed product: storage, catalogue, the backup workflow with its schedules, on-call alerts and
-// the freshness alarms, for the targets of one validated targets file. Outputs carry stable names that
+// The deployed product: storage, catalogue, the backup workflow with its schedules, the restore workflow
+// with its approvers' topic, on-call alerts and the freshness alarms, for the targets of one validated targets file. Outputs carry stable names that
 // the CLI looks up.
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +14,7 @@ import { clusterAccessOf } from "./cluster-access.js";
 import type { StepNetwork } from "./lambda-step-function.js";
 import { Monitoring } from "./monitoring.js";
 import { OnCallTopic } from "./on-call-topic.js";
+import { RestoreWorkflow } from "./restore-workflow.js";
 import { type ObjectLockSettings, SnapshotStorage } from "./snapshot-storage.js";
 import { TargetsParameter } from "./targets-parameter.js";
 
@@ -27,6 +28,8 @@ export const StackOutputs = {
   snapshotKeyArn: "SnapshotKeyArn",
   catalogueTableName: "CatalogueTableName",
   backupStateMachineArn: "BackupStateMachineArn",
+  restoreStateMachineArn: "RestoreStateMachineArn",
+  approversTopicArn: "ApproversTopicArn",
   onCallTopicArn: "OnCallTopicArn",
   targetsParameterName: "TargetsParameterName",
   /** Only with a VPC placement and no security groups given: allow it to etcd's client port. */
@@ -48,6 +51,8 @@ export interface EtcdBackupStackProps extends StackProps {
   targets: TargetsFile;
   /** E-mail addresses subscribed to the on-call topic. */
   alertEmails?: readonly string[];
+  /** E-mail addresses subscribed to the restore approvers' topic. */
+  approverEmails?: readonly string[];
   objectLock?: ObjectLockSettings;
   noncurrentVersionDays?: number;
   logRetention?: logs.RetentionDays;
@@ -65,6 +70,7 @@ export class EtcdBackupStack extends Stack {
   readonly targetsParameter: TargetsParameter;
   readonly onCall: OnCallTopic;
   readonly backup: BackupWorkflow;
+  readonly restore: RestoreWorkflow;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: EtcdBackupStackProps) {
@@ -97,9 +103,21 @@ export class EtcdBackupStack extends Stack {
       ...(props.eksAccessEntries === undefined ? {} : { eksAccessEntries: props.eksAccessEntries }),
     });
 
+    this.restore = new RestoreWorkflow(this, "RestoreWorkflow", {
+      resources: this.backup.resources,
+      targets: props.targets.targets,
+      onCall: this.onCall,
+      backupStateMachine: this.backup.stateMachine,
+      approverEmails: props.approverEmails ?? [],
+      projectRoot,
+      handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
+      logRetention,
+      ...(network ? { network } : {}),
+    });
+
     this.monitoring = new Monitoring(this, "Monitoring", {
       onCall: this.onCall,
-      stateMachines: { backup: this.backup.stateMachine },
+      stateMachines: { backup: this.backup.stateMachine, restore: this.restore.stateMachine },
       targets: props.targets.targets,
     });
 
@@ -114,7 +132,17 @@ export class EtcdBackupStack extends Stack {
       this.backup.stateMachine.stateMachineArn,
       "Backup state machine",
     );
+    output(
+      StackOutputs.restoreStateMachineArn,
+      this.restore.stateMachine.stateMachineArn,
+      "Restore state machine",
+    );
     output(StackOutputs.onCallTopicArn, this.onCall.topic.topicArn, "On-call SNS topic");
+    output(
+      StackOutputs.approversTopicArn,
+      this.restore.approvers.topic.topicArn,
+      "Restore approvers SNS topic",
+    );
     output(
       StackOutputs.targetsParameterName,
       this.targetsParameter.parameter.parameterName,

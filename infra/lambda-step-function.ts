@@ -1,12 +1,13 @@
 // One Lambda function per state-machine step, with the settings they share (arm64, Node 22, ESM bundle,
 // X-Ray, Powertools, a log group with retention) and, in the same place, each environment variable the
 // handlers read together with exactly the access the step declares. Every function gets its own role.
-import { join } from "node:path";
-import { type Duration, type Size, Stack, Validations } from "aws-cdk-lib";
+import { basename, join } from "node:path";
+import { Duration, type Size, Stack, Validations } from "aws-cdk-lib";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as lambda from "aws-cdk-lib/aws-lambda";
+import type { ICommandHooks } from "aws-cdk-lib/aws-lambda-nodejs";
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as ssm from "aws-cdk-lib/aws-ssm";
@@ -16,6 +17,7 @@ import { MetricNamespace, MetricServiceName } from "../lambdas/core/metric-names
 import type { ClusterAccess } from "./cluster-access.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 import { crc32cNativeModule, linuxArm64NativeModuleHooks } from "./native-modules.js";
+import type { NotificationTopic } from "./on-call-topic.js";
 import type { SnapshotStorage } from "./snapshot-storage.js";
 
 /** The Lambda runtime of every handler: one place to move it. */
@@ -37,6 +39,23 @@ export interface BackupResources {
   clusterAccess: ClusterAccess;
 }
 
+/** What only the restore functions work on. */
+export interface RestoreResources {
+  /** Clusters with a restore layout: only their `<prefix>/<cluster>/_restores/` keys are written. */
+  restorableClusters: string[];
+  /** etcd client TLS secrets of those clusters (the restore steps reach etcd, never a Kubernetes API). */
+  etcdTlsSecretArns: string[];
+  approvers: NotificationTopic;
+}
+
+/** The catalogue partition that holds pending approvals (ApprovalTokens), shared by every cluster. */
+export const approvalsPartition = "#approvals";
+
+/** Where the restore agent's script lands in the write-restore-plans bundle, and so on Lambda. */
+export const bundledAgentScript = {
+  source: ["lambdas", "core", "restore", "agent", "etcd-restore-agent.sh"],
+};
+
 /**
  * The kinds of access a step may declare. Each maps to the narrowest statements that let the code do
  * its job (see `grantAccess`), always restricted to the named clusters.
@@ -55,7 +74,21 @@ export type StepAccess =
   /** Delete snapshot object versions (after checking Object Lock) and abort their leftover uploads. */
   | "prune-snapshots"
   /** Abort multipart uploads a failed run left open. */
-  | "abort-uploads";
+  | "abort-uploads"
+  /** Restore: read the named clusters' snapshot object versions and their tags (`*.db` keys only). */
+  | "read-snapshot-versions"
+  /** Restore: the etcd client TLS secrets of the restorable clusters, nothing else. */
+  | "etcd-tls"
+  /** Restore: write plan objects under `<prefix>/<cluster>/_restores/` of the restorable clusters. */
+  | "write-restore-plans"
+  /** Restore: read plan and status objects under `<prefix>/<cluster>/_restores/`. */
+  | "read-restore-plans"
+  /** Restore: write the pending-approval item (task token) in the approvals partition. */
+  | "approvals"
+  /** Restore: publish to the approvers' topic (sets APPROVERS_TOPIC_ARN). */
+  | "notify-approvers"
+  /** Restore: sign the agents' URLs with a PresignRole session of its own (sets PRESIGN_ROLE_ARN). */
+  | "presign-urls";
 
 export interface StepSizing {
   memorySize: number;
@@ -78,6 +111,10 @@ export interface LambdaStepFunctionProps {
   sizing: StepSizing;
   access: readonly StepAccess[];
   resources: BackupResources;
+  /** Required by the restore access kinds. */
+  restore?: RestoreResources;
+  /** Copy the restore agent's script into the bundle and point RESTORE_AGENT_SCRIPT at it. */
+  restoreAgentScript?: boolean;
   /** Ship the native CRC32C module for linux-arm64 (steps that checksum whole snapshots). */
   nativeCrc32c?: boolean;
   network?: StepNetwork;
@@ -91,6 +128,8 @@ export class LambdaStepFunction extends Construct {
   readonly function: nodejs.NodejsFunction;
   readonly role: iam.Role;
   readonly logGroup: logs.LogGroup;
+  /** With "presign-urls": the role whose sessions sign the agents' URLs. */
+  readonly presignRole?: iam.Role;
 
   constructor(scope: Construct, id: string, props: LambdaStepFunctionProps) {
     super(scope, id);
@@ -104,7 +143,29 @@ export class LambdaStepFunction extends Construct {
     });
     this.logGroup.grantWrite(this.role);
 
+    const access = new Set(props.access);
+    const restore = () => {
+      if (!props.restore) throw new Error(`${props.handler}: restore access needs the restore resources`);
+      return props.restore;
+    };
+    const extraEnvironment: Record<string, string> = {};
+    if (access.has("notify-approvers")) {
+      extraEnvironment.APPROVERS_TOPIC_ARN = restore().approvers.topic.topicArn;
+    }
+    if (access.has("presign-urls")) {
+      this.presignRole = createPresignRole(this, this.role, resources, restore());
+      extraEnvironment.PRESIGN_ROLE_ARN = this.presignRole.roleArn;
+    }
+    const agentScript = join(props.projectRoot, ...bundledAgentScript.source);
+    if (props.restoreAgentScript) {
+      extraEnvironment.RESTORE_AGENT_SCRIPT = `/var/task/${basename(agentScript)}`;
+    }
+
     const native = props.nativeCrc32c === true;
+    const hooks: ICommandHooks[] = [
+      ...(native ? [linuxArm64NativeModuleHooks(props.projectRoot, crc32cNativeModule)] : []),
+      ...(props.restoreAgentScript ? [copyFileHooks(agentScript)] : []),
+    ];
     this.function = new nodejs.NodejsFunction(this, "Function", {
       entry: join(props.handlersDirectory, `${props.handler}.ts`),
       handler: "handler",
@@ -129,6 +190,7 @@ export class LambdaStepFunction extends Construct {
         POWERTOOLS_SERVICE_NAME: PowertoolsSettings.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: PowertoolsSettings.metricsNamespace,
         NODE_OPTIONS: "--enable-source-maps",
+        ...extraEnvironment,
       },
       ...(props.network
         ? {
@@ -149,13 +211,11 @@ export class LambdaStepFunction extends Construct {
           "import { createRequire as __etcdBackupCreateRequire } from 'node:module'; const require = __etcdBackupCreateRequire(import.meta.url);",
         // The AWS SDK is bundled too: the versions the lock file pins are the ones that run.
         externalModules: native ? [crc32cNativeModule] : [],
-        ...(native
-          ? { commandHooks: linuxArm64NativeModuleHooks(props.projectRoot, crc32cNativeModule) }
-          : {}),
+        ...(hooks.length > 0 ? { commandHooks: combineHooks(hooks) } : {}),
       },
     });
 
-    for (const access of new Set(props.access)) grantAccess(this, this.role, access, resources);
+    for (const kind of access) grantAccess(this, this.role, kind, resources, props.restore);
 
     if (props.network) {
       this.role.addManagedPolicy(
@@ -180,8 +240,95 @@ export class LambdaStepFunction extends Construct {
   }
 }
 
+/** The snapshot objects (`<prefix>/<cluster>/<yyyy>/<mm>/<dd>/<id>.db`) of the named clusters. */
+export function snapshotObjectArns(resources: BackupResources): string[] {
+  return resources.clusterAccess.clusters.map((cluster) =>
+    resources.storage.bucket.arnForObjects(`${resources.prefix}/${cluster}/*.db`),
+  );
+}
+
+/** The restore working area (plans, status) of the restorable clusters. */
+export function restoreObjectArns(resources: BackupResources, restore: RestoreResources): string[] {
+  return restore.restorableClusters.map((cluster) =>
+    resources.storage.bucket.arnForObjects(`${resources.prefix}/${cluster}/_restores/*`),
+  );
+}
+
+const snapshotObjectsReason =
+  "Snapshot keys carry the date and a fresh id: the grant is the *.db keys under <prefix>/<cluster>/ of the named clusters (any of them, for an allowed cross-cluster restore), and nothing else in the bucket.";
+const restoreObjectsReason =
+  "Each restore writes plans and status objects under a new id: the grant is <prefix>/<cluster>/_restores/* of the clusters with a restore layout, and nothing else in the bucket.";
+
+/**
+ * The role that signs the agents' presigned URLs: assumable only by `signer`, sessions of up to 12 h
+ * (a URL dies with the session that signed it), and nothing but reading the snapshots and reading and
+ * writing the restore working area, through S3 only for the key.
+ */
+function createPresignRole(
+  scope: Construct,
+  signer: iam.Role,
+  resources: BackupResources,
+  restore: RestoreResources,
+): iam.Role {
+  const stack = Stack.of(scope);
+  const role = new iam.Role(scope, "PresignRole", {
+    assumedBy: new iam.ArnPrincipal(signer.roleArn),
+    maxSessionDuration: Duration.hours(12),
+    description: "etcd-backup: signs the restore agents' presigned S3 URLs",
+  });
+  const snapshots = snapshotObjectArns(resources);
+  const working = restoreObjectArns(resources, restore);
+  // The snapshot URL pins the catalogued version: a GET with versionId is s3:GetObjectVersion.
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({ actions: ["s3:GetObject", "s3:GetObjectVersion"], resources: snapshots }),
+  );
+  if (working.length > 0) {
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ["s3:GetObject", "s3:PutObject"], resources: working }),
+    );
+  }
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ["kms:Decrypt", "kms:GenerateDataKey"],
+      resources: [resources.storage.key.keyArn],
+      conditions: { StringEquals: { "kms:ViaService": `s3.${stack.region}.${stack.urlSuffix}` } },
+    }),
+  );
+  signer.addToPrincipalPolicy(
+    new iam.PolicyStatement({ actions: ["sts:AssumeRole"], resources: [role.roleArn] }),
+  );
+  acknowledgeWildcardResources(role, snapshots, snapshotObjectsReason);
+  acknowledgeWildcardResources(role, working, restoreObjectsReason);
+  return role;
+}
+
+/** Copies one file into the bundle's root after esbuild ran. */
+function copyFileHooks(file: string): ICommandHooks {
+  const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+  return {
+    beforeBundling: () => [],
+    beforeInstall: () => [],
+    afterBundling: (_inputDir, outputDir) => [`cp ${quote(file)} ${quote(join(outputDir, basename(file)))}`],
+  };
+}
+
+function combineHooks(hooks: ICommandHooks[]): ICommandHooks {
+  return {
+    beforeBundling: (inputDir, outputDir) =>
+      hooks.flatMap((hook) => hook.beforeBundling(inputDir, outputDir)),
+    beforeInstall: (inputDir, outputDir) => hooks.flatMap((hook) => hook.beforeInstall(inputDir, outputDir)),
+    afterBundling: (inputDir, outputDir) => hooks.flatMap((hook) => hook.afterBundling(inputDir, outputDir)),
+  };
+}
+
 /** Adds the statements one kind of access needs to `role`, scoped to the named clusters. */
-function grantAccess(scope: Construct, role: iam.Role, access: StepAccess, resources: BackupResources): void {
+function grantAccess(
+  scope: Construct,
+  role: iam.Role,
+  access: StepAccess,
+  resources: BackupResources,
+  restore: RestoreResources | undefined,
+): void {
   const stack = Stack.of(scope);
   const { storage, clusterAccess } = resources;
   const clusterObjects = clusterAccess.clusters.map((cluster) =>
@@ -192,6 +339,15 @@ function grantAccess(scope: Construct, role: iam.Role, access: StepAccess, resou
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions, resources: resourceArns, ...(conditions ? { conditions } : {}) }),
     );
+  };
+  const restoreResources = () => {
+    if (!restore) throw new Error(`access ${access} needs the restore resources`);
+    return restore;
+  };
+  const onRestoreObjects = (actions: string[]) => {
+    const arns = restoreObjectArns(resources, restoreResources());
+    allow(actions, arns);
+    acknowledgeWildcardResources(scope, arns, restoreObjectsReason);
   };
   const onObjects = (actions: string[]) => {
     allow(actions, clusterObjects);
@@ -256,6 +412,38 @@ function grantAccess(scope: Construct, role: iam.Role, access: StepAccess, resou
     case "abort-uploads":
       onObjects(["s3:AbortMultipartUpload"]);
       listUploads();
+      break;
+    case "read-snapshot-versions": {
+      // HeadObject and GetObjectTagging of the catalogued version; neither decrypts, so no key use.
+      const arns = snapshotObjectArns(resources);
+      allow(
+        ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
+        arns,
+      );
+      acknowledgeWildcardResources(scope, arns, snapshotObjectsReason);
+      break;
+    }
+    case "etcd-tls":
+      allow(["secretsmanager:GetSecretValue"], restoreResources().etcdTlsSecretArns);
+      break;
+    case "write-restore-plans":
+      onRestoreObjects(["s3:PutObject"]);
+      useKeyThroughS3(["kms:GenerateDataKey"]);
+      break;
+    case "read-restore-plans":
+      onRestoreObjects(["s3:GetObject"]);
+      useKeyThroughS3(["kms:Decrypt"]);
+      break;
+    case "approvals":
+      allow(["dynamodb:PutItem"], [resources.table.tableArn], {
+        "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [approvalsPartition] },
+      });
+      break;
+    case "notify-approvers":
+      restoreResources().approvers.grantPublish(role);
+      break;
+    case "presign-urls":
+      // The PresignRole, its trust and sts:AssumeRole on it are made with the function (createPresignRole).
       break;
   }
 }

@@ -1,5 +1,6 @@
-// The on-call SNS topic: KMS-encrypted with a key of its own (CloudWatch alarms must be allowed to use it,
-// and get nothing on the snapshot key), TLS only, optional e-mail subscriptions.
+// The SNS topics, on-call and the restore approvers': each KMS-encrypted with a key of its own (CloudWatch
+// alarms must be allowed to use the on-call one, and get nothing on the snapshot key), TLS only,
+// optional e-mail subscriptions.
 import { ArnFormat, RemovalPolicy, Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
@@ -12,19 +13,39 @@ export interface OnCallTopicProps {
   emails?: readonly string[];
 }
 
-export class OnCallTopic extends Construct {
+export interface NotificationTopicProps extends OnCallTopicProps {
+  displayName: string;
+  /** What the topic's key is for, as its description. */
+  keyDescription: string;
+  /** Let this account's CloudWatch alarms publish (key and topic policy). */
+  acceptAlarms: boolean;
+}
+
+export class NotificationTopic extends Construct {
   readonly key: kms.Key;
   readonly topic: sns.Topic;
 
-  constructor(scope: Construct, id: string, props: OnCallTopicProps = {}) {
+  constructor(scope: Construct, id: string, props: NotificationTopicProps) {
     super(scope, id);
     const stack = Stack.of(this);
 
     this.key = new kms.Key(this, "Key", {
-      description: "etcd-backup: encrypts on-call notifications (SNS)",
+      description: props.keyDescription,
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    this.topic = new sns.Topic(this, "Topic", {
+      displayName: props.displayName,
+      masterKey: this.key,
+      enforceSSL: true,
+    });
+    if (props.acceptAlarms) this.acceptAlarms(stack);
+    for (const email of props.emails ?? []) {
+      this.topic.addSubscription(new subscriptions.EmailSubscription(email));
+    }
+  }
+
+  private acceptAlarms(stack: Stack): void {
     // Alarms publish as the CloudWatch service, which needs the key itself (an AWS managed key won't do).
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
@@ -35,11 +56,6 @@ export class OnCallTopic extends Construct {
       }),
     );
 
-    this.topic = new sns.Topic(this, "Topic", {
-      displayName: "etcd-backup on-call",
-      masterKey: this.key,
-      enforceSSL: true,
-    });
     // The topic policy replaces SNS's default one, so CloudWatch alarms of this account are let in explicitly.
     this.topic.addToResourcePolicy(
       new iam.PolicyStatement({
@@ -60,9 +76,6 @@ export class OnCallTopic extends Construct {
         },
       }),
     );
-    for (const email of props.emails ?? []) {
-      this.topic.addSubscription(new subscriptions.EmailSubscription(email));
-    }
   }
 
   /** Lets a role publish: sns:Publish on the topic and the two key operations SNS needs for it. */
@@ -76,5 +89,17 @@ export class OnCallTopic extends Construct {
         resources: [this.key.keyArn],
       }),
     );
+  }
+}
+
+/** Where on-call hears of failed runs and stale backups; CloudWatch alarms publish here. */
+export class OnCallTopic extends NotificationTopic {
+  constructor(scope: Construct, id: string, props: OnCallTopicProps = {}) {
+    super(scope, id, {
+      ...props,
+      displayName: "etcd-backup on-call",
+      keyDescription: "etcd-backup: encrypts on-call notifications (SNS)",
+      acceptAlarms: true,
+    });
   }
 }

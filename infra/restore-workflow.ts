@@ -1,0 +1,278 @@
+// The approved restore: one Lambda function per step of statemachine/restore.asl.json, each with a role
+// of its own and separate from the backup functions' (restore is the more privileged identity), the
+// approvers' topic, and the state machine deployed from that file. The state machine starts the backup
+// state machine for the safety snapshot and runs the node agents through Systems Manager.
+import { join } from "node:path";
+import { Annotations, Arn, ArnFormat, Duration, Stack } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import type * as logs from "aws-cdk-lib/aws-logs";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import { Construct } from "constructs";
+import type { Target } from "../lambdas/core/config/target-config.js";
+import { AslStateMachine } from "./asl-state-machine.js";
+import { secretResourceArns } from "./cluster-access.js";
+import {
+  type BackupResources,
+  LambdaStepFunction,
+  type RestoreResources,
+  type StepAccess,
+  type StepNetwork,
+  type StepSizing,
+} from "./lambda-step-function.js";
+import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
+import { NotificationTopic, type OnCallTopic } from "./on-call-topic.js";
+
+interface RestoreStep {
+  /** The ASL placeholder that receives the function's ARN. */
+  placeholder: string;
+  handler: string;
+  description: string;
+  sizing: StepSizing;
+  access: StepAccess[];
+  /** Talks to etcd: placed in the VPC when one is given. */
+  reachesClusters?: boolean;
+  restoreAgentScript?: boolean;
+}
+
+const small = (seconds: number): StepSizing => ({ memorySize: 256, timeout: Duration.seconds(seconds) });
+
+/** The steps and what each may touch. Lambda timeouts stay within the ASL's TimeoutSeconds for the state. */
+export const restoreSteps: readonly RestoreStep[] = [
+  {
+    placeholder: "ValidateRestoreFunctionArn",
+    handler: "validate-restore",
+    description: "etcd-backup restore: check the snapshot and the cluster before asking for approval",
+    sizing: small(60),
+    access: ["catalogue", "targets", "etcd-tls", "read-snapshot-versions"],
+    reachesClusters: true,
+  },
+  {
+    placeholder: "RequestApprovalFunctionArn",
+    handler: "request-approval",
+    description: "etcd-backup restore: keep the task token and ask the approvers",
+    sizing: small(30),
+    access: ["approvals", "notify-approvers"],
+  },
+  {
+    placeholder: "AcquireLeaseFunctionArn",
+    handler: "acquire-lease",
+    description: "etcd-backup restore: take the cluster's lease after approval",
+    sizing: small(30),
+    access: ["catalogue"],
+  },
+  {
+    placeholder: "WriteRestorePlansFunctionArn",
+    handler: "write-restore-plans",
+    description: "etcd-backup restore: write each member's plan and presign the agents' URLs",
+    sizing: small(60),
+    access: ["targets", "write-restore-plans", "presign-urls"],
+    restoreAgentScript: true,
+  },
+  {
+    placeholder: "SetRestorePhaseFunctionArn",
+    handler: "set-restore-phase",
+    description: "etcd-backup restore: move every member's plan to the next barrier phase",
+    sizing: small(60),
+    access: ["targets", "read-restore-plans", "write-restore-plans"],
+  },
+  {
+    placeholder: "CheckRestoreAgentsFunctionArn",
+    handler: "check-restore-agents",
+    description: "etcd-backup restore: read the agents' status objects at a barrier",
+    sizing: small(60),
+    access: ["targets", "read-restore-plans"],
+  },
+  {
+    placeholder: "CheckEtcdHealthFunctionArn",
+    handler: "check-etcd-health",
+    description:
+      "etcd-backup restore: check members, leader, revision and key count before the API servers start",
+    sizing: small(60),
+    access: ["targets", "etcd-tls"],
+    reachesClusters: true,
+  },
+  {
+    placeholder: "ComposeRestoreMessageFunctionArn",
+    handler: "compose-restore-message",
+    description: "etcd-backup restore: release the lease on failure and word the outcome for on-call",
+    sizing: small(60),
+    access: ["catalogue"],
+  },
+  {
+    placeholder: "ReleaseLeaseFunctionArn",
+    handler: "release-lease",
+    description: "etcd-backup restore: give the cluster's lease back",
+    sizing: small(30),
+    access: ["catalogue"],
+  },
+];
+
+/** The SSM document the StartAgent state sends; nothing else may be run on the nodes. */
+export const agentDocumentName = "AWS-RunShellScript";
+
+/** The control-plane instances the ssm executor may reach, from the targets' restore layouts. */
+export function agentInstanceIds(targets: readonly Target[]): string[] {
+  return [
+    ...new Set(
+      targets.flatMap((target) =>
+        target.restore?.executor === "ssm"
+          ? target.restore.members.flatMap((member) => (member.instanceId ? [member.instanceId] : []))
+          : [],
+      ),
+    ),
+  ].sort();
+}
+
+export interface RestoreWorkflowProps {
+  resources: BackupResources;
+  targets: readonly Target[];
+  onCall: OnCallTopic;
+  /** The backup state machine, started for the safety snapshot. */
+  backupStateMachine: sfn.IStateMachine;
+  /** Addresses subscribed to the approvers' topic. */
+  approverEmails?: readonly string[];
+  projectRoot: string;
+  handlersDirectory: string;
+  logRetention: logs.RetentionDays;
+  network?: StepNetwork;
+}
+
+export class RestoreWorkflow extends Construct {
+  readonly functions: Record<string, LambdaStepFunction> = {};
+  readonly approvers: NotificationTopic;
+  readonly stateMachine: sfn.StateMachine;
+
+  constructor(scope: Construct, id: string, props: RestoreWorkflowProps) {
+    super(scope, id);
+    const restorable = props.targets.filter((target) => target.restore);
+    this.approvers = new NotificationTopic(this, "Approvers", {
+      displayName: "etcd-backup restore approvers",
+      keyDescription: "etcd-backup: encrypts restore approval requests (SNS)",
+      acceptAlarms: false,
+      emails: props.approverEmails ?? [],
+    });
+    const restore: RestoreResources = {
+      restorableClusters: restorable.map((target) => target.name),
+      etcdTlsSecretArns: [
+        ...new Set(
+          restorable.flatMap((target) =>
+            target.etcd.tlsSecretArn ? secretResourceArns(target.etcd.tlsSecretArn) : [],
+          ),
+        ),
+      ],
+      approvers: this.approvers,
+    };
+
+    for (const step of restoreSteps) {
+      this.functions[step.placeholder] = new LambdaStepFunction(this, pascalCase(step.handler), {
+        handler: step.handler,
+        description: step.description,
+        sizing: step.sizing,
+        access: step.access,
+        resources: props.resources,
+        restore,
+        restoreAgentScript: step.restoreAgentScript ?? false,
+        ...(props.network && step.reachesClusters ? { network: props.network } : {}),
+        projectRoot: props.projectRoot,
+        handlersDirectory: props.handlersDirectory,
+        logRetention: props.logRetention,
+      });
+    }
+
+    const machine = new AslStateMachine(this, "Restore", {
+      definitionFile: join(props.projectRoot, "statemachine", "restore.asl.json"),
+      functions: Object.fromEntries(
+        Object.entries(this.functions).map(([name, step]) => [name, step.function]),
+      ),
+      values: {
+        OnCallTopicArn: props.onCall.topic.topicArn,
+        BackupStateMachineArn: props.backupStateMachine.stateMachineArn,
+      },
+      logRetention: props.logRetention,
+      grant: (role) => {
+        props.onCall.grantPublish(role);
+        grantSafetySnapshot(this, role, props.backupStateMachine);
+        grantAgentCommands(this, role, props.targets);
+      },
+    });
+    this.stateMachine = machine.stateMachine;
+  }
+}
+
+/**
+ * What `states:startExecution.sync:2` needs: start the backup state machine, follow and stop its
+ * executions, and the managed EventBridge rule through which Step Functions learns that they ended.
+ */
+function grantSafetySnapshot(scope: Construct, role: iam.IRole, backup: sfn.IStateMachine): void {
+  const stack = Stack.of(scope);
+  const backupName = Arn.split(backup.stateMachineArn, ArnFormat.COLON_RESOURCE_NAME).resourceName;
+  const executions = stack.formatArn({
+    service: "states",
+    resource: "execution",
+    resourceName: `${backupName}:*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({ actions: ["states:StartExecution"], resources: [backup.stateMachineArn] }),
+  );
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ["states:DescribeExecution", "states:StopExecution"],
+      resources: [executions],
+    }),
+  );
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+      resources: [
+        stack.formatArn({
+          service: "events",
+          resource: "rule",
+          resourceName: "StepFunctionsGetEventsForStepFunctionsExecutionRule",
+        }),
+      ],
+    }),
+  );
+  acknowledgeWildcardResources(
+    scope,
+    [executions],
+    "Execution names of the safety snapshot are chosen at run time: the grant is DescribeExecution/StopExecution on the executions of the backup state machine only (what .sync:2 needs to follow them).",
+  );
+}
+
+/** ssm:SendCommand with the one shell document, on the named control-plane instances only. */
+function grantAgentCommands(scope: Construct, role: iam.IRole, targets: readonly Target[]): void {
+  const stack = Stack.of(scope);
+  for (const target of targets) {
+    const unnamed =
+      target.restore?.executor === "ssm" ? target.restore.members.filter((m) => !m.instanceId) : [];
+    if (unnamed.length > 0) {
+      Annotations.of(scope).addWarningV2(
+        "etcd-backup:restore-member-without-instance",
+        `target ${target.name}: restore members ${unnamed.map((m) => m.name).join(", ")} name no instanceId; the restore state machine may not send them commands.`,
+      );
+    }
+  }
+  const instances = agentInstanceIds(targets);
+  if (instances.length === 0) return;
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ["ssm:SendCommand"],
+      resources: [
+        stack.formatArn({
+          service: "ssm",
+          account: "",
+          resource: "document",
+          resourceName: agentDocumentName,
+        }),
+        ...instances.map((instanceId) =>
+          stack.formatArn({ service: "ec2", resource: "instance", resourceName: instanceId }),
+        ),
+      ],
+    }),
+  );
+}
+
+function pascalCase(kebab: string): string {
+  return kebab.replace(/(^|-)([a-z])/g, (_match, _dash, letter: string) => letter.toUpperCase());
+}
