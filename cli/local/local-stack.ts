@@ -10,8 +10,10 @@ import { type LocalDynamoDb, startLocalDynamoDb } from "./local-dynamodb.js";
 import { type LocalS3, startLocalS3 } from "./local-s3.js";
 import {
   apiServerManifestName,
+  controllerManagerManifestName,
   etcdManifestName,
   type StaticPodEtcd,
+  schedulerManifestName,
   startStaticPodEtcd,
 } from "./static-pod-etcd.js";
 import { makeTempDir } from "./temp-dir.js";
@@ -127,6 +129,8 @@ function localTargets(etcd: StaticPodEtcd, prefix: string) {
           restoreTool: "etcdctl",
           etcdManifest: etcdManifestName,
           apiServerManifest: apiServerManifestName,
+          // Each node's stand-in kube-apiserver answers /readyz on a port of its own.
+          restartManifests: [schedulerManifestName, controllerManagerManifestName],
           pollSeconds: 1,
           phaseTimeoutSeconds: 120,
           approvalTimeoutSeconds: 3600,
@@ -137,6 +141,7 @@ function localTargets(etcd: StaticPodEtcd, prefix: string) {
             manifestDir: node.manifestDir,
             clientUrl: node.clientUrl,
             peerUrl: node.peerUrl,
+            apiServerReadyUrl: node.apiServerReadyUrl,
           })),
         },
       },

@@ -1,13 +1,20 @@
 // A real etcd of one or three members run as static pods: one "node" per member, each with a kubelet-like
 // manifest directory watched by the static-pod supervisor, a parked-manifest directory for the restore
-// agent, and a stand-in kube-apiserver. Nothing here starts etcd directly: writing the manifests does.
+// agent, and stand-ins for kube-apiserver (answering /readyz), kube-scheduler and kube-controller-manager.
+// Nothing here starts etcd directly: writing the manifests does.
 import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { findFreePort } from "./free-port.js";
-import { writeEtcdManifest, writeStandInApiServerManifest } from "./static-pod-manifests.js";
+import {
+  standInApiServerCommand,
+  standInProcess,
+  writeEtcdManifest,
+  writeStandInApiServerManifest,
+  writeStandInComponentManifest,
+} from "./static-pod-manifests.js";
 import {
   type StaticPodEvent,
   type StaticPodSupervisor,
@@ -26,6 +33,9 @@ export interface StaticPodNode {
   dataDir: string;
   clientUrl: string;
   peerUrl: string;
+  /** Where the node's stand-in kube-apiserver answers readiness (HTTP 200 `ok` once it runs). */
+  apiServerReadyUrl: string;
+  apiServerPort: number;
 }
 
 export interface StaticPodEtcd {
@@ -43,12 +53,15 @@ export interface StaticPodEtcd {
 
 export const etcdManifestName = "etcd.json";
 export const apiServerManifestName = "kube-apiserver.json";
+export const schedulerManifestName = "kube-scheduler.json";
+export const controllerManagerManifestName = "kube-controller-manager.json";
 
 export async function startStaticPodEtcd(options: { members: 1 | 3 }): Promise<StaticPodEtcd> {
   const temp = await makeTempDir("static-pods");
   const nodes: StaticPodNode[] = [];
   for (let index = 0; index < options.members; index++) {
     const nodeDir = join(temp.path, `node-${index}`);
+    const apiServerPort = await findFreePort();
     nodes.push({
       name: `node-${index}`,
       memberName: `member-${index}`,
@@ -58,6 +71,8 @@ export async function startStaticPodEtcd(options: { members: 1 | 3 }): Promise<S
       dataDir: join(nodeDir, "var/lib/etcd"),
       clientUrl: `http://127.0.0.1:${await findFreePort()}`,
       peerUrl: `http://127.0.0.1:${await findFreePort()}`,
+      apiServerReadyUrl: `http://127.0.0.1:${apiServerPort}/readyz`,
+      apiServerPort,
     });
   }
   const initialCluster = nodes.map((node) => `${node.memberName}=${node.peerUrl}`).join(",");
@@ -76,7 +91,24 @@ export async function startStaticPodEtcd(options: { members: 1 | 3 }): Promise<S
       // SIGKILL is safe for etcd, whose WAL and bbolt survive a crash.
       terminationGracePeriodSeconds: 1,
     });
-    await writeStandInApiServerManifest({ manifestDir: node.manifestDir, fileName: apiServerManifestName });
+    await writeStandInApiServerManifest({
+      manifestDir: node.manifestDir,
+      fileName: apiServerManifestName,
+      command: standInApiServerCommand({ port: node.apiServerPort }),
+    });
+    // Their command lines name the node's kubeconfig, as kubeadm's do: the agent tells them apart by it.
+    const kubeDir = dirname(node.manifestDir);
+    for (const [component, fileName, kubeconfig] of [
+      ["kube-scheduler", schedulerManifestName, "scheduler.conf"],
+      ["kube-controller-manager", controllerManagerManifestName, "controller-manager.conf"],
+    ] as const) {
+      await writeStandInComponentManifest({
+        manifestDir: node.manifestDir,
+        component,
+        fileName,
+        command: standInProcess(component, [`--kubeconfig=${join(kubeDir, kubeconfig)}`]),
+      });
+    }
   }
   const events: StaticPodEvent[] = [];
   const supervisor = startStaticPodSupervisor({

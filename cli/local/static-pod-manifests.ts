@@ -1,5 +1,6 @@
 // Static-pod manifests (Pod objects in JSON, which the kubelet accepts as well as YAML) for a local etcd
-// member and a stand-in kube-apiserver, shaped like kubeadm's, for the static-pod supervisor to run.
+// member and stand-ins for kube-apiserver, kube-scheduler and kube-controller-manager, shaped like
+// kubeadm's, for the static-pod supervisor to run.
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -28,6 +29,42 @@ export interface StandInApiServerManifestOptions {
   fileName?: string;
   /** What runs in place of kube-apiserver; by default a process that only waits. */
   command?: string[];
+}
+
+export interface StandInComponentManifestOptions {
+  manifestDir: string;
+  /** The pod's and container's name, e.g. kube-scheduler. */
+  component: string;
+  /** Defaults to `<component>.json`. */
+  fileName?: string;
+  /** What runs in place of the component; by default standInProcess(component). */
+  command?: string[];
+}
+
+/**
+ * A process that only waits, but whose command line looks like the component's: `<component> <args...>`
+ * (a kubeadm component names its kubeconfig under /etc/kubernetes), so that the restore agent can see it
+ * with pgrep and wait until it has stopped, as on a real node.
+ */
+export function standInProcess(component: string, args: string[] = []): string[] {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template
+  return ["bash", "-c", 'exec -a "$0${*:+ $*}" sleep infinity', component, ...args];
+}
+
+/**
+ * A stand-in kube-apiserver that answers `/readyz` on 127.0.0.1:`port` as kube-apiserver does: HTTP 500
+ * until it is ready (`readyAfterMs` after it started; never when null), then 200 `ok`.
+ */
+export function standInApiServerCommand(options: { port: number; readyAfterMs?: number | null }): string[] {
+  const readyAfterMs = options.readyAfterMs === undefined ? 0 : options.readyAfterMs;
+  const code = `const readyAfterMs = ${JSON.stringify(readyAfterMs)}; const started = Date.now();
+require("node:http").createServer((request, response) => {
+  if (request.url !== "/readyz") { response.statusCode = 404; response.end(); return; }
+  const ready = readyAfterMs !== null && Date.now() - started >= readyAfterMs;
+  response.statusCode = ready ? 200 : 500;
+  response.end(ready ? "ok" : "[-]etcd failed: reason withheld; readyz check failed");
+}).listen(${options.port}, "127.0.0.1");`;
+  return [process.execPath, "-e", code];
 }
 
 /** Writes etcd's static-pod manifest and returns its path. */
@@ -94,6 +131,29 @@ export async function writeStandInApiServerManifest(
     },
   };
   return writeManifest(options.manifestDir, options.fileName ?? "kube-apiserver.json", pod);
+}
+
+/** Writes a control-plane component's manifest whose container is a stand-in process; returns its path. */
+export async function writeStandInComponentManifest(
+  options: StandInComponentManifestOptions,
+): Promise<string> {
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: options.component,
+      namespace: "kube-system",
+      labels: { component: options.component, tier: "control-plane" },
+    },
+    spec: {
+      hostNetwork: true,
+      terminationGracePeriodSeconds: 5,
+      containers: [
+        { name: options.component, command: options.command ?? standInProcess(options.component) },
+      ],
+    },
+  };
+  return writeManifest(options.manifestDir, options.fileName ?? `${options.component}.json`, pod);
 }
 
 // Written beside under a hidden name and renamed, so that a watcher never reads half a manifest.

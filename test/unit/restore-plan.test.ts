@@ -55,6 +55,9 @@ function basePlan(): RestorePlan {
       clientUrl: "https://10.0.0.1:2379",
       peerUrl: "https://10.0.0.1:2380",
       healthUrl: "http://127.0.0.1:2381/health",
+      apiServerReadyUrl: "https://127.0.0.1:6443/readyz",
+      apiServerCaFile: "/etc/kubernetes/pki/ca.crt",
+      restartManifests: ["kube-scheduler.yaml", "kube-controller-manager.yaml"],
     },
     initialCluster: "cp-1=https://10.0.0.1:2380,cp-2=https://10.0.0.2:2380,cp-3=https://10.0.0.3:2380",
     initialClusterToken: "restore-r-20261124-1",
@@ -83,6 +86,8 @@ function hostilePlan(): RestorePlan {
       name,
       peerUrl,
       dataDir: `/var/lib/etcd dir/$(touch ${canary})/'quoted'/"etcd"`,
+      apiServerReadyUrl: `https://127.0.0.1:6443/readyz?verbose&x="$(touch${canary})"'\`id\``,
+      apiServerCaFile: `/etc/pki dir/$(touch ${canary})/"ca".crt`,
     },
     initialCluster: `${name}=${peerUrl},cp-2=https://10.0.0.2:2380`,
     initialClusterToken: payload,
@@ -94,7 +99,9 @@ function flatten(value: unknown, prefix = ""): Map<string, string> {
   const entries = new Map<string, string>();
   for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
     const dotted = prefix ? `${prefix}.${key}` : key;
-    if (child !== null && typeof child === "object") {
+    if (Array.isArray(child)) {
+      entries.set(dotted, child.join(","));
+    } else if (child !== null && typeof child === "object") {
       for (const [nestedKey, nestedValue] of flatten(child, dotted)) entries.set(nestedKey, nestedValue);
     } else if (child !== undefined) {
       entries.set(dotted, String(child));
@@ -149,6 +156,20 @@ describe("restore plan format", () => {
     expect(parsePlan(renderPlan(plan))).toEqual(plan);
   });
 
+  it("round-trips the start-apiserver fields: a list of manifests, an empty list, and none at all", () => {
+    const plan = basePlan();
+    expect(renderPlan(plan)).toContain(
+      "member.restartManifests=kube-scheduler.yaml%2Ckube-controller-manager.yaml\n",
+    );
+    const empty = { ...plan, member: { ...plan.member, restartManifests: [] } };
+    expect(renderPlan(empty)).toContain("member.restartManifests=\n");
+    expect(parsePlan(renderPlan(empty))).toEqual(empty);
+    const { apiServerReadyUrl, apiServerCaFile, restartManifests, ...older } = plan.member;
+    const withoutThem = { ...plan, member: older };
+    expect(parsePlan(renderPlan(withoutThem))).toEqual(withoutThem);
+    expect(renderPlan(withoutThem)).not.toMatch(/apiServerReadyUrl|apiServerCaFile|restartManifests/);
+  });
+
   it("writes hostile values as inert percent-encoded lines that read back exactly", () => {
     const plan = hostilePlan();
     const text = renderPlan(plan);
@@ -197,6 +218,38 @@ describe("restore plan format", () => {
     ],
     ["a manifest path instead of a file name", (text: string) => text.replace("etcd.yaml", "..%2Fetcd.yaml")],
     ["a line that is not key=value", (text: string) => text.replace("end=1", "restoreTool\nend=1")],
+    [
+      "a restart manifest that is a path",
+      (text: string) => text.replace("kube-scheduler.yaml%2C", "..%2Fkube-scheduler.yaml%2C"),
+    ],
+    [
+      "an empty item in the restart manifests",
+      (text: string) => text.replace("kube-scheduler.yaml%2C", "kube-scheduler.yaml%2C%2C"),
+    ],
+    [
+      "a restart manifest with a space (a second word to the shell)",
+      (text: string) => text.replace("kube-scheduler.yaml%2C", "kube-scheduler.yaml%20x%2C"),
+    ],
+    [
+      "etcd's manifest among the restart manifests",
+      (text: string) => text.replace("kube-scheduler.yaml%2C", "etcd.yaml%2C"),
+    ],
+    [
+      "a restart manifest named twice",
+      (text: string) => text.replace("kube-controller-manager.yaml", "kube-scheduler.yaml"),
+    ],
+    [
+      "a readiness URL that is not http(s)",
+      (text: string) =>
+        text.replace(
+          /member\.apiServerReadyUrl=[^\n]*/,
+          "member.apiServerReadyUrl=file%3A%2F%2F%2Fetc%2Fpasswd",
+        ),
+    ],
+    [
+      "a relative CA file",
+      (text: string) => text.replace(/member\.apiServerCaFile=[^\n]*/, "member.apiServerCaFile=ca.crt"),
+    ],
   ])("is refused by both readers when it has %s", async (_case, corrupt) => {
     const text = corrupt(renderPlan(basePlan()));
     expect(() => parsePlan(text)).toThrow();
@@ -212,6 +265,11 @@ describe("restore plan format", () => {
   });
 
   it.each([
+    [
+      "kube-apiserver's manifest among the restart manifests",
+      { member: { ...basePlan().member, restartManifests: ["kube-apiserver.yaml"] } },
+      /stop and start|stops and starts/,
+    ],
     [
       "etcdctl asked to bump the revision",
       { restoreTool: "etcdctl" as const, etcdutlPath: undefined },
@@ -231,6 +289,68 @@ describe("restore plan format", () => {
     ],
   ])("refuses to render a plan with %s", (_case, change, message) => {
     expect(() => renderPlan({ ...basePlan(), ...change } as RestorePlan)).toThrow(message);
+  });
+});
+
+/** Runs the agent's choice of TLS verification for a readiness URL; returns its curl options or refusal. */
+async function apiTlsWithAgent(readyUrl: string, caFile = "") {
+  const code = `source "$1"
+ready_url=$2 api_ca_file=$3
+if resolve_api_tls >"$4"; then printf '%s\\n' "\${api_tls[*]:-}" "$api_tls_note"; else cat "$4"; exit 3; fi`;
+  try {
+    const { stdout } = await run(
+      "bash",
+      ["-c", code, "agent-test", agentScript, readyUrl, caFile, join(scratch, "tls.problem")],
+      { encoding: "utf8" },
+    );
+    const [options, note] = stdout.split("\n");
+    return { options, note };
+  } catch (error) {
+    const failure = error as { code?: number; stdout?: string };
+    if (failure.code === 3) return { problem: (failure.stdout ?? "").trim() };
+    throw error;
+  }
+}
+
+describe("the agent's TLS verification of kube-apiserver's readiness URL", () => {
+  // kubeadm's CA, which the agent prefers to skipping verification, must not be on the test machine.
+  const kubeadmCa = existsSync("/etc/kubernetes/pki/ca.crt");
+
+  it("uses no TLS options for http and the plan's CA file for https", async () => {
+    expect(await apiTlsWithAgent("http://127.0.0.1:8080/readyz")).toEqual({ options: "", note: "" });
+    const ca = join(scratch, "ca.crt");
+    await writeFile(ca, "-----BEGIN CERTIFICATE-----\n");
+    expect(await apiTlsWithAgent("https://10.0.0.1:6443/readyz", ca)).toEqual({
+      options: `--cacert ${ca}`,
+      note: "",
+    });
+  });
+
+  it("refuses a CA file that is not on the node", async () => {
+    expect((await apiTlsWithAgent("https://127.0.0.1:6443/readyz", "/nonexistent/ca.crt")).problem).toBe(
+      "apiServerCaFile /nonexistent/ca.crt is not a readable file on this node",
+    );
+  });
+
+  it.skipIf(kubeadmCa)("skips verification without a CA only for a loopback URL, and says so", async () => {
+    for (const url of [
+      "https://127.0.0.1:6443/readyz",
+      "https://localhost:6443/readyz",
+      "https://[::1]:6443/readyz",
+    ]) {
+      const outcome = await apiTlsWithAgent(url);
+      expect(outcome.options).toBe("--insecure");
+      expect(outcome.note).toMatch(/^TLS NOT VERIFIED for /);
+    }
+    for (const url of [
+      "https://10.0.0.1:6443/readyz",
+      "https://127.0.0.1.example.com/readyz",
+      "https://localhost@example.com/readyz",
+    ]) {
+      expect((await apiTlsWithAgent(url)).problem).toMatch(
+        /^cannot verify .*: no apiServerCaFile and no \/etc\/kubernetes\/pki\/ca\.crt, and the agent skips TLS verification only for a loopback URL$/,
+      );
+    }
   });
 });
 

@@ -72,8 +72,15 @@ const restoreMemberSchema = z
     manifestDir: z.string().default("/etc/kubernetes/manifests"),
     clientUrl: z.string().url(),
     peerUrl: z.string().url(),
+    /** This node's kube-apiserver readiness URL, when it differs from the layout's apiServerReadyUrl. */
+    apiServerReadyUrl: z.string().url().optional(),
   })
   .strict();
+
+/** A plain file name in the manifest directory, as the restore plan requires. */
+const manifestFileName = z
+  .string()
+  .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/, "a file name: letters, digits, '.', '_', '-', not hidden");
 
 const restoreSchema = z
   .object({
@@ -87,6 +94,22 @@ const restoreSchema = z
     /** Static-pod manifest file names in each member's manifestDir; no API server manifest for external etcd. */
     etcdManifest: z.string().default("etcd.yaml"),
     apiServerManifest: z.string().optional().default("kube-apiserver.yaml"),
+    /**
+     * Where each control-plane node's kube-apiserver answers readiness, asked from the node itself; the
+     * restore waits for 200 `ok` before restarting the scheduler and controller manager. kube-apiserver
+     * serves /readyz to unauthenticated clients by default. Unset: the agents do not wait for it.
+     */
+    apiServerReadyUrl: z.string().url().optional(),
+    /**
+     * CA bundle on the nodes that verifies an https apiServerReadyUrl; by default kubeadm's
+     * /etc/kubernetes/pki/ca.crt when it exists (otherwise verification is skipped for a loopback URL only).
+     */
+    apiServerCaFile: z.string().startsWith("/").optional(),
+    /** Manifests restarted after the API servers are back (empty: none), so nothing acts on stale caches. */
+    restartManifests: z
+      .array(manifestFileName)
+      .max(20)
+      .default(["kube-scheduler.yaml", "kube-controller-manager.yaml"]),
     /** How long a person has to approve a restore. */
     approvalTimeoutSeconds: z
       .number()

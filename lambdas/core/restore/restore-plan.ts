@@ -96,6 +96,23 @@ const memberSchema = z
       .object({ caFile: absolutePath, certFile: absolutePath, keyFile: absolutePath })
       .strict()
       .optional(),
+    /**
+     * Where the local kube-apiserver answers readiness, e.g. https://127.0.0.1:6443/readyz (served to
+     * unauthenticated clients by default, through system:public-info-viewer). The start-apiserver phase
+     * waits until it answers 200 `ok`; without it the agent does not wait for the API.
+     */
+    apiServerReadyUrl: httpUrl.optional(),
+    /**
+     * CA bundle that verifies an https apiServerReadyUrl. Without it the agent uses kubeadm's
+     * /etc/kubernetes/pki/ca.crt when that exists, and otherwise skips verification for a loopback URL only.
+     */
+    apiServerCaFile: absolutePath.optional(),
+    /**
+     * Manifests in manifestDir whose pods start-apiserver restarts once the API is back (kubeadm:
+     * kube-scheduler.yaml, kube-controller-manager.yaml), so that nothing acts on a cache of the state
+     * before the restore. Absent or empty: nothing is restarted.
+     */
+    restartManifests: z.array(fileName).max(20).optional(),
   })
   .strict();
 
@@ -151,6 +168,23 @@ export const restorePlanSchema = z
         message: "--mark-compacted needs --bump-revision",
       });
     }
+    const restart = plan.member.restartManifests ?? [];
+    for (const [index, name] of restart.entries()) {
+      if (name === plan.member.etcdManifest || name === plan.member.apiServerManifest) {
+        context.addIssue({
+          code: "custom",
+          path: ["member", "restartManifests", index],
+          message: `${name} is etcd's or kube-apiserver's manifest, which the other phases stop and start`,
+        });
+      }
+      if (restart.indexOf(name) !== index) {
+        context.addIssue({
+          code: "custom",
+          path: ["member", "restartManifests", index],
+          message: `${name} appears twice`,
+        });
+      }
+    }
     const self = `${plan.member.name}=${plan.member.peerUrl}`;
     if (!plan.initialCluster.split(",").includes(self)) {
       context.addIssue({
@@ -183,7 +217,8 @@ export const restoreAgentStatusSchema = z.object({
 
 export type RestoreAgentStatus = z.infer<typeof restoreAgentStatusSchema>;
 
-type FieldKind = "string" | "integer" | "boolean";
+// A list travels as one comma-separated value: its items (file names) cannot hold a comma.
+type FieldKind = "string" | "integer" | "boolean" | "list";
 
 // Every plan key in the order it is written; nested objects flatten to dotted keys. The agent script has
 // the same list (a test checks that both accept what renderPlan writes).
@@ -207,6 +242,9 @@ const planFields: ReadonlyArray<readonly [string, FieldKind]> = [
   ["member.healthTls.caFile", "string"],
   ["member.healthTls.certFile", "string"],
   ["member.healthTls.keyFile", "string"],
+  ["member.apiServerReadyUrl", "string"],
+  ["member.apiServerCaFile", "string"],
+  ["member.restartManifests", "list"],
   ["initialCluster", "string"],
   ["initialClusterToken", "string"],
   ["restoreTool", "string"],
@@ -276,7 +314,8 @@ export function renderPlan(plan: RestorePlan): string {
   for (const [key] of planFields) {
     const value = lookup(checked.data, key);
     if (value === undefined) continue;
-    lines.push(`${key}=${encodePlanValue(String(value))}`);
+    const text = Array.isArray(value) ? value.join(",") : String(value);
+    lines.push(`${key}=${encodePlanValue(text)}`);
   }
   // A last line proves that the agent read the whole object.
   lines.push("end=1");
@@ -325,6 +364,7 @@ export function parsePlan(text: string): RestorePlan {
 
 function convert(key: string, kind: FieldKind, value: string): unknown {
   if (kind === "string") return value;
+  if (kind === "list") return value === "" ? [] : value.split(",");
   if (kind === "boolean") {
     if (value === "true" || value === "false") return value === "true";
     throw new InvalidInputError(`plan key ${key} must be true or false`);

@@ -63,6 +63,8 @@ export async function writeRestorePlans(
   const script = await dependencies.loadAgentScript();
   const agents: AgentLaunch[] = [];
   for (const member of members) {
+    const configured = layout.members.find((entry) => entry.name === member.name);
+    const apiServerReadyUrl = configured?.apiServerReadyUrl ?? layout.apiServerReadyUrl;
     const plan: RestorePlan = restorePlanSchema.parse({
       restoreId,
       cluster: input.cluster,
@@ -82,6 +84,9 @@ export async function writeRestorePlans(
         apiServerManifest: layout.apiServerManifest,
         clientUrl: member.clientUrl,
         peerUrl: member.peerUrl,
+        ...(apiServerReadyUrl ? { apiServerReadyUrl } : {}),
+        ...(layout.apiServerCaFile ? { apiServerCaFile: layout.apiServerCaFile } : {}),
+        restartManifests: layout.restartManifests,
       },
       initialCluster,
       initialClusterToken: `etcd-restore-${restoreId}`.slice(0, 100),

@@ -17,15 +17,23 @@
 #                    <dataDir>.restore-<id>, keep the old dir as <dataDir>.pre-restore-<id>, swap, mark
 #                    <dataDir>.restored-<id>
 #   start            etcd's manifest back; wait until it answers healthy
-#   start-apiserver  kube-apiserver's manifest back
+#   start-apiserver  kube-apiserver's manifest back; wait until member.apiServerReadyUrl answers 200 `ok`
+#                    (when the plan has one); then restart each of member.restartManifests that is present
+#                    (kube-scheduler, kube-controller-manager), so that nothing acts on a cache of the state
+#                    before the restore: park its manifest, wait until its process has exited, move it back
 #   rollback         stop both, put the pre-restore dir back (the restored one goes to <dataDir>.failed-<id>),
-#                    start etcd, wait for health, start kube-apiserver
+#                    start etcd, wait for health, start kube-apiserver; a restart manifest that an
+#                    interrupted start-apiserver left parked goes back too
 #   finish, abort    report and exit 0; abort changes nothing
 #
 # Environment (for tests; defaults suit a real node):
 #   ETCD_RESTORE_AGENT_POLL_SECONDS       pause between plan reads and health probes (1)
 #   ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS  re-send an unchanged status this often (30)
 #   ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS  give up when the plan cannot be read for this long (600)
+#   ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS
+#                                         how long a parked restart manifest stays out when the agent cannot
+#                                         see the component's process (no pgrep, or no host PID namespace):
+#                                         the kubelet's sync period (20)
 
 set -u -o pipefail
 export LC_ALL=C
@@ -38,6 +46,10 @@ readonly max_line=400
 poll_seconds=${ETCD_RESTORE_AGENT_POLL_SECONDS:-1}
 heartbeat_seconds=${ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS:-30}
 plan_wait_seconds=${ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS:-600}
+restart_grace_seconds=${ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS:-20}
+
+# kubeadm's cluster CA, which verifies kube-apiserver's serving certificate when the plan names no CA file.
+readonly kubeadm_ca_file=/etc/kubernetes/pki/ca.crt
 
 plan_url=""
 status_url=""
@@ -191,8 +203,9 @@ declare -A known_keys=()
 for key in restoreId cluster phase snapshot.url snapshot.sha256 snapshot.bytes snapshot.revision member.name \
   member.dataDir member.manifestDir member.parkedManifestDir member.etcdManifest member.apiServerManifest \
   member.clientUrl member.peerUrl member.healthUrl member.healthTls.caFile member.healthTls.certFile \
-  member.healthTls.keyFile initialCluster initialClusterToken restoreTool bumpRevision markCompacted \
-  etcdctlPath etcdutlPath minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds; do
+  member.healthTls.keyFile member.apiServerReadyUrl member.apiServerCaFile member.restartManifests \
+  initialCluster initialClusterToken restoreTool bumpRevision markCompacted etcdctlPath etcdutlPath \
+  minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds; do
   known_keys[$key]=1
 done
 unset key
@@ -284,7 +297,7 @@ check_plan() {
     fi
   done
   for key in member.dataDir member.manifestDir member.parkedManifestDir etcdctlPath etcdutlPath \
-    member.healthTls.caFile member.healthTls.certFile member.healthTls.keyFile; do
+    member.healthTls.caFile member.healthTls.certFile member.healthTls.keyFile member.apiServerCaFile; do
     if [[ -n ${plan[$key]+set} ]] && ! is_path "${plan[$key]}"; then
       echo "plan $key is not a normalized absolute path"
       return 1
@@ -296,7 +309,7 @@ check_plan() {
       return 1
     fi
   done
-  for key in snapshot.url member.clientUrl member.peerUrl member.healthUrl; do
+  for key in snapshot.url member.clientUrl member.peerUrl member.healthUrl member.apiServerReadyUrl; do
     if [[ -n ${plan[$key]+set} ]] && ! is_url "${plan[$key]}"; then
       echo "plan $key is not an http(s) URL"
       return 1
@@ -314,6 +327,28 @@ check_plan() {
     echo "plan member.parkedManifestDir must differ from member.manifestDir"
     return 1
   fi
+  check_restart_manifests
+}
+
+# member.restartManifests: comma-separated plain file names, none of them etcd's or kube-apiserver's.
+check_restart_manifests() {
+  local list=${plan[member.restartManifests]:-} name seen=","
+  [[ -z $list ]] && return 0
+  if [[ ! $list =~ ^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}(,[A-Za-z0-9_-][A-Za-z0-9._-]{0,254})*$ ]]; then
+    echo "plan member.restartManifests is not a comma-separated list of plain file names"
+    return 1
+  fi
+  for name in ${list//,/ }; do
+    if [[ $name == "${plan[member.etcdManifest]}" || $name == "${plan[member.apiServerManifest]:-}" ]]; then
+      echo "plan member.restartManifests names $name, which the other phases stop and start"
+      return 1
+    fi
+    if [[ $seen == *",$name,"* ]]; then
+      echo "plan member.restartManifests names $name twice"
+      return 1
+    fi
+    seen+="$name,"
+  done
   return 0
 }
 
@@ -368,6 +403,11 @@ adopt_plan() {
     health_tls=(--cacert "${plan[member.healthTls.caFile]}" --cert "${plan[member.healthTls.certFile]:-}"
       --key "${plan[member.healthTls.keyFile]:-}")
   fi
+  ready_url=${plan[member.apiServerReadyUrl]:-}
+  api_ca_file=${plan[member.apiServerCaFile]:-}
+  restart_manifests=()
+  # The list was checked to be comma-separated file names: no space, glob character or empty item.
+  [[ -n ${plan[member.restartManifests]:-} ]] && IFS=, read -r -a restart_manifests <<<"${plan[member.restartManifests]}"
   new_dir=$data_dir.restore-$restore_id
   pre_restore_dir=$data_dir.pre-restore-$restore_id
   failed_dir=$data_dir.failed-$restore_id
@@ -452,6 +492,125 @@ unpark_manifest() {
   else
     fail "manifest $name is in neither $manifest_dir nor $parked_dir"
   fi
+}
+
+# Chooses how curl verifies an https apiServerReadyUrl: the plan's CA file, else kubeadm's cluster CA when
+# this node has it, else no verification, and that only for a loopback URL (the request carries no
+# credential and only reads `ok`). Sets api_tls and api_tls_note; on refusal prints why and returns 1.
+resolve_api_tls() {
+  api_tls=()
+  api_tls_note=""
+  [[ $ready_url == https://* ]] || return 0
+  if [[ -n $api_ca_file ]]; then
+    if [[ ! -r $api_ca_file ]]; then
+      echo "apiServerCaFile $api_ca_file is not a readable file on this node"
+      return 1
+    fi
+    api_tls=(--cacert "$api_ca_file")
+  elif [[ -r $kubeadm_ca_file ]]; then
+    api_tls=(--cacert "$kubeadm_ca_file")
+    api_tls_note="verifying kube-apiserver's certificate with $kubeadm_ca_file"
+  elif [[ $ready_url =~ ^https://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[::1\])(:[0-9]+)?(/|$) ]]; then
+    api_tls=(--insecure)
+    api_tls_note="TLS NOT VERIFIED for $ready_url: no apiServerCaFile and no $kubeadm_ca_file; the URL is loopback"
+  else
+    echo "cannot verify $ready_url: no apiServerCaFile and no $kubeadm_ca_file, and the agent skips TLS verification only for a loopback URL"
+    return 1
+  fi
+  return 0
+}
+
+# Whether kube-apiserver answers ready: HTTP 200 with the body `ok`. Sets api_last_answer for messages.
+api_ready() {
+  local code body
+  code=$(curl --silent --show-error --max-time 5 --connect-timeout 3 ${api_tls[@]+"${api_tls[@]}"} \
+    --output "$work_dir/readyz" --write-out '%{http_code}' -- "$ready_url" 2>"$work_dir/readyz.err")
+  if [[ $code == 000 || -z $code ]]; then
+    api_last_answer="no answer ($(head -c 160 "$work_dir/readyz.err" | tr '\n' ' '))"
+    return 1
+  fi
+  body=$(head -c 200 -- "$work_dir/readyz" | tr '\n' ' ')
+  api_last_answer="HTTP $code ${body:0:160}"
+  [[ $code == 200 && ${body//[[:space:]]/} == ok ]]
+}
+
+wait_until_api_ready() {
+  local deadline=$((SECONDS + start_timeout))
+  api_last_answer="not asked"
+  until api_ready; do
+    ((SECONDS >= deadline)) && return 1
+    sleep "$poll_seconds"
+  done
+  return 0
+}
+
+# Prints the ids of the processes that run component $1 on this node, as pgrep sees them (returns 1 when
+# there is no pgrep). Processes whose command line also names this node's Kubernetes directory (the parent
+# of manifestDir: kubeadm's components read their kubeconfig from /etc/kubernetes) are preferred, so that
+# nodes sharing one host (the local stand-in) tell their components apart; otherwise every process whose
+# command line contains the component's name.
+component_pids() {
+  local pattern=${1//./\\.} kube_dir pid cmdline broad=() narrow=()
+  command -v pgrep >/dev/null 2>&1 || return 1
+  kube_dir=$(dirname -- "$manifest_dir")/
+  while read -r pid; do
+    [[ $pid =~ ^[0-9]+$ && $pid != "$$" && $pid != "$BASHPID" ]] || continue
+    broad+=("$pid")
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    [[ $cmdline == *"$kube_dir"* ]] && narrow+=("$pid")
+  done < <(pgrep -f -- "$pattern" 2>/dev/null)
+  if ((${#narrow[@]})); then
+    printf '%s\n' "${narrow[@]}"
+  elif ((${#broad[@]})); then
+    printf '%s\n' "${broad[@]}"
+  fi
+  return 0
+}
+
+process_alive() {
+  if [[ -d /proc/self ]]; then
+    [[ -d /proc/$1 ]]
+  else
+    kill -0 "$1" 2>/dev/null
+  fi
+}
+
+# Restarts the static pod of manifest $1: parks it, waits until the kubelet has stopped the pod (its
+# processes gone, when the agent can see them; otherwise a fixed grace), and moves it back. A manifest that
+# an interrupted run left parked is moved back. Adds to restarted, restart_absent and restart_warnings.
+restart_manifest() {
+  local name=$1 component=${1%.*} active=$manifest_dir/$1 parked=$parked_dir/$1 pids=() pid deadline visible=1
+  if [[ ! -e $active ]]; then
+    if [[ -e $parked ]]; then
+      unpark_manifest "$name"
+      log "$component had been left parked by an interrupted run: moved it back"
+      restarted+=("$component")
+    else
+      log "no $name in $manifest_dir: nothing to restart"
+      restart_absent+=("$name")
+    fi
+    return
+  fi
+  mapfile -t pids < <(component_pids "$component") || visible=0
+  ((${#pids[@]})) || visible=0
+  park_manifest "$name"
+  if ((visible)); then
+    deadline=$((SECONDS + stop_timeout))
+    for pid in "${pids[@]}"; do
+      while process_alive "$pid" && ((SECONDS < deadline)); do sleep "$poll_seconds"; done
+    done
+    if ((SECONDS >= deadline)); then
+      log "WARNING: $component (pid ${pids[*]}) still ran ${stop_timeout} s after its manifest was parked"
+      restart_warnings+=("$component not seen to stop within ${stop_timeout} s")
+    else
+      log "$component has stopped (pid ${pids[*]})"
+    fi
+  else
+    log "no process of $component visible here: leaving its manifest out for ${restart_grace_seconds} s"
+    sleep "$restart_grace_seconds"
+  fi
+  unpark_manifest "$name"
+  restarted+=("$component")
 }
 
 restore_tool_path() {
@@ -555,6 +714,10 @@ phase_prepare() {
   if [[ -n $apiserver_manifest && ! -e $manifest_dir/$apiserver_manifest && ! -e $parked_dir/$apiserver_manifest ]]; then
     fail "no API server manifest $apiserver_manifest in $manifest_dir"
   fi
+  # Refused now, before anything stops, rather than after the restore.
+  if [[ -n $apiserver_manifest && -n $ready_url ]]; then
+    resolve_api_tls >"$work_dir/tls.problem" || fail "$(head -c 300 "$work_dir/tls.problem")"
+  fi
   message="ready: $free bytes free, $tool_version"
 }
 
@@ -647,7 +810,32 @@ phase_start_apiserver() {
     return
   fi
   unpark_manifest "$apiserver_manifest"
-  message="kube-apiserver started"
+  local readiness name
+  if [[ -n $ready_url ]]; then
+    resolve_api_tls >"$work_dir/tls.problem" || fail "$(head -c 300 "$work_dir/tls.problem")"
+    [[ -n $api_tls_note ]] && log "$api_tls_note"
+    log "waiting up to ${start_timeout} s for $ready_url to answer ok"
+    wait_until_api_ready ||
+      fail "kube-apiserver did not answer ready at $ready_url within ${start_timeout} s (last: $api_last_answer); kube-scheduler and kube-controller-manager were not restarted"
+    log "kube-apiserver is ready"
+    readiness="the API answered ready at $ready_url"
+  else
+    readiness="API readiness not checked (the plan has no apiServerReadyUrl)"
+  fi
+  restarted=()
+  restart_absent=()
+  restart_warnings=()
+  for name in ${restart_manifests[@]+"${restart_manifests[@]}"}; do
+    restart_manifest "$name"
+  done
+  message="kube-apiserver started; $readiness"
+  if ((${#restarted[@]})); then
+    message+="; restarted ${restarted[*]}"
+  elif ((${#restart_manifests[@]} == 0)); then
+    message+="; no restart manifests in the plan"
+  fi
+  ((${#restart_absent[@]})) && message+="; not on this node: ${restart_absent[*]}"
+  ((${#restart_warnings[@]})) && message+="; WARNING: ${restart_warnings[*]}"
 }
 
 phase_rollback() {
@@ -673,6 +861,13 @@ phase_rollback() {
   unpark_manifest "$etcd_manifest"
   wait_until_etcd_healthy || healthy=0
   [[ -n $apiserver_manifest ]] && unpark_manifest "$apiserver_manifest"
+  local name
+  for name in ${restart_manifests[@]+"${restart_manifests[@]}"}; do
+    if [[ ! -e $manifest_dir/$name && -e $parked_dir/$name ]]; then
+      unpark_manifest "$name"
+      log "moved back $name, which an interrupted start-apiserver had left parked"
+    fi
+  done
   ((healthy)) || fail "rolled back, but etcd did not answer healthy at $health_url within ${start_timeout} s"
   if ((rolled_back)); then
     message="rolled back: the original data dir is in place and etcd is healthy"
@@ -705,6 +900,10 @@ run_phase() {
 check_settings() {
   [[ $poll_seconds =~ ^[0-9]{1,4}(\.[0-9]{1,3})?$ ]] || {
     echo "ETCD_RESTORE_AGENT_POLL_SECONDS must be a number of seconds" >&2
+    exit 2
+  }
+  [[ $restart_grace_seconds =~ ^[0-9]{1,4}(\.[0-9]{1,3})?$ ]] || {
+    echo "ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS must be a number of seconds" >&2
     exit 2
   }
   if ! is_count "$heartbeat_seconds" || ! is_count "$plan_wait_seconds"; then
