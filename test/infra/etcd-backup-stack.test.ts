@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import { AslStateMachine, placeholdersIn } from "../../infra/asl-state-machine.js";
 import { backupSteps } from "../../infra/backup-workflow.js";
 import { StackOutputs } from "../../infra/etcd-backup-stack.js";
+import { restoreSteps } from "../../infra/restore-workflow.js";
 import { CatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
 import { type BuiltStack, buildStack, projectRoot, resolved, testTargets } from "./stack-fixtures.js";
@@ -240,7 +241,7 @@ describe("targets parameter", () => {
 
 describe("Lambda functions", () => {
   it("creates one function per state-machine step", () => {
-    expect(ofType("AWS::Lambda::Function")).toHaveLength(backupSteps.length);
+    expect(ofType("AWS::Lambda::Function")).toHaveLength(backupSteps.length + restoreSteps.length);
     expect(backupSteps.map((step) => step.handler).sort()).toEqual(
       [
         "acquire-lease",
@@ -321,7 +322,8 @@ describe("Lambda functions", () => {
 
   it("keeps the logs of every function and of the state machine for the configured retention", () => {
     const groups = ofType("AWS::Logs::LogGroup");
-    expect(groups).toHaveLength(backupSteps.length + 1);
+    // One per function, one per state machine (backup and restore).
+    expect(groups).toHaveLength(backupSteps.length + restoreSteps.length + 2);
     for (const [, group] of groups) expect(group.Properties.RetentionInDays).toBe(90);
     const { template } = buildStack({ logRetention: logs.RetentionDays.ONE_YEAR });
     template.allResourcesProperties("AWS::Logs::LogGroup", { RetentionInDays: 365 });
@@ -341,11 +343,24 @@ describe("Lambda functions", () => {
     const inVpc = Object.entries(json.Resources)
       .filter(([, candidate]) => candidate.Type === "AWS::Lambda::Function" && candidate.Properties.VpcConfig)
       .map(([logicalId, fn]) => [logicalId, fn.Properties.VpcConfig] as const);
-    const expected = ["resolve-target", "take-snapshot"].map((handler) => {
-      const step = backupSteps.find((candidate) => candidate.handler === handler);
-      const fn = stack.backup.functions[step?.placeholder ?? ""]?.function as lambda.IFunction;
-      return (stack.resolve(fn.functionArn) as { "Fn::GetAtt": [string] })["Fn::GetAtt"][0];
-    });
+    const logicalIdIn = (functions: Record<string, { function: lambda.IFunction }>, placeholder: string) =>
+      (stack.resolve(functions[placeholder]?.function.functionArn) as { "Fn::GetAtt": [string] })[
+        "Fn::GetAtt"
+      ][0];
+    const expected = [
+      ...["resolve-target", "take-snapshot"].map((handler) =>
+        logicalIdIn(
+          stack.backup.functions,
+          backupSteps.find((candidate) => candidate.handler === handler)?.placeholder ?? "",
+        ),
+      ),
+      ...["validate-restore", "check-etcd-health"].map((handler) =>
+        logicalIdIn(
+          stack.restore.functions,
+          restoreSteps.find((candidate) => candidate.handler === handler)?.placeholder ?? "",
+        ),
+      ),
+    ];
     expect(inVpc.map(([logicalId]) => logicalId).sort()).toEqual(expected.sort());
     const [[groupId] = []] = Object.entries(json.Resources).filter(
       ([, candidate]) => candidate.Type === "AWS::EC2::SecurityGroup",
@@ -508,14 +523,17 @@ describe("schedules", () => {
 });
 
 describe("alerts", () => {
-  it("sends FAILED, TIMED_OUT and ABORTED executions of the backup state machine to on-call", () => {
+  it("sends FAILED, TIMED_OUT and ABORTED executions of the backup and restore state machines to on-call", () => {
     const rule = onlyOfType("AWS::Events::Rule");
     expect(rule.Properties.EventPattern).toEqual({
       source: ["aws.states"],
       "detail-type": ["Step Functions Execution Status Change"],
       detail: {
         status: ["FAILED", "TIMED_OUT", "ABORTED"],
-        stateMachineArn: [{ Ref: logicalIdOf(built.stack.backup.stateMachine.stateMachineArn) }],
+        stateMachineArn: [
+          { Ref: logicalIdOf(built.stack.backup.stateMachine.stateMachineArn) },
+          { Ref: logicalIdOf(built.stack.restore.stateMachine.stateMachineArn) },
+        ],
       },
     });
     const [target] = rule.Properties.Targets as {
@@ -547,7 +565,11 @@ describe("alerts", () => {
   });
 
   it("lets no other service or account publish through the topic policy than this account's alarms", () => {
-    const policy = onlyOfType("AWS::SNS::TopicPolicy");
+    const onCallTopic = { Ref: logicalIdOf(built.stack.onCall.topic.topicArn) };
+    const policy = ofType("AWS::SNS::TopicPolicy")
+      .map(([, candidate]) => candidate)
+      .find((candidate) => JSON.stringify(candidate.Properties.Topics) === JSON.stringify([onCallTopic]));
+    if (!policy) throw new Error("no on-call topic policy");
     const allows = (
       policy.Properties.PolicyDocument as { Statement: (Statement & { Principal: unknown })[] }
     ).Statement.filter((statement) => statement.Effect === "Allow");
@@ -654,7 +676,12 @@ describe("least privilege", () => {
     const allowed = testTargets().targets.map((target) => ({
       "Fn::Join": ["", [{ "Fn::GetAtt": [bucketId, "Arn"] }, `/backups/etcd/${target.name}/*`]],
     }));
+    // The restore roles' narrower grants (*.db, _restores/*) are checked in restore-workflow.test.ts.
+    const backupRoles = new Set(
+      backupSteps.map((step) => logicalIdOf(stepFunction(step.handler).role.roleArn)),
+    );
     const s3Statements = identityStatements()
+      .filter(({ roles }) => roles.some((role) => backupRoles.has(role)))
       .map(({ statement }) => statement)
       .filter((statement) => asList(statement.Action).some((action) => action.startsWith("s3:")));
     expect(s3Statements.length).toBeGreaterThan(0);
@@ -707,10 +734,15 @@ describe("least privilege", () => {
   it("limits catalogue access to the named clusters' partitions, on the table and its verified index", () => {
     const tableId = logicalIdOf(built.stack.catalogue.table.tableName);
     const names = testTargets().targets.map((target) => target.name);
-    const dynamo = identityStatements().filter(({ statement }) =>
-      asList(statement.Action).some((action) => action.startsWith("dynamodb:")),
+    // The approvals partition (request-approval's one PutItem) is checked in restore-workflow.test.ts.
+    const dynamo = identityStatements().filter(
+      ({ statement }) =>
+        asList(statement.Action).some((action) => action.startsWith("dynamodb:")) &&
+        !JSON.stringify(statement.Condition).includes("#approvals"),
     );
-    expect(dynamo).toHaveLength(backupSteps.filter((step) => step.access.includes("catalogue")).length);
+    expect(dynamo).toHaveLength(
+      [...backupSteps, ...restoreSteps].filter((step) => step.access.includes("catalogue")).length,
+    );
     for (const { statement } of dynamo) {
       expect(statement.Condition).toEqual({ "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": names } });
       expect(asList(statement.Resource)).toEqual([
@@ -731,7 +763,8 @@ describe("least privilege", () => {
     const keyStatements = identityStatements()
       .map(({ statement }) => statement)
       .filter((statement) => JSON.stringify(statement.Resource) === JSON.stringify(keyArn));
-    expect(keyStatements.length).toBe(2);
+    // take-snapshot, verify-snapshot, and the restore steps that read or write plans (and PresignRole).
+    expect(keyStatements.length).toBeGreaterThanOrEqual(2);
     for (const statement of keyStatements) {
       expect(statement.Condition?.StringEquals).toHaveProperty("kms:ViaService");
     }

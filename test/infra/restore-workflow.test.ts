@@ -1,0 +1,511 @@
+// The restore workflow as deployed: its own functions and roles, the approvers' topic, the state machine
+// from statemachine/restore.asl.json with every placeholder filled, and grants no wider than each step's
+// work. One stack, synthesized once, with an ssm target (the example's) and a local-executor target.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { Match } from "aws-cdk-lib/assertions";
+import { mockClient } from "aws-sdk-client-mock";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { placeholdersIn } from "../../infra/asl-state-machine.js";
+import { backupSteps } from "../../infra/backup-workflow.js";
+import { StackOutputs } from "../../infra/etcd-backup-stack.js";
+import { approvalsPartition } from "../../infra/lambda-step-function.js";
+import { agentDocumentName, restoreSteps } from "../../infra/restore-workflow.js";
+import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
+import { CatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
+import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
+import { type BuiltStack, buildStack, projectRoot, resolved, testTargets } from "./stack-fixtures.js";
+
+type Resource = { Type: string; Properties: Record<string, unknown> };
+type Statement = {
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: Record<string, Record<string, unknown>>;
+};
+const asList = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+const sorted = (values: unknown[]): unknown[] =>
+  [...values].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+
+/** The fixture targets, plus a restore layout run by the local executor on "edge". */
+function restoreTargets() {
+  const base = testTargets();
+  return parseTargetsFile({
+    ...base,
+    targets: base.targets.map((target) =>
+      target.name === "edge"
+        ? {
+            ...target,
+            restore: {
+              executor: "local",
+              members: [
+                {
+                  name: "edge-1",
+                  instanceId: "i-0ffffffffffffffff",
+                  clientUrl: "https://10.9.0.1:2379",
+                  peerUrl: "https://10.9.0.1:2380",
+                },
+              ],
+            },
+          }
+        : target,
+    ),
+  });
+}
+
+beforeAll(() => {
+  vi.stubEnv("CDK_VALIDATION", "false");
+});
+
+let built: BuiltStack;
+let resources: Record<string, Resource>;
+beforeAll(() => {
+  built = buildStack({ targets: restoreTargets(), approverEmails: ["approver@example.com"] });
+  resources = built.template.toJSON().Resources as Record<string, Resource>;
+});
+
+function logicalIdOf(value: unknown): string {
+  const ref = resolved(built.stack, value) as { Ref?: string; "Fn::GetAtt"?: [string, string] };
+  return ref.Ref ?? (ref["Fn::GetAtt"] as [string, string])[0];
+}
+function resource(logicalId: string): Resource {
+  const found = resources[logicalId];
+  if (!found) throw new Error(`no resource ${logicalId}`);
+  return found;
+}
+function statementsOfRole(roleLogicalId: string): Statement[] {
+  return Object.values(resources)
+    .filter((candidate) => candidate.Type === "AWS::IAM::Policy")
+    .filter((policy) =>
+      (policy.Properties.Roles as { Ref: string }[]).some((role) => role.Ref === roleLogicalId),
+    )
+    .flatMap((policy) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+}
+function restoreFunction(handler: string) {
+  const step = restoreSteps.find((candidate) => candidate.handler === handler);
+  const construct = built.stack.restore.functions[step?.placeholder ?? ""];
+  if (!construct) throw new Error(`no restore function ${handler}`);
+  return construct;
+}
+const roleOf = (handler: string) => logicalIdOf(restoreFunction(handler).role.roleArn);
+const withAction = (statements: Statement[], prefix: string) =>
+  statements.filter((statement) => asList(statement.Action).some((action) => action.startsWith(prefix)));
+const restoreMachine = () => resource(logicalIdOf(built.stack.restore.stateMachine.stateMachineArn));
+const restoreMachineRole = () =>
+  (restoreMachine().Properties.RoleArn as { "Fn::GetAtt": [string] })["Fn::GetAtt"][0];
+const bucketArn = () => ({ "Fn::GetAtt": [logicalIdOf(built.stack.storage.bucket.bucketName), "Arn"] });
+const objects = (suffix: string) => ({ "Fn::Join": ["", [bucketArn(), `/backups/etcd/${suffix}`]] });
+const allClusters = () => testTargets().targets.map((target) => target.name);
+
+describe("restore functions", () => {
+  it("run every restore handler of restore.asl.json, each with a role of its own, apart from backup's", () => {
+    const definition = readFileSync(join(projectRoot, "statemachine", "restore.asl.json"), "utf8");
+    const functionPlaceholders = placeholdersIn(definition).filter((name) => name.endsWith("FunctionArn"));
+    expect(restoreSteps.map((step) => step.placeholder).sort()).toEqual(functionPlaceholders);
+    const backupRoles = backupSteps.map((step) =>
+      logicalIdOf(built.stack.backup.functions[step.placeholder]?.role.roleArn),
+    );
+    const restoreRoles = restoreSteps.map((step) => roleOf(step.handler));
+    expect(new Set(restoreRoles).size).toBe(restoreSteps.length);
+    for (const role of restoreRoles) expect(backupRoles).not.toContain(role);
+    for (const step of restoreSteps) {
+      expect(
+        resource(logicalIdOf(restoreFunction(step.handler).function.functionArn)).Properties,
+      ).toMatchObject({ Runtime: "nodejs22.x", Architectures: ["arm64"], TracingConfig: { Mode: "Active" } });
+    }
+  });
+
+  it("keeps each Lambda timeout within its state's TimeoutSeconds in restore.asl.json", () => {
+    const states: { Parameters?: { FunctionName?: string }; TimeoutSeconds?: number }[] = [];
+    const collect = (node: unknown) => {
+      if (typeof node !== "object" || node === null) return;
+      const record = node as Record<string, unknown>;
+      if (record.States) for (const state of Object.values(record.States as object)) states.push(state);
+      for (const value of Object.values(record)) collect(value);
+    };
+    collect(JSON.parse(readFileSync(join(projectRoot, "statemachine", "restore.asl.json"), "utf8")));
+    let checked = 0;
+    for (const state of states) {
+      const placeholder = /^\$\{(\w+)\}$/.exec(state.Parameters?.FunctionName ?? "")?.[1];
+      if (!placeholder || state.TimeoutSeconds === undefined) continue;
+      const step = restoreSteps.find((candidate) => candidate.placeholder === placeholder);
+      expect(step?.sizing.timeout.toSeconds(), placeholder).toBeLessThanOrEqual(state.TimeoutSeconds);
+      checked += 1;
+    }
+    expect(checked).toBeGreaterThan(10);
+  });
+
+  it("gives each function the common environment, and only its own restore variables", () => {
+    const { stack } = built;
+    const common = {
+      CATALOGUE_TABLE: { Ref: logicalIdOf(stack.catalogue.table.tableName) },
+      SNAPSHOT_BUCKET: { Ref: logicalIdOf(stack.storage.bucket.bucketName) },
+      SNAPSHOT_PREFIX: "backups/etcd",
+      SNAPSHOT_KMS_KEY_ID: { "Fn::GetAtt": [logicalIdOf(stack.storage.key.keyArn), "Arn"] },
+      TARGETS_PARAMETER_NAME: { Ref: logicalIdOf(stack.targetsParameter.parameter.parameterName) },
+      POWERTOOLS_SERVICE_NAME: "etcd-backup",
+      POWERTOOLS_METRICS_NAMESPACE: "EtcdBackup",
+      NODE_OPTIONS: "--enable-source-maps",
+    };
+    const presignRole = restoreFunction("write-restore-plans").presignRole;
+    const own: Record<string, Record<string, unknown>> = {
+      "request-approval": {
+        APPROVERS_TOPIC_ARN: { Ref: logicalIdOf(stack.restore.approvers.topic.topicArn) },
+      },
+      "write-restore-plans": {
+        PRESIGN_ROLE_ARN: { "Fn::GetAtt": [logicalIdOf(presignRole?.roleArn), "Arn"] },
+        RESTORE_AGENT_SCRIPT: "/var/task/etcd-restore-agent.sh",
+      },
+    };
+    for (const step of restoreSteps) {
+      const fn = resource(logicalIdOf(restoreFunction(step.handler).function.functionArn));
+      expect((fn.Properties.Environment as { Variables: unknown }).Variables, step.handler).toEqual({
+        ...common,
+        ...own[step.handler],
+      });
+    }
+  });
+});
+
+describe("restore state machine", () => {
+  it("is deployed from statemachine/restore.asl.json, unchanged, logging every execution with X-Ray", () => {
+    const machine = restoreMachine();
+    expect(machine.Properties.DefinitionS3Location).toBeDefined();
+    expect(machine.Properties.DefinitionString).toBeUndefined();
+    expect(machine.Properties).toMatchObject({
+      StateMachineType: "STANDARD",
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: { Level: "ALL", IncludeExecutionData: true },
+    });
+  });
+
+  it("fills every placeholder: step functions, the on-call topic and the backup state machine", () => {
+    const substitutions = restoreMachine().Properties.DefinitionSubstitutions as Record<string, unknown>;
+    const definition = readFileSync(join(projectRoot, "statemachine", "restore.asl.json"), "utf8");
+    expect(Object.keys(substitutions).sort()).toEqual(placeholdersIn(definition));
+    for (const step of restoreSteps) {
+      expect(substitutions[step.placeholder], step.placeholder).toEqual(
+        resolved(built.stack, restoreFunction(step.handler).function.functionArn),
+      );
+    }
+    expect(substitutions.OnCallTopicArn).toEqual({ Ref: logicalIdOf(built.stack.onCall.topic.topicArn) });
+    expect(substitutions.BackupStateMachineArn).toEqual({
+      Ref: logicalIdOf(built.stack.backup.stateMachine.stateMachineArn),
+    });
+  });
+
+  it("may invoke exactly the restore functions and publish only to on-call", () => {
+    const statements = statementsOfRole(restoreMachineRole());
+    const invoke = withAction(statements, "lambda:");
+    expect(invoke).toHaveLength(1);
+    expect(sorted(asList(invoke[0]?.Resource))).toEqual(
+      sorted(
+        restoreSteps.map((step) => resolved(built.stack, restoreFunction(step.handler).function.functionArn)),
+      ),
+    );
+    expect(withAction(statements, "sns:")).toEqual([
+      {
+        Effect: "Allow",
+        Action: "sns:Publish",
+        Resource: { Ref: logicalIdOf(built.stack.onCall.topic.topicArn) },
+      },
+    ]);
+  });
+
+  it("may start the backup state machine and follow its executions the way .sync:2 needs", () => {
+    const statements = statementsOfRole(restoreMachineRole());
+    const backupArn = { Ref: logicalIdOf(built.stack.backup.stateMachine.stateMachineArn) };
+    expect(withAction(statements, "states:")).toEqual([
+      { Effect: "Allow", Action: "states:StartExecution", Resource: backupArn },
+      {
+        Effect: "Allow",
+        Action: ["states:DescribeExecution", "states:StopExecution"],
+        Resource: {
+          "Fn::Join": [
+            "",
+            [
+              "arn:",
+              { Ref: "AWS::Partition" },
+              ":states:",
+              { Ref: "AWS::Region" },
+              ":",
+              { Ref: "AWS::AccountId" },
+              ":execution:",
+              { "Fn::Select": [6, { "Fn::Split": [":", backupArn] }] },
+              ":*",
+            ],
+          ],
+        },
+      },
+    ]);
+    expect(withAction(statements, "events:")).toEqual([
+      {
+        Effect: "Allow",
+        Action: ["events:DescribeRule", "events:PutRule", "events:PutTargets"],
+        Resource: {
+          "Fn::Join": [
+            "",
+            [
+              "arn:",
+              { Ref: "AWS::Partition" },
+              ":events:",
+              { Ref: "AWS::Region" },
+              ":",
+              { Ref: "AWS::AccountId" },
+              ":rule/StepFunctionsGetEventsForStepFunctionsExecutionRule",
+            ],
+          ],
+        },
+      },
+    ]);
+  });
+
+  it("may send only AWS-RunShellScript, only to the instances of ssm-executor members", () => {
+    const sendCommand = withAction(statementsOfRole(restoreMachineRole()), "ssm:");
+    const arn = (service: string, account: unknown[], resourcePath: string) => ({
+      "Fn::Join": [
+        "",
+        [
+          "arn:",
+          { Ref: "AWS::Partition" },
+          `:${service}:`,
+          { Ref: "AWS::Region" },
+          ":",
+          ...account,
+          resourcePath,
+        ],
+      ],
+    });
+    const instance = (id: string) => arn("ec2", [{ Ref: "AWS::AccountId" }], `:instance/${id}`);
+    expect(sendCommand).toHaveLength(1);
+    expect(sendCommand[0]?.Action).toBe("ssm:SendCommand");
+    expect(sorted(asList(sendCommand[0]?.Resource))).toEqual(
+      sorted([
+        {
+          "Fn::Join": [
+            "",
+            [
+              "arn:",
+              { Ref: "AWS::Partition" },
+              ":ssm:",
+              { Ref: "AWS::Region" },
+              `::document/${agentDocumentName}`,
+            ],
+          ],
+        },
+        instance("i-0a1b2c3d4e5f60001"),
+        instance("i-0a1b2c3d4e5f60002"),
+        instance("i-0a1b2c3d4e5f60003"),
+      ]),
+    );
+    expect(JSON.stringify(sendCommand)).not.toContain("i-0ffffffffffffffff");
+    expect(agentDocumentName).toBe("AWS-RunShellScript");
+    const definition = readFileSync(join(projectRoot, "statemachine", "restore.asl.json"), "utf8");
+    expect(definition).toContain(`"DocumentName": "${agentDocumentName}"`);
+  });
+});
+
+describe("presigning", () => {
+  it("signs with a PresignRole only write-restore-plans may assume, for sessions of up to 12 h", () => {
+    const presignRole = restoreFunction("write-restore-plans").presignRole;
+    const role = resource(logicalIdOf(presignRole?.roleArn));
+    expect(role.Properties.MaxSessionDuration).toBe(43_200);
+    expect(role.Properties.AssumeRolePolicyDocument).toEqual({
+      Version: "2012-10-17",
+      Statement: [
+        {
+          Effect: "Allow",
+          Action: "sts:AssumeRole",
+          Principal: { AWS: { "Fn::GetAtt": [roleOf("write-restore-plans"), "Arn"] } },
+        },
+      ],
+    });
+    expect(withAction(statementsOfRole(roleOf("write-restore-plans")), "sts:")).toEqual([
+      {
+        Effect: "Allow",
+        Action: "sts:AssumeRole",
+        Resource: { "Fn::GetAtt": [logicalIdOf(presignRole?.roleArn), "Arn"] },
+      },
+    ]);
+    for (const step of restoreSteps.filter((candidate) => candidate.handler !== "write-restore-plans")) {
+      expect(withAction(statementsOfRole(roleOf(step.handler)), "sts:"), step.handler).toEqual([]);
+      expect(restoreFunction(step.handler).presignRole).toBeUndefined();
+    }
+  });
+
+  it("lets the PresignRole read the snapshots' versions and the restore area, write only the restore area, use the key only through S3", () => {
+    const presignRole = restoreFunction("write-restore-plans").presignRole;
+    const statements = statementsOfRole(logicalIdOf(presignRole?.roleArn));
+    const restorable = ["prod-eu", "edge"];
+    expect(
+      withAction(statements, "s3:").map((statement) => [
+        asList(statement.Action),
+        sorted(asList(statement.Resource)),
+      ]),
+    ).toEqual([
+      [
+        ["s3:GetObject", "s3:GetObjectVersion"],
+        sorted(allClusters().map((cluster) => objects(`${cluster}/*.db`))),
+      ],
+      [
+        ["s3:GetObject", "s3:PutObject"],
+        sorted(restorable.map((cluster) => objects(`${cluster}/_restores/*`))),
+      ],
+    ]);
+    const kms = withAction(statements, "kms:");
+    expect(kms).toHaveLength(1);
+    expect(kms[0]?.Condition?.StringEquals).toHaveProperty("kms:ViaService");
+    expect(statements.every((statement) => /^(s3|kms):/.test(asList(statement.Action)[0] ?? ""))).toBe(true);
+  });
+});
+
+describe("restore function grants", () => {
+  it.each([
+    [
+      "validate-restore",
+      [
+        [
+          ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion", "s3:GetObjectVersionTagging"],
+          "*.db",
+        ],
+      ],
+    ],
+    ["request-approval", []],
+    ["acquire-lease", []],
+    ["write-restore-plans", [[["s3:PutObject"], "_restores/*"]]],
+    ["set-restore-phase", [[["s3:GetObject", "s3:PutObject"], "_restores/*"]]],
+    ["check-restore-agents", [[["s3:GetObject"], "_restores/*"]]],
+    ["check-etcd-health", []],
+    ["compose-restore-message", []],
+    ["release-lease", []],
+  ] as [string, [string[], string][]][])(
+    "gives %s only the object access its step needs",
+    (handler, expected) => {
+      const actual = withAction(statementsOfRole(roleOf(handler)), "s3:").map(
+        (statement) => [asList(statement.Action).sort(), sorted(asList(statement.Resource))] as const,
+      );
+      const clustersFor = (suffix: string) => (suffix === "*.db" ? allClusters() : ["prod-eu", "edge"]);
+      expect(sorted(actual as unknown as unknown[])).toEqual(
+        sorted(
+          expected.map(([actions, suffix]) => [
+            [...actions].sort(),
+            sorted(clustersFor(suffix).map((cluster) => objects(`${cluster}/${suffix}`))),
+          ]),
+        ),
+      );
+    },
+  );
+
+  it("lets only validate-restore and check-etcd-health read etcd TLS secrets, of restorable clusters only, in the VPC's stead nothing else", () => {
+    for (const step of restoreSteps) {
+      const statements = statementsOfRole(roleOf(step.handler));
+      expect(withAction(statements, "eks:"), step.handler).toEqual([]);
+      const secrets = withAction(statements, "secretsmanager:");
+      if (!step.access.includes("etcd-tls")) {
+        expect(secrets, step.handler).toEqual([]);
+        continue;
+      }
+      expect(sorted(asList(secrets[0]?.Resource))).toEqual(
+        sorted([
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:etcd-backup/prod-eu/etcd-client",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:etcd-backup/prod-eu/etcd-client-??????",
+        ]),
+      );
+    }
+    expect(
+      restoreSteps
+        .filter((step) => step.reachesClusters)
+        .map((step) => step.handler)
+        .sort(),
+    ).toEqual(["check-etcd-health", "validate-restore"]);
+  });
+
+  it("lets request-approval write only the approvals partition, the one ApprovalTokens writes", async () => {
+    const dynamo = withAction(statementsOfRole(roleOf("request-approval")), "dynamodb:");
+    expect(dynamo).toEqual([
+      {
+        Effect: "Allow",
+        Action: "dynamodb:PutItem",
+        Resource: { "Fn::GetAtt": [logicalIdOf(built.stack.catalogue.table.tableName), "Arn"] },
+        Condition: { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [approvalsPartition] } },
+      },
+    ]);
+    const client = new DynamoDBClient({
+      region: "eu-west-1",
+      credentials: { accessKeyId: "a", secretAccessKey: "b" },
+    });
+    const mock = mockClient(DynamoDBDocumentClient);
+    mock.on(PutCommand).resolves({});
+    await new ApprovalTokens({ client, tableName: "t" }).save({
+      targetCluster: "prod-eu",
+      executionName: "e",
+      executionArn: "arn:aws:states:eu-west-1:111122223333:execution:m:e",
+      taskToken: "token",
+      snapshotId: "s",
+      requestedAt: "2025-01-01T00:00:00Z",
+      expiresAt: 1,
+    });
+    const item = mock.commandCalls(PutCommand)[0]?.args[0].input.Item;
+    mock.restore();
+    expect(item?.[CatalogueTable.partitionKey.name]).toBe(approvalsPartition);
+  });
+
+  it("lets request-approval publish to the approvers' topic, and no other function", () => {
+    const topic = { Ref: logicalIdOf(built.stack.restore.approvers.topic.topicArn) };
+    for (const step of restoreSteps) {
+      const publish = withAction(statementsOfRole(roleOf(step.handler)), "sns:");
+      expect(publish, step.handler).toEqual(
+        step.handler === "request-approval"
+          ? [{ Effect: "Allow", Action: "sns:Publish", Resource: topic }]
+          : [],
+      );
+    }
+  });
+});
+
+describe("approvers topic and outputs", () => {
+  it("encrypts the approvers' topic with a rotating key of its own, refuses non-TLS publishing, lets no alarm in", () => {
+    const { approvers } = built.stack.restore;
+    const { onCall } = built.stack;
+    const keyId = logicalIdOf(approvers.key.keyArn);
+    expect(keyId).not.toBe(logicalIdOf(onCall.key.keyArn));
+    expect(resource(keyId).Properties.EnableKeyRotation).toBe(true);
+    expect(resource(logicalIdOf(approvers.topic.topicArn)).Properties.KmsMasterKeyId).toEqual({
+      "Fn::GetAtt": [keyId, "Arn"],
+    });
+    const policy = Object.values(resources).find(
+      (candidate) =>
+        candidate.Type === "AWS::SNS::TopicPolicy" &&
+        JSON.stringify(candidate.Properties.Topics) ===
+          JSON.stringify([{ Ref: logicalIdOf(approvers.topic.topicArn) }]),
+    );
+    if (!policy) throw new Error("no approvers' topic policy");
+    const statements = (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
+    expect(statements.filter((statement) => statement.Effect === "Allow")).toEqual([]);
+    expect(statements).toEqual([
+      expect.objectContaining({ Effect: "Deny", Condition: { Bool: { "aws:SecureTransport": "false" } } }),
+    ]);
+    expect(JSON.stringify(resource(keyId).Properties.KeyPolicy)).not.toContain("cloudwatch.amazonaws.com");
+  });
+
+  it("subscribes the approvers' addresses to the approvers' topic only", () => {
+    built.template.hasResourceProperties("AWS::SNS::Subscription", {
+      Protocol: "email",
+      Endpoint: "approver@example.com",
+      TopicArn: { Ref: logicalIdOf(built.stack.restore.approvers.topic.topicArn) },
+    });
+    built.template.resourcePropertiesCountIs("AWS::SNS::Subscription", { Endpoint: Match.anyValue() }, 1);
+  });
+
+  it("outputs the restore state machine and the approvers' topic for the CLI", () => {
+    const outputs = built.template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs[StackOutputs.restoreStateMachineArn]?.Value).toEqual(
+      resolved(built.stack, built.stack.restore.stateMachine.stateMachineArn),
+    );
+    expect(outputs[StackOutputs.approversTopicArn]?.Value).toEqual(
+      resolved(built.stack, built.stack.restore.approvers.topic.topicArn),
+    );
+  });
+});
