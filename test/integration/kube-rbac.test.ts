@@ -16,7 +16,7 @@ import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-tab
 import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";
 import { SnapshotStatus } from "../../lambdas/core/catalogue/snapshot-record.js";
 import { parseTargetsFile, type Target } from "../../lambdas/core/config/target-config.js";
-import { InvalidInputError, KubernetesAccessDeniedError } from "../../lambdas/core/errors.js";
+import { KubernetesAccessDeniedError } from "../../lambdas/core/errors.js";
 import { loadKubeConfigForAccess } from "../../lambdas/core/kube/kube-config.js";
 import { verifyStoredSnapshot } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
 import { type LocalDynamoDb, startLocalDynamoDb } from "../support/dynamodb-server.js";
@@ -234,7 +234,7 @@ describe("the backup steps under exactly that Role", () => {
   it("fails with the API server's refusal when the Role lacks create on the subresources (Kubernetes 1.35)", async () => {
     authorizer = rbacAuthorizerFromManifest(manifest.replace('verbs: ["get", "create"]', 'verbs: ["get"]'));
     const attempt = resolveTarget(dependencies(), { cluster: "kubeadm-exec" });
-    await expect(attempt).rejects.toThrow(InvalidInputError);
+    await expect(attempt).rejects.toThrow(KubernetesAccessDeniedError);
     await expect(attempt).rejects.toThrow(
       /cannot create resource "pods\/exec" in API group "" in the namespace "kube-system"/,
     );
