@@ -450,9 +450,18 @@ etcd_healthy() {
   [[ $body == *'"health":"true"'* || $body == *'"health": "true"'* ]]
 }
 
+# A closed port is not enough: etcd closes its listeners before it has finished with its files. bbolt
+# holds an exclusive flock on the database while the process lives, so wait for that too (flock is
+# util-linux, on every node; without it, the port alone decides).
+etcd_database_locked() {
+  local db="$data_dir/member/snap/db"
+  [[ -f $db ]] && command -v flock >/dev/null 2>&1 || return 1
+  ! flock --nonblock --shared "$db" true 2>/dev/null
+}
+
 wait_until_etcd_stopped() {
   local deadline=$((SECONDS + stop_timeout))
-  while etcd_port_open; do
+  while etcd_port_open || etcd_database_locked; do
     ((SECONDS >= deadline)) && return 1
     sleep "$poll_seconds"
   done
