@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // The AWS SDK warns on every Node 20 process that its 2027 releases need Node 22: noise in test output.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
   },
 });
