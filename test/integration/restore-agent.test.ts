@@ -3,19 +3,26 @@
 // the plans and waits at the barrier until every agent reports it done.
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  standInApiServerCommand,
+  writeStandInApiServerManifest,
+  writeStandInComponentManifest,
+} from "../../cli/local/static-pod-manifests.js";
 import type { RestoreAgentStatus, RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
 import { presignWithClient } from "../../lambdas/core/store/presign.js";
 import { type RestoreAgents, startRestoreAgents } from "../support/restore-agents.js";
 import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
 import {
   apiServerManifestName,
+  controllerManagerManifestName,
   etcdManifestName,
   type StaticPodEtcd,
   type StaticPodNode,
+  schedulerManifestName,
   startStaticPodEtcd,
 } from "../support/static-pod-etcd.js";
 
@@ -77,6 +84,8 @@ async function planFor(
       apiServerManifest: apiServerManifestName,
       clientUrl: node.clientUrl,
       peerUrl: node.peerUrl,
+      apiServerReadyUrl: node.apiServerReadyUrl,
+      restartManifests: [schedulerManifestName, controllerManagerManifestName],
     },
     initialCluster: etcd.initialCluster,
     initialClusterToken: `restore-${restoreId}`,
@@ -145,6 +154,20 @@ async function fingerprint(directory: string): Promise<string[]> {
   };
   await walk(directory);
   return entries;
+}
+
+/** How many times the supervisor has started each pod on the node (its `starts` count resets with the manifest). */
+function startedCount(etcd: StaticPodEtcd, node: StaticPodNode, pod: string): number {
+  return etcd.events.filter(
+    (event) => event.node === node.name && event.pod === pod && event.type === "started",
+  ).length;
+}
+
+function restartCounts(etcd: StaticPodEtcd, node: StaticPodNode) {
+  return {
+    scheduler: startedCount(etcd, node, "kube-scheduler"),
+    controllerManager: startedCount(etcd, node, "kube-controller-manager"),
+  };
 }
 
 function messages(statuses: RestoreAgentStatus[]): string {
@@ -223,11 +246,28 @@ describe("restore agent on a three-member etcd run as static pods", () => {
       expect(shape.clusterIds.size).toBe(1);
       expect([...shape.clusterIds][0]).not.toBe([...originalClusterIds][0]);
 
+      const startsBefore = etcd.nodes.map((node) => restartCounts(etcd, node));
       const apiServers = await agents.advance("start-apiserver");
       expect(apiServers.failed, messages(apiServers.statuses)).toBe(false);
       await expect
         .poll(() => etcd.nodes.every((node) => etcd.supervisor.running(node.name, "kube-apiserver")))
         .toBe(true);
+      // After the API answered ready, each node's scheduler and controller manager were stopped and started.
+      for (const [index, node] of etcd.nodes.entries()) {
+        const status = apiServers.statuses.find((entry) => entry.member === node.memberName);
+        expect(status?.message).toBe(
+          `kube-apiserver started; the API answered ready at ${node.apiServerReadyUrl}; restarted kube-scheduler kube-controller-manager`,
+        );
+        const before = startsBefore[index] as { scheduler: number; controllerManager: number };
+        await expect
+          .poll(() => restartCounts(etcd, node))
+          .toEqual({
+            scheduler: before.scheduler + 1,
+            controllerManager: before.controllerManager + 1,
+          });
+        expect(etcd.supervisor.running(node.name, "kube-scheduler")).toBe(true);
+        expect(etcd.supervisor.running(node.name, "kube-controller-manager")).toBe(true);
+      }
 
       const finished = await agents.advance("finish");
       expect(finished.failed).toBe(false);
@@ -378,4 +418,152 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       await rollback.stop();
     }
   });
+});
+
+describe("restore agent starting kube-apiserver and restarting the scheduler and controller manager", () => {
+  let s3: LocalS3;
+  let etcd: StaticPodEtcd;
+  let node: StaticPodNode;
+  // Only the start-apiserver phase runs here: the snapshot is never downloaded.
+  const snapshot: UploadedSnapshot = {
+    key: "snapshots/unused.db",
+    bytes: 512 + 32,
+    sha256: "0".repeat(64),
+    revision: 1,
+  };
+  // A stand-in whose command line does not name its component: the agent cannot see it stop.
+  const hiddenManifestName = "hidden-component.json";
+  const shortWaits = { ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS: "0.5" };
+
+  beforeAll(async () => {
+    [s3, etcd] = await Promise.all([startLocalS3(), startStaticPodEtcd({ members: 1 })]);
+    node = etcd.nodes[0] as StaticPodNode;
+    await writeStandInComponentManifest({
+      manifestDir: node.manifestDir,
+      component: "hidden-component",
+      fileName: hiddenManifestName,
+      command: ["sleep", "infinity"],
+    });
+  });
+
+  afterAll(async () => {
+    await etcd?.stop();
+    await s3?.stop();
+  });
+
+  /** Parks kube-apiserver, as the stop phase does, with a stand-in that answers ready as given. */
+  async function parkApiServer(readyAfterMs: number | null) {
+    await rm(join(node.manifestDir, apiServerManifestName), { force: true });
+    await writeStandInApiServerManifest({
+      manifestDir: node.parkedManifestDir,
+      fileName: apiServerManifestName,
+      command: standInApiServerCommand({ port: node.apiServerPort, readyAfterMs }),
+    });
+    await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(false);
+  }
+
+  async function runStartApiServer(plan: RestorePlan) {
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [plan],
+      initialPhase: "start-apiserver",
+      env: shortWaits,
+    });
+    try {
+      const started = Date.now();
+      const outcome = await agents.waitForPhase("start-apiserver", 30_000);
+      return { outcome, seconds: (Date.now() - started) / 1000, exitCode: agents.agents[0]?.exitCode };
+    } finally {
+      await agents.stop();
+    }
+  }
+
+  it("waits for /readyz to answer ok before restarting what is present, and puts back what an interrupted run left parked", async () => {
+    await parkApiServer(2000);
+    // An earlier agent stopped mid-way with the controller manager's manifest parked.
+    await rename(
+      join(node.manifestDir, controllerManagerManifestName),
+      join(node.parkedManifestDir, controllerManagerManifestName),
+    );
+    await expect.poll(() => etcd.supervisor.running(node.name, "kube-controller-manager")).toBe(false);
+    const before = restartCounts(etcd, node);
+    const hiddenBefore = startedCount(etcd, node, "hidden-component");
+    const plan = await planFor(s3, etcd, node, snapshot, "r-start-apiserver");
+    const { outcome, seconds } = await runStartApiServer({
+      ...plan,
+      member: {
+        ...plan.member,
+        restartManifests: [
+          schedulerManifestName,
+          controllerManagerManifestName,
+          hiddenManifestName,
+          "absent.yaml",
+        ],
+      },
+    });
+
+    expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+    const status = outcome.statuses[0] as RestoreAgentStatus;
+    expect(status.message).toBe(
+      `kube-apiserver started; the API answered ready at ${node.apiServerReadyUrl}; restarted kube-scheduler kube-controller-manager hidden-component; not on this node: absent.yaml`,
+    );
+    // The stand-in answers 500 for its first two seconds: the agent waited through them.
+    expect(seconds).toBeGreaterThanOrEqual(2);
+    expect(status.log.join("\n")).toMatch(
+      /kube-apiserver is ready[\s\S]*kube-scheduler has stopped \(pid \d+\)/,
+    );
+    expect(status.log.join("\n")).toContain(
+      "no process of hidden-component visible here: leaving its manifest out for 0.5 s",
+    );
+    await expect
+      .poll(() => restartCounts(etcd, node))
+      .toEqual({
+        scheduler: before.scheduler + 1,
+        controllerManager: before.controllerManager + 1,
+      });
+    await expect.poll(() => startedCount(etcd, node, "hidden-component")).toBe(hiddenBefore + 1);
+    for (const name of [schedulerManifestName, controllerManagerManifestName, hiddenManifestName]) {
+      expect(existsSync(join(node.manifestDir, name))).toBe(true);
+      expect(existsSync(join(node.parkedManifestDir, name))).toBe(false);
+    }
+    const response = await fetch(node.apiServerReadyUrl);
+    expect([response.status, await response.text()]).toEqual([200, "ok"]);
+  }, 60_000);
+
+  it("fails the phase within its bound when /readyz never answers ok, restarting nothing", async () => {
+    await parkApiServer(null);
+    const before = restartCounts(etcd, node);
+    const plan = await planFor(s3, etcd, node, snapshot, "r-never-ready");
+    const { outcome, seconds, exitCode } = await runStartApiServer({ ...plan, startTimeoutSeconds: 2 });
+
+    expect(outcome.failed).toBe(true);
+    const status = outcome.statuses[0] as RestoreAgentStatus;
+    expect(status.phase).toBe("start-apiserver");
+    expect(status.state).toBe("failed");
+    expect(status.message).toBe(
+      `kube-apiserver did not answer ready at ${node.apiServerReadyUrl} within 2 s (last: HTTP 500 [-]etcd failed: reason withheld; readyz check failed); kube-scheduler and kube-controller-manager were not restarted`,
+    );
+    expect(seconds).toBeLessThan(10);
+    expect(await exitCode).toBe(1);
+    expect(restartCounts(etcd, node)).toEqual(before);
+    expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
+  }, 60_000);
+
+  it("skips the readiness check without a URL and restarts a component it can see by its command line", async () => {
+    await parkApiServer(null);
+    const before = restartCounts(etcd, node);
+    const plan = await planFor(s3, etcd, node, snapshot, "r-no-ready-url");
+    const { apiServerReadyUrl: _unused, ...member } = plan.member;
+    const { outcome } = await runStartApiServer({
+      ...plan,
+      member: { ...member, restartManifests: [schedulerManifestName] },
+    });
+    expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+    expect(outcome.statuses[0]?.message).toBe(
+      "kube-apiserver started; API readiness not checked (the plan has no apiServerReadyUrl); restarted kube-scheduler",
+    );
+    await expect
+      .poll(() => restartCounts(etcd, node))
+      .toEqual({ ...before, scheduler: before.scheduler + 1 });
+  }, 60_000);
 });

@@ -54,6 +54,8 @@ export interface StartRestoreAgentsOptions {
   plans: RestorePlan[];
   initialPhase: RestorePhase;
   pollSeconds?: string;
+  /** More environment for the agents, e.g. ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS. */
+  env?: Record<string, string>;
 }
 
 const keyPrefix = "restore-agents";
@@ -99,6 +101,7 @@ export async function startRestoreAgents(options: StartRestoreAgentsOptions): Pr
         ...process.env,
         ETCD_RESTORE_AGENT_POLL_SECONDS: options.pollSeconds ?? "0.2",
         ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS: "20",
+        ...options.env,
       },
       stdio: ["ignore", "ignore", "pipe"],
     });
