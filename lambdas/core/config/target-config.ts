@@ -122,7 +122,25 @@ const restoreSchema = z
     /** How long each barrier phase may take before the restore rolls back. */
     phaseTimeoutSeconds: z.number().int().min(30).default(900),
   })
-  .strict();
+  .strict()
+  .superRefine((layout, context) => {
+    layout.restartManifests.forEach((name, index) => {
+      if (name === layout.etcdManifest || name === layout.apiServerManifest) {
+        context.addIssue({
+          code: "custom",
+          path: ["restartManifests", index],
+          message: `${name} is etcd's or kube-apiserver's manifest, which the restore stops and starts itself`,
+        });
+      }
+      if (layout.restartManifests.indexOf(name) !== index) {
+        context.addIssue({
+          code: "custom",
+          path: ["restartManifests", index],
+          message: `${name} appears twice`,
+        });
+      }
+    });
+  });
 
 export const targetSchema = z
   .object({

@@ -600,7 +600,7 @@ restart_manifest() {
     fi
     return
   fi
-  mapfile -t pids < <(component_pids "$component") || visible=0
+  mapfile -t pids < <(component_pids "$component")
   ((${#pids[@]})) || visible=0
   park_manifest "$name"
   if ((visible)); then
