@@ -45,11 +45,12 @@ describe("readAppSettings", () => {
     expect(() => readAppSettings(appWith({ targets: file }), directory)).toThrow(/is not JSON/);
   });
 
-  it("reads alert e-mails, Object Lock and the stack name from context", () => {
+  it("reads alert and approver e-mails, Object Lock and the stack name from context", () => {
     const settings = readAppSettings(
       appWith({
         targets: exampleTargetsFile(),
         alertEmails: " oncall@example.com, sre@example.com ",
+        approverEmails: "lead@example.com",
         objectLockMode: "compliance",
         objectLockDays: "30",
         stackName: "EtcdBackupProd",
@@ -61,6 +62,7 @@ describe("readAppSettings", () => {
     expect(settings).toMatchObject({
       stackName: "EtcdBackupProd",
       alertEmails: ["oncall@example.com", "sre@example.com"],
+      approverEmails: ["lead@example.com"],
       objectLock: { mode: "COMPLIANCE", days: 30 },
       eksAccessEntries: false,
       vpc: { vpcId: "vpc-1", subnetIds: ["subnet-1", "subnet-2"], securityGroupIds: ["sg-1"] },
@@ -69,6 +71,7 @@ describe("readAppSettings", () => {
 
   it.each([
     [{ alertEmails: "oncall" }, /alertEmails: "oncall" is not an e-mail address/],
+    [{ approverEmails: "lead" }, /approverEmails: "lead" is not an e-mail address/],
     [{ objectLockMode: "FOREVER", objectLockDays: 3 }, /objectLockMode: expected GOVERNANCE or COMPLIANCE/],
     [{ objectLockDays: 0 }, /objectLockDays: expected a whole number/],
     [{ vpc: "vpc-1" }, /vpc: expected JSON/],

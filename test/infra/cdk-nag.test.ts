@@ -40,13 +40,15 @@ describe("cdk-nag AwsSolutions checks", () => {
     const { findings, stack } = synthWithChecks({});
     expect(findings).toEqual([]);
     expect(stack.backup.stateMachine).toBeDefined();
+    expect(stack.restore.stateMachine).toBeDefined();
   });
 
-  it("pass with the optional parts on: Object Lock, e-mail alerts, VPC placement", () => {
+  it("pass with the optional parts on: Object Lock, e-mail alerts and approvers, VPC placement", () => {
     const { findings, stack } = synthWithChecks({
       objectLockMode: "GOVERNANCE",
       objectLockDays: 30,
       alertEmails: "oncall@example.com",
+      approverEmails: "approver@example.com",
       vpc: JSON.stringify({ vpcId: "vpc-0123456789abcdef0", subnetIds: ["subnet-0aaaaaaaaaaaaaaaa"] }),
     });
     expect(findings).toEqual([]);

@@ -10,7 +10,9 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { backupSteps } from "../../infra/backup-workflow.js";
+import { bundledAgentScript } from "../../infra/lambda-step-function.js";
 import { installedVersion } from "../../infra/native-modules.js";
+import { restoreSteps } from "../../infra/restore-workflow.js";
 import { cdkJsonContext, exampleTargetsFile, projectRoot } from "./stack-fixtures.js";
 
 /** Budget for the code Lambda loads (index.mjs); the source map beside it is reported, not limited. */
@@ -64,7 +66,7 @@ beforeAll(async () => {
   resources = (
     JSON.parse(readFileSync(join(outdir, "EtcdBackup.template.json"), "utf8")) as { Resources: Resources }
   ).Resources;
-}, 240_000);
+}, 480_000);
 
 describe("handler bundles", () => {
   it("synthesizes with no validation finding (cdk-nag and CloudFormation rules)", () => {
@@ -74,8 +76,8 @@ describe("handler bundles", () => {
     expect(report.pluginReports).toEqual([]);
   });
 
-  it.each(backupSteps.map((step) => [step.handler, step]))(
-    "keeps the %s bundle's code under 5 MB",
+  it.each([...backupSteps, ...restoreSteps].map((step) => [step.description, step]))(
+    "keeps the bundle's code under 5 MB: %s",
     (_handler, step) => {
       const bundle = bundleOf(step.description);
       expect(statSync(join(bundle, "index.mjs")).size).toBeLessThan(codeLimitBytes);
@@ -107,7 +109,9 @@ describe("handler bundles", () => {
   });
 
   it("loads every bundle as an ES module exporting handler (the native module falls back where it cannot load)", async () => {
-    const urls = backupSteps.map((step) => pathToFileURL(join(bundleOf(step.description), "index.mjs")).href);
+    const urls = [...backupSteps, ...restoreSteps].map(
+      (step) => pathToFileURL(join(bundleOf(step.description), "index.mjs")).href,
+    );
     const script = `
       for (const url of ${JSON.stringify(urls)}) {
         const module = await import(url);
@@ -119,5 +123,12 @@ describe("handler bundles", () => {
       env: { ...process.env, AWS_REGION: "eu-west-1" },
     });
     expect(stdout.trim().split("\n").at(-1)).toBe(`loaded ${urls.length}`);
+  });
+
+  it("ships the restore agent's script in the write-restore-plans bundle, where RESTORE_AGENT_SCRIPT points", () => {
+    const step = restoreSteps.find((candidate) => candidate.handler === "write-restore-plans");
+    const bundle = bundleOf(step?.description ?? "");
+    const source = join(projectRoot, ...bundledAgentScript.source);
+    expect(readFileSync(join(bundle, "etcd-restore-agent.sh"), "utf8")).toBe(readFileSync(source, "utf8"));
   });
 });
