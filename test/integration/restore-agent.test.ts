@@ -534,16 +534,20 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     await parkApiServer(null);
     const before = restartCounts(etcd, node);
     const plan = await planFor(s3, etcd, node, snapshot, "r-never-ready");
-    const { outcome, seconds, exitCode } = await runStartApiServer({ ...plan, startTimeoutSeconds: 2 });
+    const { outcome, seconds, exitCode } = await runStartApiServer({ ...plan, startTimeoutSeconds: 4 });
 
     expect(outcome.failed).toBe(true);
     const status = outcome.statuses[0] as RestoreAgentStatus;
     expect(status.phase).toBe("start-apiserver");
     expect(status.state).toBe("failed");
-    expect(status.message).toBe(
-      `kube-apiserver did not answer ready at ${node.apiServerReadyUrl} within 2 s (last: HTTP 500 [-]etcd failed: reason withheld; readyz check failed); kube-scheduler and kube-controller-manager were not restarted`,
+    // The stand-in answers 500 once it runs; on a loaded machine it may not listen yet when time is up.
+    expect(status.message).toMatch(
+      new RegExp(
+        `^kube-apiserver did not answer ready at ${node.apiServerReadyUrl.replaceAll(".", "\\.")} within 4 s \\(last: (HTTP 500 \\[-\\]etcd failed: reason withheld; readyz check failed|no answer \\(.*\\))\\); kube-scheduler and kube-controller-manager were not restarted$`,
+      ),
     );
-    expect(seconds).toBeLessThan(10);
+    expect(seconds).toBeGreaterThanOrEqual(4);
+    expect(seconds).toBeLessThan(12);
     expect(await exitCode).toBe(1);
     expect(restartCounts(etcd, node)).toEqual(before);
     expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
