@@ -112,6 +112,9 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
     "grpc.max_receive_message_length": -1,
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
+    // HTTP/2's default 64 KiB window makes etcd wait for a WINDOW_UPDATE every two messages; 1 MiB lets it
+    // stream (measured: 0.5-0.7x of etcdctl save to a file, then 0.8-1.2x), still bounding what is in flight.
+    "grpc-node.flow_control_window": 1024 * 1024,
   };
   if (connection.tls?.serverName) channelOptions["grpc.ssl_target_name_override"] = connection.tls.serverName;
   const address = `${url.hostname}:${url.port || (secure ? "443" : "80")}`;
