@@ -1,14 +1,14 @@
 // The backup data path: `source → integrity tap → sink`, one pipeline with backpressure end to end.
 // The member's Status is taken just before and just after, so that verification can check the
 // snapshot's revision lies between the two (on a live cluster it moves while the stream runs).
-import { createWriteStream } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { rename, rm } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { PutObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
 import { describeError, StorageUnavailableError } from "../errors.js";
 import type { MemberStatus } from "../etcd/etcd-client.js";
 import { MultipartUploadSink, type UploadedObject } from "../store/multipart-upload-sink.js";
+import { FileSink } from "./file-sink.js";
 import { IntegrityTap } from "./integrity-tap.js";
 import { snapshotObjectKey } from "./snapshot-naming.js";
 import type { SnapshotSource } from "./snapshot-source.js";
@@ -163,13 +163,7 @@ export async function streamSnapshotToFile(
 ): Promise<StreamedSnapshot & { path: string }> {
   const partPath = `${path}.part`;
   try {
-    const streamed = await streamSnapshot(source, () => createWriteStream(partPath), options);
-    const handle = await open(partPath, "r+");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    const streamed = await streamSnapshot(source, () => new FileSink(partPath), options);
     await rename(partPath, path);
     return { ...streamed, path };
   } catch (error) {

@@ -1,0 +1,88 @@
+// A file sink for the snapshot pipeline. etcd sends its snapshot in 32 KiB messages; fs.WriteStream
+// writes each one with its own call through the thread pool and pauses the pipeline after each (its
+// high-water mark is 16 KiB). Gathering 1 MiB before one writev cut the product's CPU per snapshot by
+// about a fifth in bench measurements, which on two cores shared with etcd is throughput.
+import { type FileHandle, open } from "node:fs/promises";
+import { Writable } from "node:stream";
+
+const defaultBatchBytes = 1024 * 1024;
+
+export class FileSink extends Writable {
+  private handle: FileHandle | undefined;
+  private batch: Buffer[] = [];
+  private batchedBytes = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly batchBytes = defaultBatchBytes,
+  ) {
+    super({ highWaterMark: batchBytes });
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    open(this.path, "w").then((handle) => {
+      this.handle = handle;
+      callback();
+    }, callback);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.batch.push(chunk);
+    this.batchedBytes += chunk.length;
+    if (this.batchedBytes < this.batchBytes) {
+      callback();
+      return;
+    }
+    this.flush().then(() => callback(), callback);
+  }
+
+  /** Writes what is left and fsyncs: a finished sink holds every byte on disk, as `etcdctl` leaves it. */
+  override _final(callback: (error?: Error | null) => void): void {
+    this.flush()
+      .then(() => this.handle?.sync())
+      .then(() => callback(), callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const handle = this.handle;
+    this.handle = undefined;
+    this.batch = [];
+    if (!handle) {
+      callback(error);
+      return;
+    }
+    handle.close().then(
+      () => callback(error),
+      (closeError: Error) => callback(error ?? closeError),
+    );
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.batch;
+    this.batch = [];
+    this.batchedBytes = 0;
+    if (batch.length === 0 || !this.handle) return;
+    // writev may write less than asked (rare for regular files): write the rest until none is left.
+    let pending = batch;
+    for (;;) {
+      const total = pending.reduce((sum, buffer) => sum + buffer.length, 0);
+      const { bytesWritten } = await this.handle.writev(pending);
+      if (bytesWritten >= total) return;
+      pending = skipBytes(pending, bytesWritten);
+    }
+  }
+}
+
+function skipBytes(buffers: Buffer[], count: number): Buffer[] {
+  const rest: Buffer[] = [];
+  let skipped = 0;
+  for (const buffer of buffers) {
+    if (skipped + buffer.length <= count) {
+      skipped += buffer.length;
+      continue;
+    }
+    rest.push(skipped < count ? buffer.subarray(count - skipped) : buffer);
+    skipped = count;
+  }
+  return rest;
+}
