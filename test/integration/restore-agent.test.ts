@@ -4,6 +4,8 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -418,6 +420,55 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       await rollback.stop();
     }
   });
+
+  it("tries a download cut short three times, then fails the restore leaving no part of it behind", async () => {
+    const restoreId = "r-cut-short";
+    const content = await readFile(join(etcd.baseDir, "one-member.db"));
+    // Promises the whole snapshot, sends half of it, then drops the connection: curl sees it in flight.
+    let requests = 0;
+    const cutter = createServer((_request, response) => {
+      requests++;
+      response.writeHead(200, { "Content-Length": String(content.length) });
+      response.write(content.subarray(0, Math.floor(content.length / 2)), () => response.destroy());
+    });
+    await new Promise<void>((resolve) => cutter.listen(0, "127.0.0.1", resolve));
+    const plan = await planFor(s3, etcd, node, snapshot, restoreId);
+    const url = `http://127.0.0.1:${(cutter.address() as AddressInfo).port}/snapshot`;
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, snapshot: { ...plan.snapshot, url } }],
+      initialPhase: "prepare",
+    });
+    try {
+      expect((await agents.waitForPhase("prepare")).failed).toBe(false);
+      expect((await agents.advance("stop")).failed).toBe(false);
+      const untouched = await fingerprint(node.dataDir);
+
+      const restore = await agents.advance("restore");
+      expect(restore.failed).toBe(true);
+      const status = restore.statuses[0] as RestoreAgentStatus;
+      expect(status.message).toMatch(
+        /^cannot download the snapshot: the transfer failed 3 times \(curl exit 18: curl: \(18\) transfer closed with \d+ bytes remaining to read\)$/,
+      );
+      expect(status.log.filter((line) => line.includes("failed: HTTP 200, curl exit 18"))).toHaveLength(3);
+      expect(requests).toBe(3);
+      expect(await agents.agents[0]?.exitCode).toBe(1);
+      expect(await fingerprint(node.dataDir)).toEqual(untouched);
+      expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
+    } finally {
+      await agents.stop();
+      cutter.close();
+    }
+
+    const rollback = await startRestoreAgents({ s3, plans: [plan], initialPhase: "rollback" });
+    try {
+      expect((await rollback.waitForPhase("rollback")).failed).toBe(false);
+      await etcd.waitUntilHealthy();
+      await rollback.advance("finish");
+    } finally {
+      await rollback.stop();
+    }
+  }, 60_000);
 });
 
 describe("restore agent starting kube-apiserver and restarting the scheduler and controller manager", () => {

@@ -655,19 +655,71 @@ check_restore_tool() {
 
 # A download that failed its checks is worthless and as large as the database: it goes before the report.
 reject_download() {
-  rm -f -- "$download"
+  rm -f -- "$download" "$download.part"
   fail "$1"
 }
 
-# Proves the download whole: its size, and sha256(all but the last 32 bytes) == trailer == the catalogue.
+# The status code of the last response in curl's header dump $1; 000 when none arrived, as curl says.
+http_status_of() {
+  local line code=000
+  if [[ -f $1 ]]; then
+    while IFS= read -r line; do
+      [[ $line =~ ^HTTP/[0-9.]+\ ([0-9]{3}) ]] && code=${BASH_REMATCH[1]}
+    done <"$1"
+  fi
+  printf '%s' "$code"
+}
+
+# Downloads the snapshot to $download, hashing its database part (all but the 32-byte trailer) on the way,
+# so that the check does not read a file as large as the database a second time: tee writes the file and
+# feeds head, which passes sha256sum the database part and then closes the pipe (tee -p keeps writing the
+# trailer to the file). Sets download_sha256. An HTTP error or a transfer curl gives up on (cut short,
+# stalled) is tried three times in all; no partial download is left behind.
+download_snapshot() {
+  local want=${plan[snapshot.bytes]} database_bytes code attempt statuses curl_status=0 problem
+  database_bytes=$((want > 32 ? want - 32 : 0))
+  download_sha256=""
+  log "downloading the snapshot ($want bytes)"
+  for attempt in 1 2 3; do
+    rm -f -- "$work_dir/headers"
+    # No overall time limit for a large download, but give up on one that stalls. The body goes to
+    # stdout, so the status code comes from the header dump rather than --write-out.
+    curl_url "$snapshot_url" --connect-timeout 10 --speed-limit 1024 --speed-time 60 \
+      --dump-header "$work_dir/headers" --output - 2>"$work_dir/curl.err" |
+      tee -p -- "$download.part" 2>"$work_dir/tee.err" |
+      head -c "$database_bytes" | sha256sum >"$work_dir/download.sha256"
+    statuses=("${PIPESTATUS[@]}")
+    code=$(http_status_of "$work_dir/headers")
+    curl_status=${statuses[0]}
+    # The disk, not the transfer, failed: trying again would not help.
+    if [[ ${statuses[1]} != 0 ]]; then
+      reject_download "cannot write the snapshot download $download.part: $(head -c 200 "$work_dir/tee.err")"
+    fi
+    [[ $code == 200 && $curl_status == 0 ]] && break
+    problem="HTTP $code"
+    [[ $curl_status != 0 ]] && problem+=", curl exit $curl_status"
+    log "snapshot download attempt $attempt failed: $problem $(head -c 200 "$work_dir/curl.err")"
+    rm -f -- "$download.part"
+    ((attempt < 3)) && sleep $((attempt * 2))
+  done
+  [[ $code == 200 ]] || fail "cannot download the snapshot: HTTP $code"
+  if [[ $curl_status != 0 ]]; then
+    fail "cannot download the snapshot: the transfer failed 3 times (curl exit $curl_status: $(head -c 200 "$work_dir/curl.err"))"
+  fi
+  [[ ${statuses[2]} == 0 && ${statuses[3]} == 0 ]] || reject_download "sha256sum failed"
+  read -r download_sha256 _ <"$work_dir/download.sha256" || reject_download "sha256sum failed"
+  mv -f -- "$download.part" "$download" || reject_download "cannot rename the download"
+}
+
+# Proves the download whole: its size, and sha256(all but the last 32 bytes), hashed while downloading,
+# == trailer == the catalogue.
 verify_download() {
-  local size database_bytes computed trailer expected=${plan[snapshot.sha256]} want=${plan[snapshot.bytes]}
+  local size computed=$download_sha256 trailer expected=${plan[snapshot.sha256]} want=${plan[snapshot.bytes]}
   size=$(wc -c <"$download") || reject_download "cannot read $download"
   size=${size//[[:space:]]/}
   ((size == want)) || reject_download "snapshot download has $size bytes, the plan says $want"
   ((size % 512 == 32)) || reject_download "snapshot download has no sha256 trailer (size % 512 is $((size % 512)))"
-  database_bytes=$((size - 32))
-  read -r computed _ < <(head -c "$database_bytes" -- "$download" | sha256sum) || reject_download "sha256sum failed"
+  [[ $computed =~ ^[0-9a-f]{64}$ ]] || reject_download "sha256sum failed"
   trailer=$(tail -c 32 -- "$download" | od -An -v -tx1)
   trailer=${trailer//[[:space:]]/}
   if [[ $computed != "$trailer" ]]; then
@@ -766,20 +818,7 @@ phase_restore() {
   need=$((${plan[snapshot.bytes]} * 2))
   ((free >= need)) || fail "only $free bytes free beside $data_dir; the download and the new data dir need $need"
 
-  log "downloading the snapshot (${plan[snapshot.bytes]} bytes)"
-  local code attempt
-  for attempt in 1 2 3; do
-    # No overall time limit for a large download, but give up on one that stalls.
-    code=$(curl_url "$snapshot_url" --connect-timeout 10 --speed-limit 1024 --speed-time 60 \
-      --output "$download.part" --write-out '%{http_code}' 2>"$work_dir/curl.err")
-    [[ $code == 200 ]] && break
-    log "snapshot download attempt $attempt failed: HTTP $code $(head -c 200 "$work_dir/curl.err")"
-    rm -f -- "$download.part"
-    ((attempt < 3)) && sleep $((attempt * 2))
-  done
-  [[ $code == 200 ]] || fail "cannot download the snapshot: HTTP $code"
-  mv -f -- "$download.part" "$download" || fail "cannot rename the download"
-
+  download_snapshot
   verify_download
   run_restore_tool
 
@@ -920,7 +959,7 @@ check_settings() {
     exit 2
   fi
   local command
-  for command in curl sha256sum od head tail wc df mv timeout; do
+  for command in curl sha256sum tee od head tail wc df mv timeout; do
     command -v "$command" >/dev/null 2>&1 || {
       echo "etcd-restore-agent needs $command" >&2
       exit 2
