@@ -1,5 +1,6 @@
 // The S3 endpoint's own ingest rate: a multipart upload of a local file with nothing else in the path —
-// positioned reads into part buffers, UploadPart with a fixed number in flight, no stream, no checksum.
+// positioned reads into part buffers, UploadPart with a fixed number in flight, no stream, no checksum, and
+// the payload unsigned as the product's parts are (as the AWS CLI's are over HTTPS).
 // It is the reference the product's streamed upload is compared with, and the second step of the seed's
 // two-step method (`etcdctl snapshot save`, then upload the file).
 import { open } from "node:fs/promises";
@@ -11,6 +12,7 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import { signWithoutPayloadHash } from "../lambdas/core/store/unsigned-payload.js";
 
 export interface PlainUploadOptions {
   client: S3Client;
@@ -38,16 +40,16 @@ export async function uploadFileInParts(path: string, options: PlainUploadOption
         for (let done = 0; done < length; ) {
           done += (await handle.read(body, done, length - done, index * partSize + done)).bytesRead;
         }
-        const reply = await client.send(
-          new UploadPartCommand({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumber: index + 1,
-            Body: body,
-            ContentLength: length,
-          }),
-        );
+        const command = new UploadPartCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: index + 1,
+          Body: body,
+          ContentLength: length,
+        });
+        signWithoutPayloadHash(command);
+        const reply = await client.send(command);
         completed.push({ PartNumber: index + 1, ETag: reply.ETag });
       }
     };

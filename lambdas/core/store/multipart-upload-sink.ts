@@ -1,5 +1,6 @@
 // A Writable that streams into one S3 multipart upload. Memory is bounded by partSize × (partsInFlight + 1):
-// each part is filled in a preallocated buffer and a write waits while the in-flight parts are full.
+// each part is filled in a preallocated (and, once its upload succeeded, reused) buffer and a write waits
+// while the in-flight parts are full.
 // Each part carries a CRC32C additional checksum (computed natively, so hashing costs nothing here; SHA-256
 // would hash every byte a second time after the trailer check). On any failure the upload is aborted once
 // in-flight parts have settled, so that no part and no partial object remain.
@@ -14,6 +15,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { crc32c, crc32cToBase64 } from "../checksum/crc32c.js";
 import { describeError, InvalidInputError, StorageUnavailableError } from "../errors.js";
+import { signWithoutPayloadHash } from "./unsigned-payload.js";
 
 export interface MultipartUploadOptions {
   client: S3Client;
@@ -49,6 +51,8 @@ export class MultipartUploadSink extends Writable {
   private readonly partSize: number;
   private readonly partsInFlight: number;
   private buffer: Buffer;
+  /** Part buffers whose upload has succeeded, reused: fresh 8 MiB buffers cost page faults and GC. */
+  private readonly spareBuffers: Buffer[] = [];
   private filled = 0;
   private bytes = 0;
   private nextPartNumber = 1;
@@ -141,13 +145,16 @@ export class MultipartUploadSink extends Writable {
     if (partNumber > maximumParts) {
       throw new InvalidInputError(`snapshot needs more than ${maximumParts} parts of ${this.partSize} bytes`);
     }
-    const body = this.buffer.subarray(0, this.filled);
-    this.buffer = Buffer.allocUnsafe(this.partSize);
+    const partBuffer = this.buffer;
+    const body = partBuffer.subarray(0, this.filled);
+    this.buffer = this.spareBuffers.pop() ?? Buffer.allocUnsafe(this.partSize);
     this.filled = 0;
     const upload: Promise<void> = this.uploadPart(partNumber, body)
       .then(
         (part) => {
           this.completed.push(part);
+          // Only a settled, successful request has let go of its body; a failed one's buffer is dropped.
+          this.spareBuffers.push(partBuffer);
         },
         (error: Error) => {
           this.firstError ??= error;
@@ -159,19 +166,18 @@ export class MultipartUploadSink extends Writable {
 
   private async uploadPart(partNumber: number, body: Buffer): Promise<CompletedPart> {
     const checksum = crc32cToBase64(crc32c(body, 0));
+    const command = new UploadPartCommand({
+      Bucket: this.options.bucket,
+      Key: this.options.key,
+      UploadId: this.uploadId,
+      PartNumber: partNumber,
+      Body: body,
+      ContentLength: body.length,
+      ChecksumCRC32C: checksum,
+    });
+    signWithoutPayloadHash(command);
     try {
-      const reply = await this.options.client.send(
-        new UploadPartCommand({
-          Bucket: this.options.bucket,
-          Key: this.options.key,
-          UploadId: this.uploadId,
-          PartNumber: partNumber,
-          Body: body,
-          ContentLength: body.length,
-          ChecksumCRC32C: checksum,
-        }),
-        { abortSignal: this.abortController.signal },
-      );
+      const reply = await this.options.client.send(command, { abortSignal: this.abortController.signal });
       return { PartNumber: partNumber, ETag: reply.ETag, ChecksumCRC32C: checksum };
     } catch (error) {
       throw this.storageError(`UploadPart ${partNumber} failed`, error);
