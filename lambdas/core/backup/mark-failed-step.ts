@@ -1,7 +1,7 @@
 // The failure path: whatever state failed, mark the catalogue row FAILED, abort an upload left open,
 // release the lease, and compose the message on-call receives through SNS.
 
-import type { z } from "zod";
+import type * as z from "zod";
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { describeError } from "../errors.js";
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";

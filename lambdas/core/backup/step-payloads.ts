@@ -1,6 +1,6 @@
 // The JSON each backup state passes its Lambda step (statemachine/backup.asl.json), as zod schemas:
 // the handler checks its input with the same shape the state machine sends.
-import { z } from "zod";
+import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
 
 const cluster = z.string().min(1);

@@ -1,7 +1,7 @@
 // The targets file: one entry per etcd cluster to back up, read by the CDK app (to create schedules,
 // grants and alarms) and by the CLI and handlers (to reach the cluster). Validated once, with messages
 // that name the field.
-import { z } from "zod";
+import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
 
 const clusterName = z

@@ -1,5 +1,5 @@
 // The JSON the restore state machine (statemachine/restore.asl.json) passes its Lambda steps.
-import { z } from "zod";
+import * as z from "zod";
 
 export const restoreInputSchema = z.object({
   /** The cluster to restore. */

@@ -10,7 +10,7 @@
 // eval, no jq, no shell quoting rules to get right — and a value can never end a line early or inject a key.
 // The status is JSON, which the script builds with its own escaping and `parseStatus` checks.
 import { posix } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
 
 /** The plan format this module writes and the agent accepts. */

@@ -1,5 +1,5 @@
 // The Lambda environment, read and checked once per cold start; a missing variable names itself.
-import { z } from "zod";
+import * as z from "zod";
 
 const environmentSchema = z
   .object({
