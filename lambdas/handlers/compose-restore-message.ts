@@ -2,7 +2,7 @@
 
 import { composeRestoreMessage } from "../core/restore/compose-restore-message-step.js";
 import { composeRestoreMessageInput } from "../core/restore/restore-payloads.js";
-import { restoreStepHandler } from "./shared/step-handler.js";
+import { restoreStepHandler } from "./shared/restore-step-handler.js";
 
 export const handler = restoreStepHandler(
   "compose-restore-message",

@@ -2,7 +2,7 @@
 
 import { requestApproval } from "../core/restore/request-approval-step.js";
 import { requestApprovalInput } from "../core/restore/restore-payloads.js";
-import { restoreStepHandler } from "./shared/step-handler.js";
+import { restoreStepHandler } from "./shared/restore-step-handler.js";
 
 export const handler = restoreStepHandler("request-approval", requestApprovalInput, (dependencies, event) =>
   requestApproval(

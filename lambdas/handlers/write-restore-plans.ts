@@ -1,7 +1,7 @@
 // The WritePlans state(s) of statemachine/restore.asl.json.
 import { writeRestorePlansInput } from "../core/restore/restore-payloads.js";
 import { writeRestorePlans } from "../core/restore/restore-plans-step.js";
-import { restoreStepHandler } from "./shared/step-handler.js";
+import { restoreStepHandler } from "./shared/restore-step-handler.js";
 
 export const handler = restoreStepHandler(
   "write-restore-plans",

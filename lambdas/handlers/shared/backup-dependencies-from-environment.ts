@@ -1,23 +1,20 @@
 // Builds the backup steps' dependencies from the Lambda environment: clients once per cold start,
-// the targets file and TLS secrets fetched once and kept.
+// the targets file and TLS secrets fetched once and kept. The Kubernetes access is added by the steps
+// that reach the API (kube-config-from-environment.ts), so that the others' bundles stay small.
 import { readFile } from "node:fs/promises";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { BackupDependencies, StepReporter } from "../../core/backup/backup-dependencies.js";
 import { CatalogueRepository } from "../../core/catalogue/catalogue-repository.js";
 import { ClusterLeases } from "../../core/catalogue/cluster-lease.js";
 import { parseTargetsFile, type Target, type TargetsFile } from "../../core/config/target-config.js";
 import { InvalidInputError } from "../../core/errors.js";
 import type { EtcdTlsMaterial } from "../../core/etcd/etcd-client.js";
-import { loadKubeConfigForAccess } from "../../core/kube/kube-config.js";
 import { createDynamoDbClient, createS3Client } from "../../core/store/aws-clients.js";
 import type { HandlerEnvironment } from "./environment.js";
 
 let targets: Promise<TargetsFile> | undefined;
 const tlsBySecret = new Map<string, Promise<EtcdTlsMaterial>>();
-/** Per access (EKS cluster or kubeconfig secret): DescribeCluster and the secret are read once per cold start. */
-const kubeConfigByAccess = new Map<string, Promise<KubeConfig>>();
 
 export function createBackupDependencies(
   environment: HandlerEnvironment,
@@ -42,7 +39,6 @@ export function createBackupDependencies(
       return targets;
     },
     loadEtcdTls: (target) => loadEtcdTls(target),
-    loadKubeConfig: (target) => loadKubeConfig(target),
     now: () => new Date(),
     reporter,
   };
@@ -85,37 +81,4 @@ function loadEtcdTls(target: Target): Promise<EtcdTlsMaterial | undefined> {
     tlsBySecret.set(secretArn, material);
   }
   return material;
-}
-
-/**
- * The KubeConfig of an `eks` or `kubeconfig` target, kept for the function's lifetime: its EKS token
- * provider refreshes the token itself. The kubeconfig secret holds the kubeconfig text (YAML or JSON).
- */
-function loadKubeConfig(target: Target): Promise<KubeConfig> {
-  const access = target.access;
-  if (access.kind === "direct") {
-    return Promise.reject(
-      new InvalidInputError(`target ${target.name} has direct access: no Kubernetes API`),
-    );
-  }
-  const key = JSON.stringify(access);
-  let config = kubeConfigByAccess.get(key);
-  if (!config) {
-    config = loadKubeConfigForAccess(access, {
-      readSecret: async (secretArn) => {
-        const reply = await new SecretsManagerClient({}).send(
-          new GetSecretValueCommand({ SecretId: secretArn }),
-        );
-        if (!reply.SecretString) {
-          throw new InvalidInputError(
-            `secret ${secretArn} holds no text: it must hold the kubeconfig (YAML)`,
-          );
-        }
-        return reply.SecretString;
-      },
-    });
-    config.catch(() => kubeConfigByAccess.delete(key));
-    kubeConfigByAccess.set(key, config);
-  }
-  return config;
 }

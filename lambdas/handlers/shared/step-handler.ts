@@ -8,14 +8,12 @@ import { Tracer } from "@aws-lambda-powertools/tracer";
 import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
-import type { z } from "zod";
+import type * as z from "zod";
 import type { BackupDependencies, StepReporter } from "../../core/backup/backup-dependencies.js";
 import { parseStepInput } from "../../core/backup/step-payloads.js";
 import { MetricDimensions, MetricNamespace, MetricServiceName } from "../../core/metric-names.js";
-import type { RestoreDependencies } from "../../core/restore/restore-dependencies.js";
 import { createBackupDependencies } from "./backup-dependencies-from-environment.js";
 import { readEnvironment } from "./environment.js";
-import { createRestoreDependencies } from "./restore-dependencies-from-environment.js";
 
 const logger = new Logger({ serviceName: MetricServiceName });
 /** Local runs (the demo, tests) switch metrics off; Powertools would still warn of empty ones. */
@@ -41,36 +39,31 @@ const reporter: StepReporter = {
 };
 
 let backup: BackupDependencies | undefined;
-let restore: RestoreDependencies | undefined;
 
 /** Built at the first invocation, not at import, so that a bad environment fails the step with its message. */
-function backupDependencies(): BackupDependencies {
+export function backupDependencies(): BackupDependencies {
   backup ??= createBackupDependencies(readEnvironment(), reporter);
   return backup;
 }
 
-function restoreDependencies(): RestoreDependencies {
-  restore ??= createRestoreDependencies(readEnvironment(), backupDependencies());
-  return restore;
-}
+/** What a step adds to the shared dependencies: the Kubernetes access, for the steps that reach the API. */
+export type BackupDependencyExtras = Pick<BackupDependencies, "loadKubeConfig">;
 
 export function backupStepHandler<Schema extends z.ZodType, Result>(
   step: string,
   schema: Schema,
   run: (dependencies: BackupDependencies, input: z.infer<Schema>) => Promise<Result>,
+  extras: BackupDependencyExtras = {},
 ) {
-  return stepHandler(step, schema, () => run.bind(undefined, backupDependencies()));
+  // Kept per handler: local runs load every handler in one process, sharing `backup`.
+  let dependencies: BackupDependencies | undefined;
+  return stepHandler(step, schema, () => {
+    dependencies ??= { ...backupDependencies(), ...extras };
+    return run.bind(undefined, dependencies);
+  });
 }
 
-export function restoreStepHandler<Schema extends z.ZodType, Result>(
-  step: string,
-  schema: Schema,
-  run: (dependencies: RestoreDependencies, input: z.infer<Schema>) => Promise<Result>,
-) {
-  return stepHandler(step, schema, () => run.bind(undefined, restoreDependencies()));
-}
-
-function stepHandler<Schema extends z.ZodType, Result>(
+export function stepHandler<Schema extends z.ZodType, Result>(
   step: string,
   schema: Schema,
   bind: () => (input: z.infer<Schema>) => Promise<Result>,

@@ -1,0 +1,43 @@
+// The Kubernetes API access of the steps that reach it (ResolveTarget, TakeSnapshot), apart from the
+// other dependencies so that only their bundles carry @kubernetes/client-node and the EKS token code.
+import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Target } from "../../core/config/target-config.js";
+import { InvalidInputError } from "../../core/errors.js";
+import { loadKubeConfigForAccess } from "../../core/kube/kube-config.js";
+
+/** Per access (EKS cluster or kubeconfig secret): DescribeCluster and the secret are read once per cold start. */
+const kubeConfigByAccess = new Map<string, Promise<KubeConfig>>();
+
+/**
+ * The KubeConfig of an `eks` or `kubeconfig` target, kept for the function's lifetime: its EKS token
+ * provider refreshes the token itself. The kubeconfig secret holds the kubeconfig text (YAML or JSON).
+ */
+export function loadKubeConfig(target: Target): Promise<KubeConfig> {
+  const access = target.access;
+  if (access.kind === "direct") {
+    return Promise.reject(
+      new InvalidInputError(`target ${target.name} has direct access: no Kubernetes API`),
+    );
+  }
+  const key = JSON.stringify(access);
+  let config = kubeConfigByAccess.get(key);
+  if (!config) {
+    config = loadKubeConfigForAccess(access, {
+      readSecret: async (secretArn) => {
+        const reply = await new SecretsManagerClient({}).send(
+          new GetSecretValueCommand({ SecretId: secretArn }),
+        );
+        if (!reply.SecretString) {
+          throw new InvalidInputError(
+            `secret ${secretArn} holds no text: it must hold the kubeconfig (YAML)`,
+          );
+        }
+        return reply.SecretString;
+      },
+    });
+    config.catch(() => kubeConfigByAccess.delete(key));
+    kubeConfigByAccess.set(key, config);
+  }
+  return config;
+}
