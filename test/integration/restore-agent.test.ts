@@ -7,6 +7,7 @@ import { readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename, dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -128,13 +129,14 @@ async function clusterShape(etcd: StaticPodEtcd) {
   return { clusterIds: new Set(clusterIds), memberIds, leaders: new Set(leaders) };
 }
 
+/** No status and no agent log holds a signature: of the launch URLs, nor of any URL a plan renewed. */
 function expectNoSecrets(agents: RestoreAgents, statusTexts: string[]) {
-  for (const agent of agents.agents) {
-    const signature = new URL(agent.statusUrl).searchParams.get("X-Amz-Signature") as string;
-    for (const text of [...statusTexts, agent.stderr()]) {
-      expect(text).not.toContain("X-Amz-Signature");
-      expect(text).not.toContain(signature);
-    }
+  const signatures = agents.signedUrls.map(
+    (url) => new URL(url).searchParams.get("X-Amz-Signature") as string,
+  );
+  for (const text of [...statusTexts, ...agents.agents.map((agent) => agent.stderr())]) {
+    expect(text).not.toContain("X-Amz-Signature");
+    for (const signature of signatures) expect(text).not.toContain(signature);
   }
 }
 
@@ -622,4 +624,97 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
       .poll(() => restartCounts(etcd, node))
       .toEqual({ ...before, scheduler: before.scheduler + 1 });
   }, 60_000);
+});
+
+describe("restore agent following the URLs each plan renews", () => {
+  let s3: LocalS3;
+  let etcd: StaticPodEtcd;
+  let snapshot: UploadedSnapshot;
+  let node: StaticPodNode;
+
+  beforeAll(async () => {
+    [s3, etcd] = await Promise.all([startLocalS3(), startStaticPodEtcd({ members: 1 })]);
+    node = etcd.nodes[0] as StaticPodNode;
+    snapshot = await snapshotToS3(etcd, s3, "renewed-urls");
+  });
+
+  afterAll(async () => {
+    await etcd?.stop();
+    await s3?.stop();
+  });
+
+  /** Waits until s3rver refuses the URL as expired (it checks X-Amz-Date + X-Amz-Expires). */
+  async function expectExpired(url: string) {
+    await expect.poll(async () => (await fetch(url)).status, { timeout: 15_000, interval: 250 }).toBe(403);
+  }
+
+  it("writes its status through the status URL the next plan names, not the one it started with", async () => {
+    const plan = await planFor(s3, etcd, node, snapshot, "r-renewed-status");
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "prepare" });
+    try {
+      const prepared = await agents.waitForPhase("prepare");
+      expect(prepared.failed, messages(prepared.statuses)).toBe(false);
+
+      await agents.moveStatus("status-renewed.json");
+      const finished = await agents.advance("finish");
+      expect(finished.failed, messages(finished.statuses)).toBe(false);
+      expect(await agents.agents[0]?.exitCode).toBe(0);
+
+      const renewed = await agents.readStatus(node.memberName, "status-renewed.json");
+      expect(renewed?.status).toMatchObject({ phase: "finish", state: "done" });
+      expect(renewed?.status.log.join("\n")).toContain("took the renewed plan and status URLs from the plan");
+      // The object the launch URL names kept the last status written before the switch.
+      const launched = await agents.readStatus(node.memberName, "status.json");
+      expect(launched?.status).toMatchObject({ phase: "prepare", state: "done" });
+      expectNoSecrets(agents, [renewed?.text ?? "", launched?.text ?? ""]);
+    } finally {
+      await agents.stop();
+    }
+  });
+
+  it("completes after the URLs it was started with expired, on the ones its plans renewed", async () => {
+    const plan = await planFor(s3, etcd, node, snapshot, "r-renewed-expiry");
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [plan],
+      initialPhase: "prepare",
+      launchUrlSeconds: 5,
+    });
+    try {
+      const agent = agents.agents[0] as (typeof agents.agents)[number];
+      const prepared = await agents.waitForPhase("prepare");
+      expect(prepared.failed, messages(prepared.statuses)).toBe(false);
+      await expectExpired(agent.planUrl);
+      await expectExpired(agent.statusUrl);
+      // A few more plan reads, all past the launch URLs' expiry.
+      await sleep(1000);
+      expect(agent.child.exitCode).toBeNull();
+
+      const finished = await agents.advance("finish");
+      expect(finished.failed, messages(finished.statuses)).toBe(false);
+      expect(await agent.exitCode).toBe(0);
+    } finally {
+      await agents.stop();
+    }
+  });
+
+  it("fails on its expired launch URL when no plan renews it (what the renewal prevents)", async () => {
+    const plan = await planFor(s3, etcd, node, snapshot, "r-not-renewed");
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [plan],
+      initialPhase: "prepare",
+      launchUrlSeconds: 5,
+      renewUrls: false,
+    });
+    try {
+      const agent = agents.agents[0] as (typeof agents.agents)[number];
+      await expectExpired(agent.planUrl);
+      const exitCode = await Promise.race([agent.exitCode, sleep(15_000).then(() => "still running")]);
+      expect(exitCode).toBe(1);
+      expect(agent.stderr()).toContain("the plan URL was refused (HTTP 403)");
+    } finally {
+      await agents.stop();
+    }
+  });
 });

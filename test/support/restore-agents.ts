@@ -1,6 +1,7 @@
 // Plays the restore state machine's side of the agent contract in tests: writes one plan object per member
 // to s3rver, starts one agent process per member with presigned plan and status URLs (the same script a
-// control-plane node runs), moves the plans from phase to phase and waits on the status objects.
+// control-plane node runs), moves the plans from phase to phase, renewing the agents' URLs in each plan
+// as the state machine does, and waits on the status objects.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -26,6 +27,7 @@ export interface AgentProcess {
   /** Everything the agent wrote to stderr (its log). */
   stderr: () => string;
   exitCode: Promise<number | null>;
+  /** The URLs the agent was started with. */
   planUrl: string;
   statusUrl: string;
 }
@@ -37,13 +39,24 @@ export interface PhaseOutcome {
 
 export interface RestoreAgents {
   agents: AgentProcess[];
-  /** Rewrites every member's plan with `phase` (and any changes), as the state machine does at a barrier. */
+  /** Every URL signed for the agents so far: launch URLs and the ones renewed in plans. */
+  signedUrls: string[];
+  /**
+   * Rewrites every member's plan with `phase` (and any changes), as the state machine does at a barrier,
+   * with newly signed plan and status URLs.
+   */
   writePhase(phase: RestorePhase, change?: (plan: RestorePlan) => RestorePlan): Promise<void>;
   /** Waits until every agent reports `phase` done, or one reports failed or exits first. */
   waitForPhase(phase: RestorePhase, timeoutMs?: number): Promise<PhaseOutcome>;
   /** Writes the phase and waits for it. */
   advance(phase: RestorePhase, timeoutMs?: number): Promise<PhaseOutcome>;
-  readStatus(member: string): Promise<{ text: string; status: RestoreAgentStatus } | undefined>;
+  /** Reads the member's status, from the object later plans name (or the one called `statusName`). */
+  readStatus(
+    member: string,
+    statusName?: string,
+  ): Promise<{ text: string; status: RestoreAgentStatus } | undefined>;
+  /** Later plans name a status object called `statusName` (waitForPhase and readStatus follow it). */
+  moveStatus(statusName: string): Promise<void>;
   /** Kills agents still running. */
   stop(): Promise<void>;
 }
@@ -56,6 +69,10 @@ export interface StartRestoreAgentsOptions {
   pollSeconds?: string;
   /** More environment for the agents, e.g. ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS. */
   env?: Record<string, string>;
+  /** How long the URLs the agents are started with live (3600). */
+  launchUrlSeconds?: number;
+  /** Whether each plan names renewed plan and status URLs, as the state machine's do (true). */
+  renewUrls?: boolean;
 }
 
 const keyPrefix = "restore-agents";
@@ -64,38 +81,55 @@ export async function startRestoreAgents(options: StartRestoreAgentsOptions): Pr
   const { s3 } = options;
   let plans = options.plans.map((plan) => ({ ...plan, phase: options.initialPhase }));
   const planKey = (plan: RestorePlan) => `${keyPrefix}/${plan.restoreId}/${plan.member.name}/plan`;
-  const statusKey = (member: string) => `${keyPrefix}/${plans[0]?.restoreId}/${member}/status.json`;
-  const presign = (key: string, method: "GET" | "PUT") =>
-    presignWithClient(s3.client, {
+  let currentStatusName = "status.json";
+  const statusKey = (member: string, statusName = currentStatusName) =>
+    `${keyPrefix}/${plans[0]?.restoreId}/${member}/${statusName}`;
+  const signedUrls: string[] = [];
+  const presign = async (key: string, method: "GET" | "PUT", expiresInSeconds = 3600) => {
+    const url = await presignWithClient(s3.client, {
       bucket: s3.bucket,
       key,
       method,
-      expiresInSeconds: 3600,
+      expiresInSeconds,
       endpoint: s3.endpoint,
     });
+    signedUrls.push(url);
+    return url;
+  };
 
   const writePlans = async () => {
     for (const plan of plans) {
+      const renewed =
+        options.renewUrls === false
+          ? plan
+          : {
+              ...plan,
+              planUrl: await presign(planKey(plan), "GET"),
+              statusUrl: await presign(statusKey(plan.member.name), "PUT"),
+            };
       await s3.client.send(
         new PutObjectCommand({
           Bucket: s3.bucket,
           Key: planKey(plan),
-          Body: renderPlan(plan),
+          Body: renderPlan(renewed),
           ContentType: "text/plain",
         }),
       );
     }
   };
-  await writePlans();
   // Statuses left by an earlier run of agents would answer for these ones.
-  for (const plan of plans) {
-    await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: statusKey(plan.member.name) }));
-  }
+  const deleteStatuses = async () => {
+    for (const plan of plans) {
+      await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: statusKey(plan.member.name) }));
+    }
+  };
+  await writePlans();
+  await deleteStatuses();
 
   const agents: AgentProcess[] = [];
   for (const plan of plans) {
-    const planUrl = await presign(planKey(plan), "GET");
-    const statusUrl = await presign(statusKey(plan.member.name), "PUT");
+    const planUrl = await presign(planKey(plan), "GET", options.launchUrlSeconds);
+    const statusUrl = await presign(statusKey(plan.member.name), "PUT", options.launchUrlSeconds);
     const child = spawn("bash", [restoreAgentScript, planUrl, statusUrl], {
       env: {
         ...process.env,
@@ -115,21 +149,22 @@ export async function startRestoreAgents(options: StartRestoreAgentsOptions): Pr
 
   // s3rver writes an object in place, so a read can see half of a PUT or be cut off by it (S3 itself
   // never shows either): such a read is tried again.
-  const readStatus = async (
-    member: string,
+  const readStatusAt = async (
+    key: string,
     attempts = 5,
   ): Promise<{ text: string; status: RestoreAgentStatus } | undefined> => {
     try {
-      const reply = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: statusKey(member) }));
+      const reply = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
       const text = (await reply.Body?.transformToString("utf8")) ?? "";
       return { text, status: parseStatus(text) };
     } catch (error) {
       if ((error as { name?: string }).name === "NoSuchKey") return undefined;
       if (attempts <= 1) throw error;
       await sleep(50);
-      return readStatus(member, attempts - 1);
+      return readStatusAt(key, attempts - 1);
     }
   };
+  const readStatus = (member: string, statusName?: string) => readStatusAt(statusKey(member, statusName));
 
   const waitForPhase = async (phase: RestorePhase, timeoutMs = 60_000): Promise<PhaseOutcome> => {
     const deadline = Date.now() + timeoutMs;
@@ -171,6 +206,7 @@ export async function startRestoreAgents(options: StartRestoreAgentsOptions): Pr
 
   return {
     agents,
+    signedUrls,
     writePhase,
     waitForPhase,
     async advance(phase, timeoutMs) {
@@ -178,6 +214,10 @@ export async function startRestoreAgents(options: StartRestoreAgentsOptions): Pr
       return waitForPhase(phase, timeoutMs);
     },
     readStatus,
+    async moveStatus(statusName) {
+      currentStatusName = statusName;
+      await deleteStatuses();
+    },
     async stop() {
       for (const agent of agents) if (agent.child.exitCode === null) agent.child.kill("SIGKILL");
       await Promise.all(agents.map((agent) => agent.exitCode));

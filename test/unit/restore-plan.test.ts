@@ -45,6 +45,10 @@ function basePlan(): RestorePlan {
       bytes: 20480 + 32,
       revision: 4242,
     },
+    planUrl:
+      "https://bucket.s3.eu-west-1.amazonaws.com/etcd/prod/_restores/r-20261124-1/cp-1/plan.txt?X-Amz-Signature=def456",
+    statusUrl:
+      "https://bucket.s3.eu-west-1.amazonaws.com/etcd/prod/_restores/r-20261124-1/cp-1/status.json?X-Amz-Signature=789abc",
     member: {
       name: "cp-1",
       dataDir: "/var/lib/etcd",
@@ -81,6 +85,7 @@ function hostilePlan(): RestorePlan {
     ...plan,
     cluster: payload,
     snapshot: { ...plan.snapshot, url: `http://127.0.0.1:1/k?X-Amz-Signature=abc&q="$(touch${canary})"` },
+    statusUrl: `http://127.0.0.1:1/s?X-Amz-Signature=abc&q='$(touch${canary})'%0Aphase=abort&end=1`,
     member: {
       ...plan.member,
       name,
@@ -154,6 +159,13 @@ describe("restore plan format", () => {
   it("round-trips a plan through renderPlan and parsePlan", () => {
     const plan = basePlan();
     expect(parsePlan(renderPlan(plan))).toEqual(plan);
+  });
+
+  it("round-trips a plan that names no renewed URLs, as an older writer's, on both sides", async () => {
+    const { planUrl, statusUrl, ...older } = basePlan();
+    expect(parsePlan(renderPlan(older))).toEqual(older);
+    expect(renderPlan(older)).not.toMatch(/^(planUrl|statusUrl)=/m);
+    expect((await parseWithAgent(renderPlan(older))).plan).toEqual(flatten(older));
   });
 
   it("round-trips the start-apiserver fields: a list of manifests, an empty list, and none at all", () => {
@@ -246,6 +258,11 @@ describe("restore plan format", () => {
           "member.apiServerReadyUrl=file%3A%2F%2F%2Fetc%2Fpasswd",
         ),
     ],
+    [
+      "a renewed status URL that is not http(s)",
+      (text: string) => text.replace(/^statusUrl=[^\n]*/m, "statusUrl=file%3A%2F%2F%2Fetc%2Fpasswd"),
+    ],
+    ["an empty renewed plan URL", (text: string) => text.replace(/^planUrl=[^\n]*/m, "planUrl=")],
     [
       "a relative CA file",
       (text: string) => text.replace(/member\.apiServerCaFile=[^\n]*/, "member.apiServerCaFile=ca.crt"),
@@ -385,6 +402,21 @@ describe("restore agent status", () => {
     const text = await statusFromAgent({ message: `PUT ${statusUrl} failed`, logLines: [], statusUrl });
     expect(text).not.toContain("deadbeef");
     expect(parseStatus(text).message).toBe("PUT <presigned URL> failed");
+  });
+
+  it("switches to a renewed URL and still withholds the one it replaced", async () => {
+    const launch = "http://127.0.0.1:9/b/plan.txt?X-Amz-Signature=launched";
+    const renewed = "http://127.0.0.1:9/b/plan.txt?X-Amz-Signature=renewed";
+    const code = `source "$1"
+plan_url=$2
+switch_url plan_url "$3" && echo "switched"
+switch_url plan_url "$3" || echo "unchanged"
+[[ $plan_url == "$3" ]] && echo "now renewed"
+redact "old $2 new $3"`;
+    const { stdout } = await run("bash", ["-c", code, "agent-test", agentScript, launch, renewed], {
+      encoding: "utf8",
+    });
+    expect(stdout).toBe("switched\nunchanged\nnow renewed\nold <presigned URL> new <presigned URL>");
   });
 
   it.each([

@@ -1,7 +1,8 @@
 // The contract between the restore state machine and the node-level restore agent
 // (agent/etcd-restore-agent.sh). Both sides talk only through S3 objects reached by presigned URLs, so that
 // nothing needs the Kubernetes API while etcd is down: the state machine writes one *plan* per member and
-// moves it from phase to phase (the barriers); the agent polls its plan and writes its *status*.
+// moves it from phase to phase (the barriers), renewing the agent's presigned URLs in each plan it writes;
+// the agent polls its plan, switches to the URLs it names, and writes its *status*.
 //
 // The plan travels as `key=value` lines whose values are percent-encoded (every byte outside RFC 3986's
 // unreserved set `A-Z a-z 0-9 - . _ ~` becomes `%XX`). Percent-encoding is chosen because the encoded text
@@ -135,6 +136,13 @@ export const restorePlanSchema = z
         revision: count,
       })
       .strict(),
+    /**
+     * Presigned GET URL of this plan, and PUT URL of the agent's status, that the agent uses from this
+     * read on: renewed at every plan write, so that no URL has to outlive more than one phase (secrets,
+     * never logged; see agent-url-lifetimes.ts). Absent: the agent keeps the URLs it has.
+     */
+    planUrl: httpUrl.optional(),
+    statusUrl: httpUrl.optional(),
     member: memberSchema,
     /** etcd's `--initial-cluster` for the restored cluster: every member's `name=peerUrl`. */
     initialCluster: text,
@@ -230,6 +238,8 @@ const planFields: ReadonlyArray<readonly [string, FieldKind]> = [
   ["snapshot.sha256", "string"],
   ["snapshot.bytes", "integer"],
   ["snapshot.revision", "integer"],
+  ["planUrl", "string"],
+  ["statusUrl", "string"],
   ["member.name", "string"],
   ["member.dataDir", "string"],
   ["member.manifestDir", "string"],

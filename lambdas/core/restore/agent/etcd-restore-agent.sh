@@ -6,6 +6,11 @@
 # while etcd is stopped: it polls its plan through a presigned GET URL, does the phase the plan names, and
 # writes its status through a presigned PUT URL. Each phase is idempotent, so a re-run is safe.
 #
+# The URLs roll: a presigned URL dies with the session that signed it, at most an hour later (role
+# chaining), so every plan the state machine writes names a freshly signed snapshot URL and the plan and
+# status URLs to use from then on (planUrl, statusUrl); the agent switches to them after each plan it
+# reads. The URLs it is started with serve only until its first plan read.
+#
 # Needs bash >= 4.3, coreutils and curl; no jq, no eval. The plan is `key=value` lines with percent-encoded
 # values (see lambdas/core/restore/restore-plan.ts); the status is JSON built here. Presigned URLs carry a
 # signature: they never reach a command line, the log or the status.
@@ -54,6 +59,8 @@ readonly kubeadm_ca_file=/etc/kubernetes/pki/ca.crt
 plan_url=""
 status_url=""
 snapshot_url=""
+# URLs that a plan replaced: still withheld from the log.
+retired_urls=()
 work_dir=""
 
 declare -A plan=()
@@ -73,10 +80,10 @@ json_out=""
 # ---------------------------------------------------------------------------------------------------------
 # Logging, redaction and the status document
 
-# Withholds anything that could carry a signature: the three presigned URLs verbatim, then any URL's query.
+# Withholds anything that could carry a signature: every presigned URL held verbatim, then any URL's query.
 redact() {
   local line=$1 url
-  for url in "$plan_url" "$status_url" "$snapshot_url"; do
+  for url in "$plan_url" "$status_url" "$snapshot_url" ${retired_urls[@]+"${retired_urls[@]}"}; do
     [[ -n $url ]] && line=${line//"$url"/"<presigned URL>"}
   done
   while [[ $line =~ (https?://[^?[:space:]\"]*)\?[^[:space:]\"]* ]]; do
@@ -205,7 +212,7 @@ for key in restoreId cluster phase snapshot.url snapshot.sha256 snapshot.bytes s
   member.clientUrl member.peerUrl member.healthUrl member.healthTls.caFile member.healthTls.certFile \
   member.healthTls.keyFile member.apiServerReadyUrl member.apiServerCaFile member.restartManifests \
   initialCluster initialClusterToken restoreTool bumpRevision markCompacted etcdctlPath etcdutlPath \
-  minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds; do
+  minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds planUrl statusUrl; do
   known_keys[$key]=1
 done
 unset key
@@ -309,7 +316,8 @@ check_plan() {
       return 1
     fi
   done
-  for key in snapshot.url member.clientUrl member.peerUrl member.healthUrl member.apiServerReadyUrl; do
+  for key in snapshot.url planUrl statusUrl member.clientUrl member.peerUrl member.healthUrl \
+    member.apiServerReadyUrl; do
     if [[ -n ${plan[$key]+set} ]] && ! is_url "${plan[$key]}"; then
       echo "plan $key is not an http(s) URL"
       return 1
@@ -365,7 +373,7 @@ read_plan() {
       fail "$(head -c 300 "$work_dir/plan.problem")"
     fi
     if [[ $code == 403 ]]; then
-      fail "the plan URL was refused (HTTP 403): it has expired or was not signed for the plan object"
+      fail "the plan URL was refused (HTTP 403): it has expired (no plan renewed it: has the restore ended?) or was not signed for the plan object"
     fi
     if ((SECONDS >= deadline)); then
       [[ $code == 200 ]] && fail "the plan kept arriving without its end line for ${plan_wait_seconds} s"
@@ -381,6 +389,15 @@ read_plan() {
   done
 }
 
+# Replaces the URL in the variable named $1 (a fixed name in this script) with $2, when $2 is another URL;
+# the old one stays withheld from the log. Returns 1 when nothing changed.
+switch_url() {
+  local name=$1 url=$2
+  [[ -n $url && $url != "${!name}" ]] || return 1
+  [[ -n ${!name} ]] && retired_urls+=("${!name}")
+  printf -v "$name" '%s' "$url"
+}
+
 # Takes the plan's values into the names the phases use, and refuses a plan that changed identity.
 adopt_plan() {
   if [[ -n $restore_id && (${plan[restoreId]} != "$restore_id" || ${plan[member.name]} != "$member_name") ]]; then
@@ -388,7 +405,12 @@ adopt_plan() {
   fi
   restore_id=${plan[restoreId]}
   member_name=${plan[member.name]}
-  snapshot_url=${plan[snapshot.url]}
+  switch_url snapshot_url "${plan[snapshot.url]}" || true
+  # The plan's URLs were signed when it was written; the ones in use expire (see the header).
+  local renewed=0
+  switch_url plan_url "${plan[planUrl]:-}" && renewed=1
+  switch_url status_url "${plan[statusUrl]:-}" && renewed=1
+  ((renewed)) && log "took the renewed plan and status URLs from the plan"
   data_dir=${plan[member.dataDir]}
   manifest_dir=${plan[member.manifestDir]}
   parked_dir=${plan[member.parkedManifestDir]}
