@@ -260,9 +260,10 @@ const restoreObjectsReason =
   "Each restore writes plans and status objects under a new id: the grant is <prefix>/<cluster>/_restores/* of the clusters with a restore layout, and nothing else in the bucket.";
 
 /**
- * The role that signs the agents' presigned URLs: assumable only by `signer`, sessions of up to 12 h
- * (a URL dies with the session that signed it), and nothing but reading the snapshots and reading and
- * writing the restore working area, through S3 only for the key.
+ * The role that signs the agents' presigned URLs: assumable only by `signer`, and nothing but reading the
+ * snapshots and reading and writing the restore working area, through S3 only for the key. A URL dies
+ * with the session that signed it; a Lambda function's session of this role is role chaining, which STS
+ * caps at 1 h whatever the role allows, so the URLs roll with every plan write (agent-url-lifetimes.ts).
  */
 function createPresignRole(
   scope: Construct,
@@ -273,7 +274,7 @@ function createPresignRole(
   const stack = Stack.of(scope);
   const role = new iam.Role(scope, "PresignRole", {
     assumedBy: new iam.ArnPrincipal(signer.roleArn),
-    maxSessionDuration: Duration.hours(12),
+    maxSessionDuration: Duration.hours(1),
     description: "etcd-backup: signs the restore agents' presigned S3 URLs",
   });
   const snapshots = snapshotObjectArns(resources);

@@ -71,9 +71,10 @@ export const restoreSteps: readonly RestoreStep[] = [
   {
     placeholder: "SetRestorePhaseFunctionArn",
     handler: "set-restore-phase",
-    description: "etcd-backup restore: move every member's plan to the next barrier phase",
+    description:
+      "etcd-backup restore: move every member's plan to the next barrier phase, renewing the agents' URLs",
     sizing: small(60),
-    access: ["targets", "read-restore-plans", "write-restore-plans"],
+    access: ["targets", "read-restore-plans", "write-restore-plans", "presign-urls"],
   },
   {
     placeholder: "CheckRestoreAgentsFunctionArn",

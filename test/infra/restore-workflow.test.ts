@@ -149,15 +149,18 @@ describe("restore functions", () => {
       POWERTOOLS_METRICS_NAMESPACE: "EtcdBackup",
       NODE_OPTIONS: "--enable-source-maps",
     };
-    const presignRole = restoreFunction("write-restore-plans").presignRole;
+    const presignRoleArn = (handler: string) => ({
+      "Fn::GetAtt": [logicalIdOf(restoreFunction(handler).presignRole?.roleArn), "Arn"],
+    });
     const own: Record<string, Record<string, unknown>> = {
       "request-approval": {
         APPROVERS_TOPIC_ARN: { Ref: logicalIdOf(stack.restore.approvers.topic.topicArn) },
       },
       "write-restore-plans": {
-        PRESIGN_ROLE_ARN: { "Fn::GetAtt": [logicalIdOf(presignRole?.roleArn), "Arn"] },
+        PRESIGN_ROLE_ARN: presignRoleArn("write-restore-plans"),
         RESTORE_AGENT_SCRIPT: "/var/task/etcd-restore-agent.sh",
       },
+      "set-restore-phase": { PRESIGN_ROLE_ARN: presignRoleArn("set-restore-phase") },
     };
     for (const step of restoreSteps) {
       const fn = resource(logicalIdOf(restoreFunction(step.handler).function.functionArn));
@@ -307,58 +310,71 @@ describe("restore state machine", () => {
   });
 });
 
+const signers = ["write-restore-plans", "set-restore-phase"];
+
 describe("presigning", () => {
-  it("signs with a PresignRole only write-restore-plans may assume, for sessions of up to 12 h", () => {
-    const presignRole = restoreFunction("write-restore-plans").presignRole;
-    const role = resource(logicalIdOf(presignRole?.roleArn));
-    expect(role.Properties.MaxSessionDuration).toBe(43_200);
-    expect(role.Properties.AssumeRolePolicyDocument).toEqual({
-      Version: "2012-10-17",
-      Statement: [
+  it.each(signers)(
+    "signs %s's URLs with a PresignRole only it may assume, for the 1 h that role chaining allows",
+    (signer) => {
+      const presignRole = restoreFunction(signer).presignRole;
+      const role = resource(logicalIdOf(presignRole?.roleArn));
+      expect(role.Properties.MaxSessionDuration).toBe(3600);
+      expect(role.Properties.AssumeRolePolicyDocument).toEqual({
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Effect: "Allow",
+            Action: "sts:AssumeRole",
+            Principal: { AWS: { "Fn::GetAtt": [roleOf(signer), "Arn"] } },
+          },
+        ],
+      });
+      expect(withAction(statementsOfRole(roleOf(signer)), "sts:")).toEqual([
         {
           Effect: "Allow",
           Action: "sts:AssumeRole",
-          Principal: { AWS: { "Fn::GetAtt": [roleOf("write-restore-plans"), "Arn"] } },
+          Resource: { "Fn::GetAtt": [logicalIdOf(presignRole?.roleArn), "Arn"] },
         },
-      ],
-    });
-    expect(withAction(statementsOfRole(roleOf("write-restore-plans")), "sts:")).toEqual([
-      {
-        Effect: "Allow",
-        Action: "sts:AssumeRole",
-        Resource: { "Fn::GetAtt": [logicalIdOf(presignRole?.roleArn), "Arn"] },
-      },
-    ]);
-    for (const step of restoreSteps.filter((candidate) => candidate.handler !== "write-restore-plans")) {
+      ]);
+    },
+  );
+
+  it("lets no other restore function assume a role", () => {
+    for (const step of restoreSteps.filter((candidate) => !signers.includes(candidate.handler))) {
       expect(withAction(statementsOfRole(roleOf(step.handler)), "sts:"), step.handler).toEqual([]);
       expect(restoreFunction(step.handler).presignRole).toBeUndefined();
     }
   });
 
-  it("lets the PresignRole read the snapshots' versions and the restore area, write only the restore area, use the key only through S3", () => {
-    const presignRole = restoreFunction("write-restore-plans").presignRole;
-    const statements = statementsOfRole(logicalIdOf(presignRole?.roleArn));
-    const restorable = ["prod-eu", "edge"];
-    expect(
-      withAction(statements, "s3:").map((statement) => [
-        asList(statement.Action),
-        sorted(asList(statement.Resource)),
-      ]),
-    ).toEqual([
-      [
-        ["s3:GetObject", "s3:GetObjectVersion"],
-        sorted(allClusters().map((cluster) => objects(`${cluster}/*.db`))),
-      ],
-      [
-        ["s3:GetObject", "s3:PutObject"],
-        sorted(restorable.map((cluster) => objects(`${cluster}/_restores/*`))),
-      ],
-    ]);
-    const kms = withAction(statements, "kms:");
-    expect(kms).toHaveLength(1);
-    expect(kms[0]?.Condition?.StringEquals).toHaveProperty("kms:ViaService");
-    expect(statements.every((statement) => /^(s3|kms):/.test(asList(statement.Action)[0] ?? ""))).toBe(true);
-  });
+  it.each(signers)(
+    "lets %s's PresignRole read the snapshots' versions and the restore area, write only the restore area, use the key only through S3",
+    (signer) => {
+      const presignRole = restoreFunction(signer).presignRole;
+      const statements = statementsOfRole(logicalIdOf(presignRole?.roleArn));
+      const restorable = ["prod-eu", "edge"];
+      expect(
+        withAction(statements, "s3:").map((statement) => [
+          asList(statement.Action),
+          sorted(asList(statement.Resource)),
+        ]),
+      ).toEqual([
+        [
+          ["s3:GetObject", "s3:GetObjectVersion"],
+          sorted(allClusters().map((cluster) => objects(`${cluster}/*.db`))),
+        ],
+        [
+          ["s3:GetObject", "s3:PutObject"],
+          sorted(restorable.map((cluster) => objects(`${cluster}/_restores/*`))),
+        ],
+      ]);
+      const kms = withAction(statements, "kms:");
+      expect(kms).toHaveLength(1);
+      expect(kms[0]?.Condition?.StringEquals).toHaveProperty("kms:ViaService");
+      expect(statements.every((statement) => /^(s3|kms):/.test(asList(statement.Action)[0] ?? ""))).toBe(
+        true,
+      );
+    },
+  );
 });
 
 describe("restore function grants", () => {

@@ -1,10 +1,13 @@
-// The restore state machine's refusals, executed locally: nothing on the nodes may change.
+// The restore state machine's refusals, executed locally: nothing on the nodes may change. Then one
+// restore through every barrier, whose agents follow the URLs each plan renews.
+import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
 import { type LocalStack, localCluster, startLocalStack } from "../../cli/local/local-stack.js";
 import type { PublishedMessage } from "../../cli/local/local-state-machine.js";
 import { runLocalBackup, runLocalRestore } from "../../cli/local/local-workflows.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+import { parsePlan, parseStatus, type RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
 
 let stack: LocalStack;
 let snapshotId: string;
@@ -34,12 +37,19 @@ async function keysNow(): Promise<number> {
   }
 }
 
-async function restore(input: Record<string, unknown>, approve: () => Promise<unknown>) {
+async function restore(
+  input: Record<string, unknown>,
+  approve: () => Promise<unknown>,
+  onEntered?: (state: string) => void,
+) {
   const published: PublishedMessage[] = [];
   const result = await runLocalRestore(input, {
     approve,
     retryIntervalMs: 0,
     onPublish: (message) => published.push(message),
+    onEvent: (event) => {
+      if (event.type === "entered") onEntered?.(event.state);
+    },
   });
   const entered = result.states.filter((event) => event.type === "entered").map((event) => event.state);
   return { ...result, entered, published };
@@ -90,4 +100,63 @@ describe("the restore state machine refuses and changes nothing", () => {
     expect(run.published[0]?.message).toContain("SnapshotNotFoundError");
     expect(await keysNow()).toBe(51);
   });
+});
+
+async function readObject(key: string): Promise<string> {
+  const reply = await stack.s3.client.send(new GetObjectCommand({ Bucket: stack.s3.bucket, Key: key }));
+  return (await reply.Body?.transformToString("utf8")) ?? "";
+}
+
+/** When a presigned URL was signed (SigV4's X-Amz-Date, to the second) and for how long. */
+function signing(url: string | undefined) {
+  const query = new URL(url ?? "").searchParams;
+  return { signedAt: query.get("X-Amz-Date") ?? "", expires: query.get("X-Amz-Expires") };
+}
+
+describe("the restore state machine renewing the agents' URLs", () => {
+  it("writes every phase's plan with URLs signed at that write, and the agents finish on them", async () => {
+    const restoresPrefix = `${stack.prefix}/${localCluster}/_restores/`;
+    const planKeys = async () =>
+      (await stack.s3.listKeys(restoresPrefix)).filter((key) => key.endsWith("/plan.txt"));
+    // Each phase's plan, read as its Wait state begins (the plan was written by the state before it).
+    const reads: Array<Promise<{ state: string; plan: RestorePlan }>> = [];
+    const run = await restore(
+      { cluster: localCluster, snapshotId, allowWithoutRevisionBump: true },
+      () => Promise.resolve({ approved: true }),
+      (state) => {
+        if (state !== "StartAgents" && !state.startsWith("Wait_")) return;
+        reads.push(
+          planKeys().then(async (keys) => ({
+            state,
+            plan: parsePlan(await readObject(keys[0] as string)),
+          })),
+        );
+      },
+    );
+    expect(run.status, JSON.stringify(run.error)).toBe("SUCCEEDED");
+    const plans = await Promise.all(reads);
+    expect(plans.map(({ state }) => state)).toEqual(
+      expect.arrayContaining(["StartAgents", "Wait_prepare", "Wait_restore", "Wait_finish"]),
+    );
+    for (const { plan } of plans) {
+      for (const url of [plan.snapshot.url, plan.planUrl, plan.statusUrl]) {
+        expect(signing(url).expires).toBe("3600");
+      }
+    }
+    const first = plans[0]?.plan as RestorePlan;
+    const last = plans.at(-1)?.plan as RestorePlan;
+    expect(last.phase).toBe("finish");
+    // The restore takes seconds: the finish plan's URLs were signed after those the agents first read.
+    for (const field of ["planUrl", "statusUrl"] as const) {
+      expect(signing(last[field]).signedAt > signing(first[field]).signedAt, field).toBe(true);
+    }
+    expect(signing(last.snapshot.url).signedAt > signing(first.snapshot.url).signedAt).toBe(true);
+
+    for (const key of await planKeys()) {
+      const status = parseStatus(await readObject(key.replace(/plan\.txt$/, "status.json")));
+      expect(status).toMatchObject({ phase: "finish", state: "done" });
+      expect(JSON.stringify(status)).not.toContain("X-Amz-Signature");
+    }
+    expect(await keysNow()).toBe(50);
+  }, 120_000);
 });

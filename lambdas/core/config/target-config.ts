@@ -3,6 +3,7 @@
 // that name the field.
 import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
+import { maxPhaseTimeoutSeconds } from "../restore/agent-url-lifetimes.js";
 
 const clusterName = z
   .string()
@@ -119,8 +120,11 @@ const restoreSchema = z
       .default(24 * 3600),
     /** Seconds between polls of the agents' status objects. */
     pollSeconds: z.number().int().min(1).max(60).default(5),
-    /** How long each barrier phase may take before the restore rolls back. */
-    phaseTimeoutSeconds: z.number().int().min(30).default(900),
+    /**
+     * How long each barrier phase may take before the restore rolls back; at most 2400 s, so that the
+     * agents' hour-long URLs reach the next plan (restore/agent-url-lifetimes.ts).
+     */
+    phaseTimeoutSeconds: z.number().int().min(30).max(maxPhaseTimeoutSeconds).default(900),
   })
   .strict()
   .superRefine((layout, context) => {

@@ -5,7 +5,10 @@ import type { ApprovalTokens } from "../catalogue/approval-tokens.js";
 
 export interface RestoreDependencies extends BackupDependencies {
   approvals: ApprovalTokens;
-  /** A presigned URL on the snapshot bucket, signed by a session that outlives the restore. */
+  /**
+   * A presigned URL on the snapshot bucket that works for `expiresInSeconds`, signed by a session that
+   * outlives it (at most an hour: agent-url-lifetimes.ts).
+   */
   presign(request: {
     key: string;
     method: "GET" | "PUT";

@@ -1,9 +1,12 @@
 // The barrier steps: write one plan per member (phase prepare), move every plan to the next phase, and
-// read the agents' status objects. The agents see only their presigned URLs; the plans' source of truth
-// is a JSON copy beside them that only the state machine reads.
+// read the agents' status objects. The agents see only their presigned URLs, which every plan write signs
+// anew (agent-url-lifetimes.ts); the plans' source of truth is a JSON copy beside them that only the state
+// machine reads.
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import * as z from "zod";
 import { findTarget } from "../config/target-config.js";
 import { InvalidInputError } from "../errors.js";
+import { launchUrlSeconds, planUrlSeconds } from "./agent-url-lifetimes.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
 import {
@@ -17,8 +20,18 @@ import {
   restorePlanSchema,
 } from "./restore-plan.js";
 
-/** Presigned URLs outlive the longest restore (the state machine's 4 h timeout) with a margin. */
-const urlLifetimeSeconds = 6 * 3600;
+const defaultPhaseTimeoutSeconds = 900;
+
+/** The JSON copy beside a plan: the plan, and the snapshot object whose URL each plan write signs again. */
+const storedPlanSchema = z
+  .object({
+    plan: restorePlanSchema,
+    snapshot: z.object({ key: z.string().min(1), versionId: z.string().min(1).optional() }).strict(),
+  })
+  .strict();
+type StoredPlan = z.infer<typeof storedPlanSchema>;
+
+type RestoreKeys = ReturnType<typeof restoreKeys>;
 
 export interface AgentLaunch {
   member: string;
@@ -53,28 +66,30 @@ export async function writeRestorePlans(
   const layout = target.restore;
   if (!layout) throw new InvalidInputError(`target ${target.name} has no restore layout`);
   const restoreId = restoreIdFor(executionArn);
-  const snapshotUrl = await dependencies.presign({
+  const snapshotObject = {
     key: snapshot.key,
-    method: "GET",
-    versionId: snapshot.versionId,
-    expiresInSeconds: urlLifetimeSeconds,
-  });
+    ...(snapshot.versionId ? { versionId: snapshot.versionId } : {}),
+  };
+  const launchSeconds = launchUrlSeconds(layout.phaseTimeoutSeconds ?? defaultPhaseTimeoutSeconds);
   const initialCluster = members.map((member) => `${member.name}=${member.peerUrl}`).join(",");
   const script = await dependencies.loadAgentScript();
   const agents: AgentLaunch[] = [];
   for (const member of members) {
     const configured = layout.members.find((entry) => entry.name === member.name);
     const apiServerReadyUrl = configured?.apiServerReadyUrl ?? layout.apiServerReadyUrl;
+    const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
+    const urls = await signAgentUrls(dependencies, keys, snapshotObject);
     const plan: RestorePlan = restorePlanSchema.parse({
       restoreId,
       cluster: input.cluster,
       phase: "prepare",
       snapshot: {
-        url: snapshotUrl,
+        url: urls.snapshot.url,
         sha256: snapshot.sha256,
         bytes: snapshot.bytes,
         revision: snapshot.revision,
       },
+      ...urls.agent,
       member: {
         name: member.name,
         dataDir: member.dataDir,
@@ -97,18 +112,16 @@ export async function writeRestorePlans(
         : {}),
       minimumFreeBytes: snapshot.bytes * 3,
     });
-    const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
-    await putText(dependencies, keys.planJson, JSON.stringify(plan));
-    await putText(dependencies, keys.plan, renderPlan(plan));
+    await writeStoredPlan(dependencies, keys, { plan, snapshot: snapshotObject });
     const planUrl = await dependencies.presign({
       key: keys.plan,
       method: "GET",
-      expiresInSeconds: urlLifetimeSeconds,
+      expiresInSeconds: launchSeconds,
     });
     const statusUrl = await dependencies.presign({
       key: keys.status,
       method: "PUT",
-      expiresInSeconds: urlLifetimeSeconds,
+      expiresInSeconds: launchSeconds,
     });
     agents.push({
       member: member.name,
@@ -118,6 +131,34 @@ export async function writeRestorePlans(
   }
   dependencies.reporter.info("restore plans written", { restoreId, members: members.length });
   return { restoreId, agents };
+}
+
+/** Signs the URLs a plan hands the agent: the snapshot's, and the plan and status URLs it uses next. */
+async function signAgentUrls(
+  dependencies: RestoreDependencies,
+  keys: RestoreKeys,
+  snapshotObject: StoredPlan["snapshot"],
+): Promise<{ snapshot: { url: string }; agent: { planUrl: string; statusUrl: string } }> {
+  const sign = (key: string, method: "GET" | "PUT", versionId?: string) =>
+    dependencies.presign({
+      key,
+      method,
+      expiresInSeconds: planUrlSeconds,
+      ...(versionId ? { versionId } : {}),
+    });
+  return {
+    snapshot: { url: await sign(snapshotObject.key, "GET", snapshotObject.versionId) },
+    agent: { planUrl: await sign(keys.plan, "GET"), statusUrl: await sign(keys.status, "PUT") },
+  };
+}
+
+async function writeStoredPlan(
+  dependencies: RestoreDependencies,
+  keys: RestoreKeys,
+  stored: StoredPlan,
+): Promise<void> {
+  await putText(dependencies, keys.planJson, JSON.stringify(stored));
+  await putText(dependencies, keys.plan, renderPlan(stored.plan));
 }
 
 /** Writes the script on the node and runs it; the URLs are arguments, never echoed by the agent. */
@@ -145,12 +186,17 @@ export async function setRestorePhase(
   const members = target.restore?.members ?? [];
   for (const member of members) {
     const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
-    const plan = restorePlanSchema.parse(JSON.parse(await getText(dependencies, keys.planJson)));
-    const next = { ...plan, phase: phase as RestorePhase };
-    await putText(dependencies, keys.planJson, JSON.stringify(next));
-    await putText(dependencies, keys.plan, renderPlan(next));
+    const stored = storedPlanSchema.parse(JSON.parse(await getText(dependencies, keys.planJson)));
+    const urls = await signAgentUrls(dependencies, keys, stored.snapshot);
+    const plan: RestorePlan = {
+      ...stored.plan,
+      phase: phase as RestorePhase,
+      snapshot: { ...stored.plan.snapshot, ...urls.snapshot },
+      ...urls.agent,
+    };
+    await writeStoredPlan(dependencies, keys, { ...stored, plan });
   }
-  const timeout = (target.restore?.phaseTimeoutSeconds ?? 900) * 1000;
+  const timeout = (target.restore?.phaseTimeoutSeconds ?? defaultPhaseTimeoutSeconds) * 1000;
   dependencies.reporter.info("restore phase set", { restoreId, phase });
   return {
     phase: phase as RestorePhase,

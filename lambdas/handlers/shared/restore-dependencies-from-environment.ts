@@ -7,6 +7,7 @@ import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import type { BackupDependencies } from "../../core/backup/backup-dependencies.js";
 import { ApprovalTokens } from "../../core/catalogue/approval-tokens.js";
+import { chainedSessionSeconds, sessionReuseSeconds } from "../../core/restore/agent-url-lifetimes.js";
 import type { RestoreDependencies } from "../../core/restore/restore-dependencies.js";
 import { createDynamoDbClient } from "../../core/store/aws-clients.js";
 import { presignS3Url, type SigningCredentials } from "../../core/store/presign.js";
@@ -27,7 +28,7 @@ export function createRestoreDependencies(
   const dynamo = createDynamoDbClient({ endpoint: environment.DYNAMODB_ENDPOINT });
   let script: Promise<string> | undefined;
   const signingCredentials = environment.PRESIGN_ROLE_ARN
-    ? presignRoleSession(environment.PRESIGN_ROLE_ARN, backup)
+    ? presignRoleSession(environment.PRESIGN_ROLE_ARN, new STSClient({}))
     : clientCredentials(backup.s3);
   return {
     ...backup,
@@ -62,30 +63,23 @@ function clientCredentials(client: S3Client): CredentialSource {
   return async () => client.config.credentials;
 }
 
-/** What the signing session is asked to last: the agents' URLs live 6 h (restore-plans-step). */
-export const presignSessionSeconds = 6 * 3600;
-/** STS's ceiling for a session assumed with another role's session, which a Lambda function's is. */
-const chainedSessionSeconds = 3600;
-/** A session is reused while it outlives the URL it signs but for this much. */
-const reuseToleranceSeconds = 300;
-
 /**
  * A presigned URL stops working when the session that signed it expires, whatever its X-Amz-Expires;
  * a Lambda function's own session may end sooner than the restore, so URLs are signed with a session
- * of PRESIGN_ROLE_ARN, kept per cold start and renewed once it would not outlive a new URL.
+ * of PRESIGN_ROLE_ARN. That is role chaining, which STS caps at 1 h: the session is asked for the hour,
+ * and the URLs roll instead of outliving the restore (agent-url-lifetimes.ts). A session is kept per cold
+ * start and reused while it outlives the URL it signs; a URL as long as a session itself is signed by a
+ * session at most `sessionReuseSeconds` old, so that the URLs of one plan write share a session and a
+ * restore assumes the role about once per phase.
  */
-function presignRoleSession(roleArn: string, backup: BackupDependencies): CredentialSource {
-  let sts: STSClient | undefined;
-  let session:
-    | Promise<{ credentials: SigningCredentials & object; expiresAt: number; grantedSeconds: number }>
-    | undefined;
-  const assume = async (durationSeconds: number) => {
-    sts ??= new STSClient({});
+export function presignRoleSession(roleArn: string, sts: STSClient): CredentialSource {
+  let session: Promise<{ credentials: SigningCredentials & object; expiresAt: number }> | undefined;
+  const assume = async () => {
     const reply = await sts.send(
       new AssumeRoleCommand({
         RoleArn: roleArn,
         RoleSessionName: `etcd-backup-presign-${Date.now()}`,
-        DurationSeconds: durationSeconds,
+        DurationSeconds: chainedSessionSeconds,
       }),
     );
     const issued = reply.Credentials;
@@ -100,27 +94,23 @@ function presignRoleSession(roleArn: string, backup: BackupDependencies): Creden
         expiration: issued.Expiration,
       },
       expiresAt: issued.Expiration.getTime(),
-      grantedSeconds: durationSeconds,
     };
   };
-  const start = () =>
-    assume(presignSessionSeconds).catch((error: unknown) => {
-      // STS refuses more than an hour to a session assumed with a role session (role chaining), which
-      // is what a Lambda function holds: sign for an hour rather than not at all, and say so.
-      if (!/role chaining/i.test((error as Error).message ?? "")) throw error;
-      backup.reporter.warn("presign session limited to 1 h by role chaining", { roleArn });
-      return assume(chainedSessionSeconds);
-    });
   return async (lifetimeSeconds) => {
-    const needed = (now: number, granted: number) =>
-      now + (Math.min(lifetimeSeconds, granted) - reuseToleranceSeconds) * 1000;
+    if (lifetimeSeconds > chainedSessionSeconds) {
+      throw new Error(
+        `a presigned URL cannot live ${lifetimeSeconds} s: the role-chained session that signs it lasts at most ${chainedSessionSeconds} s`,
+      );
+    }
+    const neededSeconds = Math.min(lifetimeSeconds, chainedSessionSeconds - sessionReuseSeconds);
     let current = session ? await session.catch(() => undefined) : undefined;
-    if (!current || current.expiresAt < needed(Date.now(), current.grantedSeconds)) {
-      session = start();
-      session.catch(() => {
-        session = undefined;
+    if (!current || current.expiresAt < Date.now() + neededSeconds * 1000) {
+      const started = assume();
+      session = started;
+      started.catch(() => {
+        if (session === started) session = undefined;
       });
-      current = await session;
+      current = await started;
     }
     return current.credentials;
   };

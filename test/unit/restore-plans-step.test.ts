@@ -1,0 +1,188 @@
+// The barrier steps' rolling URLs: every plan written (prepare, each later phase, rollback) names URLs
+// signed at that write, with the lifetimes agent-url-lifetimes.ts argues for, over an in-memory bucket.
+import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { describe, expect, it } from "vitest";
+import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
+import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
+import {
+  launchUrlSeconds,
+  maxPhaseTimeoutSeconds,
+  planUrlSeconds,
+} from "../../lambdas/core/restore/agent-url-lifetimes.js";
+import type { RestoreDependencies } from "../../lambdas/core/restore/restore-dependencies.js";
+import type { RestoreSnapshot } from "../../lambdas/core/restore/restore-payloads.js";
+import { parsePlan } from "../../lambdas/core/restore/restore-plan.js";
+import { setRestorePhase, writeRestorePlans } from "../../lambdas/core/restore/restore-plans-step.js";
+
+const cluster = "prod-eu";
+const executionArn = "arn:aws:states:eu-west-1:111122223333:execution:restore:r-1";
+const members = [
+  { name: "cp-1", dataDir: "/var/lib/etcd", manifestDir: "/etc/kubernetes/manifests", n: 1 },
+  { name: "cp-2", dataDir: "/var/lib/etcd", manifestDir: "/etc/kubernetes/manifests", n: 2 },
+].map(({ n, ...member }) => ({
+  ...member,
+  instanceId: `i-000${n}`,
+  clientUrl: `https://10.0.0.${n}:2379`,
+  peerUrl: `https://10.0.0.${n}:2380`,
+}));
+const snapshot: RestoreSnapshot = {
+  sourceCluster: cluster,
+  snapshotId: "20261124T010000000Z-000001",
+  bucket: "snapshots",
+  key: "etcd/prod-eu/2026/11/24/01.db",
+  versionId: "v-42",
+  sha256: "e9aa53f5bf7490cadd68d3a6eaa8db29ded5480beb67df0c9087e1a3e1d8ac9e",
+  bytes: 20480 + 32,
+  revision: 4242,
+  liveKeyCount: 10,
+};
+
+interface SignRequest {
+  key: string;
+  method: "GET" | "PUT";
+  versionId?: string;
+  expiresInSeconds: number;
+}
+
+/** An in-memory bucket, and a signer whose URLs say what was signed and when (a counter stands for time). */
+function fakeDependencies(phaseTimeoutSeconds?: number) {
+  const objects = new Map<string, string>();
+  const signed: Array<SignRequest & { url: string }> = [];
+  const s3 = {
+    send: async (command: unknown) => {
+      if (command instanceof PutObjectCommand) {
+        objects.set(command.input.Key as string, command.input.Body as string);
+        return {};
+      }
+      if (command instanceof GetObjectCommand) {
+        const text = objects.get(command.input.Key as string);
+        if (text === undefined) throw Object.assign(new Error("no such key"), { name: "NoSuchKey" });
+        return { Body: { transformToString: async () => text } };
+      }
+      throw new Error("unexpected S3 command");
+    },
+  } as unknown as S3Client;
+  const targets = parseTargetsFile({
+    prefix: "etcd",
+    targets: [
+      {
+        name: cluster,
+        schedule: "rate(1 hour)",
+        restore: {
+          members: members.map(({ name, instanceId, clientUrl, peerUrl }) => ({
+            name,
+            instanceId,
+            clientUrl,
+            peerUrl,
+          })),
+          ...(phaseTimeoutSeconds ? { phaseTimeoutSeconds } : {}),
+        },
+      },
+    ],
+  });
+  const dependencies = {
+    s3,
+    bucket: "snapshots",
+    prefix: "etcd",
+    loadTargets: async () => targets,
+    loadAgentScript: async () => "#!/usr/bin/env bash\necho agent\n",
+    presign: async (request: SignRequest) => {
+      const url = `https://snapshots.s3.eu-west-1.amazonaws.com/${request.key}?X-Amz-Expires=${request.expiresInSeconds}&X-Amz-Signature=s${signed.length}`;
+      signed.push({ ...request, url });
+      return url;
+    },
+    now: () => new Date("2026-11-24T02:00:00Z"),
+    reporter: silentReporter,
+  } as unknown as RestoreDependencies;
+  const planOf = (member: string) =>
+    parsePlan(objects.get(`etcd/${cluster}/_restores/r-1/${member}/plan.txt`) ?? "");
+  return { dependencies, signed, planOf };
+}
+
+const input = { cluster, snapshotId: snapshot.snapshotId };
+
+describe("rolling agent URLs", () => {
+  it("launches each agent with URLs that outlive the prepare phase, and plans with hour-long URLs", async () => {
+    const { dependencies, signed, planOf } = fakeDependencies();
+    const { agents } = await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+
+    const launchCommand = agents[0]?.commands.at(-1) ?? "";
+    const launched = signed.filter((request) => launchCommand.includes(request.url));
+    expect(launched.map(({ key, method }) => [key, method])).toEqual([
+      ["etcd/prod-eu/_restores/r-1/cp-1/plan.txt", "GET"],
+      ["etcd/prod-eu/_restores/r-1/cp-1/status.json", "PUT"],
+    ]);
+    // 900 s of prepare, plus the steps around it.
+    for (const request of launched) expect(request.expiresInSeconds).toBe(launchUrlSeconds(900));
+    expect(launchUrlSeconds(900)).toBe(1500);
+
+    const plan = planOf("cp-1");
+    const inPlan = signed.filter((request) =>
+      [plan.snapshot.url, plan.planUrl, plan.statusUrl].includes(request.url),
+    );
+    expect(inPlan).toEqual([
+      expect.objectContaining({ key: snapshot.key, method: "GET", versionId: "v-42" }),
+      expect.objectContaining({ key: "etcd/prod-eu/_restores/r-1/cp-1/plan.txt", method: "GET" }),
+      expect.objectContaining({ key: "etcd/prod-eu/_restores/r-1/cp-1/status.json", method: "PUT" }),
+    ]);
+    for (const request of inPlan) expect(request.expiresInSeconds).toBe(planUrlSeconds);
+    expect(planUrlSeconds).toBe(3600);
+  });
+
+  it("signs the snapshot, plan and status URLs anew in every plan it writes, rollback included", async () => {
+    const { dependencies, signed, planOf } = fakeDependencies();
+    await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    const seen = new Set<string>();
+    const urlsOf = (member: string) => {
+      const plan = planOf(member);
+      return [plan.snapshot.url, plan.planUrl, plan.statusUrl];
+    };
+    for (const member of members) for (const url of urlsOf(member.name)) seen.add(url as string);
+
+    for (const phase of ["prepare", "stop", "restore", "rollback"]) {
+      await setRestorePhase(dependencies, input, "r-1", phase);
+      for (const member of members) {
+        const plan = planOf(member.name);
+        expect(plan.phase).toBe(phase);
+        for (const url of urlsOf(member.name)) {
+          expect(seen.has(url as string), `${phase} ${member.name}: ${url} was signed before`).toBe(false);
+          seen.add(url as string);
+          const request = signed.find((entry) => entry.url === url);
+          expect(request?.expiresInSeconds).toBe(planUrlSeconds);
+        }
+        expect(signed.find((entry) => entry.url === plan.snapshot.url)?.versionId).toBe("v-42");
+        expect(signed.find((entry) => entry.url === plan.statusUrl)).toMatchObject({
+          key: `etcd/prod-eu/_restores/r-1/${member.name}/status.json`,
+          method: "PUT",
+        });
+      }
+    }
+  });
+
+  it("gives the launch URLs a longer phase timeout's life, never beyond the hour a session can sign", async () => {
+    const { dependencies, signed } = fakeDependencies(maxPhaseTimeoutSeconds);
+    const { agents } = await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    const launchCommand = agents[1]?.commands.at(-1) ?? "";
+    const launched = signed.filter((request) => launchCommand.includes(request.url));
+    expect(launched.map((request) => request.expiresInSeconds)).toEqual([3000, 3000]);
+    expect(launchUrlSeconds(10_000)).toBe(3600);
+  });
+
+  it("refuses a phase timeout the hour-long URLs could not bridge", () => {
+    const targets = (phaseTimeoutSeconds: number) => ({
+      targets: [
+        {
+          name: cluster,
+          schedule: "rate(1 hour)",
+          restore: {
+            members: [{ name: "cp-1", clientUrl: "https://a:2379", peerUrl: "https://a:2380" }],
+            phaseTimeoutSeconds,
+          },
+        },
+      ],
+    });
+    expect(maxPhaseTimeoutSeconds).toBe(2400);
+    expect(() => parseTargetsFile(targets(2400))).not.toThrow();
+    expect(() => parseTargetsFile(targets(2401))).toThrow(/phaseTimeoutSeconds/);
+  });
+});
