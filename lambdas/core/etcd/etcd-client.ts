@@ -73,25 +73,32 @@ interface ClusterStub extends grpc.Client {
   MemberList: UnaryMethod<{ linearizable: boolean }, MemberListResponse>;
 }
 
-const packageDefinition = fromJSON(etcdRpcDescriptor as Parameters<typeof fromJSON>[0], {
-  keepCase: true,
-  longs: String,
-  defaults: true,
-  arrays: true,
-});
-const etcdserverpb = (
-  grpc.loadPackageDefinition(packageDefinition) as unknown as {
-    etcdserverpb: {
-      Maintenance: new (
-        address: string,
-        credentials: grpc.ChannelCredentials,
-        options?: object,
-      ) => MaintenanceStub;
-      Cluster: new (address: string, credentials: grpc.ChannelCredentials, options?: object) => ClusterStub;
-      KV: new (address: string, credentials: grpc.ChannelCredentials, options?: object) => KvStub;
-    };
-  }
-).etcdserverpb;
+interface EtcdServices {
+  Maintenance: new (
+    address: string,
+    credentials: grpc.ChannelCredentials,
+    options?: object,
+  ) => MaintenanceStub;
+  Cluster: new (address: string, credentials: grpc.ChannelCredentials, options?: object) => ClusterStub;
+  KV: new (address: string, credentials: grpc.ChannelCredentials, options?: object) => KvStub;
+}
+
+let services: EtcdServices | undefined;
+
+/** Built at the first client, not at import: protobuf.js resolving the descriptor takes ~25 ms of a cold start. */
+function etcdServices(): EtcdServices {
+  services ??= (
+    grpc.loadPackageDefinition(
+      fromJSON(etcdRpcDescriptor as Parameters<typeof fromJSON>[0], {
+        keepCase: true,
+        longs: String,
+        defaults: true,
+        arrays: true,
+      }),
+    ) as unknown as { etcdserverpb: EtcdServices }
+  ).etcdserverpb;
+  return services;
+}
 
 export function createEtcdClient(connection: EtcdConnection): EtcdClient {
   const url = parseEndpoint(connection.endpoint);
@@ -118,6 +125,7 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
   };
   if (connection.tls?.serverName) channelOptions["grpc.ssl_target_name_override"] = connection.tls.serverName;
   const address = `${url.hostname}:${url.port || (secure ? "443" : "80")}`;
+  const etcdserverpb = etcdServices();
   const maintenance = new etcdserverpb.Maintenance(address, credentials, channelOptions);
   // Share the channel: a second stub on the same channel costs no connection.
   const cluster = new etcdserverpb.Cluster(address, credentials, {
