@@ -8,8 +8,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { findTarget, type Target } from "../config/target-config.js";
 import { InvalidInputError } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
-import { discoverEtcdMembers } from "../kube/discover-members.js";
-import { chooseKubernetesMember, type KubernetesSourceSettings } from "../kube/kubernetes-member-source.js";
+import type { KubernetesSourceSettings } from "../kube/kubernetes-member-source.js";
 import { newSnapshotId } from "../snapshot/snapshot-naming.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
 import type { ExecutionInput, ResolvedTarget } from "./step-payloads.js";
@@ -44,6 +43,9 @@ async function resolveKubernetesTarget(
   target: Target,
 ): Promise<ResolvedTarget> {
   const config = await loadKubeConfig(dependencies, target);
+  // Loaded here, not at import: a direct target's cold start need not evaluate the Kubernetes client.
+  const { discoverEtcdMembers } = await import("../kube/discover-members.js");
+  const { chooseKubernetesMember } = await import("../kube/kubernetes-member-source.js");
   const { namespace, selector, container } = target.etcd;
   const discovered = await discoverEtcdMembers(config, { namespace, selector, container });
   for (const skipped of discovered.skipped) {

@@ -5,7 +5,6 @@ import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { findTarget, type Target } from "../config/target-config.js";
 import { createEtcdClient } from "../etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../etcd/grpc-snapshot-source.js";
-import { openMemberSnapshotSource, readMemberPod } from "../kube/kubernetes-member-source.js";
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
@@ -128,6 +127,8 @@ async function openSnapshotSource(
     return createGrpcSnapshotSource(client);
   }
   const config = await loadKubeConfig(dependencies, target);
+  // Loaded here, not at import: a direct target's cold start need not evaluate the Kubernetes client.
+  const { openMemberSnapshotSource, readMemberPod } = await import("../kube/kubernetes-member-source.js");
   const pod = await readMemberPod(config, member.pod);
   const settings = await kubernetesSourceSettings(dependencies, target);
   return openMemberSnapshotSource(config, pod, { ...settings, source: member.source ?? settings.source });

@@ -4,7 +4,6 @@ import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-sec
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Target } from "../../core/config/target-config.js";
 import { InvalidInputError } from "../../core/errors.js";
-import { loadKubeConfigForAccess } from "../../core/kube/kube-config.js";
 
 /** Per access (EKS cluster or kubeconfig secret): DescribeCluster and the secret are read once per cold start. */
 const kubeConfigByAccess = new Map<string, Promise<KubeConfig>>();
@@ -23,19 +22,23 @@ export function loadKubeConfig(target: Target): Promise<KubeConfig> {
   const key = JSON.stringify(access);
   let config = kubeConfigByAccess.get(key);
   if (!config) {
-    config = loadKubeConfigForAccess(access, {
-      readSecret: async (secretArn) => {
-        const reply = await new SecretsManagerClient({}).send(
-          new GetSecretValueCommand({ SecretId: secretArn }),
-        );
-        if (!reply.SecretString) {
-          throw new InvalidInputError(
-            `secret ${secretArn} holds no text: it must hold the kubeconfig (YAML)`,
+    // Loaded at the first Kubernetes target, not at import: a direct target's cold start need not
+    // evaluate the Kubernetes client.
+    config = import("../../core/kube/kube-config.js").then(({ loadKubeConfigForAccess }) =>
+      loadKubeConfigForAccess(access, {
+        readSecret: async (secretArn) => {
+          const reply = await new SecretsManagerClient({}).send(
+            new GetSecretValueCommand({ SecretId: secretArn }),
           );
-        }
-        return reply.SecretString;
-      },
-    });
+          if (!reply.SecretString) {
+            throw new InvalidInputError(
+              `secret ${secretArn} holds no text: it must hold the kubeconfig (YAML)`,
+            );
+          }
+          return reply.SecretString;
+        },
+      }),
+    );
     config.catch(() => kubeConfigByAccess.delete(key));
     kubeConfigByAccess.set(key, config);
   }
