@@ -83,8 +83,20 @@ const clockTicksPerSecond = 100;
 
 /** CPU seconds (user + system) a running process has used so far, from /proc/PID/stat. */
 export async function processCpuSeconds(pid: number): Promise<number> {
+  return (await processCpuTimes(pid)).own;
+}
+
+/**
+ * CPU seconds (user + system) of a running process so far, and of its children it has waited for (the
+ * commands the Kubernetes API stand-in runs "in the pod": sh, etcdctl, cat), from /proc/PID/stat.
+ */
+export async function processCpuTimes(pid: number): Promise<{ own: number; waitedForChildren: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name, which is in parentheses and may itself hold spaces.
+  // Fields after the command name, which is in parentheses and may itself hold spaces: utime, stime,
+  // cutime, cstime are the 14th to 17th of the whole line.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
+  return {
+    own: (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond,
+    waitedForChildren: (Number(fields[13]) + Number(fields[14])) / clockTicksPerSecond,
+  };
 }

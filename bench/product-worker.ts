@@ -1,14 +1,22 @@
 // One product operation per process, so that the peak RSS the bench reads is the product's own: the
 // bench bundles this file with esbuild and runs it with plain `node` (no TypeScript loader thread), with
-// the etcd and S3 stand-ins in other processes. Prints one JSON line: the operation's own duration
+// the etcd, S3 and Kubernetes API stand-ins in other processes. Prints one JSON line: the operation's own duration
 // (process start-up excluded, as the reference tools' start-up is negligible) and what it measured.
 import { createHash, randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { Writable } from "node:stream";
 import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import { crc32c, crc32cImplementation } from "../lambdas/core/checksum/crc32c.js";
 import { createEtcdClient } from "../lambdas/core/etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../lambdas/core/etcd/grpc-snapshot-source.js";
+import { kubeConfigFromText } from "../lambdas/core/kube/kube-config.js";
+import {
+  type KubernetesSourceKind,
+  openMemberSnapshotSource,
+  readMemberPod,
+} from "../lambdas/core/kube/kubernetes-member-source.js";
 import { newSnapshotId } from "../lambdas/core/snapshot/snapshot-naming.js";
+import type { SnapshotSource } from "../lambdas/core/snapshot/snapshot-source.js";
 import {
   streamSnapshot,
   streamSnapshotToFile,
@@ -16,6 +24,7 @@ import {
 } from "../lambdas/core/snapshot/stream-snapshot.js";
 import { verifySnapshotFile } from "../lambdas/core/snapshot/verify-snapshot.js";
 import { createS3Client } from "../lambdas/core/store/aws-clients.js";
+import type { KubeApiAccess } from "./kube-api-endpoint-process.js";
 import { uploadFileInParts } from "./plain-multipart-upload.js";
 
 export type WorkerTask =
@@ -28,7 +37,15 @@ export type WorkerTask =
       partSize?: number;
       partsInFlight?: number;
     }
+  | {
+      /** Through the Kubernetes API: etcdctl in the pod (exec), or gRPC through a port-forward. */
+      kind: "snapshot-exec-s3" | "snapshot-port-forward-s3";
+      kube: KubeApiAccess;
+      s3Endpoint: string;
+      bucket: string;
+    }
   | { kind: "snapshot-slow-sink"; etcdEndpoint: string; bytesPerSecond: number }
+  | { kind: "snapshot-exec-slow-sink"; kube: KubeApiAccess; bytesPerSecond: number }
   | {
       kind: "upload-file";
       path: string;
@@ -58,19 +75,21 @@ async function runTask(task: WorkerTask): Promise<WorkerResult> {
         source.close();
       }
     }
-    case "snapshot-s3": {
-      const source = createGrpcSnapshotSource(createEtcdClient({ endpoint: task.etcdEndpoint }));
+    case "snapshot-s3":
+    case "snapshot-exec-s3":
+    case "snapshot-port-forward-s3": {
       const client = createS3Client({ endpoint: task.s3Endpoint });
+      const { source, started } = await openTaskSource(task);
+      const partSettings =
+        task.kind === "snapshot-s3" ? { partSize: task.partSize, partsInFlight: task.partsInFlight } : {};
       try {
-        const started = performance.now();
         const stored = await streamSnapshotToS3(source, {
           client,
           bucket: task.bucket,
           prefix: "bench",
           cluster: "bench",
           snapshotId: newSnapshotId(),
-          partSize: task.partSize,
-          partsInFlight: task.partsInFlight,
+          ...partSettings,
         });
         const durationMs = performance.now() - started;
         // Keep the stand-in's disk flat from run to run.
@@ -81,10 +100,10 @@ async function runTask(task: WorkerTask): Promise<WorkerResult> {
         client.destroy();
       }
     }
-    case "snapshot-slow-sink": {
-      const source = createGrpcSnapshotSource(createEtcdClient({ endpoint: task.etcdEndpoint }));
+    case "snapshot-slow-sink":
+    case "snapshot-exec-slow-sink": {
+      const { source, started } = await openTaskSource(task);
       try {
-        const started = performance.now();
         const streamed = await streamSnapshot(source, () => createRateLimitedSink(task.bytesPerSecond));
         return { durationMs: performance.now() - started, bytes: streamed.bytes };
       } finally {
@@ -122,6 +141,36 @@ async function runTask(task: WorkerTask): Promise<WorkerResult> {
     case "component-rates":
       return measureComponentRates(task.mebibytes);
   }
+}
+
+/**
+ * The task's source and when its timing starts. The Kubernetes sources are opened inside the timing: the
+ * product's take-snapshot step reads the pod again and opens the source (for a port-forward, its local
+ * listener) on every run.
+ */
+async function openTaskSource(
+  task: { etcdEndpoint: string } | { kind: string; kube: KubeApiAccess },
+): Promise<{ source: SnapshotSource; started: number }> {
+  if ("etcdEndpoint" in task) {
+    const source = createGrpcSnapshotSource(createEtcdClient({ endpoint: task.etcdEndpoint }));
+    return { source, started: performance.now() };
+  }
+  const started = performance.now();
+  const kind = task.kind === "snapshot-port-forward-s3" ? "grpc" : "exec";
+  return { source: await openKubeSource(task.kube, kind), started };
+}
+
+/**
+ * The source of an etcd pod as the product's take-snapshot step opens it: the kubeconfig parsed as one
+ * kept in a secret (CA and token embedded), the pod read again, the source of the configured kind.
+ */
+async function openKubeSource(kube: KubeApiAccess, kind: KubernetesSourceKind): Promise<SnapshotSource> {
+  const config = kubeConfigFromText(await readFile(kube.kubeconfig, "utf8"), {
+    origin: kube.kubeconfig,
+    fromSecret: true,
+  });
+  const member = await readMemberPod(config, kube.pod);
+  return openMemberSnapshotSource(config, member, { source: kind });
 }
 
 /** A sink that accepts at most `bytesPerSecond`: the source must be held back, not buffered. */

@@ -4,7 +4,8 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { defaultPartSize, defaultPartsInFlight } from "../lambdas/core/store/multipart-upload-sink.js";
 import { type BenchDatabase, cacheDir } from "./etcd-databases.js";
-import { measureProcess, processCpuSeconds } from "./measure-process.js";
+import { type KubeApiEndpointProcess, startKubeApiProcess } from "./kube-api-endpoint-process.js";
+import { measureProcess, processCpuSeconds, processCpuTimes } from "./measure-process.js";
 import type { WorkerResult, WorkerTask } from "./product-worker.js";
 import type { S3EndpointProcess } from "./s3-endpoint-process.js";
 import { type Summary, summarize } from "./statistics.js";
@@ -24,6 +25,10 @@ export interface MethodFigures {
   etcdCpuSeconds?: Summary;
   /** CPU seconds the s3rver process spent, when S3 is involved. */
   s3CpuSeconds?: Summary;
+  /** CPU seconds the Kubernetes API stand-in's own process spent relaying, for the Kubernetes sources. */
+  kubeApiCpuSeconds?: Summary;
+  /** CPU seconds of the commands the stand-in ran "in the pod" (sh, etcdctl, cat), for the exec source. */
+  podCpuSeconds?: Summary;
   /** Wall time of the whole process, Node's start-up and module loading included. */
   processSeconds?: Summary;
 }
@@ -40,7 +45,15 @@ export interface SnapshotSizeFigures {
   };
   slowSink?: MethodFigures & { bytesPerSecond: number };
   partSettings?: Array<{ partSize: number; partsInFlight: number; figures: MethodFigures }>;
+  /** The sources through the stand-in Kubernetes API server, at the sizes `BENCH_KUBE_SIZES` names. */
+  kube?: { execToS3?: MethodFigures; portForwardToS3?: MethodFigures };
+  /** The exec source into the slow sink (at the largest size, when no memory pass ran). */
+  execSlowSink?: MethodFigures & { bytesPerSecond: number };
 }
+
+/** The ways through the Kubernetes API: etcdctl in the pod (exec), or gRPC through a port-forward. */
+export const kubeSourceNames = ["exec", "port-forward"] as const;
+export type KubeSourceName = (typeof kubeSourceNames)[number];
 
 /** Peak RSS of the product's own process at a size measured for memory only. */
 export interface MemoryPassFigures {
@@ -49,6 +62,8 @@ export interface MemoryPassFigures {
   productToFile: MethodFigures;
   productToS3: MethodFigures;
   slowSink: MethodFigures & { bytesPerSecond: number };
+  /** The exec source through the stand-in API server into the same slow sink, when it fitted the budget. */
+  execSlowSink?: MethodFigures & { bytesPerSecond: number };
 }
 
 export interface VerifySizeFigures {
@@ -79,6 +94,8 @@ interface Sample {
   cpuSeconds: number | undefined;
   etcdCpuSeconds?: number;
   s3CpuSeconds?: number;
+  kubeApiCpuSeconds?: number;
+  podCpuSeconds?: number;
   processSeconds?: number;
 }
 
@@ -94,26 +111,46 @@ function figuresOf(samples: Sample[]): MethodFigures {
   };
   const etcdCpu = optional((sample) => sample.etcdCpuSeconds);
   const s3Cpu = optional((sample) => sample.s3CpuSeconds);
+  const kubeApiCpu = optional((sample) => sample.kubeApiCpuSeconds);
+  const podCpu = optional((sample) => sample.podCpuSeconds);
   const processSeconds = optional((sample) => sample.processSeconds);
   if (etcdCpu) figures.etcdCpuSeconds = etcdCpu;
   if (s3Cpu) figures.s3CpuSeconds = s3Cpu;
+  if (kubeApiCpu) figures.kubeApiCpuSeconds = kubeApiCpu;
+  if (podCpu) figures.podCpuSeconds = podCpu;
   if (processSeconds) figures.processSeconds = processSeconds;
   return figures;
 }
 
-/** Runs `work`, adding the CPU seconds etcd and s3rver spent meanwhile. */
+/** Runs `work`, adding the CPU seconds etcd, s3rver and the Kubernetes API stand-in spent meanwhile. */
 async function withSidecarCpu<Measured extends Sample>(
   database: BenchDatabase,
   s3: S3EndpointProcess | undefined,
   work: () => Promise<Measured>,
+  kubeApi?: KubeApiEndpointProcess,
 ): Promise<Measured> {
   const etcdPid = database.cluster.members[0]?.process?.pid as number;
   const etcdBefore = await processCpuSeconds(etcdPid);
   const s3Before = s3 ? await processCpuSeconds(s3.pid) : 0;
+  const kubeBefore = kubeApi ? await processCpuTimes(kubeApi.pid) : undefined;
   const sample = await work();
   sample.etcdCpuSeconds = (await processCpuSeconds(etcdPid)) - etcdBefore;
   if (s3) sample.s3CpuSeconds = (await processCpuSeconds(s3.pid)) - s3Before;
+  if (kubeApi && kubeBefore) {
+    const kubeAfter = await processCpuTimes(kubeApi.pid);
+    sample.kubeApiCpuSeconds = kubeAfter.own - kubeBefore.own;
+    sample.podCpuSeconds = kubeAfter.waitedForChildren - kubeBefore.waitedForChildren;
+  }
   return sample;
+}
+
+/** The stand-in Kubernetes API server, in its own process, serving one pod of `database`'s etcd. */
+function startKubeApiFor(database: BenchDatabase): Promise<KubeApiEndpointProcess> {
+  return startKubeApiProcess({
+    clientUrl: database.endpoint,
+    dataDir: database.cluster.members[0]?.dataDir as string,
+    etcdctl,
+  });
 }
 
 async function runWorker(
@@ -153,6 +190,8 @@ export interface SnapshotBenchOptions {
   sizeMebibytes: number;
   /** Extra part size × parts in flight settings to run the S3 path with, to tune the defaults. */
   partSettings?: Array<{ partSize: number; partsInFlight: number }>;
+  /** The sources through the stand-in Kubernetes API server to run at this size, into S3. */
+  kubeSources?: readonly KubeSourceName[];
 }
 
 export async function benchSnapshotSize(
@@ -171,7 +210,11 @@ export async function benchSnapshotSize(
     productToS3: [] as Sample[],
     plainUpload: [] as Sample[],
     twoStep: [] as Sample[],
+    execToS3: [] as Sample[],
+    portForwardToS3: [] as Sample[],
   };
+  const kubeSources = options.kubeSources ?? [];
+  const kubeApi = kubeSources.length > 0 ? await startKubeApiFor(database) : undefined;
   let snapshotBytes = 0;
   const upload = (path: string): WorkerTask => ({
     kind: "upload-file",
@@ -215,10 +258,29 @@ export async function benchSnapshotSize(
         processSeconds: a.seconds + (d.processSeconds ?? d.seconds),
       };
       samples.twoStep.push(e);
+      let kubeLog = "";
+      if (kubeApi) {
+        for (const name of kubeSources) {
+          const sample = await withSidecarCpu(
+            database,
+            s3,
+            () =>
+              runWorker(context, {
+                kind: name === "exec" ? "snapshot-exec-s3" : "snapshot-port-forward-s3",
+                kube: { kubeconfig: kubeApi.kubeconfig, pod: kubeApi.pod },
+                s3Endpoint: s3.endpoint,
+                bucket: s3.bucket,
+              }),
+            kubeApi,
+          );
+          (name === "exec" ? samples.execToS3 : samples.portForwardToS3).push(sample);
+          kubeLog += `; ${name} → S3 ${sample.seconds.toFixed(2)} s, RSS ${mib(sample.peakRssBytes)} MiB`;
+        }
+      }
       log(
         `  ${size} MiB run ${run}: etcdctl ${a.seconds.toFixed(2)} s, file ${b.seconds.toFixed(2)} s, ` +
           `S3 ${c.seconds.toFixed(2)} s, plain upload ${d.seconds.toFixed(2)} s, two-step ${e.seconds.toFixed(2)} s; ` +
-          `RSS file ${mib(b.peakRssBytes)}, S3 ${mib(c.peakRssBytes)} MiB`,
+          `RSS file ${mib(b.peakRssBytes)}, S3 ${mib(c.peakRssBytes)} MiB${kubeLog}`,
       );
     }
 
@@ -233,6 +295,13 @@ export async function benchSnapshotSize(
         twoStep: figuresOf(samples.twoStep),
       },
     };
+    if (kubeSources.length > 0) {
+      snapshot.kube = {};
+      if (samples.execToS3.length > 0) snapshot.kube.execToS3 = figuresOf(samples.execToS3);
+      if (samples.portForwardToS3.length > 0) {
+        snapshot.kube.portForwardToS3 = figuresOf(samples.portForwardToS3);
+      }
+    }
 
     if (options.partSettings && options.partSettings.length > 0) {
       snapshot.partSettings = [];
@@ -263,6 +332,7 @@ export async function benchSnapshotSize(
     const verify = await benchVerify(context, size, productFile);
     return { snapshot, verify };
   } finally {
+    await kubeApi?.stop();
     await Promise.all([etcdctlFile, productFile].map((path) => rm(path, { force: true })));
   }
 }
@@ -274,6 +344,7 @@ export async function benchMemory(
   size: number,
   runs: number,
   slowSinkBytesPerSecond: number,
+  options: { execSlowSink?: boolean } = {},
 ): Promise<MemoryPassFigures> {
   await mkdir(workDir, { recursive: true });
   const productFile = join(workDir, `product-${size}mib.db`);
@@ -305,13 +376,17 @@ export async function benchMemory(
   } finally {
     await rm(productFile, { force: true });
   }
-  return {
+  const figures: MemoryPassFigures = {
     sizeMebibytes: size,
     snapshotBytes,
     productToFile: figuresOf(toFile),
     productToS3: figuresOf(toS3),
     slowSink: await benchSlowSink(context, database, size, slowSinkBytesPerSecond, runs),
   };
+  if (options.execSlowSink) {
+    figures.execSlowSink = await benchExecSlowSink(context, database, size, slowSinkBytesPerSecond, runs);
+  }
+  return figures;
 }
 
 /** Streams the snapshot into a sink limited to `bytesPerSecond`: memory must stay flat, held by backpressure. */
@@ -331,6 +406,43 @@ export async function benchSlowSink(
       `  ${size} MiB slow sink run ${run}: ${sample.seconds.toFixed(1)} s, RSS ${mib(sample.peakRssBytes)} MiB`,
     );
     slow.push(sample);
+  }
+  return { ...figuresOf(slow), bytesPerSecond };
+}
+
+/**
+ * The exec source through the stand-in API server into the slow sink: etcdctl saves at full speed in the
+ * pod, then the pod's `cat` must be held back through the WebSocket, the API server and the product.
+ */
+export async function benchExecSlowSink(
+  context: BenchContext,
+  database: BenchDatabase,
+  size: number,
+  bytesPerSecond: number,
+  runs: number,
+): Promise<MethodFigures & { bytesPerSecond: number }> {
+  const kubeApi = await startKubeApiFor(database);
+  const slow: Sample[] = [];
+  try {
+    for (let run = 1; run <= runs; run++) {
+      const sample = await withSidecarCpu(
+        database,
+        undefined,
+        () =>
+          runWorker(context, {
+            kind: "snapshot-exec-slow-sink",
+            kube: { kubeconfig: kubeApi.kubeconfig, pod: kubeApi.pod },
+            bytesPerSecond,
+          }),
+        kubeApi,
+      );
+      context.log(
+        `  ${size} MiB exec → slow sink run ${run}: ${sample.seconds.toFixed(1)} s, RSS ${mib(sample.peakRssBytes)} MiB`,
+      );
+      slow.push(sample);
+    }
+  } finally {
+    await kubeApi.stop();
   }
   return { ...figuresOf(slow), bytesPerSecond };
 }
