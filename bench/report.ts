@@ -147,6 +147,12 @@ export function renderReport(results: BenchResults): string {
       );
     }
   }
+  for (const [sizeMebibytes, name, figures] of kubePeaks(results)) {
+    const peak = figures.peakRssBytes.max;
+    push(
+      `| ${sizeMebibytes} MiB: peak RSS ≤ ${targets.peakRssMebibytes} MiB, ${name} | ${mib(peak)} MiB (largest of the runs) | ${mark(peak <= targets.peakRssMebibytes * mebibyte)} |`,
+    );
+  }
   for (const size of results.verify) {
     const ratio = throughputRatio(size.methods.productVerify, size.methods.sha256sum);
     push(
@@ -175,6 +181,7 @@ export function renderReport(results: BenchResults): string {
       "- **d. plain upload**: the S3 endpoint's own ingest rate — a multipart upload of the (a) file with the same part size and parts in flight, positioned reads, no stream, no checksum — the reference for (c).",
       "- **e. two-step**: the seed's method — `etcdctl snapshot save` to disk, then upload that file: (a) then (d) of the same run, since (d) uploads the very file (a) saved.",
       `- **slow sink** (largest size measured, see the peak RSS table): the product's stream into a sink that accepts ${mib(settings.slowSinkBytesPerSecond)} MiB/s, far below the source, so that backpressure must hold etcd back; its peak RSS shows whether memory stays flat.`,
+      ...kubeMethodLines(results),
       "",
       "Product times are the operation's own (measured inside its process); Node's start-up and module " +
         "loading are excluded here and measured in section 4. The product runs as an esbuild bundle " +
@@ -225,6 +232,7 @@ export function renderReport(results: BenchResults): string {
           `two-step e÷c **${twoStepRatio.toFixed(2)}×** faster streamed (target ≥ ${targets.twoStepOverStreamed} ${mark(twoStepRatio >= targets.twoStepOverStreamed)}).`,
         "",
       );
+      renderKubeSources(size, push);
     }
     if (results.memory.length > 0 || results.snapshot.length > 0) {
       push(
@@ -252,6 +260,18 @@ export function renderReport(results: BenchResults): string {
         );
       }
       push("");
+      const kube = kubePeaks(results);
+      if (kube.length > 0) {
+        push(
+          `Through the Kubernetes API stand-in (its process and the commands it runs "in the pod" not counted): ${kube
+            .map(
+              ([size, name, figures]) =>
+                `${name} ${mib(figures.peakRssBytes.max)} MiB at ${size} MiB (${seconds(figures.seconds.median)} s)`,
+            )
+            .join("; ")}.`,
+          "",
+        );
+      }
     }
     if (results.componentRates) {
       push(
@@ -343,6 +363,90 @@ export function renderReport(results: BenchResults): string {
 
   push("## Findings", "", ...computedFindings(results), "", readFindings());
   return `${lines.join("\n").trimEnd()}\n`;
+}
+
+/** The sources through the stand-in Kubernetes API server at one size: sub-table, ratios, the two passes. */
+function renderKubeSources(size: SnapshotSizeFigures, push: (...more: string[]) => void) {
+  const rows: Array<[string, MethodFigures]> = [];
+  if (size.kube?.execToS3) rows.push(["f. exec → S3", size.kube.execToS3]);
+  if (size.kube?.portForwardToS3) rows.push(["g. port-forward → S3", size.kube.portForwardToS3]);
+  if (size.execSlowSink) {
+    rows.push([`exec → slow sink (${mib(size.execSlowSink.bytesPerSecond)} MiB/s)`, size.execSlowSink]);
+  }
+  if (rows.length === 0) return;
+  const bytes = size.snapshotBytes;
+  const { etcdctlSave, plainUpload, productToS3 } = size.methods;
+  push(
+    "Through the stand-in Kubernetes API server (another process; its own CPU and that of the commands it " +
+      "runs in the pod in the last two columns):",
+    "",
+    "| method | median s | range s | MiB/s | peak RSS MiB (median, max) | ÷ etcdctl save (a) | ÷ plain upload (d) | CPU s | etcd CPU s | s3rver CPU s | API stand-in CPU s | in-pod CPU s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  );
+  for (const [name, figures] of rows) {
+    const toS3 = !name.includes("slow sink");
+    push(
+      `| ${name} | ${seconds(figures.seconds.median)} | ${range(figures.seconds, seconds)} | ${rate(bytes, figures)} | ` +
+        `${mib(figures.peakRssBytes.median)}, ${mib(figures.peakRssBytes.max)} | ` +
+        `${toS3 ? `${throughputRatio(figures, etcdctlSave).toFixed(2)}×` : "—"} | ` +
+        `${toS3 ? `${throughputRatio(figures, plainUpload).toFixed(2)}×` : "—"} | ` +
+        `${optional(figures.cpuSeconds, seconds)} | ${optional(figures.etcdCpuSeconds, seconds)} | ` +
+        `${optional(figures.s3CpuSeconds, seconds)} | ${optional(figures.kubeApiCpuSeconds, seconds)} | ` +
+        `${optional(figures.podCpuSeconds, seconds)} |`,
+    );
+  }
+  const exec = size.kube?.execToS3;
+  push("");
+  if (exec) {
+    push(
+      `Exec's two passes: its ${seconds(exec.seconds.median)} s include a full \`etcdctl snapshot save\` in the pod ` +
+        `(a took ${seconds(etcdctlSave.seconds.median)} s); that save followed by the gRPC stream to S3 (a + c) ` +
+        `would take ${seconds(etcdctlSave.seconds.median + productToS3.seconds.median)} s.`,
+      "",
+    );
+  }
+}
+
+/** What the methods through the stand-in Kubernetes API server are, when any was measured. */
+function kubeMethodLines(results: BenchResults): string[] {
+  const measured =
+    results.snapshot.some((size) => size.kube || size.execSlowSink) ||
+    results.memory.some((size) => size.execSlowSink);
+  if (!measured) return [];
+  return [
+    "- **f. exec → S3**: the `exec` source through the stand-in Kubernetes API server (bench/kube-api-process.ts, " +
+      "another process, serving one kubeadm-like etcd pod whose exec runs this machine's etcdctl) into s3rver. " +
+      "It necessarily makes **two passes**: `etcdctl snapshot save` writes the snapshot to a temporary file " +
+      "in the pod (etcdctl cannot write one to stdout), then `cat` streams that file out through the exec " +
+      "WebSocket, the API server and the product into S3 — so its time includes a full `etcdctl snapshot save`.",
+    "- **g. port-forward → S3**: the gRPC source (one pass) through a local tunnel over the API server's " +
+      "port-forward WebSocket — the way for kubeadm's distroless etcd image.",
+    "- f and g are opened inside the timing as the take-snapshot step opens them (the kubeconfig parsed as " +
+      "one kept in a secret, the pod read again, then the source). They run at the sizes `BENCH_KUBE_SIZES` " +
+      "names (default 256) for the sources `BENCH_KUBE_SOURCES` names (default `exec,port-forward`; empty " +
+      "for none), to keep the bench within its time budget; exec into the slow sink runs at the largest size " +
+      "(the memory pass when there is one) when the budget allows.",
+  ];
+}
+
+/** Peak RSS of the product through the Kubernetes API, per size and source measured. */
+function kubePeaks(results: BenchResults): Array<[number, string, MethodFigures]> {
+  const peaks: Array<[number, string, MethodFigures]> = [];
+  for (const size of results.snapshot) {
+    if (size.kube?.execToS3) peaks.push([size.sizeMebibytes, "exec (API stand-in) → S3", size.kube.execToS3]);
+    if (size.kube?.portForwardToS3) {
+      peaks.push([size.sizeMebibytes, "port-forward (API stand-in) → S3", size.kube.portForwardToS3]);
+    }
+    if (size.execSlowSink) {
+      peaks.push([size.sizeMebibytes, "exec (API stand-in) → slow sink", size.execSlowSink]);
+    }
+  }
+  for (const size of results.memory) {
+    if (size.execSlowSink) {
+      peaks.push([size.sizeMebibytes, "exec (API stand-in) → slow sink (memory pass)", size.execSlowSink]);
+    }
+  }
+  return peaks;
 }
 
 /** Peak RSS of each source at the largest size measured: the memory pass when there was one. */

@@ -10,6 +10,10 @@
 //   BENCH_SLOW_SINK_RUNS=1
 //   BENCH_LOADS=5                 fresh-process imports per handler bundle
 //   BENCH_PART_SETTINGS=16x2,5x4  extra part MiB × parts-in-flight settings for the S3 path, at each size
+//   BENCH_KUBE_SOURCES=exec,port-forward
+//                                 sources through the stand-in Kubernetes API server (own process) into S3;
+//                                 "" for none. With exec, also exec into the slow sink at the largest size
+//   BENCH_KUBE_SIZES=256          full sizes at which they run (exec saves in the pod, then streams it out)
 //   BENCH_SECTIONS=snapshot,cold-start
 //   BENCH_BUDGET_SECONDS=600      a size whose estimated time would overrun the budget is skipped (reported)
 //   BENCH_RENDER_ONLY=1           only re-render docs/benchmarks.md from docs/benchmarks.json
@@ -27,10 +31,13 @@ import type { WorkerResult } from "./product-worker.js";
 import { type BenchResults, renderReport } from "./report.js";
 import { startS3EndpointProcess } from "./s3-endpoint-process.js";
 import {
+  benchExecSlowSink,
   benchMemory,
   benchSlowSink,
   benchSnapshotSize,
   etcdctl,
+  type KubeSourceName,
+  kubeSourceNames,
   type SnapshotSizeFigures,
   type VerifySizeFigures,
 } from "./snapshot-bench.js";
@@ -73,6 +80,25 @@ const partSettings = (process.env.BENCH_PART_SETTINGS ?? "")
     if (!size || !inFlight) throw new Error(`BENCH_PART_SETTINGS: "${setting}" is not MiBxCOUNT`);
     return { partSize: size * mebibyte, partsInFlight: inFlight };
   });
+
+const kubeSources = (process.env.BENCH_KUBE_SOURCES ?? kubeSourceNames.join(","))
+  .split(",")
+  .filter(Boolean)
+  .map((name) => {
+    if (!(kubeSourceNames as readonly string[]).includes(name)) {
+      throw new Error(`BENCH_KUBE_SOURCES: "${name}" is none of ${kubeSourceNames.join(", ")}`);
+    }
+    return name as KubeSourceName;
+  });
+const kubeSizes = process.env.BENCH_KUBE_SIZES === "" ? [] : numberList("BENCH_KUBE_SIZES", "256");
+const kubeSourcesAt = (size: number) => (kubeSizes.includes(size) ? kubeSources : []);
+
+/** The seconds of the samples through the Kubernetes API, which run only at BENCH_KUBE_SIZES. */
+function secondsThroughKube(snapshot: SnapshotSizeFigures): number {
+  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+  const methods = [snapshot.kube?.execToS3, snapshot.kube?.portForwardToS3];
+  return sum(methods.map((figures) => (figures ? sum(figures.seconds.samples) : 0)));
+}
 
 /** The seconds of every sample of a size: the part of its time that grows with the database. */
 function secondsMovingBytes(snapshot: SnapshotSizeFigures, verify: VerifySizeFigures): number {
@@ -147,6 +173,8 @@ const results: BenchResults = {
       "BENCH_SLOW_SINK_RUNS",
       "BENCH_LOADS",
       "BENCH_PART_SETTINGS",
+      "BENCH_KUBE_SOURCES",
+      "BENCH_KUBE_SIZES",
       "BENCH_SECTIONS",
       "BENCH_BUDGET_SECONDS",
     ]
@@ -210,12 +238,42 @@ if (sections.has("snapshot")) {
     results.skippedSizes.push({ sizeMebibytes: size, reason });
   };
   const slowSinkSeconds = (size: number) => (size / slowSinkMebibytesPerSecond) * slowSinkRuns;
+  /** The exec source into the slow sink: etcdctl saves at full speed in the pod, then `cat` is held back. */
+  const execSlowSinkSeconds = (size: number, runCount: number, reference: SnapshotSizeFigures) =>
+    kubeSources.includes("exec")
+      ? 5 +
+        runCount *
+          ((size / reference.sizeMebibytes) * reference.methods.etcdctlSave.seconds.median +
+            size / slowSinkMebibytesPerSecond)
+      : 0;
+  /** Whether the exec source into the slow sink fits `estimate` more seconds; a skip is reported. */
+  const execSlowSinkFits = (size: number, estimate: number, execEstimate: number) => {
+    if (execEstimate === 0) return false;
+    if (fits(estimate + execEstimate)) return true;
+    const reason = `only the exec source into the slow sink: an estimated ${execEstimate.toFixed(0)} s more would overrun the ${budgetSeconds} s budget`;
+    log(`database of ${size} MiB: ${reason}`);
+    results.skippedSizes.push({ sizeMebibytes: size, reason });
+    return false;
+  };
   try {
     // The next size's time is foreseen from the last one's: the time spent moving bytes scales with the
     // size, the rest (process and etcd start-up) does not.
-    let previous: { size: number; scaling: number; fixed: number } | undefined;
+    // The Kubernetes sources run only at some sizes: scaled from their last figures, or else guessed as
+    // one `etcdctl snapshot save` and one stream to S3 per run and source.
+    let previous: { size: number; scaling: number; fixed: number; figures: SnapshotSizeFigures } | undefined;
+    let kubeMeasured: { size: number; seconds: number } | undefined;
+    const kubeEstimate = (size: number) => {
+      const sources = kubeSourcesAt(size).length;
+      if (sources === 0 || !previous) return 0;
+      if (kubeMeasured) return (kubeMeasured.seconds * size) / kubeMeasured.size;
+      const { etcdctlSave, productToS3 } = previous.figures.methods;
+      const perRun = etcdctlSave.seconds.median + productToS3.seconds.median;
+      return (sources * runs * perRun * size) / previous.size;
+    };
     for (const size of sizes) {
-      const estimate = previous ? previous.fixed + (previous.scaling * size) / previous.size : 0;
+      const estimate = previous
+        ? previous.fixed + (previous.scaling * size) / previous.size + kubeEstimate(size)
+        : 0;
       if (!fits(estimate)) {
         skip(size, estimate);
         continue;
@@ -223,12 +281,23 @@ if (sections.has("snapshot")) {
       const database = await open(size);
       const sizeStarted = Date.now();
       try {
-        const figures = await benchSnapshotSize(context, database, { sizeMebibytes: size, partSettings });
+        const figures = await benchSnapshotSize(context, database, {
+          sizeMebibytes: size,
+          partSettings,
+          kubeSources: kubeSourcesAt(size),
+        });
         results.snapshot.push(figures.snapshot);
         results.verify.push(figures.verify);
         const measuring = (Date.now() - sizeStarted) / 1000;
         const scaling = secondsMovingBytes(figures.snapshot, figures.verify);
-        previous = { size, scaling, fixed: Math.max(0, measuring - scaling) };
+        const throughKube = secondsThroughKube(figures.snapshot);
+        if (throughKube > 0) kubeMeasured = { size, seconds: throughKube };
+        previous = {
+          size,
+          scaling,
+          fixed: Math.max(0, measuring - scaling - throughKube),
+          figures: figures.snapshot,
+        };
       } finally {
         await database.cluster.stop();
       }
@@ -248,10 +317,17 @@ if (sections.has("snapshot")) {
         skip(size, estimate);
         continue;
       }
+      const execSlowSink = execSlowSinkFits(
+        size,
+        estimate,
+        execSlowSinkSeconds(size, memoryRuns, largestFull),
+      );
       const database = await open(size);
       try {
         results.memory.push(
-          await benchMemory(context, database, size, memoryRuns, slowSinkMebibytesPerSecond * mebibyte),
+          await benchMemory(context, database, size, memoryRuns, slowSinkMebibytesPerSecond * mebibyte, {
+            execSlowSink,
+          }),
         );
       } finally {
         await database.cluster.stop();
@@ -268,6 +344,16 @@ if (sections.has("snapshot")) {
           slowSinkMebibytesPerSecond * mebibyte,
           slowSinkRuns,
         );
+        const size = largestFull.sizeMebibytes;
+        if (execSlowSinkFits(size, 0, execSlowSinkSeconds(size, slowSinkRuns, largestFull))) {
+          largestFull.execSlowSink = await benchExecSlowSink(
+            context,
+            database,
+            size,
+            slowSinkMebibytesPerSecond * mebibyte,
+            slowSinkRuns,
+          );
+        }
       } finally {
         await database.cluster.stop();
       }
