@@ -423,15 +423,57 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
     }
   });
 
+  it("refuses a snapshot object larger than the plan says from its trailer's Content-Range, before downloading it", async () => {
+    const restoreId = "r-wrong-size";
+    const plan = await planFor(s3, etcd, node, snapshot, restoreId);
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, snapshot: { ...plan.snapshot, bytes: snapshot.bytes - 512 } }],
+      initialPhase: "prepare",
+    });
+    try {
+      expect((await agents.waitForPhase("prepare")).failed).toBe(false);
+      expect((await agents.advance("stop")).failed).toBe(false);
+      const restore = await agents.advance("restore");
+      expect(restore.failed).toBe(true);
+      expect(restore.statuses[0]?.message).toBe(
+        `snapshot download has ${snapshot.bytes} bytes, the plan says ${snapshot.bytes - 512}`,
+      );
+      expect(restore.statuses[0]?.log.join("\n")).not.toContain("attempt");
+      expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
+    } finally {
+      await agents.stop();
+    }
+
+    const rollback = await startRestoreAgents({ s3, plans: [plan], initialPhase: "rollback" });
+    try {
+      expect((await rollback.waitForPhase("rollback")).failed).toBe(false);
+      await etcd.waitUntilHealthy();
+      await rollback.advance("finish");
+    } finally {
+      await rollback.stop();
+    }
+  }, 60_000);
+
   it("tries a download cut short three times, then fails the restore leaving no part of it behind", async () => {
     const restoreId = "r-cut-short";
     const content = await readFile(join(etcd.baseDir, "one-member.db"));
-    // Promises the whole snapshot, sends half of it, then drops the connection: curl sees it in flight.
-    let requests = 0;
-    const cutter = createServer((_request, response) => {
-      requests++;
-      response.writeHead(200, { "Content-Length": String(content.length) });
-      response.write(content.subarray(0, Math.floor(content.length / 2)), () => response.destroy());
+    // Serves the byte ranges asked for, as S3 does, but drops the connection halfway through the database
+    // part: curl sees the transfer cut short.
+    const databaseRequests: string[] = [];
+    const cutter = createServer((request, response) => {
+      const [, first, last] = /^bytes=(\d+)-(\d+)$/.exec(request.headers.range ?? "") ?? [];
+      const part = content.subarray(Number(first), Number(last) + 1);
+      response.writeHead(206, {
+        "Content-Length": String(part.length),
+        "Content-Range": `bytes ${first}-${last}/${content.length}`,
+      });
+      if (Number(first) > 0) {
+        response.end(part);
+        return;
+      }
+      databaseRequests.push(request.headers.range ?? "");
+      response.write(part.subarray(0, Math.floor(part.length / 2)), () => response.destroy());
     });
     await new Promise<void>((resolve) => cutter.listen(0, "127.0.0.1", resolve));
     const plan = await planFor(s3, etcd, node, snapshot, restoreId);
@@ -452,8 +494,8 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       expect(status.message).toMatch(
         /^cannot download the snapshot: the transfer failed 3 times \(curl exit 18: curl: \(18\) transfer closed with \d+ bytes remaining to read\)$/,
       );
-      expect(status.log.filter((line) => line.includes("failed: HTTP 200, curl exit 18"))).toHaveLength(3);
-      expect(requests).toBe(3);
+      expect(status.log.filter((line) => line.includes("failed: HTTP 206, curl exit 18"))).toHaveLength(3);
+      expect(databaseRequests).toEqual(Array(3).fill(`bytes=0-${content.length - 33}`));
       expect(await agents.agents[0]?.exitCode).toBe(1);
       expect(await fingerprint(node.dataDir)).toEqual(untouched);
       expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
