@@ -91,13 +91,14 @@ export async function startStaticPodEtcd(options: { members: 1 | 3 }): Promise<S
       // SIGKILL is safe for etcd, whose WAL and bbolt survive a crash.
       terminationGracePeriodSeconds: 1,
     });
+    // Their command lines name files under the node's Kubernetes directory, as kubeadm's do: the agent
+    // tells them apart by it.
+    const kubeDir = dirname(node.manifestDir);
     await writeStandInApiServerManifest({
       manifestDir: node.manifestDir,
       fileName: apiServerManifestName,
-      command: standInApiServerCommand({ port: node.apiServerPort }),
+      command: standInApiServerCommand({ port: node.apiServerPort, kubeDir }),
     });
-    // Their command lines name the node's kubeconfig, as kubeadm's do: the agent tells them apart by it.
-    const kubeDir = dirname(node.manifestDir);
     for (const [component, fileName, kubeconfig] of [
       ["kube-scheduler", schedulerManifestName, "scheduler.conf"],
       ["kube-controller-manager", controllerManagerManifestName, "controller-manager.conf"],

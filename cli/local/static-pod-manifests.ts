@@ -53,9 +53,15 @@ export function standInProcess(component: string, args: string[] = []): string[]
 
 /**
  * A stand-in kube-apiserver that answers `/readyz` on 127.0.0.1:`port` as kube-apiserver does: HTTP 500
- * until it is ready (`readyAfterMs` after it started; never when null), then 200 `ok`.
+ * until it is ready (`readyAfterMs` after it started; never when null), then 200 `ok`. Given the node's
+ * Kubernetes directory (kubeadm's /etc/kubernetes), its command line names kube-apiserver and the cluster
+ * CA under that directory, as kubeadm's does, so that the restore agent sees it with pgrep.
  */
-export function standInApiServerCommand(options: { port: number; readyAfterMs?: number | null }): string[] {
+export function standInApiServerCommand(options: {
+  port: number;
+  readyAfterMs?: number | null;
+  kubeDir?: string;
+}): string[] {
   const readyAfterMs = options.readyAfterMs === undefined ? 0 : options.readyAfterMs;
   const code = `const readyAfterMs = ${JSON.stringify(readyAfterMs)}; const started = Date.now();
 require("node:http").createServer((request, response) => {
@@ -64,7 +70,10 @@ require("node:http").createServer((request, response) => {
   response.statusCode = ready ? 200 : 500;
   response.end(ready ? "ok" : "[-]etcd failed: reason withheld; readyz check failed");
 }).listen(${options.port}, "127.0.0.1");`;
-  return [process.execPath, "-e", code];
+  const commandLine = options.kubeDir
+    ? ["--", "kube-apiserver", `--client-ca-file=${join(options.kubeDir, "pki/ca.crt")}`]
+    : [];
+  return [process.execPath, "-e", code, ...commandLine];
 }
 
 /** Writes etcd's static-pod manifest and returns its path. */

@@ -31,6 +31,7 @@ describe("etcd-backup demo --json", () => {
       expect.arrayContaining([
         "RequestApproval",
         "SafetySnapshot",
+        "Phase_stop_apiserver",
         "Phase_stop",
         "Phase_restore",
         "CheckEtcdHealth",

@@ -210,6 +210,20 @@ describe("restore agent on a three-member etcd run as static pods", () => {
         expect(status.toolVersion).toMatch(/^etcdctl 3\.4\./);
       }
 
+      const stopsFrom = etcd.events.length;
+      const apiServersStopped = await agents.advance("stop-apiserver");
+      expect(apiServersStopped.failed, messages(apiServersStopped.statuses)).toBe(false);
+      for (const node of etcd.nodes) {
+        const status = apiServersStopped.statuses.find((entry) => entry.member === node.memberName);
+        // The agent saw its own node's stand-in by its command line, and the stand-in's port close.
+        expect(status?.message).toMatch(
+          /^kube-apiserver stopped: its processes have exited \(pid \d+\); its port is closed$/,
+        );
+        expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(false);
+        expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+        expect(existsSync(join(node.manifestDir, etcdManifestName))).toBe(true);
+      }
+
       const stopped = await agents.advance("stop");
       expect(stopped.failed, messages(stopped.statuses)).toBe(false);
       for (const node of etcd.nodes) {
@@ -217,6 +231,17 @@ describe("restore agent on a three-member etcd run as static pods", () => {
         expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(false);
         expect(existsSync(join(node.parkedManifestDir, etcdManifestName))).toBe(true);
       }
+      // The barrier between the two: every API server had exited before any etcd member began to stop.
+      const stops = etcd.events.slice(stopsFrom);
+      const apiServerExits = stops.flatMap((event, index) =>
+        event.pod === "kube-apiserver" && event.type === "exited" ? [index] : [],
+      );
+      const etcdStops = stops.flatMap((event, index) =>
+        event.pod === "etcd" && event.type === "stopping" ? [index] : [],
+      );
+      expect(apiServerExits).toHaveLength(3);
+      expect(etcdStops).toHaveLength(3);
+      expect(Math.max(...apiServerExits)).toBeLessThan(Math.min(...etcdStops));
 
       const restored = await agents.advance("restore");
       expect(restored.failed, messages(restored.statuses)).toBe(false);
@@ -290,7 +315,7 @@ describe("restore agent on a three-member etcd run as static pods", () => {
     } finally {
       await agents.stop();
     }
-    // Seven barriers on three real members: room for a loaded two-core machine.
+    // Eight barriers on three real members: room for a loaded two-core machine.
   }, 120_000);
 
   it("rolls every member back to its pre-restore data dir, bringing back what was written after the snapshot", async () => {
@@ -353,6 +378,24 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
     }
   });
 
+  it("refuses to stop etcd while kube-apiserver's manifest is in place: stop-apiserver comes first", async () => {
+    const plan = await planFor(s3, etcd, node, snapshot, "r-apiserver-not-stopped");
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "stop" });
+    try {
+      const outcome = await agents.waitForPhase("stop");
+      expect(outcome.failed).toBe(true);
+      expect(outcome.statuses[0]?.message).toBe(
+        `kube-apiserver's manifest is still in ${node.manifestDir}: run the stop-apiserver phase first`,
+      );
+      expect(await agents.agents[0]?.exitCode).toBe(1);
+      expect(existsSync(join(node.manifestDir, etcdManifestName))).toBe(true);
+      expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+      expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
+    } finally {
+      await agents.stop();
+    }
+  });
+
   it("fails prepare on a node without room for the download, the new data dir and the old one", async () => {
     const plan = await planFor(s3, etcd, node, snapshot, "r-no-room");
     const agents = await startRestoreAgents({
@@ -387,6 +430,7 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
     let untouched: string[];
     try {
       expect((await agents.waitForPhase("prepare")).failed).toBe(false);
+      expect((await agents.advance("stop-apiserver")).failed).toBe(false);
       expect((await agents.advance("stop")).failed).toBe(false);
       untouched = await fingerprint(node.dataDir);
       expect(untouched.length).toBeGreaterThan(0);
@@ -433,6 +477,7 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
     });
     try {
       expect((await agents.waitForPhase("prepare")).failed).toBe(false);
+      expect((await agents.advance("stop-apiserver")).failed).toBe(false);
       expect((await agents.advance("stop")).failed).toBe(false);
       const restore = await agents.advance("restore");
       expect(restore.failed).toBe(true);
@@ -485,6 +530,7 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
     });
     try {
       expect((await agents.waitForPhase("prepare")).failed).toBe(false);
+      expect((await agents.advance("stop-apiserver")).failed).toBe(false);
       expect((await agents.advance("stop")).failed).toBe(false);
       const untouched = await fingerprint(node.dataDir);
 

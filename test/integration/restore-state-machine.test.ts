@@ -120,6 +120,7 @@ describe("the restore state machine renewing the agents' URLs", () => {
       (await stack.s3.listKeys(restoresPrefix)).filter((key) => key.endsWith("/plan.txt"));
     // Each phase's plan, read as its Wait state begins (the plan was written by the state before it).
     const reads: Array<Promise<{ state: string; plan: RestorePlan }>> = [];
+    const podEventsFrom = stack.etcd.events.length;
     const run = await restore(
       { cluster: localCluster, snapshotId, allowWithoutRevisionBump: true },
       () => Promise.resolve({ approved: true }),
@@ -134,9 +135,26 @@ describe("the restore state machine renewing the agents' URLs", () => {
       },
     );
     expect(run.status, JSON.stringify(run.error)).toBe("SUCCEEDED");
+    // kube-apiserver is stopped at a barrier of its own, and has exited before etcd is told to stop.
+    expect(run.entered.indexOf("Phase_stop_apiserver")).toBeGreaterThan(run.entered.indexOf("Phase_prepare"));
+    expect(run.entered.indexOf("Phase_stop")).toBeGreaterThan(run.entered.indexOf("Is_stop_apiserver_Done"));
+    const podEvents = stack.etcd.events.slice(podEventsFrom);
+    const apiServerExit = podEvents.findIndex(
+      (event) => event.pod === "kube-apiserver" && event.type === "exited",
+    );
+    const etcdStop = podEvents.findIndex((event) => event.pod === "etcd" && event.type === "stopping");
+    expect(apiServerExit).toBeGreaterThanOrEqual(0);
+    expect(etcdStop).toBeGreaterThan(apiServerExit);
     const plans = await Promise.all(reads);
     expect(plans.map(({ state }) => state)).toEqual(
-      expect.arrayContaining(["StartAgents", "Wait_prepare", "Wait_restore", "Wait_finish"]),
+      expect.arrayContaining([
+        "StartAgents",
+        "Wait_prepare",
+        "Wait_stop_apiserver",
+        "Wait_stop",
+        "Wait_restore",
+        "Wait_finish",
+      ]),
     );
     for (const { plan } of plans) {
       for (const url of [plan.snapshot.url, plan.planUrl, plan.statusUrl]) {

@@ -14,6 +14,7 @@ import {
   parsePlan,
   parseStatus,
   type RestoreAgentStatus,
+  RestorePhases,
   type RestorePlan,
   renderPlan,
   renderStatus,
@@ -273,6 +274,16 @@ describe("restore plan format", () => {
     const parsed = await parseWithAgent(text);
     expect(parsed.plan).toBeUndefined();
     expect(parsed.problem).toMatch(/plan/);
+  });
+
+  it("names every phase the state machine can write in a way the agent accepts, and no other", async () => {
+    for (const phase of RestorePhases) {
+      const parsed = await parseWithAgent(renderPlan({ ...basePlan(), phase }));
+      expect(parsed.problem, phase).toBeUndefined();
+      expect(parsed.plan?.get("phase")).toBe(phase);
+    }
+    const unknown = renderPlan(basePlan()).replace("phase=restore", "phase=stop-everything");
+    expect((await parseWithAgent(unknown)).problem).toBe("plan phase 'stop-everything' is unknown");
   });
 
   it("ignores keys that a newer writer adds, on both sides", async () => {

@@ -101,6 +101,21 @@ function fakeDependencies(phaseTimeoutSeconds?: number) {
 
 const input = { cluster, snapshotId: snapshot.snapshotId };
 
+describe("agent launch", () => {
+  it("writes each member's script to a file of its own, so members sharing a host never rewrite one another's", async () => {
+    const { dependencies } = fakeDependencies();
+    const { agents } = await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    const scriptPaths = agents.map((agent) => /^cat > (\S+) <</.exec(agent.commands[0] ?? "")?.[1]);
+    expect(scriptPaths).toEqual([
+      "/var/tmp/etcd-restore-agent-r-1-cp-1.sh",
+      "/var/tmp/etcd-restore-agent-r-1-cp-2.sh",
+    ]);
+    for (const [index, agent] of agents.entries()) {
+      expect(agent.commands.at(-1)).toMatch(new RegExp(`^exec bash ${scriptPaths[index]} `));
+    }
+  });
+});
+
 describe("rolling agent URLs", () => {
   it("launches each agent with URLs that outlive the prepare phase, and plans with hour-long URLs", async () => {
     const { dependencies, signed, planOf } = fakeDependencies();
@@ -139,7 +154,7 @@ describe("rolling agent URLs", () => {
     };
     for (const member of members) for (const url of urlsOf(member.name)) seen.add(url as string);
 
-    for (const phase of ["prepare", "stop", "restore", "rollback"]) {
+    for (const phase of ["prepare", "stop-apiserver", "stop", "restore", "rollback"]) {
       await setRestorePhase(dependencies, input, "r-1", phase);
       for (const member of members) {
         const plan = planOf(member.name);

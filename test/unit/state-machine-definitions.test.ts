@@ -7,6 +7,7 @@ import { diagramSection } from "../../cli/local/asl-diagram.js";
 import { backupFunctions } from "../../cli/local/backup-functions.js";
 import { restoreFunctions } from "../../cli/local/restore-functions.js";
 import { ErrorNames } from "../../lambdas/core/errors.js";
+import { RestorePhases } from "../../lambdas/core/restore/restore-plan.js";
 
 const root = join(import.meta.dirname, "../..");
 const definitions = {
@@ -44,5 +45,54 @@ describe.each(Object.entries(definitions))("%s", (file, { functions, other }) =>
   it("is drawn in the README as it is now (npm run docs:diagrams)", async () => {
     const readme = await readFile(join(root, "README.md"), "utf8");
     expect(readme).toContain(await diagramSection(file.replace(".asl.json", "")));
+  });
+});
+
+describe("restore.asl.json's barriers", () => {
+  interface State {
+    Type: string;
+    Next?: string;
+    Choices?: Array<{ StringEquals?: string; Next: string }>;
+    Catch?: Array<{ Next: string }>;
+    Parameters?: { FunctionName?: string; Payload?: { phase?: string } };
+  }
+  const load = async () =>
+    JSON.parse(await readFile(join(root, "statemachine", "restore.asl.json"), "utf8")) as {
+      States: Record<string, State>;
+    };
+
+  it("moves the agents through the phases in RestorePhases' order, every API server stopped before etcd", async () => {
+    const { States } = await load();
+    const phases: string[] = [];
+    let name: string | undefined = "Phase_prepare";
+    for (let steps = 0; name && steps < 100; steps++) {
+      const state: State = States[name] as State;
+      const isSetPhase = state.Parameters?.FunctionName?.includes("SetRestorePhaseFunctionArn");
+      if (isSetPhase && state.Parameters?.Payload?.phase) phases.push(state.Parameters.Payload.phase);
+      // A barrier's Choice moves on when every agent is done.
+      name = state.Choices?.find((choice) => choice.StringEquals === "done")?.Next ?? state.Next;
+    }
+    expect(phases).toEqual(RestorePhases.filter((phase) => phase !== "rollback" && phase !== "abort"));
+    expect(phases.indexOf("stop-apiserver")).toBeLessThan(phases.indexOf("stop"));
+  });
+
+  it("rolls back on any failure from the first stop until the API servers have started", async () => {
+    const { States } = await load();
+    const names = Object.keys(States);
+    const between = names.slice(names.indexOf("Phase_stop_apiserver"), names.indexOf("Phase_finish"));
+    expect(between).toContain("Is_stop_Done");
+    for (const name of between) {
+      const state = States[name] as State;
+      if (state.Type === "Task")
+        expect(
+          state.Catch?.map((handler) => handler.Next),
+          name,
+        ).toEqual(["StartRollback"]);
+      if (state.Type === "Choice") {
+        expect(state.Choices?.find((choice) => choice.StringEquals === "failed")?.Next, name).toBe(
+          "StartRollback",
+        );
+      }
+    }
   });
 });

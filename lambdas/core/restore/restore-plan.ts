@@ -17,8 +17,13 @@ import { InvalidInputError } from "../errors.js";
 /** The plan format this module writes and the agent accepts. */
 export const planFormatVersion = 1;
 
+/**
+ * The barriers in the order the state machine moves the plans through them (every kube-apiserver stops
+ * before any etcd member does), then the ways a restore ends.
+ */
 export const RestorePhases = [
   "prepare",
+  "stop-apiserver",
   "stop",
   "restore",
   "start",
@@ -155,7 +160,7 @@ export const restorePlanSchema = z
     etcdutlPath: absolutePath.optional(),
     /** Free bytes needed on the data dir's filesystem: about 3× the database (download, new dir, old dir). */
     minimumFreeBytes: count,
-    /** Bound on waiting for etcd to stop after its manifest is parked (default 120). */
+    /** Bound on waiting for kube-apiserver, then etcd, to stop after its manifest is parked (default 120). */
     stopTimeoutSeconds: seconds.optional(),
     /** Bound on waiting for etcd to answer healthy after its manifest is back (default 300). */
     startTimeoutSeconds: seconds.optional(),

@@ -126,7 +126,7 @@ export async function writeRestorePlans(
     agents.push({
       member: member.name,
       instanceId: member.instanceId ?? member.name,
-      commands: agentCommands(script, restoreId, planUrl, statusUrl),
+      commands: agentCommands(script, restoreId, member.name, planUrl, statusUrl),
     });
   }
   dependencies.reporter.info("restore plans written", { restoreId, members: members.length });
@@ -161,9 +161,19 @@ async function writeStoredPlan(
   await putText(dependencies, keys.plan, renderPlan(stored.plan));
 }
 
-/** Writes the script on the node and runs it; the URLs are arguments, never echoed by the agent. */
-function agentCommands(script: string, restoreId: string, planUrl: string, statusUrl: string): string[] {
-  const path = `/var/tmp/etcd-restore-agent-${restoreId}.sh`;
+/**
+ * Writes the script on the node and runs it; the URLs are arguments, never echoed by the agent. The file is
+ * named after the member too: members sharing one host (the local mode) would otherwise rewrite the script
+ * under an agent that bash is still reading.
+ */
+function agentCommands(
+  script: string,
+  restoreId: string,
+  member: string,
+  planUrl: string,
+  statusUrl: string,
+): string[] {
+  const path = `/var/tmp/etcd-restore-agent-${restoreId}-${member.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 100)}.sh`;
   const quote = (value: string) => `'${value.replace(/'/g, `'"'"'`)}'`;
   const marker = "ETCD_BACKUP_AGENT_SCRIPT_END";
   if (script.includes(marker)) throw new Error("the agent script contains its own heredoc marker");

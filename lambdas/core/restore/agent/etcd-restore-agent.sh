@@ -17,7 +17,12 @@
 #
 # Phases (each reports working, then done or failed; a failure also ends the agent with exit code 1):
 #   prepare          free space >= minimumFreeBytes beside the data dir; the restore tool and its version
-#   stop             park kube-apiserver's, then etcd's static-pod manifest; wait until etcd's port closes
+#   stop-apiserver   park kube-apiserver's static-pod manifest; wait until its processes have exited (when
+#                    pgrep sees them) and its port (member.apiServerReadyUrl's) is closed. The state machine
+#                    moves on to stop only when every node's API server has stopped, so that no API server
+#                    still serves while another node's etcd is stopping
+#   stop             park etcd's static-pod manifest (kube-apiserver's must be parked already); wait until
+#                    etcd's port closes and its database lock is released
 #   restore          download, check size and sha256 (content == trailer == plan), restore into
 #                    <dataDir>.restore-<id>, keep the old dir as <dataDir>.pre-restore-<id>, swap, mark
 #                    <dataDir>.restored-<id>
@@ -289,7 +294,7 @@ check_plan() {
   done
   [[ ${plan[restoreId]} =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ ]] || { echo "plan restoreId is invalid" && return 1; }
   case ${plan[phase]} in
-  prepare | stop | restore | start | start-apiserver | rollback | finish | abort) ;;
+  prepare | stop-apiserver | stop | restore | start | start-apiserver | rollback | finish | abort) ;;
   *) echo "plan phase '${plan[phase]:0:40}' is unknown" && return 1 ;;
   esac
   case ${plan[restoreTool]} in
@@ -447,11 +452,10 @@ available_bytes() {
   printf '%s' $((available * 1024))
 }
 
-# Whether anything accepts a TCP connection on etcd's client port: a member without quorum still does,
-# so an HTTP health failure alone does not prove that etcd has stopped.
-etcd_port_open() {
-  local hostport host port
-  [[ $client_url =~ ^https?://([^/]+) ]] || return 1
+# port_open URL DEFAULT_PORT: whether anything accepts a TCP connection on the URL's host and port.
+port_open() {
+  local url=$1 hostport host port
+  [[ $url =~ ^https?://([^/?#]+) ]] || return 1
   hostport=${BASH_REMATCH[1]}
   if [[ $hostport =~ ^\[(.*)\]:([0-9]+)$ || $hostport =~ ^([^:]+):([0-9]+)$ ]]; then
     host=${BASH_REMATCH[1]}
@@ -459,11 +463,15 @@ etcd_port_open() {
   else
     host=${hostport#[}
     host=${host%]}
-    port=2379
+    port=$2
   fi
   # shellcheck disable=SC2016 # host and port reach the inner shell as arguments, not as code
   timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null
 }
+
+# A member without quorum still accepts connections, so an HTTP health failure alone does not prove that
+# etcd has stopped: its client port must be closed.
+etcd_port_open() { port_open "$client_url" 2379; }
 
 etcd_healthy() {
   local body
@@ -549,6 +557,12 @@ resolve_api_tls() {
     return 1
   fi
   return 0
+}
+
+# Whether anything still listens on the port of apiServerReadyUrl: kube-apiserver serves (also while it
+# drains, not ready) until it closes its listener, whatever the URL would answer.
+apiserver_port_open() {
+  if [[ $ready_url == https://* ]]; then port_open "$ready_url" 443; else port_open "$ready_url" 80; fi
 }
 
 # Whether kube-apiserver answers ready: HTTP 200 with the body `ok`. Sets api_last_answer for messages.
@@ -835,12 +849,52 @@ phase_prepare() {
   message="ready: $free bytes free, $tool_version"
 }
 
+phase_stop_apiserver() {
+  if [[ -z $apiserver_manifest ]]; then
+    message="no API server on this node"
+    return
+  fi
+  local pids=() pid deadline=$((SECONDS + stop_timeout)) evidence=()
+  # Looked for while its manifest is in place: the same processes are then waited for.
+  mapfile -t pids < <(component_pids "${apiserver_manifest%.*}")
+  park_manifest "$apiserver_manifest"
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    while process_alive "$pid"; do
+      ((SECONDS < deadline)) ||
+        fail "kube-apiserver (pid $pid) still runs ${stop_timeout} s after its manifest was parked"
+      sleep "$poll_seconds"
+    done
+  done
+  ((${#pids[@]})) && evidence+=("its processes have exited (pid ${pids[*]})")
+  if [[ -n $ready_url ]]; then
+    while apiserver_port_open; do
+      ((SECONDS < deadline)) ||
+        fail "kube-apiserver still accepts connections at $ready_url ${stop_timeout} s after its manifest was parked"
+      sleep "$poll_seconds"
+    done
+    evidence+=("its port is closed")
+  fi
+  if ((${#evidence[@]} == 0)); then
+    log "no process of kube-apiserver visible here and no apiServerReadyUrl: leaving it ${restart_grace_seconds} s to stop"
+    sleep "$restart_grace_seconds"
+    evidence+=("not seen here; waited ${restart_grace_seconds} s")
+  fi
+  local seen
+  printf -v seen '%s; ' "${evidence[@]}"
+  seen=${seen%; }
+  log "kube-apiserver has stopped: $seen"
+  message="kube-apiserver stopped: $seen"
+}
+
 phase_stop() {
-  [[ -n $apiserver_manifest ]] && park_manifest "$apiserver_manifest"
+  # The previous barrier stopped every API server; one that is back would serve while etcd stops.
+  if [[ -n $apiserver_manifest && -e $manifest_dir/$apiserver_manifest ]]; then
+    fail "kube-apiserver's manifest is still in $manifest_dir: run the stop-apiserver phase first"
+  fi
   park_manifest "$etcd_manifest"
   wait_until_etcd_stopped || fail "etcd still accepts connections on $client_url ${stop_timeout} s after its manifest was parked"
   log "etcd has stopped"
-  message="kube-apiserver and etcd stopped"
+  message="etcd stopped"
 }
 
 phase_restore() {
@@ -988,6 +1042,7 @@ run_phase() {
   put_status || true
   case $phase in
   prepare) phase_prepare ;;
+  stop-apiserver) phase_stop_apiserver ;;
   stop) phase_stop ;;
   restore) phase_restore ;;
   start) phase_start ;;
