@@ -178,15 +178,22 @@ export async function startRestoreAgents(options: StartRestoreAgentsOptions): Pr
       if (current.length === agents.length && current.every((status) => status.state === "done")) {
         return { statuses, failed: false };
       }
+      // An agent ends after the last phase it can be given (rollback, finish, abort) once it reported it
+      // done; one that ended otherwise failed, or was killed.
       const exited = agents.filter((agent) => agent.child.exitCode !== null);
-      if (exited.length > 0 && phase !== "finish" && phase !== "abort") {
-        // Give a failed agent's last status PUT a moment, then report what is there.
+      if (exited.length > 0) {
+        // Give an ending agent's last status PUT a moment, then judge on what is there.
         await sleep(300);
-        const last = await Promise.all(agents.map((agent) => readStatus(agent.member)));
-        return {
-          statuses: last.filter((entry) => entry !== undefined).map((entry) => entry.status),
-          failed: true,
-        };
+        const last = (await Promise.all(agents.map((agent) => readStatus(agent.member))))
+          .filter((entry) => entry !== undefined)
+          .map((entry) => entry.status);
+        const done = new Set(
+          last
+            .filter((status) => status.phase === phase && status.state === "done")
+            .map((status) => status.member),
+        );
+        if (exited.some((agent) => !done.has(agent.member))) return { statuses: last, failed: true };
+        if (done.size === agents.length) return { statuses: last, failed: false };
       }
       if (Date.now() > deadline) {
         throw new Error(

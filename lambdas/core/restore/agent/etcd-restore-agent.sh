@@ -33,7 +33,8 @@
 #                    before the restore: park its manifest, wait until its process has exited, move it back
 #   rollback         stop both, put the pre-restore dir back (the restored one goes to <dataDir>.failed-<id>),
 #                    start etcd, wait for health, start kube-apiserver; a restart manifest that an
-#                    interrupted start-apiserver left parked goes back too
+#                    interrupted start-apiserver left parked goes back too; then report and exit 0 (no
+#                    plan follows a rollback)
 #   finish, abort    report and exit 0; abort changes nothing
 #
 # Environment (for tests; defaults suit a real node):
@@ -1098,7 +1099,8 @@ main() {
     if [[ ${plan[phase]} != "$completed" ]]; then
       run_phase "${plan[phase]}"
       completed=${plan[phase]}
-      if [[ $completed == finish || $completed == abort ]]; then
+      # The last phase a restore can give: kept polling, the agent would only end on its expired URLs.
+      if [[ $completed == finish || $completed == abort || $completed == rollback ]]; then
         ((status_dirty)) && put_status 10
         exit 0
       fi
