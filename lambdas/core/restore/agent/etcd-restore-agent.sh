@@ -690,104 +690,69 @@ check_restore_tool() {
   log "found $tool_version"
 }
 
-# A download that failed its checks is worthless and as large as the database: it goes before the report.
+# A download that failed its checks is worthless and as large as the database: it goes before the report,
+# with the data dir restored from it, if any.
 reject_download() {
+  rm -rf -- "$new_dir"
   rm -f -- "$download" "$download.part"
   fail "$1"
 }
 
-# Reads curl's header dump $1 into response_code (the last response's status; 000 when none arrived, as
-# curl says) and response_total (the object's size from that response's Content-Range; empty without one).
-read_response() {
-  local line
-  response_code=000
-  response_total=""
-  [[ -f $1 ]] || return 0
-  while IFS= read -r line; do
-    line=${line%$'\r'}
-    if [[ $line =~ ^HTTP/[0-9.]+\ ([0-9]{3}) ]]; then
-      response_code=${BASH_REMATCH[1]}
-      response_total=""
-    elif [[ ${line,,} =~ ^content-range:\ *bytes\ [0-9*-]+/([0-9]+)$ ]]; then
-      response_total=${BASH_REMATCH[1]}
-    fi
-  done <"$1"
-}
-
-# Downloads the snapshot to $download and hashes its database part on the way, so that the check does not
-# read a file as large as the database a second time. Two ranged GETs: the 32-byte trailer, whose
-# Content-Range gives the object's size, checked against the plan before the database moves; then the
-# database part, which tee writes to the file while feeding sha256sum. (One GET cut with `head -c` in the
-# pipe would pass every byte through one more process in 8 KiB reads and writes: 1 to 3 s more CPU per GiB
-# on the bench's machine.) Sets download_sha256. An HTTP error or a transfer curl gives up on (cut short,
-# stalled) is tried three times in all; no partial download is left behind.
+# Downloads the snapshot to $download. An HTTP error or a transfer curl gives up on (cut short, stalled) is
+# tried three times in all; no partial download is left behind.
 download_snapshot() {
-  local want=${plan[snapshot.bytes]} database_bytes attempt statuses curl_status=0 problem downloaded=0
-  database_bytes=$((want - 32))
-  ((database_bytes > 0)) || reject_download "snapshot download has no sha256 trailer: the plan says it has $want bytes"
-  download_sha256=""
-  log "downloading the snapshot ($want bytes)"
+  local code attempt curl_status=0 problem
+  log "downloading the snapshot (${plan[snapshot.bytes]} bytes)"
   for attempt in 1 2 3; do
-    rm -f -- "$download.part" "$work_dir/headers" "$work_dir/trailer"
-    # --max-filesize: a server that ignored the range would send the whole object.
-    curl_url "$snapshot_url" --connect-timeout 10 --max-time 60 --max-filesize 32 \
-      --range "$database_bytes-$((want - 1))" --dump-header "$work_dir/headers" --output "$work_dir/trailer" \
-      2>"$work_dir/curl.err"
+    # No overall time limit for a large download, but give up on one that stalls.
+    code=$(curl_url "$snapshot_url" --connect-timeout 10 --speed-limit 1024 --speed-time 60 \
+      --output "$download.part" --write-out '%{http_code}' 2>"$work_dir/curl.err")
     curl_status=$?
-    read_response "$work_dir/headers"
-    if [[ -n $response_total && $response_total != "$want" ]]; then
-      reject_download "snapshot download has $response_total bytes, the plan says $want"
-    fi
-    if [[ $response_code == 416 ]]; then
-      reject_download "snapshot is shorter than the $want bytes the plan says (HTTP 416 for its last 32 bytes)"
-    fi
-    if [[ $response_code == 206 && $curl_status == 0 ]]; then
-      # No overall time limit for a large download, but give up on one that stalls. The body goes to
-      # stdout, so the status comes from the header dump rather than --write-out.
-      curl_url "$snapshot_url" --connect-timeout 10 --speed-limit 1024 --speed-time 60 \
-        --range "0-$((database_bytes - 1))" --dump-header "$work_dir/headers" --output - 2>"$work_dir/curl.err" |
-        tee -- "$download.part" 2>"$work_dir/tee.err" | sha256sum >"$work_dir/download.sha256"
-      statuses=("${PIPESTATUS[@]}")
-      curl_status=${statuses[0]}
-      [[ ${statuses[2]} == 0 ]] || reject_download "sha256sum failed"
-      # The disk, not the transfer, failed: trying again would not help.
-      if [[ ${statuses[1]} != 0 ]]; then
-        reject_download "cannot write the snapshot download $download.part: $(head -c 200 "$work_dir/tee.err")"
-      fi
-      read_response "$work_dir/headers"
-      if [[ $response_code == 206 && $curl_status == 0 ]]; then
-        cat -- "$work_dir/trailer" >>"$download.part" || reject_download "cannot write the snapshot download $download.part"
-        downloaded=1
-        break
-      fi
-    fi
-    # The whole object where a part was asked for: its hash would take in the trailer.
-    if [[ $response_code == 200 ]]; then
-      reject_download "the snapshot's server ignored the byte range asked for (HTTP 200): the agent needs ranged GETs, as S3 serves them"
-    fi
-    problem="HTTP $response_code"
+    [[ $code == 200 && $curl_status == 0 ]] && break
+    problem="HTTP $code"
     [[ $curl_status != 0 ]] && problem+=", curl exit $curl_status"
     log "snapshot download attempt $attempt failed: $problem $(head -c 200 "$work_dir/curl.err")"
     rm -f -- "$download.part"
     ((attempt < 3)) && sleep $((attempt * 2))
   done
-  if ((!downloaded)); then
-    [[ $response_code == 206 ]] || fail "cannot download the snapshot: HTTP $response_code"
+  [[ $code == 200 ]] || fail "cannot download the snapshot: HTTP $code"
+  if [[ $curl_status != 0 ]]; then
     fail "cannot download the snapshot: the transfer failed 3 times (curl exit $curl_status: $(head -c 200 "$work_dir/curl.err"))"
   fi
-  read -r download_sha256 _ <"$work_dir/download.sha256" || reject_download "sha256sum failed"
   mv -f -- "$download.part" "$download" || reject_download "cannot rename the download"
 }
 
-# Proves the download whole: its size, and sha256(all but the last 32 bytes), hashed while downloading,
-# == trailer == the catalogue.
-verify_download() {
-  local size computed=$download_sha256 trailer expected=${plan[snapshot.sha256]} want=${plan[snapshot.bytes]}
+# The plan's size, and whole 512-byte pages before the 32-byte sha256 trailer.
+check_download_size() {
+  local size want=${plan[snapshot.bytes]}
   size=$(wc -c <"$download") || reject_download "cannot read $download"
   size=${size//[[:space:]]/}
   ((size == want)) || reject_download "snapshot download has $size bytes, the plan says $want"
   ((size % 512 == 32)) || reject_download "snapshot download has no sha256 trailer (size % 512 is $((size % 512)))"
-  [[ $computed =~ ^[0-9a-f]{64}$ ]] || reject_download "sha256sum failed"
+}
+
+# Hashes the database part (all but the trailer) in the background, beside the restore tool, which reads
+# the same file from the page cache: the hash then takes no time of its own. (Hashing in the download's
+# pipe, curl | tee | head -c | sha256sum, held the download to sha256sum's pace and passed every byte
+# through two more processes: slower on the bench's two cores than downloading, then hashing.) dd reads
+# 1 MiB blocks where head -c reads 8 KiB ones.
+start_hashing_download() {
+  local database_bytes=$((${plan[snapshot.bytes]} - 32))
+  rm -f -- "$work_dir/download.sha256"
+  (dd if="$download" bs=1M count="$database_bytes" iflag=count_bytes,fullblock status=none |
+    sha256sum >"$work_dir/download.sha256") 2>"$work_dir/hash.err" &
+  hash_pid=$!
+}
+
+# Proves the download whole, once the hash beside the restore is done: sha256(all but the last 32 bytes)
+# == trailer == the catalogue. On failure, what was restored from the download goes with it.
+verify_download() {
+  local computed="" trailer expected=${plan[snapshot.sha256]} problem
+  wait "$hash_pid" && read -r computed _ <"$work_dir/download.sha256"
+  if [[ ! $computed =~ ^[0-9a-f]{64}$ ]]; then
+    problem=$(head -c 200 "$work_dir/hash.err")
+    reject_download "sha256sum failed${problem:+: $problem}"
+  fi
   trailer=$(tail -c 32 -- "$download" | od -An -v -tx1)
   trailer=${trailer//[[:space:]]/}
   if [[ $computed != "$trailer" ]]; then
@@ -796,7 +761,7 @@ verify_download() {
   if [[ $computed != "$expected" ]]; then
     reject_download "snapshot sha256 mismatch: the download hashes to $computed, the plan expects $expected"
   fi
-  log "snapshot verified: $size bytes, sha256 $computed"
+  log "snapshot verified: ${plan[snapshot.bytes]} bytes, sha256 $computed"
 }
 
 run_restore_tool() {
@@ -816,6 +781,8 @@ run_restore_tool() {
   while IFS= read -r line; do log "  $line"; done < <(tail -n 5 -- "$work_dir/restore.out")
   if ((status != 0)); then
     rm -rf -- "$new_dir"
+    # A corrupt snapshot fails the tool too: the hash names the cause.
+    verify_download
     fail "${plan[restoreTool]} snapshot restore failed with exit code $status: $(tail -n 1 -- "$work_dir/restore.out")"
   fi
 }
@@ -927,8 +894,10 @@ phase_restore() {
   ((free >= need)) || fail "only $free bytes free beside $data_dir; the download and the new data dir need $need"
 
   download_snapshot
-  verify_download
+  check_download_size
+  start_hashing_download
   run_restore_tool
+  verify_download
   # Spent once restored (a re-run downloads again): deleted before complete_restore's sync, which would
   # otherwise write the whole download out to disk only for it to be deleted after.
   rm -f -- "$download"
@@ -1071,7 +1040,7 @@ check_settings() {
     exit 2
   fi
   local command
-  for command in curl sha256sum tee cat od head tail wc df mv timeout; do
+  for command in curl sha256sum dd od head tail wc df mv timeout; do
     command -v "$command" >/dev/null 2>&1 || {
       echo "etcd-restore-agent needs $command" >&2
       exit 2
