@@ -9,6 +9,7 @@ import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
+import { agentExecutionTimeoutSeconds } from "../lambdas/core/restore/restore-timeouts.js";
 import { AslStateMachine } from "./asl-state-machine.js";
 import { secretResourceArns } from "./cluster-access.js";
 import {
@@ -188,6 +189,7 @@ export class RestoreWorkflow extends Construct {
       values: {
         OnCallTopicArn: props.onCall.topic.topicArn,
         BackupStateMachineArn: props.backupStateMachine.stateMachineArn,
+        AgentExecutionTimeoutSeconds: String(agentExecutionTimeoutSeconds),
       },
       logRetention: props.logRetention,
       grant: (role) => {

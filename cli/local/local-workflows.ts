@@ -2,6 +2,7 @@
 // are recorded, a restore's approval is answered by the caller, its safety snapshot is a nested local
 // backup execution, and Systems Manager's RunShellScript runs the agent's commands as local processes.
 import { type ChildProcess, spawn } from "node:child_process";
+import { agentExecutionTimeoutSeconds } from "../../lambdas/core/restore/restore-timeouts.js";
 import { backupFunctions } from "./backup-functions.js";
 import {
   type LocalRunResult,
@@ -50,7 +51,12 @@ export async function runLocalRestore(
     return await runLocalStateMachine({
       definition: "restore.asl.json",
       functions: restoreFunctions,
-      substitutions: { OnCallTopicArn: onCallTopicArn, BackupStateMachineArn: backupStateMachineArn },
+      substitutions: {
+        OnCallTopicArn: onCallTopicArn,
+        BackupStateMachineArn: backupStateMachineArn,
+        // Locally an agent is a child process that the run ends: Systems Manager's bound has no stand-in.
+        AgentExecutionTimeoutSeconds: String(agentExecutionTimeoutSeconds),
+      },
       input,
       retryIntervalMs: hooks.retryIntervalMs,
       waitMs: 500,

@@ -16,6 +16,16 @@ import { agentDocumentName, restoreSteps } from "../../infra/restore-workflow.js
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { CatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
+import {
+  maxPhaseTimeoutSeconds,
+  planUrlSeconds,
+  stepAllowanceSeconds,
+} from "../../lambdas/core/restore/agent-url-lifetimes.js";
+import { RestorePhases } from "../../lambdas/core/restore/restore-plan.js";
+import {
+  agentExecutionTimeoutSeconds,
+  restoreStateMachineTimeoutSeconds,
+} from "../../lambdas/core/restore/restore-timeouts.js";
 import { type BuiltStack, buildStack, projectRoot, resolved, testTargets } from "./stack-fixtures.js";
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
@@ -197,6 +207,30 @@ describe("restore state machine", () => {
     expect(substitutions.BackupStateMachineArn).toEqual({
       Ref: logicalIdOf(built.stack.backup.stateMachine.stateMachineArn),
     });
+  });
+
+  it("lets Systems Manager run the agents as long as the execution can drive them, derived from its timeout", () => {
+    const definition = JSON.parse(
+      readFileSync(join(projectRoot, "statemachine", "restore.asl.json"), "utf8"),
+    ) as {
+      TimeoutSeconds: number;
+      States: { StartAgents: { ItemProcessor: { States: Record<string, unknown> } } };
+    };
+    expect(definition.TimeoutSeconds).toBe(restoreStateMachineTimeoutSeconds);
+    expect(definition.States.StartAgents.ItemProcessor.States.StartAgent).toMatchObject({
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: an ASL placeholder, which the CDK fills
+      Parameters: { Parameters: { executionTimeout: ["${AgentExecutionTimeoutSeconds}"] } },
+    });
+    const substitutions = restoreMachine().Properties.DefinitionSubstitutions as Record<string, unknown>;
+    const deployed = Number(substitutions.AgentExecutionTimeoutSeconds);
+    expect(deployed).toBe(agentExecutionTimeoutSeconds);
+    // Agents start once the restore is approved, which can be at once: the whole execution, and a margin,
+    // as far as AWS-RunShellScript allows (48 h).
+    expect(deployed).toBe(Math.min(definition.TimeoutSeconds + 3600, 172_800));
+    // The barriers bound an agent's life well within it: every phase it can be given, each up to the
+    // longest phase timeout and the steps around it, and the hour its last plan's URLs live.
+    const phases = RestorePhases.filter((phase) => phase !== "abort").length;
+    expect(phases * (maxPhaseTimeoutSeconds + stepAllowanceSeconds) + planUrlSeconds).toBeLessThan(deployed);
   });
 
   it("may invoke exactly the restore functions and publish only to on-call", () => {

@@ -12,7 +12,10 @@ import { RestorePhases } from "../../lambdas/core/restore/restore-plan.js";
 const root = join(import.meta.dirname, "../..");
 const definitions = {
   "backup.asl.json": { functions: backupFunctions, other: ["OnCallTopicArn"] },
-  "restore.asl.json": { functions: restoreFunctions, other: ["OnCallTopicArn", "BackupStateMachineArn"] },
+  "restore.asl.json": {
+    functions: restoreFunctions,
+    other: ["OnCallTopicArn", "BackupStateMachineArn", "AgentExecutionTimeoutSeconds"],
+  },
 };
 const awsErrorNames = /^(States\.[A-Za-z]+|Lambda\.[A-Za-z]+)$/;
 

@@ -4,6 +4,7 @@
 import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
 import { maxPhaseTimeoutSeconds } from "../restore/agent-url-lifetimes.js";
+import { maxApprovalTimeoutSeconds } from "../restore/restore-timeouts.js";
 
 const clusterName = z
   .string()
@@ -116,7 +117,7 @@ const restoreSchema = z
       .number()
       .int()
       .min(60)
-      .max(7 * 24 * 3600)
+      .max(maxApprovalTimeoutSeconds)
       .default(24 * 3600),
     /** Seconds between polls of the agents' status objects. */
     pollSeconds: z.number().int().min(1).max(60).default(5),
