@@ -14,11 +14,13 @@
 //                                 sources through the stand-in Kubernetes API server (own process) into S3;
 //                                 "" for none. With exec, also exec into the slow sink at the largest size
 //   BENCH_KUBE_SIZES=256          full sizes at which they run (exec saves in the pod, then streams it out)
-//   BENCH_SECTIONS=snapshot,cold-start
+//   BENCH_RESTORE_SIZE=1024       database size in MiB whose snapshot the restore section restores
+//   BENCH_SECTIONS=snapshot,restore,cold-start
+//                                 a run of some sections keeps the others' figures from docs/benchmarks.json
 //   BENCH_BUDGET_SECONDS=600      a size whose estimated time would overrun the budget is skipped (reported)
 //   BENCH_RENDER_ONLY=1           only re-render docs/benchmarks.md from docs/benchmarks.json
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
@@ -29,6 +31,7 @@ import { openBenchDatabase } from "./etcd-databases.js";
 import { measureProcess, rssMethod } from "./measure-process.js";
 import type { WorkerResult } from "./product-worker.js";
 import { type BenchResults, renderReport } from "./report.js";
+import { benchRestore } from "./restore-bench.js";
 import { startS3EndpointProcess } from "./s3-endpoint-process.js";
 import {
   benchExecSlowSink,
@@ -69,9 +72,18 @@ const slowSinkMebibytesPerSecond = numberList("BENCH_SLOW_SINK_MIBPS", "64")[0] 
 const slowSinkRuns = numberList("BENCH_SLOW_SINK_RUNS", "1")[0] as number;
 const loads = numberList("BENCH_LOADS", "5")[0] as number;
 const budgetSeconds = numberList("BENCH_BUDGET_SECONDS", "600")[0] as number;
+const restoreSize = numberList("BENCH_RESTORE_SIZE", "1024")[0] as number;
 /** About what the cold-start section takes here (16 handlers, 2 builds and 5 loads each), kept in reserve. */
 const coldStartReserveSeconds = 90;
-const sections = new Set((process.env.BENCH_SECTIONS ?? "snapshot,cold-start").split(","));
+/** About what the restore section takes here at 1 GiB (3 runs of the agent and of the hand method). */
+const restoreReserveSeconds = 120;
+const allSections = ["snapshot", "restore", "cold-start"] as const;
+const sections = new Set((process.env.BENCH_SECTIONS ?? allSections.join(",")).split(","));
+for (const section of sections) {
+  if (!(allSections as readonly string[]).includes(section)) {
+    throw new Error(`BENCH_SECTIONS: "${section}" is none of ${allSections.join(", ")}`);
+  }
+}
 const partSettings = (process.env.BENCH_PART_SETTINGS ?? "")
   .split(",")
   .filter(Boolean)
@@ -154,7 +166,11 @@ await bundleLikeLambda([join(import.meta.dirname, "product-worker.ts")], buildDi
 const git = (...args: string[]) => execFileSync("git", args, { cwd: projectRoot, encoding: "utf8" }).trim();
 const source = {
   commit: git("rev-parse", "--short", "HEAD"),
-  uncommittedProductFiles: git("status", "--porcelain", "--", "lambdas", "cli", "bin")
+  // Not through git(): its trim would cut the first line's leading status column.
+  uncommittedProductFiles: execFileSync("git", ["status", "--porcelain", "--", "lambdas", "cli", "bin"], {
+    cwd: projectRoot,
+    encoding: "utf8",
+  })
     .split("\n")
     .filter(Boolean)
     .map((line) => line.slice(3)),
@@ -175,6 +191,7 @@ const results: BenchResults = {
       "BENCH_PART_SETTINGS",
       "BENCH_KUBE_SOURCES",
       "BENCH_KUBE_SIZES",
+      "BENCH_RESTORE_SIZE",
       "BENCH_SECTIONS",
       "BENCH_BUDGET_SECONDS",
     ]
@@ -195,6 +212,7 @@ const results: BenchResults = {
   snapshot: [],
   verify: [],
   memory: [],
+  restore: [],
   coldStart: [],
   skippedSizes: [],
   durationSeconds: 0,
@@ -230,6 +248,7 @@ if (sections.has("snapshot")) {
     (Date.now() - started) / 1000 -
       buildSeconds +
       estimate +
+      (sections.has("restore") ? restoreReserveSeconds : 0) +
       (sections.has("cold-start") ? coldStartReserveSeconds : 0) <=
     budgetSeconds;
   const skip = (size: number, estimate: number) => {
@@ -363,6 +382,16 @@ if (sections.has("snapshot")) {
   }
 }
 
+if (sections.has("restore")) {
+  log(`restore: the agent's restore phase against curl, sha256sum and etcdctl by hand, ${restoreSize} MiB`);
+  const s3 = await startS3EndpointProcess();
+  try {
+    results.restore = [await benchRestore({ runs, s3, log, env: childEnv }, restoreSize)];
+  } finally {
+    await s3.stop();
+  }
+}
+
 if (sections.has("cold-start")) {
   log("cold start: bundling each handler and importing it in fresh processes");
   results.coldStart = await measureColdStarts(loads, log);
@@ -374,7 +403,39 @@ results.machine.loadAverageMean =
   loadSamples.length > 0 ? loadSamples.reduce((sum, value) => sum + value, 0) / loadSamples.length : 0;
 results.durationSeconds = (Date.now() - started) / 1000;
 
+// A run of some sections keeps the other sections' figures from the last report, each with its origin.
+const jsonPath = join(docsDir, "benchmarks.json");
+if (allSections.some((section) => !sections.has(section)) && existsSync(jsonPath)) {
+  const previous = JSON.parse(readFileSync(jsonPath, "utf8")) as BenchResults;
+  const originOf = (section: string) =>
+    previous.carriedOver?.find((entry) => entry.section === section) ?? {
+      section,
+      generatedAt: previous.generatedAt,
+      commit: previous.source.commit,
+      command: previous.command,
+    };
+  results.carriedOver = [];
+  if (!sections.has("snapshot") && previous.snapshot.length > 0) {
+    // Reports written by earlier versions of the bench may lack a list.
+    results.componentRates = previous.componentRates;
+    results.databases = previous.databases ?? [];
+    results.snapshot = previous.snapshot;
+    results.verify = previous.verify ?? [];
+    results.memory = previous.memory ?? [];
+    results.skippedSizes = previous.skippedSizes ?? [];
+    results.carriedOver.push(originOf("snapshot"));
+  }
+  if (!sections.has("restore") && (previous.restore ?? []).length > 0) {
+    results.restore = previous.restore ?? [];
+    results.carriedOver.push(originOf("restore"));
+  }
+  if (!sections.has("cold-start") && previous.coldStart.length > 0) {
+    results.coldStart = previous.coldStart;
+    results.carriedOver.push(originOf("cold-start"));
+  }
+}
+
 await mkdir(docsDir, { recursive: true });
-await writeFile(join(docsDir, "benchmarks.json"), `${JSON.stringify(results, null, 2)}\n`);
+await writeFile(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
 await writeFile(join(docsDir, "benchmarks.md"), renderReport(results));
 log(`wrote docs/benchmarks.md and docs/benchmarks.json in ${results.durationSeconds.toFixed(0)} s`);
