@@ -122,8 +122,9 @@ export function startStaticPodSupervisor(options: StaticPodSupervisorOptions): S
     child.once("error", (error) =>
       emit({ node: state.node.name, pod: pod.podName, type: "exited", detail: String(error) }),
     );
+    // Output can still arrive after "exit": the log ends only once both pipes have closed.
+    child.once("close", () => log.end());
     child.once("exit", (code, signal) => {
-      log.end();
       emit({ node: state.node.name, pod: pod.podName, type: "exited", detail: signal ?? `code ${code}` });
     });
     pod.child = child;
