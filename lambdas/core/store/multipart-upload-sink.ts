@@ -177,7 +177,9 @@ export class MultipartUploadSink extends Writable {
     });
     signWithoutPayloadHash(command);
     try {
-      const reply = await this.options.client.send(command, { abortSignal: this.abortController.signal });
+      // Never cancelled: a part whose request is cancelled here may still be stored by S3 after the abort
+      // (S3 documents it; s3rver did it in tests), so a failed upload waits for its parts to finish instead.
+      const reply = await this.options.client.send(command);
       return { PartNumber: partNumber, ETag: reply.ETag, ChecksumCRC32C: checksum };
     } catch (error) {
       throw this.storageError(`UploadPart ${partNumber} failed`, error);
@@ -213,7 +215,8 @@ export class MultipartUploadSink extends Writable {
   }
 
   private async abortUpload(): Promise<void> {
-    // Parts still uploading could be stored after an abort: let them settle first.
+    // Parts still uploading could be stored after an abort: let them finish first (they are never
+    // cancelled; only a pending create or complete is).
     await Promise.allSettled([...this.inFlight]);
     try {
       await this.options.client.send(
