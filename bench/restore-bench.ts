@@ -16,7 +16,7 @@ import { restoreAgentScript } from "../test/support/restore-agents.js";
 import { cacheDir, openBenchDatabase } from "./etcd-databases.js";
 import { measureProcess, processCpuSeconds } from "./measure-process.js";
 import type { S3EndpointProcess } from "./s3-endpoint-process.js";
-import { etcdctl, type MethodFigures } from "./snapshot-bench.js";
+import { etcdctl, figuresOf, type MethodFigures, type Sample } from "./snapshot-bench.js";
 import { type Summary, summarize } from "./statistics.js";
 
 const mebibyte = 1024 * 1024;
@@ -51,26 +51,6 @@ export interface RestoreBenchContext {
   s3: S3EndpointProcess;
   log: (line: string) => void;
   env: NodeJS.ProcessEnv;
-}
-
-interface Sample {
-  seconds: number;
-  peakRssBytes: number;
-  cpuSeconds: number | undefined;
-  s3CpuSeconds?: number;
-}
-
-function figuresOf(samples: Sample[]): MethodFigures {
-  const cpu = samples.map((sample) => sample.cpuSeconds);
-  const figures: MethodFigures = {
-    seconds: summarize(samples.map((sample) => sample.seconds)),
-    peakRssBytes: summarize(samples.map((sample) => sample.peakRssBytes)),
-    cpuSeconds: cpu.every((value) => value !== undefined) ? summarize(cpu as number[]) : undefined,
-  };
-  if (samples.every((sample) => sample.s3CpuSeconds !== undefined)) {
-    figures.s3CpuSeconds = summarize(samples.map((sample) => sample.s3CpuSeconds as number));
-  }
-  return figures;
 }
 
 interface SnapshotFile {

@@ -88,7 +88,8 @@ export interface BenchContext {
   env: NodeJS.ProcessEnv;
 }
 
-interface Sample {
+/** One run of a method: what its process and the processes it used spent. */
+export interface Sample {
   seconds: number;
   peakRssBytes: number;
   cpuSeconds: number | undefined;
@@ -99,7 +100,8 @@ interface Sample {
   processSeconds?: number;
 }
 
-function figuresOf(samples: Sample[]): MethodFigures {
+/** The median and range of each figure every sample has. */
+export function figuresOf(samples: Sample[]): MethodFigures {
   const optional = (pick: (sample: Sample) => number | undefined) => {
     const values = samples.map(pick);
     return values.every((value) => value !== undefined) ? summarize(values as number[]) : undefined;
