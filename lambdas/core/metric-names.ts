@@ -8,11 +8,20 @@ export const MetricServiceName = "etcd-backup";
 /** The dimensions: `service` is added by Powertools to every metric, `Cluster` by the step handler. */
 export const MetricDimensions = { service: "service", cluster: "Cluster" } as const;
 
-/** The metrics that alarms or dashboards rely on. */
+/** Every metric the steps publish; the freshness alarms watch snapshotVerified. */
 export const MetricNames = {
   snapshotVerified: "SnapshotVerified",
   snapshotVerificationFailed: "SnapshotVerificationFailed",
   backupFailed: "BackupFailed",
   restoreSucceeded: "RestoreSucceeded",
   restoreFailed: "RestoreFailed",
+  snapshotBytes: "SnapshotBytes",
+  snapshotDuration: "SnapshotDuration",
+  snapshotThroughput: "SnapshotThroughput",
+  clientCertificateDaysLeft: "ClientCertificateDaysLeft",
+  snapshotsPruned: "SnapshotsPruned",
+  snapshotsRetainedByObjectLock: "SnapshotsRetainedByObjectLock",
 } as const;
+
+/** A step can publish only these names: a misspelt one fails the type check instead of an alarm. */
+export type MetricName = (typeof MetricNames)[keyof typeof MetricNames];

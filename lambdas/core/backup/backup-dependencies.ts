@@ -6,13 +6,14 @@ import type { CatalogueRepository } from "../catalogue/catalogue-repository.js";
 import type { ClusterLeases } from "../catalogue/cluster-lease.js";
 import type { Target, TargetsFile } from "../config/target-config.js";
 import type { EtcdTlsMaterial } from "../etcd/etcd-client.js";
+import type { MetricName } from "../metric-names.js";
 
 export interface StepReporter {
   /** A progress or outcome line; never given secrets. */
   info(message: string, details?: Record<string, unknown>): void;
   warn(message: string, details?: Record<string, unknown>): void;
   /** A metric for the cluster (Count, Bytes, Milliseconds, Bytes/Second). */
-  metric(name: string, unit: "Count" | "Bytes" | "Milliseconds" | "Bytes/Second", value: number): void;
+  metric(name: MetricName, unit: "Count" | "Bytes" | "Milliseconds" | "Bytes/Second", value: number): void;
 }
 
 export interface BackupDependencies {
