@@ -4,5 +4,5 @@ import { setRestorePhase } from "../core/restore/restore-plans-step.js";
 import { restoreStepHandler } from "./shared/restore-step-handler.js";
 
 export const handler = restoreStepHandler("set-restore-phase", restorePhaseInput, (dependencies, event) =>
-  setRestorePhase(dependencies, event.input, event.restoreId, event.phase),
+  setRestorePhase(dependencies, event.input, event.executionArn, event.restoreId, event.phase),
 );

@@ -2,8 +2,9 @@
 // signed at that write, with the lifetimes agent-url-lifetimes.ts argues for, over an in-memory bucket.
 import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
-import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
+import { restoreLeaseSeconds, silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
 import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
+import { LeaseHeldError } from "../../lambdas/core/errors.js";
 import {
   launchUrlSeconds,
   maxPhaseTimeoutSeconds,
@@ -47,6 +48,9 @@ interface SignRequest {
 /** An in-memory bucket, and a signer whose URLs say what was signed and when (a counter stands for time). */
 function fakeDependencies(phaseTimeoutSeconds?: number) {
   const objects = new Map<string, string>();
+  const renewals: Array<{ cluster: string; owner: string; ttlSeconds: number }> = [];
+  const warnings: string[] = [];
+  const lease = { lost: false };
   const signed: Array<SignRequest & { url: string }> = [];
   const s3 = {
     send: async (command: unknown) => {
@@ -92,11 +96,18 @@ function fakeDependencies(phaseTimeoutSeconds?: number) {
       return url;
     },
     now: () => new Date("2026-11-24T02:00:00Z"),
-    reporter: silentReporter,
+    reporter: { ...silentReporter, warn: (message: string) => warnings.push(message) },
+    leases: {
+      renewLease: async (request: { cluster: string; owner: string; ttlSeconds: number }) => {
+        if (lease.lost) throw new LeaseHeldError(`${request.owner} cannot renew: another execution holds it`);
+        renewals.push({ cluster: request.cluster, owner: request.owner, ttlSeconds: request.ttlSeconds });
+        return { heldUntil: "2026-11-24T06:15:00.000Z" };
+      },
+    },
   } as unknown as RestoreDependencies;
   const planOf = (member: string) =>
     parsePlan(objects.get(`etcd/${cluster}/_restores/r-1/${member}/plan.txt`) ?? "");
-  return { dependencies, signed, planOf };
+  return { dependencies, signed, planOf, renewals, warnings, lease };
 }
 
 const input = { cluster, snapshotId: snapshot.snapshotId };
@@ -113,6 +124,28 @@ describe("agent launch", () => {
     for (const [index, agent] of agents.entries()) {
       expect(agent.commands.at(-1)).toMatch(new RegExp(`^exec bash ${scriptPaths[index]} `));
     }
+  });
+});
+
+describe("the restore's lease", () => {
+  it("is extended at every phase write, so that phases running to their timeouts never outlast it", async () => {
+    const { dependencies, renewals } = fakeDependencies();
+    await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    for (const phase of ["prepare", "stop-apiserver", "stop"]) {
+      await setRestorePhase(dependencies, input, executionArn, "r-1", phase);
+    }
+    expect(renewals).toEqual(
+      Array.from({ length: 3 }, () => ({ cluster, owner: executionArn, ttlSeconds: restoreLeaseSeconds })),
+    );
+  });
+
+  it("lost to another owner, is reported and does not stop the phase (it may be the rollback)", async () => {
+    const { dependencies, warnings, lease, planOf } = fakeDependencies();
+    await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    lease.lost = true;
+    await setRestorePhase(dependencies, input, executionArn, "r-1", "rollback");
+    expect(planOf("cp-1").phase).toBe("rollback");
+    expect(warnings).toEqual(["the restore no longer holds the cluster's lease; going on with the phase"]);
   });
 });
 
@@ -155,7 +188,7 @@ describe("rolling agent URLs", () => {
     for (const member of members) for (const url of urlsOf(member.name)) seen.add(url as string);
 
     for (const phase of ["prepare", "stop-apiserver", "stop", "restore", "rollback"]) {
-      await setRestorePhase(dependencies, input, "r-1", phase);
+      await setRestorePhase(dependencies, input, executionArn, "r-1", phase);
       for (const member of members) {
         const plan = planOf(member.name);
         expect(plan.phase).toBe(phase);

@@ -4,8 +4,9 @@
 // machine reads.
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import * as z from "zod";
+import { restoreLeaseSeconds } from "../backup/backup-dependencies.js";
 import { findTarget } from "../config/target-config.js";
-import { InvalidInputError } from "../errors.js";
+import { InvalidInputError, LeaseHeldError } from "../errors.js";
 import { launchUrlSeconds, planUrlSeconds } from "./agent-url-lifetimes.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
@@ -187,11 +188,13 @@ function agentCommands(
 export async function setRestorePhase(
   dependencies: RestoreDependencies,
   input: RestoreInput,
+  executionArn: string,
   restoreId: string,
   phase: string,
 ): Promise<{ phase: RestorePhase; deadline: string }> {
   if (!(RestorePhases as readonly string[]).includes(phase))
     throw new InvalidInputError(`unknown restore phase "${phase}"`);
+  await renewRestoreLease(dependencies, input, executionArn, phase);
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const members = target.restore?.members ?? [];
   for (const member of members) {
@@ -212,6 +215,34 @@ export async function setRestorePhase(
     phase: phase as RestorePhase,
     deadline: new Date(dependencies.now().getTime() + timeout).toISOString(),
   };
+}
+
+/**
+ * The lease taken at approval lasts restoreLeaseSeconds; phases that each use up to their timeout could
+ * outlast it, and a scheduled backup would then start in the middle of the restore. Every phase write
+ * extends it by as much again. A lease that is no longer ours is reported, never a reason to stop: the
+ * phase being written may be the rollback.
+ */
+async function renewRestoreLease(
+  dependencies: RestoreDependencies,
+  input: RestoreInput,
+  executionArn: string,
+  phase: string,
+): Promise<void> {
+  try {
+    await dependencies.leases.renewLease({
+      cluster: input.cluster,
+      owner: executionArn,
+      ttlSeconds: restoreLeaseSeconds,
+      now: dependencies.now(),
+    });
+  } catch (error) {
+    if (!(error instanceof LeaseHeldError)) throw error;
+    dependencies.reporter.warn("the restore no longer holds the cluster's lease; going on with the phase", {
+      phase,
+      reason: error.message,
+    });
+  }
 }
 
 export async function checkRestoreAgents(
