@@ -2,7 +2,9 @@
 // and role, mapping the role to the Kubernetes group `etcd-backup` and to no access policy. What that
 // group may do is RBAC inside the cluster (infra/kubernetes/etcd-backup-rbac.yaml: list and get pods,
 // exec and port-forward, in the etcd namespace only), which the cluster's operator applies: EKS access
-// policies cannot grant pods/exec or pods/portforward without far more besides.
+// policies cannot grant pods/exec or pods/portforward without far more besides. The restore's pod executor
+// roles are mapped the same way to a group of their own, `etcd-backup-restore`
+// (deploy/rbac/etcd-backup-restore-rbac.yaml: create and delete pods and secrets in the agent namespace).
 import { Annotations, Aws, CfnCondition, Fn, Stack, Token } from "aws-cdk-lib";
 import * as eks from "aws-cdk-lib/aws-eks";
 import type * as iam from "aws-cdk-lib/aws-iam";
@@ -12,10 +14,15 @@ import type { Target } from "../lambdas/core/config/target-config.js";
 /** The Kubernetes group the access entries map the functions' roles to. */
 export const kubernetesGroup = "etcd-backup";
 
+/** The restore's pod executor's group (deploy/rbac/etcd-backup-restore-rbac.yaml), not the backup's. */
+export const restoreKubernetesGroup = "etcd-backup-restore";
+
 export interface EksAccessEntriesProps {
   targets: readonly Target[];
   /** Roles of the functions that talk to the Kubernetes API. */
   roles: Record<string, iam.IRole>;
+  /** The group they are mapped to: `etcd-backup`, or the restore's own `etcd-backup-restore`. */
+  kubernetesGroup?: string;
 }
 
 export class EksAccessEntries extends Construct {
@@ -24,6 +31,7 @@ export class EksAccessEntries extends Construct {
   constructor(scope: Construct, id: string, props: EksAccessEntriesProps) {
     super(scope, id);
     const stack = Stack.of(this);
+    const group = props.kubernetesGroup ?? kubernetesGroup;
     const clusters = new Map<string, { clusterName: string; region: string }>();
     for (const target of props.targets) {
       const { access } = target;
@@ -38,7 +46,7 @@ export class EksAccessEntries extends Construct {
       if (!Token.isUnresolved(stack.region) && stack.region !== region) {
         Annotations.of(this).addWarningV2(
           "etcd-backup:eks-access-entry-other-region",
-          `EKS cluster ${key} is not in this stack's region: map the backup roles into it yourself (an access entry in its region, kubernetes group "${kubernetesGroup}").`,
+          `EKS cluster ${key} is not in this stack's region: map the backup roles into it yourself (an access entry in its region, kubernetes group "${group}").`,
         );
         continue;
       }
@@ -53,7 +61,7 @@ export class EksAccessEntries extends Construct {
           clusterName,
           principalArn: role.roleArn,
           type: "STANDARD",
-          kubernetesGroups: [kubernetesGroup],
+          kubernetesGroups: [group],
         });
         if (condition) entry.cfnOptions.condition = condition;
         this.entries.push(entry);

@@ -113,6 +113,7 @@ export class EtcdBackupStack extends Stack {
       handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
       logRetention,
       ...(network ? { network } : {}),
+      ...(props.eksAccessEntries === undefined ? {} : { eksAccessEntries: props.eksAccessEntries }),
     });
 
     this.monitoring = new Monitoring(this, "Monitoring", {

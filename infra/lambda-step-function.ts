@@ -46,6 +46,8 @@ export interface RestoreResources {
   /** etcd client TLS secrets of those clusters (the restore steps reach etcd, never a Kubernetes API). */
   etcdTlsSecretArns: string[];
   approvers: NotificationTopic;
+  /** The Kubernetes access (kubeconfig secrets, EKS clusters, roles) of the pod-executor clusters only. */
+  agentPodClusterAccess: ClusterAccess;
 }
 
 /** The catalogue partition that holds pending approvals (ApprovalTokens), shared by every cluster. */
@@ -88,7 +90,9 @@ export type StepAccess =
   /** Restore: publish to the approvers' topic (sets APPROVERS_TOPIC_ARN). */
   | "notify-approvers"
   /** Restore: sign the agents' URLs with a PresignRole session of its own (sets PRESIGN_ROLE_ARN). */
-  | "presign-urls";
+  | "presign-urls"
+  /** Restore, pod executor: reach the Kubernetes API of the clusters whose agents run as pods, no other. */
+  | "agent-pod-clusters";
 
 export interface StepSizing {
   memorySize: number;
@@ -443,6 +447,13 @@ function grantAccess(
     case "notify-approvers":
       restoreResources().approvers.grantPublish(role);
       break;
+    case "agent-pod-clusters": {
+      const podAccess = restoreResources().agentPodClusterAccess;
+      allow(["secretsmanager:GetSecretValue"], podAccess.secretArns);
+      allow(["eks:DescribeCluster"], podAccess.eksClusterArns);
+      allow(["sts:AssumeRole"], podAccess.assumedRoleArns);
+      break;
+    }
     case "presign-urls":
       // The PresignRole, its trust and sts:AssumeRole on it are made with the function (createPresignRole).
       break;

@@ -1,7 +1,8 @@
 // The approved restore: one Lambda function per step of statemachine/restore.asl.json, each with a role
 // of its own and separate from the backup functions' (restore is the more privileged identity), the
 // approvers' topic, and the state machine deployed from that file. The state machine starts the backup
-// state machine for the safety snapshot and runs the node agents through Systems Manager.
+// state machine for the safety snapshot and runs the node agents through Systems Manager, or (pod
+// executor) as pods that two functions of its own create and remove through the Kubernetes API.
 import { join } from "node:path";
 import { Annotations, Arn, ArnFormat, Duration, Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
@@ -11,7 +12,8 @@ import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
 import { agentExecutionTimeoutSeconds } from "../lambdas/core/restore/restore-timeouts.js";
 import { AslStateMachine } from "./asl-state-machine.js";
-import { secretResourceArns } from "./cluster-access.js";
+import { type ClusterAccess, clusterAccessOf, secretResourceArns } from "./cluster-access.js";
+import { EksAccessEntries, restoreKubernetesGroup } from "./eks-access.js";
 import {
   type BackupResources,
   LambdaStepFunction,
@@ -70,6 +72,24 @@ export const restoreSteps: readonly RestoreStep[] = [
     restoreAgentScript: true,
   },
   {
+    placeholder: "StartAgentPodsFunctionArn",
+    handler: "start-agent-pods",
+    description:
+      "etcd-backup restore: create the agent pods (pod executor) and the Secret with their script and URLs",
+    sizing: small(60),
+    access: ["targets", "agent-pod-clusters"],
+    reachesClusters: true,
+    restoreAgentScript: true,
+  },
+  {
+    placeholder: "RemoveAgentPodsFunctionArn",
+    handler: "remove-agent-pods",
+    description: "etcd-backup restore: delete the agent pods and their Secret (pod executor), best effort",
+    sizing: small(60),
+    access: ["targets", "agent-pod-clusters"],
+    reachesClusters: true,
+  },
+  {
     placeholder: "SetRestorePhaseFunctionArn",
     handler: "set-restore-phase",
     description:
@@ -109,6 +129,17 @@ export const restoreSteps: readonly RestoreStep[] = [
   },
 ];
 
+/**
+ * What the pod executor's functions may use to reach a Kubernetes API: the access of the targets whose
+ * agents run as pods, without their etcd TLS secrets (those functions never reach etcd).
+ */
+export function agentPodClusterAccess(stack: Stack, targets: readonly Target[]): ClusterAccess {
+  const podTargets = targets
+    .filter((target) => target.restore?.executor === "pod")
+    .map((target) => ({ ...target, etcd: { ...target.etcd, tlsSecretArn: undefined } }));
+  return clusterAccessOf(stack, { prefix: "", targets: podTargets });
+}
+
 /** The SSM document the StartAgent state sends; nothing else may be run on the nodes. */
 export const agentDocumentName = "AWS-RunShellScript";
 
@@ -137,6 +168,8 @@ export interface RestoreWorkflowProps {
   handlersDirectory: string;
   logRetention: logs.RetentionDays;
   network?: StepNetwork;
+  /** Map the pod executor's function roles into the pod-executor EKS clusters (default true). */
+  eksAccessEntries?: boolean;
 }
 
 export class RestoreWorkflow extends Construct {
@@ -163,6 +196,7 @@ export class RestoreWorkflow extends Construct {
         ),
       ],
       approvers: this.approvers,
+      agentPodClusterAccess: agentPodClusterAccess(Stack.of(this), props.targets),
     };
 
     for (const step of restoreSteps) {
@@ -178,6 +212,22 @@ export class RestoreWorkflow extends Construct {
         projectRoot: props.projectRoot,
         handlersDirectory: props.handlersDirectory,
         logRetention: props.logRetention,
+      });
+    }
+
+    const podTargets = props.targets.filter((target) => target.restore?.executor === "pod");
+    if ((props.eksAccessEntries ?? true) && podTargets.length > 0) {
+      new EksAccessEntries(this, "EksAccess", {
+        targets: podTargets,
+        kubernetesGroup: restoreKubernetesGroup,
+        roles: Object.fromEntries(
+          restoreSteps
+            .filter((step) => step.access.includes("agent-pod-clusters"))
+            .map((step) => [
+              pascalCase(step.handler),
+              (this.functions[step.placeholder] as LambdaStepFunction).role,
+            ]),
+        ),
       });
     }
 

@@ -10,6 +10,8 @@ export const restoreFunctions: Record<string, () => Promise<LocalHandler>> = {
   AcquireLeaseFunctionArn: backupFunctions.AcquireLeaseFunctionArn as () => Promise<LocalHandler>,
   ReleaseLeaseFunctionArn: backupFunctions.ReleaseLeaseFunctionArn as () => Promise<LocalHandler>,
   WriteRestorePlansFunctionArn: () => load(import("../../lambdas/handlers/write-restore-plans.js"))(),
+  StartAgentPodsFunctionArn: () => load(import("../../lambdas/handlers/start-agent-pods.js"))(),
+  RemoveAgentPodsFunctionArn: () => load(import("../../lambdas/handlers/remove-agent-pods.js"))(),
   SetRestorePhaseFunctionArn: () => load(import("../../lambdas/handlers/set-restore-phase.js"))(),
   CheckRestoreAgentsFunctionArn: () => load(import("../../lambdas/handlers/check-restore-agents.js"))(),
   CheckEtcdHealthFunctionArn: () => load(import("../../lambdas/handlers/check-etcd-health.js"))(),

@@ -329,7 +329,7 @@ describe("Lambda functions", () => {
     template.allResourcesProperties("AWS::Logs::LogGroup", { RetentionInDays: 365 });
   });
 
-  it("places only the steps that reach etcd in the VPC, with a security group of their own, when one is given", () => {
+  it("places only the steps that reach etcd or the Kubernetes API in the VPC, with a security group of their own, when one is given", () => {
     const { stack, template } = buildStack({
       vpc: {
         vpcId: "vpc-0123456789abcdef0",
@@ -354,7 +354,8 @@ describe("Lambda functions", () => {
           backupSteps.find((candidate) => candidate.handler === handler)?.placeholder ?? "",
         ),
       ),
-      ...["validate-restore", "check-etcd-health"].map((handler) =>
+      // And the pod executor's, which reach the Kubernetes API (a private endpoint, like etcd's).
+      ...["validate-restore", "check-etcd-health", "start-agent-pods", "remove-agent-pods"].map((handler) =>
         logicalIdIn(
           stack.restore.functions,
           restoreSteps.find((candidate) => candidate.handler === handler)?.placeholder ?? "",
@@ -841,6 +842,59 @@ describe("EKS access", () => {
       Match.stringLikeRegexp("eu-west-1/staging is not in this stack's region"),
     );
     buildStack({ eksAccessEntries: false }).template.resourceCountIs("AWS::EKS::AccessEntry", 0);
+  });
+
+  it("maps the pod executor's two restore roles, and only them, to the restore's own group", () => {
+    const base = testTargets();
+    const withPods = buildStack({
+      targets: parseTargetsFile({
+        ...base,
+        targets: [
+          ...base.targets,
+          {
+            name: "eks-pods",
+            schedule: "rate(1 hour)",
+            access: { kind: "eks", clusterName: "pods", region: "eu-west-1" },
+            restore: {
+              executor: "pod",
+              toolPath: "/usr/local/bin/etcdutl",
+              members: [
+                {
+                  name: "cp-1",
+                  nodeName: "ip-10-0-0-1",
+                  clientUrl: "https://10.0.0.1:2379",
+                  peerUrl: "https://10.0.0.1:2380",
+                },
+              ],
+            },
+          },
+        ],
+      }),
+    });
+    const entries = Object.values(withPods.template.findResources("AWS::EKS::AccessEntry")) as Resource[];
+    const restoreEntries = entries.filter((entry) =>
+      (entry.Properties.KubernetesGroups as string[]).includes("etcd-backup-restore"),
+    );
+    const podRoles = ["start-agent-pods", "remove-agent-pods"].map((handler) =>
+      resolved(
+        withPods.stack,
+        withPods.stack.restore.functions[
+          restoreSteps.find((step) => step.handler === handler)?.placeholder ?? ""
+        ]?.role.roleArn,
+      ),
+    );
+    expect(asSet(restoreEntries.map((entry) => entry.Properties.PrincipalArn))).toEqual(asSet(podRoles));
+    for (const entry of restoreEntries) {
+      expect(entry.Properties).toMatchObject({
+        ClusterName: "pods",
+        KubernetesGroups: ["etcd-backup-restore"],
+      });
+    }
+    // The backup's roles keep their own group, and the restore roles have no other.
+    for (const entry of entries.filter((candidate) => !restoreEntries.includes(candidate))) {
+      expect(entry.Properties.KubernetesGroups).toEqual(["etcd-backup"]);
+      expect(podRoles).not.toContainEqual(entry.Properties.PrincipalArn);
+    }
   });
 });
 

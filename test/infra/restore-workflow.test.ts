@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { Stack } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
 import { mockClient } from "aws-sdk-client-mock";
 import { beforeAll, describe, expect, it, vi } from "vitest";
@@ -12,7 +13,7 @@ import { placeholdersIn } from "../../infra/asl-state-machine.js";
 import { backupSteps } from "../../infra/backup-workflow.js";
 import { StackOutputs } from "../../infra/etcd-backup-stack.js";
 import { approvalsPartition } from "../../infra/lambda-step-function.js";
-import { agentDocumentName, restoreSteps } from "../../infra/restore-workflow.js";
+import { agentDocumentName, agentPodClusterAccess, restoreSteps } from "../../infra/restore-workflow.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { CatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
@@ -171,6 +172,7 @@ describe("restore functions", () => {
         RESTORE_AGENT_SCRIPT: "/var/task/etcd-restore-agent.sh",
       },
       "set-restore-phase": { PRESIGN_ROLE_ARN: presignRoleArn("set-restore-phase") },
+      "start-agent-pods": { RESTORE_AGENT_SCRIPT: "/var/task/etcd-restore-agent.sh" },
     };
     for (const step of restoreSteps) {
       const fn = resource(logicalIdOf(restoreFunction(step.handler).function.functionArn));
@@ -469,7 +471,57 @@ describe("restore function grants", () => {
         .filter((step) => step.reachesClusters)
         .map((step) => step.handler)
         .sort(),
-    ).toEqual(["check-etcd-health", "validate-restore"]);
+    ).toEqual(["check-etcd-health", "remove-agent-pods", "start-agent-pods", "validate-restore"]);
+  });
+
+  it("lets only the pod executor's functions reach a Kubernetes API, of the pod-executor clusters only", () => {
+    for (const step of restoreSteps) {
+      expect(step.access.includes("agent-pod-clusters"), step.handler).toBe(
+        step.handler === "start-agent-pods" || step.handler === "remove-agent-pods",
+      );
+    }
+    const kubeconfig = (name: string) => `arn:aws:secretsmanager:eu-west-1:111122223333:secret:${name}`;
+    const member = (name: string) => ({
+      name,
+      nodeName: name,
+      clientUrl: "https://10.0.0.1:2379",
+      peerUrl: "https://10.0.0.1:2380",
+    });
+    const targets = parseTargetsFile({
+      targets: [
+        {
+          name: "pods",
+          schedule: "rate(1 hour)",
+          access: { kind: "kubeconfig", secretArn: kubeconfig("pods-kubeconfig") },
+          etcd: { tlsSecretArn: kubeconfig("pods-etcd-tls") },
+          restore: { executor: "pod", toolPath: "/usr/local/bin/etcdutl", members: [member("cp-1")] },
+        },
+        {
+          name: "eks-pods",
+          schedule: "rate(1 hour)",
+          access: { kind: "eks", clusterName: "prod", region: "eu-west-1" },
+          restore: { executor: "pod", toolPath: "/usr/local/bin/etcdutl", members: [member("cp-1")] },
+        },
+        {
+          name: "ssm",
+          schedule: "rate(1 hour)",
+          access: { kind: "kubeconfig", secretArn: kubeconfig("ssm-kubeconfig") },
+          restore: { members: [{ ...member("cp-1"), instanceId: "i-0123456789abcdef0" }] },
+        },
+      ],
+    }).targets;
+    const access = agentPodClusterAccess(
+      new Stack(undefined, "Access", { env: { account: "111122223333", region: "eu-west-1" } }),
+      targets,
+    );
+    expect(access.clusters).toEqual(["pods", "eks-pods"]);
+    expect(sorted(access.secretArns)).toEqual(
+      sorted([kubeconfig("pods-kubeconfig"), `${kubeconfig("pods-kubeconfig")}-??????`]),
+    );
+    expect(access.eksClusterArns).toEqual([
+      expect.stringMatching(/:eks:eu-west-1:111122223333:cluster\/prod$/),
+    ]);
+    expect(access.assumedRoleArns).toEqual([]);
   });
 
   it("lets request-approval write only the approvals partition, the one ApprovalTokens writes", async () => {

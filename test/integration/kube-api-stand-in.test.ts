@@ -880,3 +880,129 @@ describe("authentication and authorization", () => {
     });
   });
 });
+
+// Writes: pods and secrets created (POST) and deleted (DELETE) through @kubernetes/client-node, each
+// authorized for its verb, kept so that a test can read back what the client sent.
+describe("the stand-in creating and deleting pods and secrets", () => {
+  let writable: KubeApiStandIn;
+  const decisions: Array<{ verb: string; resource?: string; name?: string }> = [];
+  let allowDelete = true;
+
+  beforeAll(async () => {
+    writable = await startKubeApiStandIn({
+      authorize: (attributes) => {
+        decisions.push({ verb: attributes.verb, resource: attributes.resource, name: attributes.name });
+        return attributes.verb !== "delete" || allowDelete;
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await writable?.stop();
+  });
+
+  const api = () => {
+    const config = new KubeConfig();
+    config.loadFromFile(writable.kubeconfigPath);
+    return config.makeApiClient(CoreV1Api);
+  };
+
+  it("creates a secret from data and stringData, and serves it back", async () => {
+    const created = await api().createNamespacedSecret({
+      namespace: "agents",
+      body: {
+        metadata: { name: "urls", labels: { app: "agent" } },
+        data: { binary: Buffer.from("bytes").toString("base64") },
+        stringData: { url: "https://example/?X-Amz-Signature=s" },
+      },
+    });
+    expect(created.metadata?.uid).toMatch(/^[0-9a-f-]{36}$/);
+    const read = await api().readNamespacedSecret({ name: "urls", namespace: "agents" });
+    expect(Buffer.from(read.data?.url ?? "", "base64").toString()).toBe("https://example/?X-Amz-Signature=s");
+    expect(Buffer.from(read.data?.binary ?? "", "base64").toString()).toBe("bytes");
+    expect(writable.created.at(-1)).toMatchObject({ resource: "secrets", namespace: "agents", name: "urls" });
+    expect(decisions.at(-2)).toEqual({ verb: "create", resource: "secrets", name: undefined });
+  });
+
+  it("creates a pod, Pending on its node, whose spec is served as posted", async () => {
+    await api().createNamespacedPod({
+      namespace: "agents",
+      body: {
+        metadata: { name: "agent-0", labels: { app: "agent" } },
+        spec: {
+          nodeName: "cp-0",
+          hostNetwork: true,
+          hostPID: true,
+          restartPolicy: "Never",
+          tolerations: [{ operator: "Exists" }],
+          containers: [{ name: "agent", image: "agent:1", command: ["bash", "-c", "true"] }],
+          volumes: [{ name: "data", hostPath: { path: "/var/lib", type: "Directory" } }],
+        },
+      },
+    });
+    const pod = await api().readNamespacedPod({ name: "agent-0", namespace: "agents" });
+    expect(pod.status?.phase).toBe("Pending");
+    expect(pod.spec).toMatchObject({
+      nodeName: "cp-0",
+      hostPID: true,
+      restartPolicy: "Never",
+      tolerations: [{ operator: "Exists" }],
+      volumes: [{ name: "data", hostPath: { path: "/var/lib", type: "Directory" } }],
+    });
+    const listed = await api().listNamespacedPod({ namespace: "agents", labelSelector: "app=agent" });
+    expect(listed.items.map((item) => item.metadata?.name)).toEqual(["agent-0"]);
+    expect(writable.created.at(-1)?.object).toMatchObject({ spec: { nodeName: "cp-0" } });
+  });
+
+  it("answers 409 AlreadyExists for a name taken, 422 for a pod without a name or containers", async () => {
+    const again = api().createNamespacedPod({
+      namespace: "agents",
+      body: { metadata: { name: "agent-0" }, spec: { containers: [{ name: "agent" }] } },
+    });
+    await expect(again).rejects.toMatchObject({ code: 409 });
+    await expect(again).rejects.toMatchObject({
+      body: expect.stringContaining('"reason":"AlreadyExists"'),
+    });
+    await expect(
+      api().createNamespacedPod({
+        namespace: "agents",
+        body: { metadata: {}, spec: { containers: [{ name: "a" }] } },
+      }),
+    ).rejects.toMatchObject({ code: 422 });
+    await expect(
+      api().createNamespacedPod({
+        namespace: "agents",
+        body: { metadata: { name: "empty" }, spec: { containers: [] } },
+      }),
+    ).rejects.toMatchObject({ code: 422 });
+  });
+
+  it("refuses a delete the authorizer denies with 403, and keeps the object", async () => {
+    allowDelete = false;
+    try {
+      await expect(api().deleteNamespacedPod({ name: "agent-0", namespace: "agents" })).rejects.toMatchObject(
+        {
+          code: 403,
+        },
+      );
+    } finally {
+      allowDelete = true;
+    }
+    await expect(api().readNamespacedPod({ name: "agent-0", namespace: "agents" })).resolves.toBeDefined();
+  });
+
+  it("deletes pods and secrets by name, then answers 404 for them", async () => {
+    const deleted = await api().deleteNamespacedPod({ name: "agent-0", namespace: "agents" });
+    expect(deleted.metadata?.name).toBe("agent-0");
+    await api().deleteNamespacedSecret({ name: "urls", namespace: "agents" });
+    await expect(api().readNamespacedPod({ name: "agent-0", namespace: "agents" })).rejects.toMatchObject({
+      code: 404,
+    });
+    await expect(api().deleteNamespacedSecret({ name: "urls", namespace: "agents" })).rejects.toMatchObject({
+      code: 404,
+    });
+    expect(
+      decisions.filter((decision) => decision.verb === "delete").map((decision) => decision.resource),
+    ).toEqual(["pods", "pods", "secrets", "secrets"]);
+  });
+});

@@ -18,6 +18,9 @@ import { SnapshotStatus } from "../../lambdas/core/catalogue/snapshot-record.js"
 import { parseTargetsFile, type Target } from "../../lambdas/core/config/target-config.js";
 import { KubernetesAccessDeniedError } from "../../lambdas/core/errors.js";
 import { loadKubeConfigForAccess } from "../../lambdas/core/kube/kube-config.js";
+import { agentPodName, agentSecretName } from "../../lambdas/core/restore/agent-pods.js";
+import { removeAgentPods, startAgentPods } from "../../lambdas/core/restore/agent-pods-step.js";
+import type { RestoreDependencies } from "../../lambdas/core/restore/restore-dependencies.js";
 import { verifyStoredSnapshot } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
 import { type LocalDynamoDb, startLocalDynamoDb } from "../support/dynamodb-server.js";
 import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
@@ -247,5 +250,175 @@ describe("the backup steps under exactly that Role", () => {
     await expect(attempt).rejects.toThrow(
       /cannot list resource "pods" in API group "" in the namespace "kube-system"/,
     );
+  });
+});
+
+// The restore's pod executor under its own Role (deploy/rbac/etcd-backup-restore-rbac.yaml), bound to a
+// group of its own: it creates the Secret and one pinned pod per member, and removes them, and nothing else.
+describe("the pod executor under the restore's RBAC", () => {
+  const restoreManifestPath = join(import.meta.dirname, "../../deploy/rbac/etcd-backup-restore-rbac.yaml");
+  const restoreTargets = parseTargetsFile({
+    prefix,
+    targets: [
+      {
+        name: "kubeadm-pods",
+        schedule: "rate(1 hour)",
+        access: { kind: "kubeconfig", secretArn },
+        restore: {
+          executor: "pod",
+          toolPath: "/usr/local/bin/etcdutl",
+          members: ["cp-0", "cp-1", "cp-2"].map((name, index) => ({
+            name,
+            nodeName: `node-${index}`,
+            clientUrl: `https://10.0.0.${index + 1}:2379`,
+            peerUrl: `https://10.0.0.${index + 1}:2380`,
+          })),
+        },
+      },
+    ],
+  });
+  const agents = ["cp-0", "cp-1", "cp-2"].map((member) => ({
+    member,
+    instanceId: member,
+    commands: [],
+    planUrl: `https://s3.example/${member}/plan.txt?X-Amz-Signature=plan-${member}`,
+    statusUrl: `https://s3.example/${member}/status.json?X-Amz-Signature=status-${member}`,
+  }));
+  const input = { cluster: "kubeadm-pods", snapshotId: "s-1" };
+  const restoreId = "restore-2026-11-24";
+  let restoreManifest: string;
+  let restoreAuthorizer: RbacAuthorizer;
+  let api: KubeApiStandIn;
+
+  beforeAll(async () => {
+    restoreManifest = await readFile(restoreManifestPath, "utf8");
+    restoreAuthorizer = rbacAuthorizerFromManifest(restoreManifest);
+    api = await startKubeApiStandIn({
+      auth: {
+        bearerTokens: [
+          { token: "restore-token", user: "etcd-backup-restore", groups: ["etcd-backup-restore"] },
+        ],
+      },
+      authorize: (attributes) => restoreAuthorizer.authorize(attributes),
+    });
+  });
+
+  afterAll(async () => {
+    await api?.stop();
+  });
+
+  function restoreDependencies(): RestoreDependencies {
+    return {
+      ...dependencies(),
+      loadTargets: async () => restoreTargets,
+      loadAgentScript: async () => "#!/usr/bin/env bash\necho agent\n",
+      loadKubeConfig: (target: Target) => {
+        if (target.access.kind === "direct") throw new Error("direct");
+        return loadKubeConfigForAccess(target.access, {
+          readSecret: async () => readFile(api.kubeconfigPath, "utf8"),
+        });
+      },
+    } as unknown as RestoreDependencies;
+  }
+
+  it("creates the Secret, then one pod per member pinned to its node, with no URL in any pod", async () => {
+    const from = api.requests.length;
+    const started = await startAgentPods(restoreDependencies(), input, restoreId, agents);
+    expect(started.pods.map((pod) => [pod.member, pod.nodeName])).toEqual([
+      ["cp-0", "node-0"],
+      ["cp-1", "node-1"],
+      ["cp-2", "node-2"],
+    ]);
+    expect(
+      api.requests.slice(from).map((request) => `${request.verb} ${request.resource} ${request.status}`),
+    ).toEqual(["create secrets 201", "create pods 201", "create pods 201", "create pods 201"]);
+    expect(api.requests.slice(from).every((request) => request.namespace === "kube-system")).toBe(true);
+    const created = api.created.filter((object) => object.resource === "pods");
+    expect(created.map((object) => (object.object.spec as { nodeName: string }).nodeName)).toEqual([
+      "node-0",
+      "node-1",
+      "node-2",
+    ]);
+    for (const pod of created) expect(JSON.stringify(pod.object)).not.toContain("X-Amz-Signature");
+    const secret = api.created.find((object) => object.resource === "secrets");
+    expect(secret?.name).toBe(agentSecretName(restoreId));
+    expect(JSON.stringify(secret?.object)).toContain("X-Amz-Signature=plan-cp-2");
+    expect(restoreAuthorizer.decisions.filter((decision) => !decision.allowed)).toEqual([]);
+  });
+
+  it("goes on from an earlier attempt: objects that exist already are left as they are", async () => {
+    const from = api.requests.length;
+    await startAgentPods(restoreDependencies(), input, restoreId, agents);
+    expect(api.requests.slice(from).map((request) => request.status)).toEqual([409, 409, 409, 409]);
+  });
+
+  it("removes the pods and the Secret, and reports nothing left; a second removal finds nothing", async () => {
+    const removed = await removeAgentPods(restoreDependencies(), input, restoreId);
+    expect(removed).toEqual({
+      removed: [0, 1, 2]
+        .map((index) => `pod/${agentPodName(restoreId, index)}`)
+        .concat(`secret/${agentSecretName(restoreId)}`),
+      leftovers: [],
+    });
+    // The restored API server may not know them at all: not found is nothing left.
+    expect(await removeAgentPods(restoreDependencies(), input, restoreId)).toEqual({
+      removed: [],
+      leftovers: [],
+    });
+  });
+
+  it("is refused without the Role's create, with the API server's message, before any pod exists", async () => {
+    restoreAuthorizer = rbacAuthorizerFromManifest(
+      restoreManifest.replace('verbs: ["create", "delete"]', 'verbs: ["delete"]'),
+    );
+    const attempt = startAgentPods(restoreDependencies(), input, "restore-refused", agents);
+    await expect(attempt).rejects.toThrow(KubernetesAccessDeniedError);
+    await expect(attempt).rejects.toThrow(
+      /cannot create resource "secrets" in API group "" in the namespace "kube-system"/,
+    );
+    expect(
+      api.created.filter((object) => object.name.startsWith(agentSecretName("restore-refused"))),
+    ).toEqual([]);
+  });
+
+  it("reports what it could not remove without the Role's delete, and does not fail", async () => {
+    restoreAuthorizer = rbacAuthorizerFromManifest(restoreManifest);
+    await startAgentPods(restoreDependencies(), input, "restore-kept", agents);
+    restoreAuthorizer = rbacAuthorizerFromManifest(
+      restoreManifest.replace('verbs: ["create", "delete"]', 'verbs: ["create"]'),
+    );
+    const removed = await removeAgentPods(restoreDependencies(), input, "restore-kept");
+    expect(removed.removed).toEqual([]);
+    expect(removed.leftovers).toHaveLength(4);
+    expect(removed.leftovers[0]).toMatch(/cannot delete resource "pods"/);
+  });
+
+  it("is not the backup's: the backup group may not create pods, the restore group may not exec", () => {
+    const backup = rbacAuthorizerFromManifest(manifest);
+    const restore = rbacAuthorizerFromManifest(restoreManifest);
+    const attributes = {
+      resourceRequest: true,
+      path: "/api/v1/namespaces/kube-system/pods",
+      namespace: "kube-system",
+    };
+    expect(
+      backup.authorize({
+        ...attributes,
+        user: "etcd-backup",
+        groups: ["etcd-backup"],
+        verb: "create",
+        resource: "pods",
+      }),
+    ).toBe(false);
+    expect(
+      restore.authorize({
+        ...attributes,
+        user: "etcd-backup-restore",
+        groups: ["etcd-backup-restore"],
+        verb: "create",
+        resource: "pods",
+        subresource: "exec",
+      }),
+    ).toBe(false);
   });
 });

@@ -70,6 +70,8 @@ const restoreMemberSchema = z
     name: z.string().min(1),
     /** The control-plane EC2 instance that runs this member (ssm executor). */
     instanceId: z.string().optional(),
+    /** The Kubernetes node that runs this member, where its agent pod is pinned (pod executor). */
+    nodeName: z.string().min(1).optional(),
     dataDir: z.string().default("/var/lib/etcd"),
     manifestDir: z.string().default("/etc/kubernetes/manifests"),
     clientUrl: z.string().url(),
@@ -84,10 +86,34 @@ const manifestFileName = z
   .string()
   .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/, "a file name: letters, digits, '.', '_', '-', not hidden");
 
+/**
+ * The default agent image of the pod executor: Debian bookworm with bash, coreutils and curl (what the agent
+ * needs), from ECR Public's mirror of the Docker official images (no Docker Hub pull limits from AWS). A
+ * release tag, not `latest`; clusters that pin by digest or pull from a private registry set agentImage.
+ */
+export const defaultAgentImage = "public.ecr.aws/docker/library/buildpack-deps:bookworm-curl";
+
+const agentPodSchema = z
+  .object({
+    /** An image with bash >= 4.3, coreutils and curl (pgrep from procps is used when present). */
+    agentImage: z.string().min(1).default(defaultAgentImage),
+    /** Where the agent pods and their Secret are created; it must allow privileged pods (Pod Security). */
+    namespace: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "a namespace name")
+      .default("kube-system"),
+  })
+  .strict();
+
 const restoreSchema = z
   .object({
-    /** How the node agents run: Systems Manager on the control-plane instances, or local processes (demo). */
-    executor: z.enum(["ssm", "local"]).default("ssm"),
+    /**
+     * How the node agents run: Systems Manager on the control-plane instances, a pod pinned to each
+     * member's node (through the Kubernetes API, started before anything stops), or local processes (demo).
+     */
+    executor: z.enum(["ssm", "pod", "local"]).default("ssm"),
+    /** The pod executor's settings. */
+    pod: agentPodSchema.default(() => agentPodSchema.parse({})),
     members: z.array(restoreMemberSchema).min(1),
     /** etcdutl (3.5+) or etcdctl (3.4, whose `snapshot restore` 3.6 removed). */
     restoreTool: z.enum(["etcdutl", "etcdctl"]).default("etcdutl"),
@@ -129,6 +155,24 @@ const restoreSchema = z
   })
   .strict()
   .superRefine((layout, context) => {
+    if (layout.executor === "pod") {
+      if (!layout.toolPath) {
+        context.addIssue({
+          code: "custom",
+          path: ["toolPath"],
+          message: `the pod executor runs ${layout.restoreTool} from the node: give its path on the node`,
+        });
+      }
+      layout.members.forEach((member, index) => {
+        if (!member.nodeName) {
+          context.addIssue({
+            code: "custom",
+            path: ["members", index, "nodeName"],
+            message: `the pod executor pins ${member.name}'s agent to its node: name the node`,
+          });
+        }
+      });
+    }
     layout.restartManifests.forEach((name, index) => {
       if (name === layout.etcdManifest || name === layout.apiServerManifest) {
         context.addIssue({
@@ -158,7 +202,17 @@ export const targetSchema = z
     /** The member layout a restore needs; without it the cluster is backed up but not restored. */
     restore: restoreSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((target, context) => {
+    if (target.restore?.executor === "pod" && target.access.kind === "direct") {
+      context.addIssue({
+        code: "custom",
+        path: ["restore", "executor"],
+        message:
+          "the pod executor creates its pods through the Kubernetes API: access must be eks or kubeconfig",
+      });
+    }
+  });
 
 export const targetsFileSchema = z
   .object({

@@ -32,6 +32,7 @@ export const restoreSnapshotSchema = z.object({
 export const restoreMemberSchema = z.object({
   name: z.string(),
   instanceId: z.string().optional(),
+  nodeName: z.string().optional(),
   dataDir: z.string(),
   manifestDir: z.string(),
   clientUrl: z.string(),
@@ -57,6 +58,19 @@ export const restorePhaseInput = z.object({
   phase: z.string(),
   deadline: z.string().optional(),
 });
+export const agentLaunchSchema = z.object({
+  member: z.string(),
+  instanceId: z.string(),
+  commands: z.array(z.string()),
+  planUrl: z.string().optional(),
+  statusUrl: z.string().optional(),
+});
+export const startAgentPodsInput = z.object({
+  ...step,
+  restoreId: z.string(),
+  agents: z.array(agentLaunchSchema),
+});
+export const removeAgentPodsInput = z.object({ ...step, restoreId: z.string() });
 export const checkEtcdHealthInput = z.object({
   ...step,
   snapshot: restoreSnapshotSchema,

@@ -5,7 +5,7 @@
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import * as z from "zod";
 import { restoreLeaseSeconds } from "../backup/backup-dependencies.js";
-import { findTarget } from "../config/target-config.js";
+import { findTarget, type RestoreLayout } from "../config/target-config.js";
 import { InvalidInputError, LeaseHeldError } from "../errors.js";
 import { launchUrlSeconds, planUrlSeconds } from "./agent-url-lifetimes.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
@@ -37,8 +37,11 @@ type RestoreKeys = ReturnType<typeof restoreKeys>;
 export interface AgentLaunch {
   member: string;
   instanceId: string;
-  /** The shell lines Systems Manager (or the local executor) runs on the member's node. */
+  /** The shell lines Systems Manager (or the local executor) runs on the member's node; none for pods. */
   commands: string[];
+  /** The pod executor's launch URLs, which StartAgentPods puts in the restore's Secret. */
+  planUrl?: string;
+  statusUrl?: string;
 }
 
 function restoreKeys(dependencies: RestoreDependencies, cluster: string, restoreId: string, member: string) {
@@ -62,7 +65,7 @@ export async function writeRestorePlans(
   executionArn: string,
   snapshot: RestoreSnapshot,
   members: RestoreMember[],
-): Promise<{ restoreId: string; agents: AgentLaunch[] }> {
+): Promise<{ restoreId: string; executor: RestoreLayout["executor"]; agents: AgentLaunch[] }> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const layout = target.restore;
   if (!layout) throw new InvalidInputError(`target ${target.name} has no restore layout`);
@@ -124,14 +127,24 @@ export async function writeRestorePlans(
       method: "PUT",
       expiresInSeconds: launchSeconds,
     });
-    agents.push({
-      member: member.name,
-      instanceId: member.instanceId ?? member.name,
-      commands: agentCommands(script, restoreId, member.name, planUrl, statusUrl),
-    });
+    agents.push(
+      layout.executor === "pod"
+        ? {
+            member: member.name,
+            instanceId: member.instanceId ?? member.name,
+            commands: [],
+            planUrl,
+            statusUrl,
+          }
+        : {
+            member: member.name,
+            instanceId: member.instanceId ?? member.name,
+            commands: agentCommands(script, restoreId, member.name, planUrl, statusUrl),
+          },
+    );
   }
   dependencies.reporter.info("restore plans written", { restoreId, members: members.length });
-  return { restoreId, agents };
+  return { restoreId, executor: layout.executor, agents };
 }
 
 /** Signs the URLs a plan hands the agent: the snapshot's, and the plan and status URLs it uses next. */

@@ -4,7 +4,7 @@ import type * as z from "zod";
 import type { RestoreDependencies } from "../../core/restore/restore-dependencies.js";
 import { readEnvironment } from "./environment.js";
 import { createRestoreDependencies } from "./restore-dependencies-from-environment.js";
-import { backupDependencies, stepHandler } from "./step-handler.js";
+import { type BackupDependencyExtras, backupDependencies, stepHandler } from "./step-handler.js";
 
 let restore: RestoreDependencies | undefined;
 
@@ -17,6 +17,7 @@ export function restoreStepHandler<Schema extends z.ZodType, Result>(
   step: string,
   schema: Schema,
   run: (dependencies: RestoreDependencies, input: z.infer<Schema>) => Promise<Result>,
+  extras: BackupDependencyExtras = {},
 ) {
-  return stepHandler(step, schema, () => run.bind(undefined, restoreDependencies()));
+  return stepHandler(step, schema, () => run.bind(undefined, { ...restoreDependencies(), ...extras }));
 }

@@ -5,6 +5,7 @@ export type { KubeStatus, StandInContainer, StandInPod, StandInSecret } from "./
 export {
   type AuthorizationAttributes,
   type BearerTokenUser,
+  type CreatedObject,
   type KubeApiStandIn,
   type KubeApiStandInOptions,
   type RecordedRequest,

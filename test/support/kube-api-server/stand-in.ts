@@ -146,6 +146,14 @@ export interface RecordedRequest {
 
 export type StreamRecord = ExecStreamRecord | PortForwardStreamRecord;
 
+export interface CreatedObject {
+  resource: "pods" | "secrets";
+  namespace: string;
+  name: string;
+  /** The request body, parsed. */
+  object: Record<string, unknown>;
+}
+
 export interface KubeApiStandIn {
   url: string;
   /** The CA that signed the server certificate (TLS only). */
@@ -170,6 +178,8 @@ export interface KubeApiStandIn {
    * The namespace may be left out when only one pod has that name.
    */
   deletePod(name: string, options?: { namespace?: string; abrupt?: boolean }): void;
+  /** Every pod and secret created through the API (POST), as the client sent it, in order. */
+  created: CreatedObject[];
   stop(): Promise<void>;
 }
 
@@ -242,8 +252,28 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
     });
   }
 
+  function removePod(name: string, deleteOptions: { namespace?: string; abrupt?: boolean } = {}): void {
+    const candidates = [...pods.values()].filter(
+      (pod) => pod.spec.name === name && (deleteOptions.namespace ?? pod.namespace) === pod.namespace,
+    );
+    const [pod] = candidates;
+    if (!pod || candidates.length > 1) {
+      throw new Error(`deletePod: ${candidates.length} pods named ${name}; give the namespace`);
+    }
+    const namespace = pod.namespace;
+    pods.delete(`${namespace}/${name}`);
+    resourceVersion++;
+    for (const session of sessions) {
+      if (session.record.namespace !== namespace || session.record.pod !== name) continue;
+      if (session instanceof ExecSession) session.killProcess();
+      else session.resetConnections();
+      if (deleteOptions.abrupt) session.drop();
+    }
+  }
+
   const requests: RecordedRequest[] = [];
   const streams: StreamRecord[] = [];
+  const created: CreatedObject[] = [];
   const sessions = new Set<ExecSession | PortForwardSession>();
   const sockets = new Set<Socket>();
   const selectedProtocols = new WeakMap<IncomingMessage, string>();
@@ -458,26 +488,174 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
     const url = new URL(request.url ?? "/", "http://stand-in");
     const info = requestInfo(request.method ?? "GET", url);
     const record = newRecord(request, url, info);
-    let reply: Reply;
+    const send = (reply: Reply) => {
+      record.status = reply.status;
+      const body = JSON.stringify(reply.body);
+      response.writeHead(reply.status, {
+        "Content-Type": "application/json",
+        "Content-Length": Buffer.byteLength(body),
+        "Cache-Control": "no-cache, private",
+      });
+      response.end(body);
+    };
+    const failed = (error: unknown): Reply =>
+      error instanceof SelectorError
+        ? { status: 400, body: badRequestStatus(error.message) }
+        : {
+            status: 500,
+            body: failureStatus(500, "InternalError", `Internal error occurred: ${String(error)}`),
+          };
+    let refusal: Reply | undefined;
     try {
-      reply = admit(request, url, info, record, undefined) ?? resolvePlain(request, url, info);
+      refusal = admit(request, url, info, record, undefined);
     } catch (error) {
-      reply =
-        error instanceof SelectorError
-          ? { status: 400, body: badRequestStatus(error.message) }
-          : {
-              status: 500,
-              body: failureStatus(500, "InternalError", `Internal error occurred: ${String(error)}`),
-            };
+      return send(failed(error));
     }
-    record.status = reply.status;
-    const body = JSON.stringify(reply.body);
-    response.writeHead(reply.status, {
-      "Content-Type": "application/json",
-      "Content-Length": Buffer.byteLength(body),
-      "Cache-Control": "no-cache, private",
+    if (refusal) return send(refusal);
+    const method = request.method ?? "GET";
+    const writable =
+      info.resourceRequest &&
+      (info.resource === "pods" || info.resource === "secrets") &&
+      info.subresource === undefined;
+    if (writable && (method === "POST" || method === "DELETE")) {
+      readBody(request).then(
+        (body) => send(resolveWrite(method, info, body)),
+        (error: unknown) => send(failed(error)),
+      );
+      return;
+    }
+    try {
+      send(resolvePlain(request, url, info));
+    } catch (error) {
+      send(failed(error));
+    }
+  };
+
+  /** POST (create) and DELETE (by name) of pods and secrets, answered as kube-apiserver answers them. */
+  const resolveWrite = (method: string, info: RequestInfo, text: string): Reply => {
+    const resource = info.resource as "pods" | "secrets";
+    const namespace = info.namespace;
+    if (namespace === undefined) return { status: 405, body: methodNotAllowedStatus() };
+    const key = (name: string) => `${namespace}/${name}`;
+    if (method === "DELETE") {
+      if (info.name === undefined) return { status: 405, body: methodNotAllowedStatus() };
+      if (resource === "pods") {
+        const pod = pods.get(key(info.name));
+        if (!pod) return { status: 404, body: notFoundStatus("pods", info.name) };
+        const rendered = renderPod(pod);
+        removePod(info.name, { namespace });
+        return { status: 200, body: rendered };
+      }
+      const secret = secrets.get(key(info.name));
+      if (!secret) return { status: 404, body: notFoundStatus("secrets", info.name) };
+      secrets.delete(key(info.name));
+      resourceVersion++;
+      return {
+        status: 200,
+        body: {
+          kind: "Status",
+          apiVersion: "v1",
+          metadata: {},
+          status: "Success",
+          details: { name: info.name, kind: "secrets", uid: secret.uid },
+        },
+      };
+    }
+    if (info.name !== undefined) return { status: 405, body: methodNotAllowedStatus() };
+    let object: Record<string, unknown>;
+    try {
+      object = JSON.parse(text) as Record<string, unknown>;
+    } catch (error) {
+      return { status: 400, body: badRequestStatus(`the body is not JSON: ${String(error)}`) };
+    }
+    const kind = resource === "pods" ? "Pod" : "Secret";
+    if (object.kind !== undefined && object.kind !== kind) {
+      return { status: 400, body: badRequestStatus(`the body is a ${String(object.kind)}, not a ${kind}`) };
+    }
+    const metadata = (object.metadata ?? {}) as {
+      name?: string;
+      namespace?: string;
+      labels?: Record<string, string>;
+      annotations?: Record<string, string>;
+    };
+    const name = metadata.name;
+    const invalid = (message: string, field: string) =>
+      failureStatus(422, "Invalid", `${kind} "${name ?? ""}" is invalid: ${field}: ${message}`, {
+        name,
+        kind: resource,
+        causes: [{ reason: "FieldValueRequired", message, field }],
+      });
+    if (!name)
+      return {
+        status: 422,
+        body: invalid("Required value: name or generateName is required", "metadata.name"),
+      };
+    if (metadata.namespace !== undefined && metadata.namespace !== namespace) {
+      return {
+        status: 400,
+        body: badRequestStatus(
+          "the namespace of the provided object does not match the namespace sent on the request",
+        ),
+      };
+    }
+    if ((resource === "pods" ? pods : secrets).has(key(name))) {
+      return {
+        status: 409,
+        body: failureStatus(409, "AlreadyExists", `${resource} "${name}" already exists`, {
+          name,
+          kind: resource,
+        }),
+      };
+    }
+    created.push({ resource, namespace, name, object });
+    if (resource === "secrets") {
+      const data: Record<string, string | Buffer> = {};
+      for (const [field, value] of Object.entries((object.data ?? {}) as Record<string, string>)) {
+        data[field] = Buffer.from(value, "base64");
+      }
+      Object.assign(data, (object.stringData ?? {}) as Record<string, string>);
+      const stored: StoredSecret = {
+        spec: {
+          name,
+          namespace,
+          ...(typeof object.type === "string" ? { type: object.type } : {}),
+          ...(metadata.labels ? { labels: metadata.labels } : {}),
+          data,
+        },
+        namespace,
+        uid: deriveUid(`secret/${namespace}/${name}/${Date.now()}`),
+        resourceVersion: nextResourceVersion(),
+        createdAt: new Date(),
+      };
+      secrets.set(key(name), stored);
+      return { status: 201, body: renderSecret(stored) };
+    }
+    const spec = (object.spec ?? {}) as {
+      nodeName?: string;
+      hostNetwork?: boolean;
+      containers?: Array<{ name: string; image?: string; command?: string[]; args?: string[] }>;
+    };
+    if (!spec.containers?.length) {
+      return { status: 422, body: invalid("Required value", "spec.containers") };
+    }
+    // Not run: a created pod stays Pending on its node, and its spec is served as it was posted.
+    setPod({
+      name,
+      namespace,
+      ...(metadata.labels ? { labels: metadata.labels } : {}),
+      ...(metadata.annotations ? { annotations: metadata.annotations } : {}),
+      containers: spec.containers.map((container) => ({
+        name: container.name,
+        ...(container.image ? { image: container.image } : {}),
+        ...(container.command ? { command: container.command } : {}),
+        ...(container.args ? { args: container.args } : {}),
+      })),
+      nodeName: spec.nodeName ?? "",
+      phase: "Pending",
+      ...(spec.hostNetwork ? { hostNetwork: true } : {}),
+      overrides: { spec: spec as Record<string, unknown> },
     });
-    response.end(body);
+    return { status: 201, body: renderPod(pods.get(key(name)) as StoredPod) };
   };
 
   // ---- upgrades: exec and port-forward ----------------------------------------------------------
@@ -671,24 +849,8 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
     requests,
     streams,
     setPod,
-    deletePod(name, deleteOptions = {}) {
-      const candidates = [...pods.values()].filter(
-        (pod) => pod.spec.name === name && (deleteOptions.namespace ?? pod.namespace) === pod.namespace,
-      );
-      const [pod] = candidates;
-      if (!pod || candidates.length > 1) {
-        throw new Error(`deletePod: ${candidates.length} pods named ${name}; give the namespace`);
-      }
-      const namespace = pod.namespace;
-      pods.delete(`${namespace}/${name}`);
-      resourceVersion++;
-      for (const session of sessions) {
-        if (session.record.namespace !== namespace || session.record.pod !== name) continue;
-        if (session instanceof ExecSession) session.killProcess();
-        else session.resetConnections();
-        if (deleteOptions.abrupt) session.drop();
-      }
-    },
+    deletePod: removePod,
+    created,
     async stop() {
       for (const session of sessions) {
         if (session instanceof ExecSession) session.killProcess();
@@ -739,6 +901,15 @@ function spawnLocally(request: ExecRequest): ChildProcess {
 }
 
 /** apiserver RequestInfoFactory: the verb, namespace, resource, subresource and name of a path. */
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    request.on("error", reject);
+  });
+}
+
 function requestInfo(method: string, url: URL): RequestInfo {
   const lowerMethod = method.toLowerCase();
   const segments = url.pathname.split("/").filter((segment) => segment !== "");

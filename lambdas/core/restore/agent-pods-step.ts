@@ -1,0 +1,147 @@
+// The `pod` executor's two steps: start the agent pods (while the API is still up, before any barrier
+// stops anything), and remove them and their Secret once the restore has ended. Removal is best effort: by
+// then the API is the restored one, which may not know these objects at all, and a leftover is reported,
+// never a failure of a restore that has finished.
+import { ApiException, CoreV1Api } from "@kubernetes/client-node";
+import { loadKubeConfig } from "../backup/resolve-target-step.js";
+import { findTarget, type RestoreLayout, type Target } from "../config/target-config.js";
+import { describeError, InvalidInputError } from "../errors.js";
+import { kubernetesApiFailure } from "../kube/kube-config.js";
+import {
+  type AgentPodMember,
+  agentPodName,
+  agentSecretName,
+  buildAgentPod,
+  buildAgentSecret,
+} from "./agent-pods.js";
+import type { RestoreDependencies } from "./restore-dependencies.js";
+import type { RestoreInput } from "./restore-payloads.js";
+import type { AgentLaunch } from "./restore-plans-step.js";
+
+function podLayout(target: Target): RestoreLayout {
+  const layout = target.restore;
+  if (!layout) throw new InvalidInputError(`target ${target.name} has no restore layout`);
+  if (layout.executor !== "pod") {
+    throw new InvalidInputError(
+      `target ${target.name} runs its restore agents with ${layout.executor}, not pod`,
+    );
+  }
+  return layout;
+}
+
+/** The members of the layout, in its order (which names the pods), with the launch URLs of WritePlans. */
+function agentPodMembers(layout: RestoreLayout, agents: readonly AgentLaunch[]): AgentPodMember[] {
+  return layout.members.map((member) => {
+    const launch = agents.find((agent) => agent.member === member.name);
+    if (!launch?.planUrl || !launch.statusUrl) {
+      throw new InvalidInputError(`no launch URLs for member ${member.name}: WritePlans wrote no pod launch`);
+    }
+    if (!member.nodeName) throw new InvalidInputError(`restore member ${member.name} names no nodeName`);
+    return {
+      member: member.name,
+      nodeName: member.nodeName,
+      dataDir: member.dataDir,
+      manifestDir: member.manifestDir,
+      planUrl: launch.planUrl,
+      statusUrl: launch.statusUrl,
+    };
+  });
+}
+
+const alreadyExists = (error: unknown) => error instanceof ApiException && error.code === 409;
+const notFound = (error: unknown) => error instanceof ApiException && error.code === 404;
+
+/**
+ * Creates the restore's Secret, then one pod per member. An object that exists already was created by an
+ * earlier attempt of this step (the names derive from the restore id, which is the execution's name), so
+ * a retry goes on from where that attempt stopped.
+ */
+export async function startAgentPods(
+  dependencies: RestoreDependencies,
+  input: RestoreInput,
+  restoreId: string,
+  agents: readonly AgentLaunch[],
+): Promise<{
+  namespace: string;
+  secret: string;
+  pods: Array<{ member: string; pod: string; nodeName: string }>;
+}> {
+  const target = findTarget(await dependencies.loadTargets(), input.cluster);
+  const layout = podLayout(target);
+  const members = agentPodMembers(layout, agents);
+  const namespace = layout.pod.namespace;
+  const config = await loadKubeConfig(dependencies, target);
+  const api = config.makeApiClient(CoreV1Api);
+  const secret = buildAgentSecret(restoreId, namespace, await dependencies.loadAgentScript(), members);
+  try {
+    await api.createNamespacedSecret({ namespace, body: secret });
+  } catch (error) {
+    if (!alreadyExists(error)) {
+      throw kubernetesApiFailure(error, `cannot create the restore agents' secret in ${namespace}`, config);
+    }
+  }
+  const pods: Array<{ member: string; pod: string; nodeName: string }> = [];
+  for (const [index, member] of members.entries()) {
+    const pod = buildAgentPod(layout, restoreId, member, index);
+    try {
+      await api.createNamespacedPod({ namespace, body: pod });
+    } catch (error) {
+      if (!alreadyExists(error)) {
+        throw kubernetesApiFailure(
+          error,
+          `cannot create the restore agent pod of ${member.member} on node ${member.nodeName} in ${namespace}`,
+          config,
+        );
+      }
+    }
+    pods.push({ member: member.member, pod: pod.metadata?.name as string, nodeName: member.nodeName });
+  }
+  dependencies.reporter.info("restore agent pods created", { restoreId, namespace, pods: pods.length });
+  return { namespace, secret: agentSecretName(restoreId), pods };
+}
+
+/**
+ * Deletes the agent pods and the Secret of a restore, by name. Never throws for the API: what could not be
+ * removed is listed in `leftovers`, with the reason, for the notification and the log.
+ */
+export async function removeAgentPods(
+  dependencies: RestoreDependencies,
+  input: RestoreInput,
+  restoreId: string,
+): Promise<{ removed: string[]; leftovers: string[] }> {
+  const target = findTarget(await dependencies.loadTargets(), input.cluster);
+  const layout = podLayout(target);
+  const namespace = layout.pod.namespace;
+  const objects = [
+    ...layout.members.map((_member, index) => ({ kind: "pod", name: agentPodName(restoreId, index) })),
+    { kind: "secret", name: agentSecretName(restoreId) },
+  ];
+  const removed: string[] = [];
+  const leftovers: string[] = [];
+  let config: Awaited<ReturnType<typeof loadKubeConfig>>;
+  try {
+    config = await loadKubeConfig(dependencies, target);
+  } catch (error) {
+    const reason = describeError(error);
+    return { removed, leftovers: objects.map((object) => `${object.kind}/${object.name}: ${reason}`) };
+  }
+  const api = config.makeApiClient(CoreV1Api);
+  for (const object of objects) {
+    try {
+      if (object.kind === "pod") await api.deleteNamespacedPod({ name: object.name, namespace });
+      else await api.deleteNamespacedSecret({ name: object.name, namespace });
+      removed.push(`${object.kind}/${object.name}`);
+    } catch (error) {
+      // The restored API may never have heard of them: nothing is left to remove.
+      if (notFound(error)) continue;
+      const failure = kubernetesApiFailure(error, `cannot delete ${object.kind} ${object.name}`, config);
+      leftovers.push(`${object.kind}/${object.name}: ${failure.message}`);
+    }
+  }
+  if (leftovers.length > 0) {
+    dependencies.reporter.warn("restore agent objects left behind", { restoreId, namespace, leftovers });
+  } else {
+    dependencies.reporter.info("restore agent pods removed", { restoreId, namespace, removed });
+  }
+  return { removed, leftovers };
+}
