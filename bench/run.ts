@@ -179,26 +179,25 @@ const source = {
 const results: BenchResults = {
   generatedAt: new Date().toISOString(),
   source,
-  command: `npm run bench${
-    [
-      "BENCH_SIZES",
-      "BENCH_RUNS",
-      "BENCH_MEMORY_SIZES",
-      "BENCH_MEMORY_RUNS",
-      "BENCH_SLOW_SINK_MIBPS",
-      "BENCH_SLOW_SINK_RUNS",
-      "BENCH_LOADS",
-      "BENCH_PART_SETTINGS",
-      "BENCH_KUBE_SOURCES",
-      "BENCH_KUBE_SIZES",
-      "BENCH_RESTORE_SIZE",
-      "BENCH_SECTIONS",
-      "BENCH_BUDGET_SECONDS",
-    ]
-      .filter((name) => process.env[name] !== undefined)
-      .map((name) => ` ${name}=${process.env[name]}`)
-      .join("") || ""
-  }`,
+  // As a shell runs it: the knobs this run was given, then the command.
+  command: `${[
+    "BENCH_SIZES",
+    "BENCH_RUNS",
+    "BENCH_MEMORY_SIZES",
+    "BENCH_MEMORY_RUNS",
+    "BENCH_SLOW_SINK_MIBPS",
+    "BENCH_SLOW_SINK_RUNS",
+    "BENCH_LOADS",
+    "BENCH_PART_SETTINGS",
+    "BENCH_KUBE_SOURCES",
+    "BENCH_KUBE_SIZES",
+    "BENCH_RESTORE_SIZE",
+    "BENCH_SECTIONS",
+    "BENCH_BUDGET_SECONDS",
+  ]
+    .filter((name) => process.env[name] !== undefined)
+    .map((name) => `${name}=${process.env[name]} `)
+    .join("")}npm run bench`,
   machine: { ...machine, loadAverageMean: 0, loadAverageAtEnd: 0 },
   settings: {
     sizesMebibytes: sizes,
