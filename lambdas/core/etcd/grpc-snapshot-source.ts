@@ -4,11 +4,10 @@
 import { Readable } from "node:stream";
 import type { ClientReadableStream, ServiceError } from "@grpc/grpc-js";
 import { SnapshotCorruptError, SnapshotStreamInterruptedError } from "../errors.js";
+import { snapshotTrailerBytes } from "../snapshot/snapshot-format.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { describeGrpcError, type EtcdClient } from "./etcd-client.js";
 import type { SnapshotResponse } from "./etcd-rpc-descriptor.js";
-
-export const snapshotTrailerBytes = 32;
 
 export interface SnapshotByteStream extends Readable {
   /** The database size etcd announced in the first message (trailer excluded), once known. */

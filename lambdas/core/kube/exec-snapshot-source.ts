@@ -17,6 +17,7 @@ import {
   SnapshotStreamInterruptedError,
 } from "../errors.js";
 import type { MemberStatus } from "../etcd/etcd-client.js";
+import { snapshotTrailerBytes } from "../snapshot/snapshot-format.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { describeConnectError } from "./kube-websocket.js";
 import { type ExecFailure, type PodContainer, PodExecStream, runPodCommand } from "./pod-exec.js";
@@ -50,7 +51,6 @@ export interface ExecSnapshotSourceOptions {
 const kubeadmDataDir = "/var/lib/etcd";
 const defaultEndpoint = "https://127.0.0.1:2379";
 const sizeMarker = "etcd-backup: snapshot-bytes=";
-const trailerBytes = 32;
 
 /** Exit codes of the snapshot script, each mapped to one named error. */
 export const SnapshotScriptExit = {
@@ -173,7 +173,7 @@ class ExecSnapshotStream extends PodExecStream {
 
   /** Database bytes (trailer excluded), for the integrity tap's check; known once the file is saved. */
   get databaseBytes(): number | undefined {
-    return this.announcedBytes === undefined ? undefined : this.announcedBytes - trailerBytes;
+    return this.announcedBytes === undefined ? undefined : this.announcedBytes - snapshotTrailerBytes;
   }
 
   protected override onStderrLine(line: string): void {

@@ -13,6 +13,7 @@
 import { posix } from "node:path";
 import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
+import { hasTrailerSize } from "../snapshot/snapshot-format.js";
 
 /** The plan format this module writes and the agent accepts. */
 export const planFormatVersion = 1;
@@ -134,10 +135,7 @@ export const restorePlanSchema = z
         /** Hex sha256 of the database without its 32-byte trailer, which equals the trailer. */
         sha256: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits"),
         /** Size of the object, trailer included. */
-        bytes: count.refine(
-          (bytes) => bytes % 512 === 32,
-          "a snapshot's size is 32 more than a multiple of 512",
-        ),
+        bytes: count.refine(hasTrailerSize, "a snapshot's size is 32 more than a multiple of 512"),
         revision: count,
       })
       .strict(),

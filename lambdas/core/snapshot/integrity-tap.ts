@@ -1,13 +1,9 @@
 // A pass-through that proves a snapshot stream whole while it flows: it counts the bytes, hashes all but
 // the last 32 with sha256, and at the end compares that digest with etcd's trailer. Any source (gRPC,
 // exec, a file) goes through it; a mismatch fails the stream, and with it the upload.
-import { createHash, type Hash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import { SnapshotCorruptError } from "../errors.js";
-
-const trailerBytes = 32;
-/** bbolt pages are multiples of 512 bytes, so a database plus its trailer leaves this remainder. */
-const trailerRemainder = 32;
+import { hasTrailerSize, snapshotTrailerBytes, TrailerHoldingHash } from "./snapshot-format.js";
 
 export interface IntegrityResult {
   /** Bytes of the whole stream, trailer included: the object's size. */
@@ -24,8 +20,7 @@ export interface IntegrityTapOptions {
 }
 
 export class IntegrityTap extends Transform {
-  private readonly hash: Hash = createHash("sha256");
-  private tail: Buffer = Buffer.alloc(0);
+  private readonly hash = new TrailerHoldingHash();
   private bytes = 0;
   private outcome: IntegrityResult | undefined;
 
@@ -41,17 +36,7 @@ export class IntegrityTap extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
-    // Keep the last 32 bytes seen out of the hash: they may be the trailer.
-    if (chunk.length >= trailerBytes) {
-      if (this.tail.length > 0) this.hash.update(this.tail);
-      this.hash.update(chunk.subarray(0, chunk.length - trailerBytes));
-      this.tail = Buffer.from(chunk.subarray(chunk.length - trailerBytes));
-    } else {
-      const joined = Buffer.concat([this.tail, chunk]);
-      const overflow = joined.length - trailerBytes;
-      if (overflow > 0) this.hash.update(joined.subarray(0, overflow));
-      this.tail = overflow > 0 ? joined.subarray(overflow) : joined;
-    }
+    this.hash.update(chunk);
     this.options.onProgress?.(this.bytes);
     callback(null, chunk);
   }
@@ -61,21 +46,22 @@ export class IntegrityTap extends Transform {
   }
 
   private check(): SnapshotCorruptError | null {
-    if (this.bytes < trailerBytes || this.bytes % 512 !== trailerRemainder) {
+    if (!hasTrailerSize(this.bytes)) {
       return new SnapshotCorruptError(
-        `snapshot of ${this.bytes} bytes is truncated or has no sha256 trailer (size % 512 is ${this.bytes % 512}, expected ${trailerRemainder})`,
+        `snapshot of ${this.bytes} bytes is truncated or has no sha256 trailer (size % 512 is ${this.bytes % 512}, expected ${snapshotTrailerBytes})`,
       );
     }
     const expected = this.options.expectedDatabaseBytes?.();
-    if (expected !== undefined && expected + trailerBytes !== this.bytes) {
+    if (expected !== undefined && expected + snapshotTrailerBytes !== this.bytes) {
       return new SnapshotCorruptError(
-        `snapshot has ${this.bytes} bytes but etcd announced ${expected} + ${trailerBytes}-byte trailer`,
+        `snapshot has ${this.bytes} bytes but etcd announced ${expected} + ${snapshotTrailerBytes}-byte trailer`,
       );
     }
-    const digest = this.hash.digest();
-    if (!digest.equals(this.tail)) {
+    const digest = this.hash.digestWithoutHeld();
+    const trailer = this.hash.heldBytes;
+    if (!digest.equals(trailer)) {
       return new SnapshotCorruptError(
-        `snapshot sha256 mismatch: the database hashes to ${digest.toString("hex")}, its trailer says ${this.tail.toString("hex")}`,
+        `snapshot sha256 mismatch: the database hashes to ${digest.toString("hex")}, its trailer says ${trailer.toString("hex")}`,
       );
     }
     this.outcome = { bytes: this.bytes, sha256: digest.toString("hex") };

@@ -36,6 +36,8 @@ import {
   tombstoneKeyBytes,
 } from "./etcd-schema.js";
 import { LiveKeySet } from "./live-key-set.js";
+import { hasTrailerSize, snapshotTrailerBytes, TrailerHoldingHash } from "./snapshot-format.js";
+import { writevFully } from "./write-fully.js";
 
 export interface SnapshotReport {
   /** Hex sha256 of the database bytes (the file minus the 32-byte trailer). */
@@ -83,7 +85,6 @@ export interface VerifyStreamOptions extends VerifyOptions {
   expectedBytes?: number;
 }
 
-const trailerBytes = 32;
 const hashChunkBytes = 8 * 1024 * 1024;
 const stagingWriteBytes = 4 * 1024 * 1024;
 /** Enough of the file's start to hold both meta pages at the largest accepted page size. */
@@ -124,25 +125,16 @@ async function stageStream(
   handle: FileHandle,
   options: VerifyStreamOptions,
 ): Promise<string> {
-  const hash = createHash("sha256");
-  let tail = Buffer.alloc(0);
+  const hash = new TrailerHoldingHash();
   let total = 0;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   const flush = async () => {
     if (pendingBytes === 0) return;
     const buffers = pending;
-    const expected = pendingBytes;
     pending = [];
     pendingBytes = 0;
-    const { bytesWritten } = await handle.writev(buffers);
-    if (bytesWritten !== expected) {
-      // A short writev is rare: write the remainder in one piece.
-      const rest = Buffer.concat(buffers).subarray(bytesWritten);
-      for (let offset = 0; offset < rest.length; ) {
-        offset += (await handle.write(rest, offset, rest.length - offset)).bytesWritten;
-      }
-    }
+    await writevFully(handle, buffers);
   };
   // A failing write (a full staging disk) is the sink's fault, not the stream's: it keeps its own error.
   let writeFailed = false;
@@ -167,16 +159,7 @@ async function stageStream(
           `snapshot stream is longer than the expected ${options.expectedBytes} bytes`,
         );
       }
-      if (chunk.length >= trailerBytes) {
-        hash.update(tail);
-        hash.update(chunk.subarray(0, chunk.length - trailerBytes));
-        tail = Buffer.from(chunk.subarray(chunk.length - trailerBytes));
-      } else {
-        const joined = Buffer.concat([tail, chunk]);
-        const keep = Math.min(trailerBytes, joined.length);
-        hash.update(joined.subarray(0, joined.length - keep));
-        tail = joined.subarray(joined.length - keep);
-      }
+      hash.update(chunk);
       pending.push(chunk);
       pendingBytes += chunk.length;
       if (pendingBytes >= stagingWriteBytes) await flushOrFlag();
@@ -196,12 +179,11 @@ async function stageStream(
       `snapshot stream ended after ${total} bytes, expected ${options.expectedBytes}`,
     );
   }
-  if (!hasTrailerShape(total)) hash.update(tail);
-  return hash.digest("hex");
+  return (hasTrailerShape(total) ? hash.digestWithoutHeld() : hash.digestAll()).toString("hex");
 }
 
 function hasTrailerShape(fileBytes: number): boolean {
-  return fileBytes >= 512 + trailerBytes && fileBytes % 512 === trailerBytes;
+  return fileBytes >= 512 + snapshotTrailerBytes && hasTrailerSize(fileBytes);
 }
 
 /** Verifies the file behind `handle`; `dbSha256` is the digest of its database bytes when already known. */
@@ -216,7 +198,7 @@ async function verifyOpenFile(
   await readFully(handle, head, 0);
 
   const withTrailer = hasTrailerShape(fileBytes);
-  const dbBytes = withTrailer ? fileBytes - trailerBytes : fileBytes;
+  const dbBytes = withTrailer ? fileBytes - snapshotTrailerBytes : fileBytes;
   const meta = readMetas(head, dbBytes);
   const pageSize = meta.pageSize;
   const totalSize = meta.pgid * pageSize;
@@ -233,7 +215,7 @@ async function verifyOpenFile(
 
   const sha256 = dbSha256 ?? (await sha256OfRange(handle, dbBytes));
   if (withTrailer) {
-    const trailer = Buffer.alloc(trailerBytes);
+    const trailer = Buffer.alloc(snapshotTrailerBytes);
     await readFully(handle, trailer, dbBytes);
     if (trailer.toString("hex") !== sha256) {
       throw new SnapshotCorruptError(
