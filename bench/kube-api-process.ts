@@ -7,6 +7,7 @@
 // token, as the product's kubeconfig secret must); stops on SIGTERM, SIGINT or when its stdin closes.
 import { dirname } from "node:path";
 import { startKubeApiStandIn } from "../test/support/kube-api-server/index.js";
+import { serveUntilParentGoes } from "./helper-process.js";
 
 export interface KubeApiProcessArguments {
   clientUrl: string;
@@ -49,16 +50,4 @@ const standIn = await startKubeApiStandIn({
     },
   ],
 });
-process.stdout.write(`${JSON.stringify({ server: standIn.url, kubeconfig: standIn.kubeconfigPath, pod })}\n`);
-
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  await standIn.stop();
-  process.exit(0);
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
-process.stdin.on("end", stop);
-process.stdin.resume();
+serveUntilParentGoes({ server: standIn.url, kubeconfig: standIn.kubeconfigPath, pod }, () => standIn.stop());

@@ -1,7 +1,5 @@
 // Starts bench/s3rver-process.ts as a child process and waits for the endpoint it prints.
-import { type ChildProcess, spawn } from "node:child_process";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { startHelperProcess } from "./helper-process.js";
 
 export interface S3EndpointProcess {
   endpoint: string;
@@ -11,29 +9,10 @@ export interface S3EndpointProcess {
 }
 
 export async function startS3EndpointProcess(): Promise<S3EndpointProcess> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ["--import", "tsx", join(import.meta.dirname, "s3rver-process.ts")],
-    {
-      stdio: ["pipe", "pipe", "inherit"],
-      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
-    },
+  const helper = await startHelperProcess<{ endpoint: string; bucket: string }>(
+    "s3rver-process.ts",
+    [],
+    "s3rver",
   );
-  const lines = createInterface({ input: child.stdout as NonNullable<typeof child.stdout> });
-  const first = await new Promise<string>((resolve, reject) => {
-    lines.once("line", resolve);
-    child.once("exit", (code) => reject(new Error(`s3rver process exited with ${code} before listening`)));
-  });
-  const { endpoint, bucket } = JSON.parse(first) as { endpoint: string; bucket: string };
-  return {
-    endpoint,
-    bucket,
-    pid: child.pid as number,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.stdin?.end();
-      await exited;
-    },
-  };
+  return { ...helper.printed, pid: helper.pid, stop: helper.stop };
 }
