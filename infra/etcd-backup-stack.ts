@@ -120,6 +120,12 @@ export class EtcdBackupStack extends Stack {
       onCall: this.onCall,
       stateMachines: { backup: this.backup.stateMachine, restore: this.restore.stateMachine },
       targets: props.targets.targets,
+      ageCheck: {
+        resources: this.backup.resources,
+        projectRoot,
+        handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
+        logRetention,
+      },
     });
 
     const output = (id: string, value: string, description: string) =>

@@ -65,6 +65,8 @@ export const bundledAgentScript = {
 export type StepAccess =
   /** Catalogue rows and leases of the named clusters: get, put, update, query (table and verified index). */
   | "catalogue"
+  /** Query the verified-snapshot index of the named clusters, nothing else (the freshness check). */
+  | "newest-verified"
   /** Read the targets parameter. */
   | "targets"
   /** Named secrets, eks:DescribeCluster on the named EKS clusters, sts:AssumeRole on the named roles. */
@@ -379,6 +381,13 @@ function grantAccess(
       );
       break;
     }
+    case "newest-verified":
+      allow(
+        ["dynamodb:Query"],
+        [`${resources.table.tableArn}/index/${CatalogueTable.verifiedByClusterIndex.indexName}`],
+        { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": clusterAccess.clusters } },
+      );
+      break;
     case "targets":
       allow(["ssm:GetParameter"], [resources.targetsParameter.parameterArn]);
       break;

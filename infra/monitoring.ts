@@ -7,6 +7,7 @@ import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as events from "aws-cdk-lib/aws-events";
 import * as iam from "aws-cdk-lib/aws-iam";
+import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
@@ -16,8 +17,15 @@ import {
   MetricNamespace,
   MetricServiceName,
 } from "../lambdas/core/metric-names.js";
+import type { BackupResources } from "./lambda-step-function.js";
 import type { OnCallTopic } from "./on-call-topic.js";
-import { alarmWindowFor, longestScheduleGapSeconds, maxAlarmWindowSeconds } from "./schedule-interval.js";
+import {
+  alarmWindowFor,
+  describeSeconds,
+  longestScheduleGapSeconds,
+  maxAlarmWindowSeconds,
+} from "./schedule-interval.js";
+import { SnapshotAgeCheck } from "./snapshot-age-check.js";
 
 /**
  * The metric the verify step publishes once per verified snapshot. Powertools adds the `service`
@@ -40,11 +48,20 @@ export interface MonitoringProps {
   /** Workflows whose executions must not end badly unnoticed, by name for the message. */
   stateMachines: Record<string, sfn.IStateMachine>;
   targets: readonly Target[];
+  /** For the age check of targets whose backups are more than a week apart. */
+  ageCheck: {
+    resources: BackupResources;
+    projectRoot: string;
+    handlersDirectory: string;
+    logRetention: logs.RetentionDays;
+  };
 }
 
 export class Monitoring extends Construct {
   readonly failedExecutionRule: events.Rule;
+  /** Per target: on the verified-snapshot count, or (backups more than a week apart) on the newest one's age. */
   readonly freshnessAlarms: Record<string, cloudwatch.Alarm> = {};
+  readonly ageCheck?: SnapshotAgeCheck;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
@@ -86,13 +103,18 @@ export class Monitoring extends Construct {
       bind: () => ({ arn: props.onCall.topic.topicArn, role: alertRole, input: message }),
     });
 
+    const checkedByAge: { target: Target; intervalSeconds: number }[] = [];
     for (const target of props.targets) {
       const interval = longestScheduleGapSeconds(target.schedule);
-      if (interval + longestRunSeconds > maxAlarmWindowSeconds) {
+      if (!Number.isFinite(interval)) {
         Annotations.of(this).addWarningV2(
           "etcd-backup:freshness-alarm-not-created",
-          `target ${target.name}: its schedule (${target.schedule}) can leave more than 7 days between backups, longer than a CloudWatch alarm can look back; no freshness alarm is created for it (a scheduled freshness check is needed instead).`,
+          `target ${target.name}: its schedule (${target.schedule}) names years, so it stops firing; no freshness alarm is created for it.`,
         );
+        continue;
+      }
+      if (interval + longestRunSeconds > maxAlarmWindowSeconds) {
+        checkedByAge.push({ target, intervalSeconds: interval });
         continue;
       }
       const window = alarmWindowFor(2 * interval);
@@ -123,11 +145,13 @@ export class Monitoring extends Construct {
       alarm.addOkAction(new cloudwatchActions.SnsAction(props.onCall.topic));
       this.freshnessAlarms[target.name] = alarm;
     }
+    if (checkedByAge.length > 0) {
+      this.ageCheck = new SnapshotAgeCheck(this, "SnapshotAgeCheck", {
+        targets: checkedByAge,
+        onCall: props.onCall,
+        ...props.ageCheck,
+      });
+      Object.assign(this.freshnessAlarms, this.ageCheck.alarms);
+    }
   }
-}
-
-function describeSeconds(seconds: number): string {
-  if (seconds % 86400 === 0) return `${seconds / 86400} day(s)`;
-  if (seconds % 3600 === 0) return `${seconds / 3600} hour(s)`;
-  return `${Math.round(seconds / 60)} minute(s)`;
 }

@@ -7,8 +7,8 @@ const day = 24 * hour;
 
 /**
  * The longest gap, in seconds, between consecutive firings of `rate(...)` or `cron(...)` (UTC).
- * `Infinity` when the expression fires less often than weekly or irregularly (`L`, `W`, `#`, a year
- * list): such schedules are beyond what one CloudWatch alarm can watch.
+ * `L`, `W` and `#` are simulated over two years. `Infinity` when the expression names years (it stops
+ * firing) or never fires.
  */
 export function longestScheduleGapSeconds(expression: string): number {
   const rate = /^rate\((\d+)\s+(minutes?|hours?|days?)\)$/.exec(expression.trim());
@@ -45,8 +45,7 @@ function longestCronGapSeconds(fields: string, expression: string): number {
     string,
     string,
   ];
-  // Last day (L), nearest weekday (W) and nth weekday (#) fire at most weekly: beyond one alarm's reach.
-  if (/[LW#]/.test(`${dayOfMonth} ${dayOfWeek}`)) return Number.POSITIVE_INFINITY;
+  // A year list ends the schedule: no gap is long enough after its last firing.
   if (year !== "*") return Number.POSITIVE_INFINITY;
   if ((dayOfMonth === "?") === (dayOfWeek === "?")) {
     throw new Error(`schedule ${expression}: exactly one of day-of-month and day-of-week must be '?'`);
@@ -54,16 +53,14 @@ function longestCronGapSeconds(fields: string, expression: string): number {
   const minuteSet = [...parseField(minutes, 0, 59, [], expression)].sort((a, b) => a - b);
   const hourSet = [...parseField(hours, 0, 23, [], expression)].sort((a, b) => a - b);
   const monthSet = parseField(month, 1, 12, monthNames, expression);
-  const dayOfMonthSet = dayOfMonth === "?" ? undefined : parseField(dayOfMonth, 1, 31, [], expression);
-  const dayOfWeekSet = dayOfWeek === "?" ? undefined : parseField(dayOfWeek, 1, 7, weekdayNames, expression);
+  const firesOn =
+    dayOfMonth === "?" ? dayOfWeekMatcher(dayOfWeek, expression) : dayOfMonthMatcher(dayOfMonth, expression);
 
   let previous: number | undefined;
   let longest = 0;
   for (let index = 0; index < sampleDays; index++) {
     const date = new Date(sampleStart + index * day * 1000);
-    if (!monthSet.has(date.getUTCMonth() + 1)) continue;
-    if (dayOfMonthSet && !dayOfMonthSet.has(date.getUTCDate())) continue;
-    if (dayOfWeekSet && !dayOfWeekSet.has(date.getUTCDay() + 1)) continue;
+    if (!monthSet.has(date.getUTCMonth() + 1) || !firesOn(date)) continue;
     const dayStart = date.getTime() / 1000;
     for (const h of hourSet) {
       for (const m of minuteSet) {
@@ -74,6 +71,61 @@ function longestCronGapSeconds(fields: string, expression: string): number {
     }
   }
   return longest === 0 ? Number.POSITIVE_INFINITY : longest;
+}
+
+type DayMatcher = (date: Date) => boolean;
+
+const daysInMonthOf = (date: Date) =>
+  new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 0)).getUTCDate();
+const isWeekday = (year: number, month: number, dayOfMonth: number) => {
+  const weekday = new Date(Date.UTC(year, month, dayOfMonth)).getUTCDay();
+  return weekday !== 0 && weekday !== 6;
+};
+
+/** The day-of-month field: a list of days, or `L` (last day), `LW` (last weekday), `nW` (weekday nearest n). */
+function dayOfMonthMatcher(field: string, expression: string): DayMatcher {
+  if (field === "L") return (date) => date.getUTCDate() === daysInMonthOf(date);
+  if (field === "LW") {
+    return (date) => date.getUTCDate() === nearestWeekday(date, daysInMonthOf(date));
+  }
+  const nearest = /^(\d+)W$/.exec(field);
+  if (nearest) {
+    const target = Number(nearest[1]);
+    if (target < 1 || target > 31) throw new Error(`schedule ${expression}: '${field}' is outside 1-31`);
+    return (date) => target <= daysInMonthOf(date) && date.getUTCDate() === nearestWeekday(date, target);
+  }
+  const days = parseField(field, 1, 31, [], expression);
+  return (date) => days.has(date.getUTCDate());
+}
+
+/** The weekday nearest `target` in `date`'s month, never crossing into another month (cron's `W`). */
+function nearestWeekday(date: Date, target: number): number {
+  const year = date.getUTCFullYear();
+  const month = date.getUTCMonth();
+  if (isWeekday(year, month, target)) return target;
+  const last = daysInMonthOf(date);
+  const saturday = new Date(Date.UTC(year, month, target)).getUTCDay() === 6;
+  if (saturday) return target === 1 ? 3 : target - 1;
+  return target === last ? target - 2 : target + 1;
+}
+
+/** The day-of-week field (1 = Sunday): a list of weekdays, or `dL` (the last d of the month), `d#n` (the nth d). */
+function dayOfWeekMatcher(field: string, expression: string): DayMatcher {
+  const weekdayOf = (token: string) => [...parseField(token, 1, 7, weekdayNames, expression)][0] as number;
+  const last = /^(\w+)L$/.exec(field);
+  if (last) {
+    const weekday = weekdayOf(last[1] as string);
+    return (date) => date.getUTCDay() + 1 === weekday && date.getUTCDate() + 7 > daysInMonthOf(date);
+  }
+  const nth = /^(\w+)#([1-5])$/.exec(field);
+  if (nth) {
+    const weekday = weekdayOf(nth[1] as string);
+    const occurrence = Number(nth[2]);
+    return (date) => date.getUTCDay() + 1 === weekday && Math.ceil(date.getUTCDate() / 7) === occurrence;
+  }
+  // A bare L is the last day of the week, Saturday.
+  const weekdays = field === "L" ? new Set([7]) : parseField(field, 1, 7, weekdayNames, expression);
+  return (date) => weekdays.has(date.getUTCDay() + 1);
 }
 
 /** One cron field: `*`, `?`, values, names, ranges, steps and lists of them. */
@@ -138,4 +190,11 @@ export function alarmWindowFor(windowSeconds: number): AlarmWindow {
   const evaluationPeriods = Math.max(1, Math.ceil(window / maxPeriodSeconds));
   const periodSeconds = Math.min(maxPeriodSeconds, Math.ceil(window / evaluationPeriods / minute) * minute);
   return { periodSeconds, evaluationPeriods, capped };
+}
+
+/** A duration for an alarm's description: whole days, hours or minutes. */
+export function describeSeconds(seconds: number): string {
+  if (seconds % 86400 === 0) return `${seconds / 86400} day(s)`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} hour(s)`;
+  return `${Math.round(seconds / 60)} minute(s)`;
 }

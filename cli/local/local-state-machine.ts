@@ -249,7 +249,8 @@ function asLambdaError(error: unknown): Error {
   return wrapped;
 }
 
-function lambdaContext(functionArn: string): Context {
+/** The context a Lambda invocation of `functionArn` would receive, for handlers run in this process. */
+export function lambdaContext(functionArn: string): Context {
   const functionName = functionArn.split(":").pop() ?? "local";
   return {
     callbackWaitsForEmptyEventLoop: false,

@@ -8,7 +8,7 @@ export const MetricServiceName = "etcd-backup";
 /** The dimensions: `service` is added by Powertools to every metric, `Cluster` by the step handler. */
 export const MetricDimensions = { service: "service", cluster: "Cluster" } as const;
 
-/** Every metric the steps publish; the freshness alarms watch snapshotVerified. */
+/** Every metric the steps publish; the freshness alarms watch snapshotVerified or newestVerifiedSnapshotAge. */
 export const MetricNames = {
   snapshotVerified: "SnapshotVerified",
   snapshotVerificationFailed: "SnapshotVerificationFailed",
@@ -21,6 +21,8 @@ export const MetricNames = {
   clientCertificateDaysLeft: "ClientCertificateDaysLeft",
   snapshotsPruned: "SnapshotsPruned",
   snapshotsRetainedByObjectLock: "SnapshotsRetainedByObjectLock",
+  /** Seconds since the newest verified snapshot started: the freshness check of schedules beyond a week. */
+  newestVerifiedSnapshotAge: "NewestVerifiedSnapshotAge",
 } as const;
 
 /** A step can publish only these names: a misspelt one fails the type check instead of an alarm. */

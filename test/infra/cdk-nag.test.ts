@@ -1,6 +1,7 @@
 // The app as bin/app.ts builds it, synthesized with cdk-nag's AwsSolutions checks and CDK's own
 // CloudFormation rules: no finding may be left unacknowledged.
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { App } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
@@ -43,8 +44,13 @@ describe("cdk-nag AwsSolutions checks", () => {
     expect(stack.restore.stateMachine).toBeDefined();
   });
 
-  it("pass with the optional parts on: Object Lock, e-mail alerts and approvers, VPC placement", () => {
+  it("pass with the optional parts on: Object Lock, e-mail alerts and approvers, VPC placement, a weekly schedule's age check", () => {
+    const example = JSON.parse(readFileSync(exampleTargetsFile(), "utf8")) as { targets: { name: string }[] };
+    const weekly = { ...example.targets[0], name: "archive", schedule: "cron(0 3 ? * SUN *)" };
+    const targets = join(mkdtempSync(join(tmpdir(), "etcd-backup-nag-")), "targets.json");
+    writeFileSync(targets, JSON.stringify({ ...example, targets: [...example.targets, weekly] }));
     const { findings, stack } = synthWithChecks({
+      targets,
       objectLockMode: "GOVERNANCE",
       objectLockDays: 30,
       alertEmails: "oncall@example.com",
@@ -53,6 +59,7 @@ describe("cdk-nag AwsSolutions checks", () => {
     });
     expect(findings).toEqual([]);
     expect(stack.node.tryFindChild("ClusterAccess")).toBeDefined();
+    expect(stack.monitoring.ageCheck?.alarms.archive).toBeDefined();
   });
 
   it("fail synthesis on a finding nobody acknowledged", () => {

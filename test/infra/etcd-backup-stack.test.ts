@@ -622,26 +622,121 @@ describe("alerts", () => {
     },
   );
 
-  it("caps the window at 7 days, and creates no alarm (with a warning) where 7 days cannot cover an interval", () => {
-    const { stack } = buildStack({
-      targets: parseTargetsFile({
-        targets: [
-          {
-            name: "every-five-days",
-            schedule: "rate(5 days)",
-            etcd: { endpoints: ["https://10.0.0.1:2379"] },
-          },
-          { name: "weekly", schedule: "cron(0 3 ? * SUN *)", etcd: { endpoints: ["https://10.0.0.2:2379"] } },
-        ],
-      }),
+  describe("schedules beyond a week", () => {
+    let week: BuiltStack;
+    let weekResources: Record<string, Resource>;
+    beforeAll(() => {
+      week = buildStack({
+        targets: parseTargetsFile({
+          targets: [
+            {
+              name: "every-five-days",
+              schedule: "rate(5 days)",
+              etcd: { endpoints: ["https://10.0.0.1:2379"] },
+            },
+            {
+              name: "weekly",
+              schedule: "cron(0 3 ? * SUN *)",
+              etcd: { endpoints: ["https://10.0.0.2:2379"] },
+            },
+            {
+              name: "monthly",
+              schedule: "cron(0 3 L * ? *)",
+              etcd: { endpoints: ["https://10.0.0.3:2379"] },
+            },
+            {
+              name: "until-2030",
+              schedule: "cron(0 3 * * ? 2027-2030)",
+              etcd: { endpoints: ["https://10.0.0.4:2379"] },
+            },
+          ],
+        }),
+      });
+      weekResources = week.template.toJSON().Resources as Record<string, Resource>;
     });
-    const template = Template.fromStack(stack);
-    template.resourceCountIs("AWS::CloudWatch::Alarm", 1);
-    template.hasResourceProperties("AWS::CloudWatch::Alarm", { Period: 86400, EvaluationPeriods: 7 });
-    Annotations.fromStack(stack).hasWarning(
-      "/EtcdBackup/Monitoring",
-      Match.stringLikeRegexp("target weekly: .* no freshness alarm is created"),
+    const weekResource = (value: unknown) => {
+      const ref = resolved(week.stack, value) as { Ref?: string; "Fn::GetAtt"?: [string, string] };
+      return weekResources[ref.Ref ?? (ref["Fn::GetAtt"] as [string, string])[0]] as Resource;
+    };
+
+    it("caps the verified-count window at CloudWatch's 7 days", () => {
+      expect(
+        weekResource(week.stack.monitoring.freshnessAlarms["every-five-days"]?.alarmArn).Properties,
+      ).toMatchObject({
+        MetricName: "SnapshotVerified",
+        Period: 86400,
+        EvaluationPeriods: 7,
+      });
+    });
+
+    it.each([
+      ["weekly", 14 * 86400],
+      ["monthly", 62 * 86400],
+    ])(
+      "alarms on the age of %s's newest verified snapshot beyond twice its interval (%i s)",
+      (cluster, threshold) => {
+        const alarm = week.stack.monitoring.freshnessAlarms[cluster];
+        const properties = weekResource(alarm?.alarmArn).Properties;
+        expect(properties).toMatchObject({
+          Namespace: "EtcdBackup",
+          MetricName: "NewestVerifiedSnapshotAge",
+          Statistic: "Maximum",
+          Period: 3600,
+          EvaluationPeriods: 3,
+          DatapointsToAlarm: 3,
+          Threshold: threshold,
+          ComparisonOperator: "GreaterThanThreshold",
+          // No age at all: no verified snapshot, or the check stopped running.
+          TreatMissingData: "breaching",
+        });
+        expect(properties.Dimensions).toEqual(
+          expect.arrayContaining([
+            { Name: "Cluster", Value: cluster },
+            { Name: "service", Value: "etcd-backup" },
+          ]),
+        );
+      },
     );
+
+    it("runs the age check hourly for exactly those clusters, with their name as the input", () => {
+      const check = week.stack.monitoring.ageCheck;
+      expect(Object.keys(check?.schedules ?? {}).sort()).toEqual(["monthly", "weekly"]);
+      const schedule = weekResource(check?.schedules.weekly?.scheduleArn).Properties as {
+        ScheduleExpression: string;
+        Target: { Arn: unknown; Input: string; RetryPolicy: unknown };
+      };
+      expect(schedule.ScheduleExpression).toBe("rate(1 hour)");
+      expect(schedule.Target.Arn).toEqual(resolved(week.stack, check?.function.function.functionArn));
+      expect(JSON.parse(schedule.Target.Input)).toEqual({ input: { cluster: "weekly" } });
+      expect(schedule.Target.RetryPolicy).toEqual({
+        MaximumEventAgeInSeconds: 3600,
+        MaximumRetryAttempts: 3,
+      });
+    });
+
+    it("lets the check query the verified index and nothing else: no writes, no snapshots, no clusters", () => {
+      const check = week.stack.monitoring.ageCheck;
+      const roleId = (resolved(week.stack, check?.function.role.roleArn) as { "Fn::GetAtt": [string] })[
+        "Fn::GetAtt"
+      ][0];
+      const actions = Object.values(weekResources)
+        .filter((candidate) => candidate.Type === "AWS::IAM::Policy")
+        .filter((policy) =>
+          (policy.Properties.Roles as { Ref: string }[]).some((role) => role.Ref === roleId),
+        )
+        .flatMap((policy) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement)
+        .flatMap((statement) => asList(statement.Action));
+      expect(actions.filter((action) => !/^(logs|xray):/.test(action))).toEqual(["dynamodb:Query"]);
+    });
+
+    it("warns, and creates no alarm, for a schedule that stops firing", () => {
+      expect(week.stack.monitoring.freshnessAlarms["until-2030"]).toBeUndefined();
+      Template.fromStack(week.stack).resourceCountIs("AWS::CloudWatch::Alarm", 3);
+      Annotations.fromStack(week.stack).hasWarning(
+        "/EtcdBackup/Monitoring",
+        Match.stringLikeRegexp("target until-2030: .* no freshness alarm is created"),
+      );
+    });
   });
 });
 

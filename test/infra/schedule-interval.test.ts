@@ -31,8 +31,23 @@ describe("longestScheduleGapSeconds", () => {
     expect(longestScheduleGapSeconds(expression)).toBe(seconds);
   });
 
-  it.each(["cron(0 4 L * ? *)", "cron(0 4 ? * 6#3 *)", "cron(0 4 15W * ? *)", "cron(0 4 * * ? 2030)"])(
-    "treats %s as beyond one alarm's reach",
+  it.each([
+    // From one last day to the next: the length of the longer month (Apr 30 to May 31).
+    ["cron(0 4 L * ? *)", 31 * day, "the last day of each month"],
+    // The third Friday falls on the 15th-21st: from the 15th of a 30-day month to the 21st of the next.
+    ["cron(0 4 ? * 6#3 *)", 35 * day, "the third Friday"],
+    ["cron(0 4 ? * 6L *)", 35 * day, "the last Friday"],
+    ["cron(0 4 ? * L *)", 7 * day, "a bare L in day-of-week: every Saturday"],
+    // 2027-05-15 is a Saturday (fires Friday the 14th); 2027-06-15 a Tuesday.
+    ["cron(0 4 15W * ? *)", 32 * day, "the weekday nearest the 15th"],
+    // 2028-01-01 is a Saturday: it fires Monday the 3rd, not Friday 2027-12-31, 33 days after Dec 1.
+    ["cron(0 4 1W * ? *)", 33 * day, "the weekday nearest the 1st, never in the month before"],
+  ])("simulates %s: %i seconds (%s)", (expression, seconds) => {
+    expect(longestScheduleGapSeconds(expression)).toBe(seconds);
+  });
+
+  it.each(["cron(0 4 * * ? 2030)", "cron(0 4 30 2 ? *)"])(
+    "treats %s, which stops or never fires, as an infinite gap",
     (expression) => {
       expect(longestScheduleGapSeconds(expression)).toBe(Number.POSITIVE_INFINITY);
     },

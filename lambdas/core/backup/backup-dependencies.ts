@@ -8,12 +8,14 @@ import type { Target, TargetsFile } from "../config/target-config.js";
 import type { EtcdTlsMaterial } from "../etcd/etcd-client.js";
 import type { MetricName } from "../metric-names.js";
 
+export type MetricUnitName = "Count" | "Bytes" | "Seconds" | "Milliseconds" | "Bytes/Second";
+
 export interface StepReporter {
   /** A progress or outcome line; never given secrets. */
   info(message: string, details?: Record<string, unknown>): void;
   warn(message: string, details?: Record<string, unknown>): void;
-  /** A metric for the cluster (Count, Bytes, Milliseconds, Bytes/Second). */
-  metric(name: MetricName, unit: "Count" | "Bytes" | "Milliseconds" | "Bytes/Second", value: number): void;
+  /** A metric for the cluster. */
+  metric(name: MetricName, unit: MetricUnitName, value: number): void;
 }
 
 export interface BackupDependencies {

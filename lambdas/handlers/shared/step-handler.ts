@@ -9,7 +9,11 @@ import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import type * as z from "zod";
-import type { BackupDependencies, StepReporter } from "../../core/backup/backup-dependencies.js";
+import type {
+  BackupDependencies,
+  MetricUnitName,
+  StepReporter,
+} from "../../core/backup/backup-dependencies.js";
 import { parseStepInput } from "../../core/backup/step-payloads.js";
 import { MetricDimensions, MetricNamespace, MetricServiceName } from "../../core/metric-names.js";
 import { createBackupDependencies } from "./backup-dependencies-from-environment.js";
@@ -28,9 +32,10 @@ const tracer = new Tracer({ serviceName: MetricServiceName });
 const units = {
   Count: MetricUnit.Count,
   Bytes: MetricUnit.Bytes,
+  Seconds: MetricUnit.Seconds,
   Milliseconds: MetricUnit.Milliseconds,
   "Bytes/Second": MetricUnit.BytesPerSecond,
-} as const;
+} as const satisfies Record<MetricUnitName, (typeof MetricUnit)[keyof typeof MetricUnit]>;
 
 const reporter: StepReporter = {
   info: (message, details) => logger.info(message, details ?? {}),
