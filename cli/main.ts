@@ -1,5 +1,6 @@
 // The `etcd-backup` command line: one program, one subcommand per task.
 import { Command, CommanderError, Option } from "commander";
+import { defaultStackName } from "../infra/stack-outputs.js";
 import { ExitCodes, exitCodeFor } from "./exit-codes.js";
 import { printError } from "./terminal-output.js";
 
@@ -101,9 +102,16 @@ export async function runCli(argv: string[]): Promise<number> {
       outcome = commands.verify().then(({ runVerifyCommand }) => runVerifyCommand(snapshot, flags));
     });
 
+  /** Against AWS, names left out are read from the deployed stack's outputs. */
+  const stackOption = (command: Command) =>
+    command.option(
+      "--stack <name>",
+      "the deployed stack whose outputs name what a flag leaves out",
+      defaultStackName,
+    );
   const catalogueOptions = (command: Command) =>
-    command
-      .requiredOption("--table <name>", "the catalogue table (stack output CatalogueTableName)")
+    stackOption(command)
+      .option("--table <name>", "the catalogue table (default: the stack's CatalogueTableName)")
       .option("--dynamodb-endpoint <url>", "DynamoDB endpoint (e.g. a local dynalite)")
       .option("--region <region>", "AWS region")
       .option("--json", "print one JSON object");
@@ -160,15 +168,14 @@ export async function runCli(argv: string[]): Promise<number> {
         .then(({ runConfigValidateCommand }) => runConfigValidateCommand(file, flags));
     });
 
-  program
-    .command("prune")
+  stackOption(program.command("prune"))
     .description(
       "Show what the retention policy would delete now (--dry-run); the backup workflow applies it",
     )
     .requiredOption("--cluster <name>", "cluster name")
     .requiredOption("--targets <file>", "the targets file (for the cluster's retention policy)")
-    .requiredOption("--bucket <name>", "the snapshot bucket (stack output SnapshotBucketName)")
-    .requiredOption("--table <name>", "the catalogue table (stack output CatalogueTableName)")
+    .option("--bucket <name>", "the snapshot bucket (default: the stack's SnapshotBucketName)")
+    .option("--table <name>", "the catalogue table (default: the stack's CatalogueTableName)")
     .option("--dry-run", "only show the plan")
     .option("--prefix <prefix>", "key prefix (default: the targets file's)")
     .option("--s3-endpoint <url>", "S3 endpoint (e.g. a local s3rver)")
@@ -179,14 +186,13 @@ export async function runCli(argv: string[]): Promise<number> {
       outcome = commands.operations().then(({ runPruneCommand }) => runPruneCommand(flags));
     });
 
-  program
-    .command("restore")
+  stackOption(program.command("restore"))
     .description(
       "Start the deployed restore workflow for a snapshot; it waits for approval before changing anything",
     )
-    .requiredOption(
+    .option(
       "--state-machine-arn <arn>",
-      "the restore state machine (stack output RestoreStateMachineArn)",
+      "the restore state machine (default: the stack's RestoreStateMachineArn)",
     )
     .requiredOption("--cluster <name>", "the cluster to restore")
     .requiredOption("--snapshot-id <id>", "a VERIFIED snapshot")

@@ -8,9 +8,9 @@ import { AwsSolutionsChecks } from "cdk-nag";
 import { parseTargetsFile, type TargetsFile } from "../lambdas/core/config/target-config.js";
 import { EtcdBackupStack, type EtcdBackupStackProps, type VpcPlacement } from "./etcd-backup-stack.js";
 import type { ObjectLockSettings } from "./snapshot-storage.js";
+import { defaultStackName } from "./stack-outputs.js";
 
 export const defaultTargetsFile = "etcd-backup.targets.json";
-export const defaultStackName = "EtcdBackup";
 
 export interface AppSettings {
   stackName: string;

@@ -16,25 +16,11 @@ import { Monitoring } from "./monitoring.js";
 import { OnCallTopic } from "./on-call-topic.js";
 import { RestoreWorkflow } from "./restore-workflow.js";
 import { type ObjectLockSettings, SnapshotStorage } from "./snapshot-storage.js";
+import { StackOutputs } from "./stack-outputs.js";
 import { TargetsParameter } from "./targets-parameter.js";
 
 /** The repository root: bundling, the handlers and the ASL files are found from here. */
 export const projectRoot = dirname(dirname(fileURLToPath(import.meta.url)));
-
-/** The names of the stack outputs, the contract with the CLI. */
-export const StackOutputs = {
-  snapshotBucketName: "SnapshotBucketName",
-  snapshotPrefix: "SnapshotPrefix",
-  snapshotKeyArn: "SnapshotKeyArn",
-  catalogueTableName: "CatalogueTableName",
-  backupStateMachineArn: "BackupStateMachineArn",
-  restoreStateMachineArn: "RestoreStateMachineArn",
-  approversTopicArn: "ApproversTopicArn",
-  onCallTopicArn: "OnCallTopicArn",
-  targetsParameterName: "TargetsParameterName",
-  /** Only with a VPC placement and no security groups given: allow it to etcd's client port. */
-  clusterAccessSecurityGroupId: "ClusterAccessSecurityGroupId",
-} as const;
 
 /**
  * An existing VPC for the steps that reach etcd or a Kubernetes API on private addresses. By ids, so

@@ -1,28 +1,35 @@
 // `etcd-backup list`, `show`, `approve` and `reject`: the catalogue and pending restore approvals.
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from "@aws-sdk/client-sfn";
+import { StackOutputs } from "../../infra/stack-outputs.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import type { SnapshotStatus } from "../../lambdas/core/catalogue/snapshot-record.js";
 import { SnapshotNotFoundError } from "../../lambdas/core/errors.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
+import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { formatBytes, printJson } from "../terminal-output.js";
 
-export interface CatalogueFlags {
-  table: string;
+export interface CatalogueFlags extends StackFlags {
+  /** Default: the stack's CatalogueTableName output. */
+  table?: string;
   dynamodbEndpoint?: string;
-  region?: string;
   json?: boolean;
 }
 
-function openCatalogue(flags: CatalogueFlags) {
+async function catalogueTable(flags: CatalogueFlags): Promise<string> {
+  return (await flagsFromStack(flags, { table: StackOutputs.catalogueTableName })).table;
+}
+
+async function openCatalogue(flags: CatalogueFlags) {
+  const tableName = await catalogueTable(flags);
   const client = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
-  return { client, repository: new CatalogueRepository({ client, tableName: flags.table }) };
+  return { client, repository: new CatalogueRepository({ client, tableName }) };
 }
 
 export async function runListCommand(
   flags: CatalogueFlags & { cluster: string; status?: string; limit: string; nextToken?: string },
 ) {
-  const { client, repository } = openCatalogue(flags);
+  const { client, repository } = await openCatalogue(flags);
   try {
     const page = await repository.listSnapshots(flags.cluster, {
       limit: Number(flags.limit),
@@ -43,7 +50,7 @@ export async function runListCommand(
 }
 
 export async function runShowCommand(snapshotId: string, flags: CatalogueFlags & { cluster: string }) {
-  const { client, repository } = openCatalogue(flags);
+  const { client, repository } = await openCatalogue(flags);
   try {
     const row = await repository.getSnapshot(flags.cluster, snapshotId);
     if (!row) throw new SnapshotNotFoundError(`cluster ${flags.cluster} has no snapshot ${snapshotId}`);
@@ -64,10 +71,11 @@ export async function runApprovalCommand(
   executionName: string,
   flags: CatalogueFlags & { reason?: string; by?: string },
 ) {
+  const tableName = await catalogueTable(flags);
   const dynamo = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
   const sfn = new SFNClient(flags.region ? { region: flags.region } : {});
   try {
-    const approvals = new ApprovalTokens({ client: dynamo, tableName: flags.table });
+    const approvals = new ApprovalTokens({ client: dynamo, tableName });
     const pending = await approvals.find(executionName);
     const by = flags.by ?? process.env.USER ?? "unknown";
     if (decision === "approve") {

@@ -1,6 +1,7 @@
 // `etcd-backup config validate`, `prune --dry-run` and `restore`: checks and actions on a deployment.
 import { readFile } from "node:fs/promises";
 import { SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
+import { defaultStackName, StackOutputs } from "../../infra/stack-outputs.js";
 import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
 import { pruneSnapshots } from "../../lambdas/core/backup/prune-snapshots-step.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
@@ -8,6 +9,7 @@ import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";
 import { parseTargetsFile, type TargetsFile } from "../../lambdas/core/config/target-config.js";
 import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { createDynamoDbClient, createS3Client } from "../../lambdas/core/store/aws-clients.js";
+import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { printJson } from "../terminal-output.js";
 
 export async function readTargetsFile(path: string): Promise<TargetsFile> {
@@ -44,15 +46,16 @@ export async function runConfigValidateCommand(path: string, flags: { json?: boo
   }
 }
 
-export interface PruneFlags {
+export interface PruneFlags extends StackFlags {
   cluster: string;
   targets: string;
-  bucket: string;
+  /** Default: the stack's SnapshotBucketName output. */
+  bucket?: string;
   prefix?: string;
-  table: string;
+  /** Default: the stack's CatalogueTableName output. */
+  table?: string;
   s3Endpoint?: string;
   dynamodbEndpoint?: string;
-  region?: string;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -62,15 +65,19 @@ export async function runPruneCommand(flags: PruneFlags) {
   if (!flags.dryRun)
     throw new InvalidInputError("prune only runs with --dry-run here: the backup workflow applies retention");
   const targets = await readTargetsFile(flags.targets);
+  const { bucket, table } = await flagsFromStack(flags, {
+    bucket: StackOutputs.snapshotBucketName,
+    table: StackOutputs.catalogueTableName,
+  });
   const dynamo = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
   const s3 = createS3Client({ endpoint: flags.s3Endpoint, region: flags.region });
   try {
     const plan = await pruneSnapshots(
       {
         s3,
-        catalogue: new CatalogueRepository({ client: dynamo, tableName: flags.table }),
-        leases: new ClusterLeases({ client: dynamo, tableName: flags.table }),
-        bucket: flags.bucket,
+        catalogue: new CatalogueRepository({ client: dynamo, tableName: table }),
+        leases: new ClusterLeases({ client: dynamo, tableName: table }),
+        bucket,
         prefix: flags.prefix ?? targets.prefix,
         loadTargets: async () => targets,
         loadEtcdTls: async () => undefined,
@@ -90,15 +97,15 @@ export async function runPruneCommand(flags: PruneFlags) {
   }
 }
 
-export interface RestoreFlags {
-  stateMachineArn: string;
+export interface RestoreFlags extends StackFlags {
+  /** Default: the stack's RestoreStateMachineArn output. */
+  stateMachineArn?: string;
   cluster: string;
   snapshotId: string;
   sourceCluster?: string;
   allowCrossCluster?: boolean;
   skipSafetySnapshot?: boolean;
   allowWithoutRevisionBump?: boolean;
-  region?: string;
   json?: boolean;
 }
 
@@ -112,12 +119,15 @@ export async function runRestoreCommand(flags: RestoreFlags) {
     ...(flags.skipSafetySnapshot ? { skipSafetySnapshot: true } : {}),
     ...(flags.allowWithoutRevisionBump ? { allowWithoutRevisionBump: true } : {}),
   };
+  const { stateMachineArn } = await flagsFromStack(flags, {
+    stateMachineArn: StackOutputs.restoreStateMachineArn,
+  });
   const sfn = new SFNClient(flags.region ? { region: flags.region } : {});
   try {
     const name = `restore-${flags.cluster}-${Date.now()}`;
     const reply = await sfn.send(
       new StartExecutionCommand({
-        stateMachineArn: flags.stateMachineArn,
+        stateMachineArn,
         name,
         input: JSON.stringify(input),
       }),
@@ -125,7 +135,7 @@ export async function runRestoreCommand(flags: RestoreFlags) {
     const result = { executionArn: reply.executionArn, executionName: name, input };
     if (flags.json) return printJson(result);
     process.stdout.write(
-      `restore started: ${name}\nit waits for approval: etcd-backup approve ${name} --table <catalogue table>\n`,
+      `restore started: ${name}\nit waits for approval: etcd-backup approve ${name}${flags.stack === defaultStackName ? "" : ` --stack ${flags.stack}`}\n`,
     );
   } finally {
     sfn.destroy();

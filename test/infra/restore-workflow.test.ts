@@ -11,7 +11,7 @@ import { mockClient } from "aws-sdk-client-mock";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { placeholdersIn } from "../../infra/asl-state-machine.js";
 import { backupSteps } from "../../infra/backup-workflow.js";
-import { StackOutputs } from "../../infra/etcd-backup-stack.js";
+import { StackOutputs } from "../../infra/stack-outputs.js";
 import { approvalsPartition } from "../../infra/lambda-step-function.js";
 import { agentDocumentName, agentPodClusterAccess, restoreSteps } from "../../infra/restore-workflow.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
