@@ -14,6 +14,7 @@ import { clusterAccessOf } from "./cluster-access.js";
 import type { StepNetwork } from "./lambda-step-function.js";
 import { Monitoring } from "./monitoring.js";
 import { OnCallTopic } from "./on-call-topic.js";
+import { OperatorPolicies } from "./operator-policies.js";
 import { RestoreWorkflow } from "./restore-workflow.js";
 import { type ObjectLockSettings, SnapshotStorage } from "./snapshot-storage.js";
 import { StackOutputs } from "./stack-outputs.js";
@@ -58,6 +59,7 @@ export class EtcdBackupStack extends Stack {
   readonly backup: BackupWorkflow;
   readonly restore: RestoreWorkflow;
   readonly monitoring: Monitoring;
+  readonly operatorPolicies: OperatorPolicies;
 
   constructor(scope: Construct, id: string, props: EtcdBackupStackProps) {
     super(scope, id, props);
@@ -114,6 +116,12 @@ export class EtcdBackupStack extends Stack {
       },
     });
 
+    this.operatorPolicies = new OperatorPolicies(this, "OperatorPolicies", {
+      table: this.catalogue.table,
+      clusters: props.targets.targets.map((target) => target.name),
+      restoreStateMachine: this.restore.stateMachine,
+    });
+
     const output = (id: string, value: string, description: string) =>
       new CfnOutput(this, id, { value, description });
     output(StackOutputs.snapshotBucketName, this.storage.bucket.bucketName, "Bucket holding the snapshots");
@@ -140,6 +148,16 @@ export class EtcdBackupStack extends Stack {
       StackOutputs.targetsParameterName,
       this.targetsParameter.parameter.parameterName,
       "SSM parameter holding the targets file",
+    );
+    output(
+      StackOutputs.catalogueReaderPolicyArn,
+      this.operatorPolicies.catalogueReader.managedPolicyArn,
+      "Managed policy for people who list and show the catalogue",
+    );
+    output(
+      StackOutputs.restoreOperatorPolicyArn,
+      this.operatorPolicies.restoreOperator.managedPolicyArn,
+      "Managed policy for people who start, approve and reject restores",
     );
     const [createdGroup] = network?.securityGroups ?? [];
     if (props.vpc && !props.vpc.securityGroupIds && createdGroup) {

@@ -15,6 +15,9 @@ export const StackOutputs = {
   approversTopicArn: "ApproversTopicArn",
   onCallTopicArn: "OnCallTopicArn",
   targetsParameterName: "TargetsParameterName",
+  /** Managed policies to attach to the people who use the CLI against the stack. */
+  catalogueReaderPolicyArn: "CatalogueReaderPolicyArn",
+  restoreOperatorPolicyArn: "RestoreOperatorPolicyArn",
   /** Only with a VPC placement and no security groups given: allow it to etcd's client port. */
   clusterAccessSecurityGroupId: "ClusterAccessSecurityGroupId",
 } as const;

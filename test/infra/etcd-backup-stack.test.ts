@@ -1017,3 +1017,48 @@ describe("outputs", () => {
     );
   });
 });
+
+describe("operator policies", () => {
+  type PolicyStatementJson = Statement & { Condition?: Record<string, Record<string, unknown>> };
+  const statementsOf = (policyArn: string) => {
+    const policy = resource(logicalIdOf(policyArn));
+    expect(policy.Type).toBe("AWS::IAM::ManagedPolicy");
+    return (policy.Properties.PolicyDocument as { Statement: PolicyStatementJson[] }).Statement;
+  };
+  const clusters = () => testTargets().targets.map((target) => target.name);
+
+  it("lets a catalogue reader read the stack's outputs and the named clusters' rows, and write nothing", () => {
+    const statements = statementsOf(built.stack.operatorPolicies.catalogueReader.managedPolicyArn);
+    const actions = statements.flatMap((statement) => asList(statement.Action)).sort();
+    expect(actions).toEqual(["cloudformation:DescribeStacks", "dynamodb:GetItem", "dynamodb:Query"]);
+    const rows = statements.find((statement) => asList(statement.Action).includes("dynamodb:Query"));
+    expect(rows?.Condition).toEqual({
+      "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": clusters() },
+    });
+    const describe = statements.find((statement) => statement.Action === "cloudformation:DescribeStacks");
+    expect(describe?.Resource).toEqual({ Ref: "AWS::StackId" });
+  });
+
+  it("lets a restore operator start this restore state machine, answer its approvals, and nothing of the backups", () => {
+    const { stack } = built;
+    const statements = statementsOf(stack.operatorPolicies.restoreOperator.managedPolicyArn);
+    const byAction = (action: string) =>
+      statements.filter((statement) => asList(statement.Action).includes(action));
+    expect(byAction("states:StartExecution").map((statement) => statement.Resource)).toEqual([
+      resolved(stack, stack.restore.stateMachine.stateMachineArn),
+    ]);
+    const approvals = byAction("dynamodb:DeleteItem");
+    expect(approvals).toHaveLength(1);
+    expect(approvals[0]?.Condition).toEqual({
+      "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": ["#approvals"] },
+    });
+    const everything = statements.flatMap((statement) => asList(statement.Action));
+    expect(everything.filter((action) => action.startsWith("s3:") || action.startsWith("kms:"))).toEqual([]);
+    expect(everything).not.toContain("dynamodb:PutItem");
+    expect(everything).not.toContain("dynamodb:UpdateItem");
+    // The task-token actions allow no resource-level scoping: the token is what restricts them.
+    expect(byAction("states:SendTaskSuccess")[0]?.Resource).toBe("*");
+    const backupArn = JSON.stringify(resolved(stack, stack.backup.stateMachine.stateMachineArn));
+    expect(JSON.stringify(statements)).not.toContain(backupArn);
+  });
+});

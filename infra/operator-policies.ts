@@ -1,0 +1,91 @@
+// What people need to use the deployed stack from the CLI, as managed policies to attach to their
+// roles (or an IAM Identity Center permission set): reading the catalogue, and running restores. The
+// functions' roles are not for people; without these, operators would be handed broad policies.
+import { Arn, ArnFormat, Stack } from "aws-cdk-lib";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as iam from "aws-cdk-lib/aws-iam";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import { Construct } from "constructs";
+import { CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
+import { approvalsPartition } from "./lambda-step-function.js";
+import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
+
+export interface OperatorPoliciesProps {
+  table: dynamodb.ITable;
+  /** The clusters whose catalogue rows may be read. */
+  clusters: readonly string[];
+  restoreStateMachine: sfn.StateMachine;
+}
+
+export class OperatorPolicies extends Construct {
+  /** `etcd-backup list` and `show`: the named clusters' catalogue rows and the stack's outputs. */
+  readonly catalogueReader: iam.ManagedPolicy;
+  /** The reader's access, plus `etcd-backup restore`, `approve` and `reject`. */
+  readonly restoreOperator: iam.ManagedPolicy;
+
+  constructor(scope: Construct, id: string, props: OperatorPoliciesProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const table = props.table.tableArn;
+    const readCatalogue = [
+      new iam.PolicyStatement({
+        actions: ["cloudformation:DescribeStacks"],
+        resources: [stack.stackId],
+      }),
+      new iam.PolicyStatement({
+        actions: ["dynamodb:GetItem", "dynamodb:Query"],
+        resources: [table, `${table}/index/${CatalogueTable.verifiedByClusterIndex.indexName}`],
+        conditions: { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [...props.clusters] } },
+      }),
+    ];
+    this.catalogueReader = new iam.ManagedPolicy(this, "CatalogueReader", {
+      description: "etcd-backup: list and show the catalogue (etcd-backup list, show)",
+      statements: readCatalogue,
+    });
+
+    const executions = Arn.format(
+      {
+        service: "states",
+        resource: "execution",
+        resourceName: `${props.restoreStateMachine.stateMachineName}:*`,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      },
+      stack,
+    );
+    this.restoreOperator = new iam.ManagedPolicy(this, "RestoreOperator", {
+      description:
+        "etcd-backup: start, follow, approve, reject and stop restores (etcd-backup restore, approve, reject)",
+      statements: [
+        ...readCatalogue,
+        new iam.PolicyStatement({
+          actions: ["states:StartExecution"],
+          resources: [props.restoreStateMachine.stateMachineArn],
+        }),
+        new iam.PolicyStatement({
+          actions: ["states:DescribeExecution", "states:StopExecution"],
+          resources: [executions],
+        }),
+        // The task token of a waiting restore, kept in the approvals partition, read and then removed.
+        new iam.PolicyStatement({
+          actions: ["dynamodb:GetItem", "dynamodb:DeleteItem"],
+          resources: [table],
+          conditions: { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [approvalsPartition] } },
+        }),
+        new iam.PolicyStatement({
+          actions: ["states:SendTaskSuccess", "states:SendTaskFailure"],
+          resources: ["*"],
+        }),
+      ],
+    });
+    acknowledgeWildcardResources(
+      this.restoreOperator,
+      ["*"],
+      "states:SendTaskSuccess and SendTaskFailure support no resource-level permissions (the task token names the task); the token itself is only readable from this stack's approvals partition.",
+    );
+    acknowledgeWildcardResources(
+      this.restoreOperator,
+      [executions],
+      "Each restore is a new execution with a generated name: the grant is the executions of this restore state machine, and no other.",
+    );
+  }
+}
