@@ -83,13 +83,9 @@ describe("flagsFromStack", () => {
   });
 
   it("names the flag to give when the stack lacks the output", async () => {
-    cloudFormation
-      .on(DescribeStacksCommand)
-      .resolves({
-        Stacks: [
-          { StackName: "Other", CreationTime: new Date(), StackStatus: "CREATE_COMPLETE", Outputs: [] },
-        ],
-      });
+    cloudFormation.on(DescribeStacksCommand).resolves({
+      Stacks: [{ StackName: "Other", CreationTime: new Date(), StackStatus: "CREATE_COMPLETE", Outputs: [] }],
+    });
     const error = await flagsFromStack(
       { stack: "Other" },
       { stateMachineArn: StackOutputs.restoreStateMachineArn },
