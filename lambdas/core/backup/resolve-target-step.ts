@@ -4,11 +4,11 @@
 // kubeconfig access), where each ready member is asked for its status through the configured source.
 // TLS material is looked up again by the step that needs it: secrets never travel through the state
 // machine, whose execution history anyone with read access can see.
-import type { KubeConfig } from "@kubernetes/client-node";
 import { findTarget, type Target } from "../config/target-config.js";
 import { InvalidInputError } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import type { KubernetesSourceSettings } from "../kube/kubernetes-member-source.js";
+import { loadKubeConfig } from "../kube/step-kube-config.js";
 import { newSnapshotId } from "../snapshot/snapshot-naming.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
 import type { ExecutionInput, ResolvedTarget } from "./step-payloads.js";
@@ -83,15 +83,6 @@ async function resolveKubernetesTarget(
       },
     },
   };
-}
-
-export function loadKubeConfig(dependencies: BackupDependencies, target: Target): Promise<KubeConfig> {
-  if (!dependencies.loadKubeConfig) {
-    throw new InvalidInputError(
-      `target ${target.name} uses ${target.access.kind} access, but this deployment cannot reach a Kubernetes API`,
-    );
-  }
-  return dependencies.loadKubeConfig(target);
 }
 
 /** The source settings of a Kubernetes target: pod TLS paths for exec, client TLS material for grpc. */

@@ -5,12 +5,13 @@ import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { findTarget, type Target } from "../config/target-config.js";
 import { createEtcdClient } from "../etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../etcd/grpc-snapshot-source.js";
+import { loadKubeConfig } from "../kube/step-kube-config.js";
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
 import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
-import { kubernetesSourceSettings, loadKubeConfig } from "./resolve-target-step.js";
+import { kubernetesSourceSettings } from "./resolve-target-step.js";
 import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
 
 const progressIntervalMs = 10_000;

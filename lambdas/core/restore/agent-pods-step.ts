@@ -3,10 +3,10 @@
 // then the API is the restored one, which may not know these objects at all, and a leftover is reported,
 // never a failure of a restore that has finished.
 import { ApiException, CoreV1Api } from "@kubernetes/client-node";
-import { loadKubeConfig } from "../backup/resolve-target-step.js";
 import { findTarget, type RestoreLayout, type Target } from "../config/target-config.js";
 import { describeError, InvalidInputError } from "../errors.js";
 import { kubernetesApiFailure } from "../kube/kube-config.js";
+import { loadKubeConfig } from "../kube/step-kube-config.js";
 import {
   type AgentPodMember,
   agentPodName,
