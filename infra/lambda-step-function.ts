@@ -195,7 +195,6 @@ export class LambdaStepFunction extends Construct {
         TARGETS_PARAMETER_NAME: resources.targetsParameter.parameterName,
         POWERTOOLS_SERVICE_NAME: PowertoolsSettings.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: PowertoolsSettings.metricsNamespace,
-        NODE_OPTIONS: "--enable-source-maps",
         ...extraEnvironment,
       },
       ...(props.network
@@ -210,6 +209,8 @@ export class LambdaStepFunction extends Construct {
         target: "node22",
         mainFields: ["module", "main"],
         minify: true,
+        // Beside the bundle, read only when a stack trace is formatted (lazy-source-maps.ts): Node's
+        // --enable-source-maps would parse it at every cold start.
         sourceMap: true,
         sourcesContent: false,
         // CommonJS dependencies bundled into an ES module still call require() for Node built-ins.

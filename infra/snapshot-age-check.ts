@@ -24,6 +24,12 @@ import { describeSeconds } from "./schedule-interval.js";
 const checkPeriod = Duration.hours(1);
 const periodsToAlarm = 3;
 
+/** The check's function: a handler outside both state machines. */
+export const snapshotAgeStep = {
+  handler: "report-snapshot-age",
+  description: "etcd-backup: publish the age of a cluster's newest verified snapshot",
+} as const;
+
 export interface SnapshotAgeCheckProps {
   /** Each with the longest gap between its backups, in seconds. */
   targets: readonly { target: Target; intervalSeconds: number }[];
@@ -44,8 +50,7 @@ export class SnapshotAgeCheck extends Construct {
     const stack = Stack.of(this);
     // Reads the catalogue only; it never reaches a cluster, so it needs no VPC and no cluster access.
     this.function = new LambdaStepFunction(this, "ReportSnapshotAge", {
-      handler: "report-snapshot-age",
-      description: "etcd-backup: publish the age of a cluster's newest verified snapshot",
+      ...snapshotAgeStep,
       sizing: { memorySize: 256, timeout: Duration.seconds(30) },
       access: ["newest-verified"],
       resources: props.resources,

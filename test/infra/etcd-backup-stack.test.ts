@@ -315,7 +315,6 @@ describe("Lambda functions", () => {
         TARGETS_PARAMETER_NAME: { Ref: logicalIdOf(stack.targetsParameter.parameter.parameterName) },
         POWERTOOLS_SERVICE_NAME: "etcd-backup",
         POWERTOOLS_METRICS_NAMESPACE: "EtcdBackup",
-        NODE_OPTIONS: "--enable-source-maps",
       });
     }
   });

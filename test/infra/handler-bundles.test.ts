@@ -3,7 +3,16 @@
 // process; then checks what would be deployed: each bundle is small, loads as an ES module exporting
 // `handler`, and the steps that checksum whole snapshots carry the linux-arm64 build of @node-rs/crc32.
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -13,6 +22,7 @@ import { backupSteps } from "../../infra/backup-workflow.js";
 import { bundledAgentScript } from "../../infra/lambda-step-function.js";
 import { installedVersion } from "../../infra/native-modules.js";
 import { restoreSteps } from "../../infra/restore-workflow.js";
+import { snapshotAgeStep } from "../../infra/snapshot-age-check.js";
 import { cdkJsonContext, exampleTargetsFile, projectRoot } from "./stack-fixtures.js";
 
 /** Budget for the code Lambda loads (index.mjs); the source map beside it is reported, not limited. */
@@ -50,8 +60,24 @@ const bundleOf = (description: string): string => {
   return join(outdir, `asset.${key.replace(/\.zip$/, "")}`);
 };
 
+/** Every function the app deploys: the two state machines' steps and the age check of long schedules. */
+const allSteps = [...backupSteps, ...restoreSteps, snapshotAgeStep];
+
 beforeAll(async () => {
   outdir = mkdtempSync(join(tmpdir(), "cdk-synth-"));
+  // The example targets plus a weekly one, whose freshness needs the age check's function.
+  const example = JSON.parse(readFileSync(exampleTargetsFile(), "utf8")) as { targets: object[] };
+  const targets = join(outdir, "targets.json");
+  writeFileSync(
+    targets,
+    JSON.stringify({
+      ...example,
+      targets: [
+        ...example.targets,
+        { ...example.targets[0], name: "archive", schedule: "cron(0 3 ? * SUN *)" },
+      ],
+    }),
+  );
   const { app } = JSON.parse(readFileSync(join(projectRoot, "cdk.json"), "utf8")) as { app: string };
   const { CDK_VALIDATION: _ignored, ...environment } = process.env;
   await promisify(execFile)("bash", ["-c", app], {
@@ -59,7 +85,7 @@ beforeAll(async () => {
     env: {
       ...environment,
       CDK_OUTDIR: outdir,
-      CDK_CONTEXT_JSON: JSON.stringify({ ...cdkJsonContext(), targets: exampleTargetsFile() }),
+      CDK_CONTEXT_JSON: JSON.stringify({ ...cdkJsonContext(), targets }),
     },
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -76,7 +102,7 @@ describe("handler bundles", () => {
     expect(report.pluginReports).toEqual([]);
   });
 
-  it.each([...backupSteps, ...restoreSteps].map((step) => [step.description, step]))(
+  it.each(allSteps.map((step) => [step.description, step]))(
     "keeps the bundle's code under 5 MB: %s",
     (_handler, step) => {
       const bundle = bundleOf(step.description);
@@ -109,9 +135,7 @@ describe("handler bundles", () => {
   });
 
   it("loads every bundle as an ES module exporting handler (the native module falls back where it cannot load)", async () => {
-    const urls = [...backupSteps, ...restoreSteps].map(
-      (step) => pathToFileURL(join(bundleOf(step.description), "index.mjs")).href,
-    );
+    const urls = allSteps.map((step) => pathToFileURL(join(bundleOf(step.description), "index.mjs")).href);
     const script = `
       for (const url of ${JSON.stringify(urls)}) {
         const module = await import(url);
@@ -123,6 +147,30 @@ describe("handler bundles", () => {
       env: { ...process.env, AWS_REGION: "eu-west-1" },
     });
     expect(stdout.trim().split("\n").at(-1)).toBe(`loaded ${urls.length}`);
+  });
+
+  it("maps a failing handler's stack trace to the TypeScript sources on Lambda, without Node's --enable-source-maps", async () => {
+    const step = backupSteps.find((candidate) => candidate.handler === "verify-snapshot");
+    const bundle = join(bundleOf(step?.description ?? ""), "index.mjs");
+    expect(existsSync(`${bundle}.map`)).toBe(true);
+    // An event without its input fails the schema check, in lambdas/core/backup/step-payloads.ts.
+    const script = `
+      const { handler } = await import(${JSON.stringify(pathToFileURL(bundle).href)});
+      const context = { functionName: "verify", awsRequestId: "1", getRemainingTimeInMillis: () => 1000 };
+      try { await handler({}, context); } catch (error) { console.log(JSON.stringify(error.stack)); }
+    `;
+    const stackOn = async (environment: Record<string, string>) => {
+      const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], {
+        env: { ...process.env, AWS_REGION: "eu-west-1", POWERTOOLS_LOG_LEVEL: "SILENT", ...environment },
+      });
+      return JSON.parse(stdout.trim().split("\n").at(-1) as string) as string;
+    };
+    const onLambda = await stackOn({ AWS_LAMBDA_FUNCTION_NAME: "verify" });
+    expect(onLambda).toMatch(/^InvalidInputError: /);
+    expect(onLambda).toMatch(/\n {4}at lambdas\/core\/backup\/step-payloads\.ts:\d+:\d+/);
+    expect(onLambda).not.toMatch(/index\.mjs:\d+/);
+    // Elsewhere the hook is not installed: the same error points into the minified bundle.
+    expect(await stackOn({})).toMatch(/index\.mjs:\d+:\d+/);
   });
 
   it("ships the restore agent's script in the write-restore-plans bundle, where RESTORE_AGENT_SCRIPT points", () => {

@@ -158,7 +158,6 @@ describe("restore functions", () => {
       TARGETS_PARAMETER_NAME: { Ref: logicalIdOf(stack.targetsParameter.parameter.parameterName) },
       POWERTOOLS_SERVICE_NAME: "etcd-backup",
       POWERTOOLS_METRICS_NAMESPACE: "EtcdBackup",
-      NODE_OPTIONS: "--enable-source-maps",
     };
     const presignRoleArn = (handler: string) => ({
       "Fn::GetAtt": [logicalIdOf(restoreFunction(handler).presignRole?.roleArn), "Arn"],

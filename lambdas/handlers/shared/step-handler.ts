@@ -18,6 +18,9 @@ import { parseStepInput } from "../../core/backup/step-payloads.js";
 import { MetricDimensions, MetricNamespace, MetricServiceName } from "../../core/metric-names.js";
 import { createBackupDependencies } from "./backup-dependencies-from-environment.js";
 import { readEnvironment } from "./environment.js";
+import { installLazySourceMaps } from "./lazy-source-maps.js";
+
+installLazySourceMaps();
 
 const logger = new Logger({ serviceName: MetricServiceName });
 /** Local runs (the demo, tests) switch metrics off; Powertools would still warn of empty ones. */
