@@ -14,6 +14,7 @@ import { findFreePort } from "../support/free-port.js";
 import {
   type ExecStreamRecord,
   type KubeApiStandIn,
+  messageBytes,
   type PortForwardStreamRecord,
   type StandInPod,
   startKubeApiStandIn,
@@ -188,7 +189,7 @@ async function openStream(
   let isClosed = false;
   let redirected: ((frame: Buffer) => void) | undefined;
   socket.on("message", (data, isBinary) => {
-    const frame = isBinary ? data : Buffer.from(data.toString("utf8"), "latin1");
+    const frame = isBinary ? messageBytes(data) : Buffer.from(data.toString(), "latin1");
     if (redirected) return redirected(frame);
     const waiter = waiters.shift();
     if (waiter) waiter(frame);

@@ -38,7 +38,10 @@ class EksTokenAuthenticator implements Authenticator {
     return (user.authProvider as { name?: string } | null | undefined)?.name === eksTokenAuthProviderName;
   }
 
-  async applyAuthentication(user: User, options: { headers?: Record<string, unknown> }): Promise<void> {
+  async applyAuthentication(
+    user: User,
+    options: Parameters<Authenticator["applyAuthentication"]>[1],
+  ): Promise<void> {
     const provider = this.tokens.get(user.name);
     if (!provider) throw new InvalidInputError(`no EKS token provider for kubeconfig user ${user.name}`);
     const token = await provider.getToken();

@@ -3,10 +3,9 @@
 // proxy agent), and the channel framing both use (FACTS.md §5). Built on `ws` directly rather than on
 // @kubernetes/client-node's WebSocketHandler, which never pauses the socket (so a slow consumer makes it
 // buffer without bound) and routes v5 close frames to process.stdout.
-import type { ClientRequest, IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { KubeConfig } from "@kubernetes/client-node";
-// @ts-expect-error ws ships no type definitions and @types/ws is not installed
-import { WebSocket as UntypedWebSocket } from "ws";
+import { type RawData, WebSocket } from "ws";
 import {
   type EtcdBackupError,
   EtcdUnavailableError,
@@ -15,34 +14,16 @@ import {
   KubernetesApiError,
 } from "../errors.js";
 
-/** The members of a `ws` 8 client socket used here. */
-export interface KubeWebSocket {
-  readonly protocol: string;
-  readonly readyState: number;
-  send(data: Buffer, options: { binary: boolean }, callback?: (error?: Error) => void): void;
-  close(code?: number, reason?: string): void;
-  terminate(): void;
-  /** Stops reading from the TCP socket, so that the server's writes back up (TCP flow control). */
-  pause(): void;
-  resume(): void;
-  on(event: "message", listener: (data: Buffer, isBinary: boolean) => void): this;
-  on(event: "close", listener: (code: number, reason: Buffer) => void): this;
-  on(event: "error", listener: (error: Error) => void): this;
-  on(event: "open", listener: () => void): this;
-  on(
-    event: "unexpected-response",
-    listener: (request: ClientRequest, response: IncomingMessage) => void,
-  ): this;
-  removeAllListeners(event?: string): this;
+/** A `ws` 8 client socket; its messages arrive as Buffers (binaryType "nodebuffer", ws's default). */
+export type KubeWebSocket = WebSocket;
+
+export const webSocketOpen = WebSocket.OPEN;
+
+/** A message's bytes: a Buffer with ws's default binaryType, which nothing here changes. */
+export function messageBytes(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
 }
-
-const WebSocket = UntypedWebSocket as new (
-  url: string,
-  protocols: string[],
-  options: Record<string, unknown>,
-) => KubeWebSocket;
-
-export const webSocketOpen = 1;
 
 /** Channel numbers of the remote-command protocol (exec); port-forward uses 2i and 2i+1 per port. */
 export const ExecChannel = { stdin: 0, stdout: 1, stderr: 2, status: 3, resize: 4, close: 255 } as const;
@@ -151,7 +132,7 @@ export async function openKubeWebSocket(
       handlers.open(socket);
       resolve(socket);
     });
-    socket.on("message", (data, isBinary) => handlers.message(data, isBinary));
+    socket.on("message", (data, isBinary) => handlers.message(messageBytes(data), isBinary));
     socket.on("error", (error) => {
       if (opened) handlers.error?.(error);
       else fail({ kind: "unreachable", message: error.message, cause: error });

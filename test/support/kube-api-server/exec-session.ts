@@ -13,7 +13,7 @@ import {
   type StandInContainer,
   type StandInPod,
 } from "./resources.js";
-import type { WebSocketConnection } from "./ws.js";
+import { messageBytes, type WebSocketConnection } from "./ws.js";
 
 export const execProtocols = [
   "v5.channel.k8s.io",
@@ -136,7 +136,7 @@ export class ExecSession {
     });
 
     this.socket.on("message", (data) => {
-      const frame = decodeFrame(data, this.connection.encoding);
+      const frame = decodeFrame(messageBytes(data), this.connection.encoding);
       if (!frame || this.finished) return;
       if (frame.channel === closeSignal && this.translated) {
         // v5: [255, n] half-closes channel n; only stdin is readable by the server.

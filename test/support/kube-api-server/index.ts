@@ -12,4 +12,4 @@ export {
   type StreamRecord,
   startKubeApiStandIn,
 } from "./stand-in.js";
-export { WebSocket, type WebSocketConnection } from "./ws.js";
+export { messageBytes, WebSocket, type WebSocketConnection } from "./ws.js";

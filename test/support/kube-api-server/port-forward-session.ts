@@ -5,7 +5,7 @@
 import { connect, type Socket } from "node:net";
 import { ChannelConnection, decodeFrame, type StreamStatistics } from "./channel-connection.js";
 import type { StreamEnd } from "./exec-session.js";
-import type { WebSocketConnection } from "./ws.js";
+import { messageBytes, type WebSocketConnection } from "./ws.js";
 
 export const portForwardProtocols = ["", "v4.channel.k8s.io", "v4.base64.channel.k8s.io"] as const;
 export type PortForwardProtocol = (typeof portForwardProtocols)[number];
@@ -87,7 +87,7 @@ export class PortForwardSession {
     });
 
     this.socket.on("message", (data) => {
-      const frame = decodeFrame(data, this.connection.encoding);
+      const frame = decodeFrame(messageBytes(data), this.connection.encoding);
       // Error channels (odd) are write-only; frames for channels beyond the ports are dropped.
       if (!frame || frame.channel % 2 !== 0) return;
       const target = this.targets[frame.channel / 2];
