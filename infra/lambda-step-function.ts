@@ -48,6 +48,8 @@ export interface RestoreResources {
   approvers: NotificationTopic;
   /** The Kubernetes access (kubeconfig secrets, EKS clusters, roles) of the pod-executor clusters only. */
   agentPodClusterAccess: ClusterAccess;
+  /** Some target stages its restore tool in the bucket (`<prefix>/_tools/`), which the agents' URLs read. */
+  stagedRestoreTools: boolean;
 }
 
 /** The catalogue partition that holds pending approvals (ApprovalTokens), shared by every cluster. */
@@ -295,6 +297,12 @@ function createPresignRole(
       new iam.PolicyStatement({ actions: ["s3:GetObject", "s3:PutObject"], resources: working }),
     );
   }
+  const tools = restore.stagedRestoreTools
+    ? [resources.storage.bucket.arnForObjects(`${resources.prefix}/_tools/*`)]
+    : [];
+  if (tools.length > 0) {
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: tools }));
+  }
   role.addToPrincipalPolicy(
     new iam.PolicyStatement({
       actions: ["kms:Decrypt", "kms:GenerateDataKey"],
@@ -307,6 +315,11 @@ function createPresignRole(
   );
   acknowledgeWildcardResources(role, snapshots, snapshotObjectsReason);
   acknowledgeWildcardResources(role, working, restoreObjectsReason);
+  acknowledgeWildcardResources(
+    role,
+    tools,
+    "Restore tools staged by the operator are named in the targets file: the grant is reading <prefix>/_tools/*, which the agents run only after checking the sha256 the targets file gives.",
+  );
   return role;
 }
 

@@ -197,6 +197,7 @@ export class RestoreWorkflow extends Construct {
       ],
       approvers: this.approvers,
       agentPodClusterAccess: agentPodClusterAccess(Stack.of(this), props.targets),
+      stagedRestoreTools: restorable.some((target) => target.restore?.toolObject),
     };
 
     for (const step of restoreSteps) {

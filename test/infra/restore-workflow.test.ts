@@ -412,6 +412,47 @@ describe("presigning", () => {
   );
 });
 
+describe("a restore tool staged in the bucket", () => {
+  it("lets the signers' PresignRoles read <prefix>/_tools/* and nothing more, only when a target stages one", () => {
+    const base = restoreTargets();
+    const staged = buildStack({
+      targets: parseTargetsFile({
+        ...base,
+        targets: base.targets.map((target) =>
+          target.restore
+            ? {
+                ...target,
+                restore: {
+                  ...target.restore,
+                  toolObject: { name: "etcdutl-3.5.17", sha256: "a".repeat(64) },
+                },
+              }
+            : target,
+        ),
+      }),
+    });
+    const stagedResources = staged.template.toJSON().Resources as Record<string, Resource>;
+    const writer =
+      staged.stack.restore.functions[
+        restoreSteps.find((step) => step.handler === "write-restore-plans")?.placeholder ?? ""
+      ];
+    const roleId = (resolved(staged.stack, writer?.presignRole?.roleArn) as { "Fn::GetAtt": [string] })[
+      "Fn::GetAtt"
+    ][0];
+    const statements = Object.values(stagedResources)
+      .filter((candidate) => candidate.Type === "AWS::IAM::Policy")
+      .filter((policy) => (policy.Properties.Roles as { Ref: string }[]).some((role) => role.Ref === roleId))
+      .flatMap((policy) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+    const bucket = resolved(staged.stack, staged.stack.storage.bucket.bucketArn);
+    expect(statements.filter((statement) => JSON.stringify(statement.Resource).includes("_tools"))).toEqual([
+      expect.objectContaining({
+        Action: "s3:GetObject",
+        Resource: { "Fn::Join": ["", [bucket, "/backups/etcd/_tools/*"]] },
+      }),
+    ]);
+  });
+});
+
 describe("restore function grants", () => {
   it.each([
     [

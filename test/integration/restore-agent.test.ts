@@ -1,6 +1,7 @@
 // The node-level restore agent against real etcd run as static pods by the local supervisor, with its plan
 // and status in s3rver behind presigned URLs. The test plays the state machine: it writes each phase into
 // the plans and waits at the barrier until every agent reports it done.
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, readFile, rename, rm, stat } from "node:fs/promises";
@@ -8,6 +9,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -16,6 +18,7 @@ import {
   writeStandInComponentManifest,
 } from "../../cli/local/static-pod-manifests.js";
 import type { RestoreAgentStatus, RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
+import { stagedToolKey } from "../../lambdas/core/restore/restore-plans-step.js";
 import { presignWithClient } from "../../lambdas/core/store/presign.js";
 import { type RestoreAgents, startRestoreAgents } from "../support/restore-agents.js";
 import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
@@ -595,6 +598,90 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
 
     await rollBackAfterFailure(plan);
   }, 60_000);
+
+  /**
+   * Stages a stand-in for the restore tool in the bucket: a script that records each invocation and runs
+   * this machine's etcdctl. Returns the plan's `tool` and where the invocations are recorded.
+   */
+  async function stageRestoreTool(name: string) {
+    const realTool = (await promisify(execFile)("bash", ["-c", "command -v etcdctl"])).stdout.trim();
+    const invocations = join(etcd.baseDir, `${name}.invocations`);
+    const content = Buffer.from(
+      `#!/bin/sh\nprintf '%s\\n' "$*" >>'${invocations}'\nexec '${realTool}' "$@"\n`,
+    );
+    const key = stagedToolKey("etcd-backup", name);
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: content }));
+    const url = await presignWithClient(s3.client, {
+      bucket: s3.bucket,
+      key,
+      method: "GET",
+      expiresInSeconds: 3600,
+      endpoint: s3.endpoint,
+    });
+    return { tool: { url, sha256: createHash("sha256").update(content).digest("hex") }, invocations };
+  }
+
+  it("refuses a staged restore tool whose sha256 differs, at prepare, without ever running it", async () => {
+    const restoreId = "r-tool-tampered";
+    const { tool, invocations } = await stageRestoreTool("etcdctl-tampered");
+    const expected = "0".repeat(64);
+    const plan = {
+      ...(await planFor(s3, etcd, node, snapshot, restoreId)),
+      tool: { ...tool, sha256: expected },
+    };
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "prepare" });
+    try {
+      const prepared = await agents.waitForPhase("prepare");
+      expect(prepared.failed).toBe(true);
+      expect(prepared.statuses[0]?.message).toBe(
+        `the staged etcdctl hashes to ${tool.sha256}, the plan expects ${expected}: not run`,
+      );
+      expect(await agents.agents[0]?.exitCode).toBe(1);
+      expect(existsSync(invocations)).toBe(false);
+      expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+      // Neither the download nor its directory stays behind.
+      expect(await readdir(dirname(node.dataDir))).toEqual([basename(node.dataDir)]);
+      expectNoSecrets(agents, [(await agents.readStatus(node.memberName))?.text ?? ""]);
+    } finally {
+      await agents.stop();
+    }
+  });
+
+  it("restores with a restore tool staged in the bucket, run only after its sha256 matched, and removes it", async () => {
+    const restoreId = "r-staged-tool";
+    const { tool, invocations } = await stageRestoreTool("etcdctl-staged");
+    const plan = { ...(await planFor(s3, etcd, node, snapshot, restoreId)), tool };
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "prepare" });
+    try {
+      const prepared = await agents.waitForPhase("prepare");
+      expect(prepared.failed, messages(prepared.statuses)).toBe(false);
+      expect(prepared.statuses[0]?.toolVersion).toMatch(/^etcdctl 3\.4\./);
+      expect(prepared.statuses[0]?.log.join("\n")).toContain("downloading etcdctl from the bucket");
+      for (const phase of [
+        "stop-apiserver",
+        "stop",
+        "restore",
+        "start",
+        "start-apiserver",
+        "finish",
+      ] as const) {
+        const outcome = await agents.advance(phase);
+        expect(outcome.failed, `${phase}: ${messages(outcome.statuses)}`).toBe(false);
+      }
+      const calls = (await readFile(invocations, "utf8")).trim().split("\n");
+      expect(calls[0]).toBe("version");
+      expect(
+        calls.some((call) => call.startsWith(`snapshot restore ${node.dataDir}.download-${restoreId}.db`)),
+      ).toBe(true);
+      await etcd.waitUntilHealthy();
+      expect((await readKeys(etcd, "/before/")).size).toBe(3);
+      expect((await readKeys(etcd, "/after/")).size).toBe(0);
+      expect(await exitCodesWithin(agents, 10_000)).toEqual([0]);
+      expect(existsSync(`${node.dataDir}.tool-${restoreId}`)).toBe(false);
+    } finally {
+      await agents.stop();
+    }
+  }, 90_000);
 });
 
 describe("restore agent starting kube-apiserver and restarting the scheduler and controller manager", () => {

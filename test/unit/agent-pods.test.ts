@@ -225,9 +225,14 @@ describe("a pod executor layout", () => {
     ).toThrow(/targets\.0\.restore\.members\.0\.nodeName: the pod executor pins cp-1's agent to its node/);
   });
 
-  it("needs the restore tool's path on the node", () => {
+  it("needs the restore tool from the node or staged in the bucket, not both", () => {
     expect(() => podTarget({ toolPath: undefined })).toThrow(
-      /restore\.toolPath: the pod executor runs etcdutl from the node/,
+      /restore\.toolPath: the pod executor's image has no etcdutl: give its path on the node \(toolPath\) or stage it in the bucket \(toolObject\)/,
+    );
+    const staged = { name: "etcdutl-3.5.17", sha256: "b".repeat(64) };
+    expect(podTarget({ toolPath: undefined, toolObject: staged })?.toolObject).toEqual(staged);
+    expect(() => podTarget({ toolObject: staged })).toThrow(
+      /restore\.toolObject: give the restore tool's path on the nodes or its object in the bucket, not both/,
     );
   });
 

@@ -46,7 +46,7 @@ interface SignRequest {
 }
 
 /** An in-memory bucket, and a signer whose URLs say what was signed and when (a counter stands for time). */
-function fakeDependencies(phaseTimeoutSeconds?: number) {
+function fakeDependencies(phaseTimeoutSeconds?: number, layoutExtras: Record<string, unknown> = {}) {
   const objects = new Map<string, string>();
   const renewals: Array<{ cluster: string; owner: string; ttlSeconds: number }> = [];
   const warnings: string[] = [];
@@ -80,6 +80,7 @@ function fakeDependencies(phaseTimeoutSeconds?: number) {
             peerUrl,
           })),
           ...(phaseTimeoutSeconds ? { phaseTimeoutSeconds } : {}),
+          ...layoutExtras,
         },
       },
     ],
@@ -205,6 +206,26 @@ describe("rolling agent URLs", () => {
         });
       }
     }
+  });
+
+  it("names a staged restore tool by a URL of its own, signed anew with every plan, and its sha256", async () => {
+    const sha256 = "c".repeat(64);
+    const { dependencies, signed, planOf } = fakeDependencies(undefined, {
+      toolObject: { name: "etcdutl-v3.5.17-linux-arm64", sha256 },
+    });
+    await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    const first = planOf("cp-1").tool;
+    expect(first?.sha256).toBe(sha256);
+    expect(signed.find((entry) => entry.url === first?.url)).toEqual(
+      expect.objectContaining({ key: "etcd/_tools/etcdutl-v3.5.17-linux-arm64", method: "GET" }),
+    );
+    expect(planOf("cp-1").etcdutlPath).toBeUndefined();
+
+    await setRestorePhase(dependencies, input, executionArn, "r-1", "restore");
+    const renewed = planOf("cp-1").tool;
+    expect(renewed?.sha256).toBe(sha256);
+    expect(renewed?.url).not.toBe(first?.url);
+    expect(signed.find((entry) => entry.url === renewed?.url)?.expiresInSeconds).toBe(planUrlSeconds);
   });
 
   it("gives the launch URLs a longer phase timeout's life, never beyond the hour a session can sign", async () => {

@@ -119,6 +119,18 @@ const restoreSchema = z
     restoreTool: z.enum(["etcdutl", "etcdctl"]).default("etcdutl"),
     /** Where the restore tool is on the nodes, when it is not on PATH. */
     toolPath: z.string().startsWith("/").optional(),
+    /**
+     * The restore tool staged in the bucket instead, for nodes without it (etcdutl is rarely installed on
+     * a control-plane host): the binary uploaded as `<prefix>/_tools/<name>`, which each agent downloads
+     * and runs only if it hashes to `sha256`.
+     */
+    toolObject: z
+      .object({
+        name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "a plain file name"),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits"),
+      })
+      .strict()
+      .optional(),
     /** Static-pod manifest file names in each member's manifestDir; no API server manifest for external etcd. */
     etcdManifest: z.string().default("etcd.yaml"),
     apiServerManifest: z.string().optional().default("kube-apiserver.yaml"),
@@ -155,12 +167,19 @@ const restoreSchema = z
   })
   .strict()
   .superRefine((layout, context) => {
+    if (layout.toolPath && layout.toolObject) {
+      context.addIssue({
+        code: "custom",
+        path: ["toolObject"],
+        message: "give the restore tool's path on the nodes or its object in the bucket, not both",
+      });
+    }
     if (layout.executor === "pod") {
-      if (!layout.toolPath) {
+      if (!layout.toolPath && !layout.toolObject) {
         context.addIssue({
           code: "custom",
           path: ["toolPath"],
-          message: `the pod executor runs ${layout.restoreTool} from the node: give its path on the node`,
+          message: `the pod executor's image has no ${layout.restoreTool}: give its path on the node (toolPath) or stage it in the bucket (toolObject)`,
         });
       }
       layout.members.forEach((member, index) => {

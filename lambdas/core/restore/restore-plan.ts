@@ -156,6 +156,14 @@ export const restorePlanSchema = z
     markCompacted: z.boolean().optional(),
     etcdctlPath: absolutePath.optional(),
     etcdutlPath: absolutePath.optional(),
+    /**
+     * The restore tool staged in the bucket: a presigned GET URL (a secret, never logged, renewed with
+     * every plan write) and the sha256 the download must have before the agent runs it.
+     */
+    tool: z
+      .object({ url: httpUrl, sha256: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits") })
+      .strict()
+      .optional(),
     /** Free bytes needed on the data dir's filesystem: about 3× the database (download, new dir, old dir). */
     minimumFreeBytes: count,
     /** Bound on waiting for kube-apiserver, then etcd, to stop after its manifest is parked (default 120). */
@@ -170,6 +178,13 @@ export const restorePlanSchema = z
         code: "custom",
         path: ["restoreTool"],
         message: "etcdctl snapshot restore has no --bump-revision or --mark-compacted: use etcdutl",
+      });
+    }
+    if (plan.tool && (plan.etcdctlPath || plan.etcdutlPath)) {
+      context.addIssue({
+        code: "custom",
+        path: ["tool"],
+        message: "a staged restore tool and a tool path on the node exclude each other",
       });
     }
     if (plan.markCompacted && plan.bumpRevision === undefined) {
@@ -263,6 +278,8 @@ const planFields: ReadonlyArray<readonly [string, FieldKind]> = [
   ["restoreTool", "string"],
   ["bumpRevision", "integer"],
   ["markCompacted", "boolean"],
+  ["tool.url", "string"],
+  ["tool.sha256", "string"],
   ["etcdctlPath", "string"],
   ["etcdutlPath", "string"],
   ["minimumFreeBytes", "integer"],

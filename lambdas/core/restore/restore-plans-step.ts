@@ -23,11 +23,13 @@ import {
 
 const defaultPhaseTimeoutSeconds = 900;
 
-/** The JSON copy beside a plan: the plan, and the snapshot object whose URL each plan write signs again. */
+/** The JSON copy beside a plan: the plan, and the objects (snapshot, staged tool) whose URLs each plan write signs again. */
 const storedPlanSchema = z
   .object({
     plan: restorePlanSchema,
     snapshot: z.object({ key: z.string().min(1), versionId: z.string().min(1).optional() }).strict(),
+    /** The staged restore tool, whose URL is signed again with the snapshot's. */
+    tool: z.object({ key: z.string().min(1), sha256: z.string() }).strict().optional(),
   })
   .strict();
 type StoredPlan = z.infer<typeof storedPlanSchema>;
@@ -74,6 +76,9 @@ export async function writeRestorePlans(
     key: snapshot.key,
     ...(snapshot.versionId ? { versionId: snapshot.versionId } : {}),
   };
+  const toolObject = layout.toolObject
+    ? { key: stagedToolKey(dependencies.prefix, layout.toolObject.name), sha256: layout.toolObject.sha256 }
+    : undefined;
   const launchSeconds = launchUrlSeconds(layout.phaseTimeoutSeconds ?? defaultPhaseTimeoutSeconds);
   const initialCluster = members.map((member) => `${member.name}=${member.peerUrl}`).join(",");
   const script = await dependencies.loadAgentScript();
@@ -82,7 +87,7 @@ export async function writeRestorePlans(
     const configured = layout.members.find((entry) => entry.name === member.name);
     const apiServerReadyUrl = configured?.apiServerReadyUrl ?? layout.apiServerReadyUrl;
     const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
-    const urls = await signAgentUrls(dependencies, keys, snapshotObject);
+    const urls = await signAgentUrls(dependencies, keys, { snapshot: snapshotObject, tool: toolObject });
     const plan: RestorePlan = restorePlanSchema.parse({
       restoreId,
       cluster: input.cluster,
@@ -114,9 +119,14 @@ export async function writeRestorePlans(
       ...(layout.toolPath
         ? { [layout.restoreTool === "etcdutl" ? "etcdutlPath" : "etcdctlPath"]: layout.toolPath }
         : {}),
+      ...urls.tool,
       minimumFreeBytes: snapshot.bytes * 3,
     });
-    await writeStoredPlan(dependencies, keys, { plan, snapshot: snapshotObject });
+    await writeStoredPlan(dependencies, keys, {
+      plan,
+      snapshot: snapshotObject,
+      ...(toolObject ? { tool: toolObject } : {}),
+    });
     const planUrl = await dependencies.presign({
       key: keys.plan,
       method: "GET",
@@ -148,11 +158,20 @@ export async function writeRestorePlans(
 }
 
 /** Signs the URLs a plan hands the agent: the snapshot's, and the plan and status URLs it uses next. */
+/** Where a target's staged restore tool lives: a prefix of its own, which only the agents' URLs may read. */
+export function stagedToolKey(prefix: string, name: string): string {
+  return `${prefix}/_tools/${name}`;
+}
+
 async function signAgentUrls(
   dependencies: RestoreDependencies,
   keys: RestoreKeys,
-  snapshotObject: StoredPlan["snapshot"],
-): Promise<{ snapshot: { url: string }; agent: { planUrl: string; statusUrl: string } }> {
+  objects: Pick<StoredPlan, "snapshot" | "tool">,
+): Promise<{
+  snapshot: { url: string };
+  agent: { planUrl: string; statusUrl: string };
+  tool: { tool?: { url: string; sha256: string } };
+}> {
   const sign = (key: string, method: "GET" | "PUT", versionId?: string) =>
     dependencies.presign({
       key,
@@ -160,9 +179,11 @@ async function signAgentUrls(
       expiresInSeconds: planUrlSeconds,
       ...(versionId ? { versionId } : {}),
     });
+  const { snapshot, tool } = objects;
   return {
-    snapshot: { url: await sign(snapshotObject.key, "GET", snapshotObject.versionId) },
+    snapshot: { url: await sign(snapshot.key, "GET", snapshot.versionId) },
     agent: { planUrl: await sign(keys.plan, "GET"), statusUrl: await sign(keys.status, "PUT") },
+    tool: tool ? { tool: { url: await sign(tool.key, "GET"), sha256: tool.sha256 } } : {},
   };
 }
 
@@ -213,12 +234,13 @@ export async function setRestorePhase(
   for (const member of members) {
     const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
     const stored = storedPlanSchema.parse(JSON.parse(await getText(dependencies, keys.planJson)));
-    const urls = await signAgentUrls(dependencies, keys, stored.snapshot);
+    const urls = await signAgentUrls(dependencies, keys, stored);
     const plan: RestorePlan = {
       ...stored.plan,
       phase: phase as RestorePhase,
       snapshot: { ...stored.plan.snapshot, ...urls.snapshot },
       ...urls.agent,
+      ...urls.tool,
     };
     await writeStoredPlan(dependencies, keys, { ...stored, plan });
   }

@@ -65,9 +65,11 @@ readonly kubeadm_ca_file=/etc/kubernetes/pki/ca.crt
 plan_url=""
 status_url=""
 snapshot_url=""
+tool_url=""
 # URLs that a plan replaced: still withheld from the log.
 retired_urls=()
 work_dir=""
+tool_dir=""
 
 declare -A plan=()
 restore_id=""
@@ -89,7 +91,7 @@ json_out=""
 # Withholds anything that could carry a signature: every presigned URL held verbatim, then any URL's query.
 redact() {
   local line=$1 url
-  for url in "$plan_url" "$status_url" "$snapshot_url" ${retired_urls[@]+"${retired_urls[@]}"}; do
+  for url in "$plan_url" "$status_url" "$snapshot_url" "$tool_url" ${retired_urls[@]+"${retired_urls[@]}"}; do
     [[ -n $url ]] && line=${line//"$url"/"<presigned URL>"}
   done
   while [[ $line =~ (https?://[^?[:space:]\"]*)\?[^[:space:]\"]* ]]; do
@@ -205,7 +207,8 @@ on_signal() {
 }
 
 cleanup() {
-  [[ -n $work_dir ]] && rm -rf -- "$work_dir"
+  if [[ -n $work_dir ]]; then rm -rf -- "$work_dir"; fi
+  if [[ -n $tool_dir ]]; then rm -rf -- "$tool_dir"; fi
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,7 +221,7 @@ for key in restoreId cluster phase snapshot.url snapshot.sha256 snapshot.bytes s
   member.clientUrl member.peerUrl member.healthUrl member.healthTls.caFile member.healthTls.certFile \
   member.healthTls.keyFile member.apiServerReadyUrl member.apiServerCaFile member.restartManifests \
   initialCluster initialClusterToken restoreTool bumpRevision markCompacted etcdctlPath etcdutlPath \
-  minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds planUrl statusUrl; do
+  tool.url tool.sha256 minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds planUrl statusUrl; do
   known_keys[$key]=1
 done
 unset key
@@ -322,13 +325,20 @@ check_plan() {
       return 1
     fi
   done
-  for key in snapshot.url planUrl statusUrl member.clientUrl member.peerUrl member.healthUrl \
+  for key in snapshot.url tool.url planUrl statusUrl member.clientUrl member.peerUrl member.healthUrl \
     member.apiServerReadyUrl; do
     if [[ -n ${plan[$key]+set} ]] && ! is_url "${plan[$key]}"; then
       echo "plan $key is not an http(s) URL"
       return 1
     fi
   done
+  if [[ -n ${plan[tool.url]+set} ]]; then
+    [[ ${plan[tool.sha256]:-} =~ ^[0-9a-f]{64}$ ]] || { echo "plan tool.sha256 is not 64 hex digits" && return 1; }
+    if [[ -n ${plan[etcdctlPath]:-}${plan[etcdutlPath]:-} ]]; then
+      echo "plan names both a staged restore tool and a tool path on the node"
+      return 1
+    fi
+  fi
   if [[ -n ${plan[markCompacted]+set} && ${plan[markCompacted]} != true && ${plan[markCompacted]} != false ]]; then
     echo "plan markCompacted is neither true nor false"
     return 1
@@ -412,6 +422,7 @@ adopt_plan() {
   restore_id=${plan[restoreId]}
   member_name=${plan[member.name]}
   switch_url snapshot_url "${plan[snapshot.url]}" || true
+  switch_url tool_url "${plan[tool.url]:-}" || true
   # The plan's URLs were signed when it was written; the ones in use expire (see the header).
   local renewed=0
   switch_url plan_url "${plan[planUrl]:-}" && renewed=1
@@ -441,6 +452,8 @@ adopt_plan() {
   failed_dir=$data_dir.failed-$restore_id
   restored_marker=$data_dir.restored-$restore_id
   download=$data_dir.download-$restore_id.db
+  # Beside the data dir rather than in $work_dir: /tmp is often mounted noexec on hardened nodes.
+  tool_dir=$data_dir.tool-$restore_id
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -660,16 +673,41 @@ restart_manifest() {
 }
 
 restore_tool_path() {
-  if [[ ${plan[restoreTool]} == etcdutl ]]; then
+  if [[ -n ${plan[tool.url]:-} ]]; then
+    printf '%s' "$tool_dir/${plan[restoreTool]}"
+  elif [[ ${plan[restoreTool]} == etcdutl ]]; then
     printf '%s' "${plan[etcdutlPath]:-etcdutl}"
   else
     printf '%s' "${plan[etcdctlPath]:-etcdctl}"
   fi
 }
 
+# The restore tool staged in the bucket: downloaded once per agent run and made executable only after it
+# hashed to the plan's sha256; an agent that starts again later downloads it again.
+fetch_restore_tool() {
+  local name=${plan[restoreTool]} target code computed=""
+  target=$tool_dir/$name
+  [[ -x $target ]] && return 0
+  mkdir -p -- "$tool_dir" || fail "cannot create $tool_dir"
+  log "downloading $name from the bucket"
+  code=$(curl_url "$tool_url" --max-time 300 --connect-timeout 10 --retry 2 --output "$target.part" \
+    --write-out '%{http_code}' 2>"$work_dir/curl.err")
+  if [[ $code != 200 ]]; then
+    rm -f -- "$target.part"
+    fail "cannot download $name from the bucket: HTTP $code $(head -c 200 "$work_dir/curl.err")"
+  fi
+  read -r computed _ < <(sha256sum -- "$target.part")
+  if [[ $computed != "${plan[tool.sha256]}" ]]; then
+    rm -f -- "$target.part"
+    fail "the staged $name hashes to ${computed:-nothing}, the plan expects ${plan[tool.sha256]}: not run"
+  fi
+  { chmod 0755 -- "$target.part" && mv -f -- "$target.part" "$target"; } || fail "cannot make $target executable"
+}
+
 check_restore_tool() {
   local tool tool_name output major minor
   tool_name=${plan[restoreTool]}
+  [[ -n ${plan[tool.url]:-} ]] && fetch_restore_tool
   tool=$(restore_tool_path)
   command -v "$tool" >/dev/null 2>&1 || fail "$tool_name not found (looked for $tool)"
   output=$(ETCDCTL_API=3 "$tool" version 2>&1) || fail "$tool version failed: ${output:0:200}"
@@ -766,6 +804,7 @@ verify_download() {
 
 run_restore_tool() {
   local tool args status
+  [[ -n ${plan[tool.url]:-} ]] && fetch_restore_tool
   tool=$(restore_tool_path)
   args=(snapshot restore "$download" "--name=${plan[member.name]}" "--initial-cluster=${plan[initialCluster]}"
     "--initial-cluster-token=${plan[initialClusterToken]}"
