@@ -29,7 +29,10 @@ const storedPlanSchema = z
     plan: restorePlanSchema,
     snapshot: z.object({ key: z.string().min(1), versionId: z.string().min(1).optional() }).strict(),
     /** The staged restore tool, whose URL is signed again with the snapshot's. */
-    tool: z.object({ key: z.string().min(1), sha256: z.string() }).strict().optional(),
+    tool: z
+      .object({ key: z.string().min(1), sha256: z.string() })
+      .strict()
+      .optional(),
   })
   .strict();
 type StoredPlan = z.infer<typeof storedPlanSchema>;
