@@ -1,7 +1,7 @@
 // What tells on-call that backups stopped working without any step noticing: executions that ended
 // FAILED, TIMED_OUT or ABORTED (a Catch does not run on timeout or abort), and clusters without a
 // verified snapshot for twice their schedule's interval (the schedule or the state machine may never
-// have started at all).
+// have started at all); and, ahead of time, etcd client certificates within 30 days of expiry.
 import { Annotations, Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
@@ -11,6 +11,7 @@ import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
+import { expiryWarningDays } from "../lambdas/core/kube/certificate-expiry.js";
 import {
   MetricDimensions,
   MetricNames,
@@ -62,6 +63,8 @@ export class Monitoring extends Construct {
   /** Per target: on the verified-snapshot count, or (backups more than a week apart) on the newest one's age. */
   readonly freshnessAlarms: Record<string, cloudwatch.Alarm> = {};
   readonly ageCheck?: SnapshotAgeCheck;
+  /** Per target that holds an etcd client certificate: it expires within 30 days. */
+  readonly certificateAlarms: Record<string, cloudwatch.Alarm> = {};
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
@@ -144,6 +147,33 @@ export class Monitoring extends Construct {
       alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.onCall.topic));
       alarm.addOkAction(new cloudwatchActions.SnsAction(props.onCall.topic));
       this.freshnessAlarms[target.name] = alarm;
+    }
+    for (const target of props.targets) {
+      // exec runs etcdctl with the pod's own certificates, which the product never holds.
+      if (!target.etcd.tlsSecretArn || target.etcd.source === "exec") continue;
+      const alarm = new cloudwatch.Alarm(this, `ClientCertificateExpiring-${target.name}`, {
+        alarmName: `${stack.stackName}-${target.name}-etcd-client-certificate-expiring`,
+        alarmDescription: `etcd-backup: the etcd client certificate of cluster ${target.name} expires within ${expiryWarningDays} days: renew it (kubeadm certs renew etcd-healthcheck-client, or your CA) and update its secret, or backups will fail.`,
+        metric: new cloudwatch.Metric({
+          namespace: MetricNamespace,
+          metricName: MetricNames.clientCertificateDaysLeft,
+          dimensionsMap: {
+            [MetricDimensions.service]: MetricServiceName,
+            [MetricDimensions.cluster]: target.name,
+          },
+          statistic: cloudwatch.Stats.MINIMUM,
+          period: Duration.hours(1),
+        }),
+        threshold: expiryWarningDays,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        // Published at each backup only: between backups the last verdict stands (a missing backup is the
+        // freshness alarm's business).
+        treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      });
+      alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.onCall.topic));
+      alarm.addOkAction(new cloudwatchActions.SnsAction(props.onCall.topic));
+      this.certificateAlarms[target.name] = alarm;
     }
     if (checkedByAge.length > 0) {
       this.ageCheck = new SnapshotAgeCheck(this, "SnapshotAgeCheck", {

@@ -621,6 +621,31 @@ describe("alerts", () => {
     },
   );
 
+  it("alarms when an etcd client certificate the product holds is within 30 days of expiry, for those targets only", () => {
+    const alarms = built.stack.monitoring.certificateAlarms;
+    const holding = testTargets()
+      .targets.filter((target) => target.etcd.tlsSecretArn && target.etcd.source !== "exec")
+      .map((target) => target.name);
+    expect(holding.length).toBeGreaterThan(0);
+    expect(Object.keys(alarms).sort()).toEqual([...holding].sort());
+    for (const cluster of holding) {
+      const properties = resource(logicalIdOf(alarms[cluster]?.alarmArn)).Properties;
+      expect(properties).toMatchObject({
+        Namespace: "EtcdBackup",
+        MetricName: "ClientCertificateDaysLeft",
+        Statistic: "Minimum",
+        Threshold: 30,
+        ComparisonOperator: "LessThanThreshold",
+        EvaluationPeriods: 1,
+        // Published at each backup: between backups the last verdict stands.
+        TreatMissingData: "ignore",
+        AlarmActions: [{ Ref: logicalIdOf(built.stack.onCall.topic.topicArn) }],
+        OKActions: [{ Ref: logicalIdOf(built.stack.onCall.topic.topicArn) }],
+      });
+      expect(properties.Dimensions).toEqual(expect.arrayContaining([{ Name: "Cluster", Value: cluster }]));
+    }
+  });
+
   describe("schedules beyond a week", () => {
     let week: BuiltStack;
     let weekResources: Record<string, Resource>;

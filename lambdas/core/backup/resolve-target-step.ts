@@ -7,8 +7,10 @@
 import { findTarget, type Target } from "../config/target-config.js";
 import { InvalidInputError } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
+import { checkCertificateExpiry, daysUntilExpiry } from "../kube/certificate-expiry.js";
 import type { KubernetesSourceSettings } from "../kube/kubernetes-member-source.js";
 import { loadKubeConfig } from "../kube/step-kube-config.js";
+import { MetricNames } from "../metric-names.js";
 import { newSnapshotId } from "../snapshot/snapshot-naming.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
 import type { ExecutionInput, ResolvedTarget } from "./step-payloads.js";
@@ -18,6 +20,7 @@ export async function resolveTarget(
   input: ExecutionInput,
 ): Promise<ResolvedTarget> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
+  await reportClientCertificate(dependencies, target);
   if (target.access.kind !== "direct") return resolveKubernetesTarget(dependencies, target);
   const endpoints = directEndpoints(target);
   const chosen = await chooseSnapshotMember(endpoints, { tls: await dependencies.loadEtcdTls(target) });
@@ -94,16 +97,33 @@ export async function kubernetesSourceSettings(
   return {
     source: "grpc",
     tls: await dependencies.loadEtcdTls(target),
-    onWarning: (warning) => {
-      dependencies.reporter.warn(warning.message, {
-        code: warning.code,
-        notAfter: warning.notAfter,
-        daysLeft: warning.daysLeft,
-      });
-      // A metric an alarm can watch: kubeadm's client certificates expire yearly.
-      dependencies.reporter.metric("ClientCertificateDaysLeft", "Count", warning.daysLeft);
-    },
   };
+}
+
+/**
+ * The etcd client certificate's days left, published at every run so that an alarm can watch it (and a
+ * renewed certificate clears it), with a warning within 30 days: kubeadm's expire yearly. An expired one
+ * fails the run here, by name, instead of as a TLS handshake error.
+ */
+async function reportClientCertificate(dependencies: BackupDependencies, target: Target): Promise<void> {
+  // exec runs etcdctl with the pod's own certificates, which the product never holds.
+  if (target.etcd.source === "exec") return;
+  const certificate = (await dependencies.loadEtcdTls(target))?.cert;
+  if (!certificate) return;
+  const now = dependencies.now();
+  const warning = checkCertificateExpiry(certificate, { now });
+  dependencies.reporter.metric(
+    MetricNames.clientCertificateDaysLeft,
+    "Count",
+    Math.floor(daysUntilExpiry(certificate, now)),
+  );
+  if (warning) {
+    dependencies.reporter.warn(warning.message, {
+      code: warning.code,
+      notAfter: warning.notAfter,
+      daysLeft: warning.daysLeft,
+    });
+  }
 }
 
 function directEndpoints(target: Target): string[] {
