@@ -4,7 +4,6 @@
 // have started at all); and, ahead of time, etcd client certificates within 30 days of expiry.
 import { Annotations, Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
-import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as events from "aws-cdk-lib/aws-events";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
@@ -12,12 +11,8 @@ import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
 import { expiryWarningDays } from "../lambdas/core/kube/certificate-expiry.js";
-import {
-  MetricDimensions,
-  MetricNames,
-  MetricNamespace,
-  MetricServiceName,
-} from "../lambdas/core/metric-names.js";
+import { MetricNames } from "../lambdas/core/metric-names.js";
+import { clusterAlarm } from "./cluster-alarm.js";
 import type { BackupResources } from "./lambda-step-function.js";
 import type { OnCallTopic } from "./on-call-topic.js";
 import {
@@ -27,19 +22,6 @@ import {
   maxAlarmWindowSeconds,
 } from "./schedule-interval.js";
 import { SnapshotAgeCheck } from "./snapshot-age-check.js";
-
-/**
- * The metric the verify step publishes once per verified snapshot. Powertools adds the `service`
- * dimension to every metric, and the handler adds `Cluster`.
- */
-export const SnapshotVerifiedMetric = {
-  name: MetricNames.snapshotVerified,
-  namespace: MetricNamespace,
-  dimensions: (cluster: string) => ({
-    [MetricDimensions.service]: MetricServiceName,
-    [MetricDimensions.cluster]: cluster,
-  }),
-} as const;
 
 /** A run takes at most the state machine's own timeout: a window shorter than interval + this misfires. */
 const longestRunSeconds = 3600;
@@ -126,17 +108,15 @@ export class Monitoring extends Construct {
           `target ${target.name}: the freshness alarm looks back 7 days, CloudWatch's limit, rather than twice the ${target.schedule} interval.`,
         );
       }
-      const metric = new cloudwatch.Metric({
-        namespace: SnapshotVerifiedMetric.namespace,
-        metricName: SnapshotVerifiedMetric.name,
-        dimensionsMap: SnapshotVerifiedMetric.dimensions(target.name),
+      const alarm = clusterAlarm(this, `NoVerifiedSnapshot-${target.name}`, {
+        cluster: target.name,
+        metricName: MetricNames.snapshotVerified,
         statistic: cloudwatch.Stats.SUM,
         period: Duration.seconds(window.periodSeconds),
-      });
-      const alarm = new cloudwatch.Alarm(this, `NoVerifiedSnapshot-${target.name}`, {
-        alarmName: `${stack.stackName}-${target.name}-no-verified-snapshot`,
+        nameSuffix: "no-verified-snapshot",
+        stackName: stack.stackName,
+        onCall: props.onCall,
         alarmDescription: `etcd-backup: no snapshot of cluster ${target.name} was verified in ${describeSeconds(window.periodSeconds * window.evaluationPeriods)} (schedule ${target.schedule}).`,
-        metric,
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         evaluationPeriods: window.evaluationPeriods,
@@ -144,26 +124,20 @@ export class Monitoring extends Construct {
         // No data point at all is exactly the case to catch.
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       });
-      alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.onCall.topic));
-      alarm.addOkAction(new cloudwatchActions.SnsAction(props.onCall.topic));
       this.freshnessAlarms[target.name] = alarm;
     }
     for (const target of props.targets) {
       // exec runs etcdctl with the pod's own certificates, which the product never holds.
       if (!target.etcd.tlsSecretArn || target.etcd.source === "exec") continue;
-      const alarm = new cloudwatch.Alarm(this, `ClientCertificateExpiring-${target.name}`, {
-        alarmName: `${stack.stackName}-${target.name}-etcd-client-certificate-expiring`,
+      this.certificateAlarms[target.name] = clusterAlarm(this, `ClientCertificateExpiring-${target.name}`, {
+        cluster: target.name,
+        metricName: MetricNames.clientCertificateDaysLeft,
+        statistic: cloudwatch.Stats.MINIMUM,
+        period: Duration.hours(1),
+        nameSuffix: "etcd-client-certificate-expiring",
+        stackName: stack.stackName,
+        onCall: props.onCall,
         alarmDescription: `etcd-backup: the etcd client certificate of cluster ${target.name} expires within ${expiryWarningDays} days: renew it (kubeadm certs renew etcd-healthcheck-client, or your CA) and update its secret, or backups will fail.`,
-        metric: new cloudwatch.Metric({
-          namespace: MetricNamespace,
-          metricName: MetricNames.clientCertificateDaysLeft,
-          dimensionsMap: {
-            [MetricDimensions.service]: MetricServiceName,
-            [MetricDimensions.cluster]: target.name,
-          },
-          statistic: cloudwatch.Stats.MINIMUM,
-          period: Duration.hours(1),
-        }),
         threshold: expiryWarningDays,
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         evaluationPeriods: 1,
@@ -171,9 +145,6 @@ export class Monitoring extends Construct {
         // freshness alarm's business).
         treatMissingData: cloudwatch.TreatMissingData.IGNORE,
       });
-      alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.onCall.topic));
-      alarm.addOkAction(new cloudwatchActions.SnsAction(props.onCall.topic));
-      this.certificateAlarms[target.name] = alarm;
     }
     if (checkedByAge.length > 0) {
       this.ageCheck = new SnapshotAgeCheck(this, "SnapshotAgeCheck", {

@@ -4,18 +4,13 @@
 // schedule's interval — or when the check itself stops publishing.
 import { Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
-import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import * as scheduler from "aws-cdk-lib/aws-scheduler";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
-import {
-  MetricDimensions,
-  MetricNames,
-  MetricNamespace,
-  MetricServiceName,
-} from "../lambdas/core/metric-names.js";
+import { MetricNames } from "../lambdas/core/metric-names.js";
+import { clusterAlarm } from "./cluster-alarm.js";
 import { type BackupResources, LambdaStepFunction } from "./lambda-step-function.js";
 import type { OnCallTopic } from "./on-call-topic.js";
 import { describeSeconds } from "./schedule-interval.js";
@@ -86,19 +81,15 @@ export class SnapshotAgeCheck extends Construct {
           }),
         },
       });
-      const alarm = new cloudwatch.Alarm(this, `SnapshotTooOld-${target.name}`, {
-        alarmName: `${stack.stackName}-${target.name}-no-verified-snapshot`,
+      this.alarms[target.name] = clusterAlarm(this, `SnapshotTooOld-${target.name}`, {
+        cluster: target.name,
+        metricName: MetricNames.newestVerifiedSnapshotAge,
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: checkPeriod,
+        nameSuffix: "no-verified-snapshot",
+        stackName: stack.stackName,
+        onCall: props.onCall,
         alarmDescription: `etcd-backup: the newest verified snapshot of cluster ${target.name} is older than ${describeSeconds(2 * intervalSeconds)} (twice its schedule ${target.schedule}), or the hourly age check has not reported for ${periodsToAlarm} hours.`,
-        metric: new cloudwatch.Metric({
-          namespace: MetricNamespace,
-          metricName: MetricNames.newestVerifiedSnapshotAge,
-          dimensionsMap: {
-            [MetricDimensions.service]: MetricServiceName,
-            [MetricDimensions.cluster]: target.name,
-          },
-          statistic: cloudwatch.Stats.MAXIMUM,
-          period: checkPeriod,
-        }),
         threshold: 2 * intervalSeconds,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         evaluationPeriods: periodsToAlarm,
@@ -106,9 +97,6 @@ export class SnapshotAgeCheck extends Construct {
         // No age published means no verified snapshot at all, or a check that no longer runs.
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       });
-      alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.onCall.topic));
-      alarm.addOkAction(new cloudwatchActions.SnsAction(props.onCall.topic));
-      this.alarms[target.name] = alarm;
     }
   }
 }
