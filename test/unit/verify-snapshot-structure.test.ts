@@ -483,10 +483,15 @@ describe("verifySnapshotStream", () => {
     try {
       const built = buildEtcdLike();
       const fromFile = await verifySnapshotFile(await writeTemp(built.bytes));
+      const staged: number[] = [];
       const fromStream = await verifySnapshotStream(Readable.from(chunksOf(built.bytes)), {
         stagingDir: staging.path,
+        onStaged: (bytes) => staged.push(bytes),
       });
       expect(fromStream).toEqual(fromFile);
+      // Progress: rising, and the whole file at the end.
+      expect(staged.at(-1)).toBe(built.bytes.length);
+      expect(staged).toEqual([...staged].sort((a, b) => a - b));
       const unsealed = buildEtcdLike({ trailer: false });
       const noTrailer = await verifySnapshotStream(Readable.from(chunksOf(unsealed.bytes)), {
         stagingDir: staging.path,

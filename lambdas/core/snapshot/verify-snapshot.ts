@@ -83,6 +83,8 @@ export interface VerifyStreamOptions extends VerifyOptions {
   maxBytes?: number;
   /** The length the stream must have: more is a SnapshotCorruptError, fewer a SnapshotStreamInterruptedError. */
   expectedBytes?: number;
+  /** Told the bytes staged so far after each staging write (about every 4 MiB) and at the end, for progress. */
+  onStaged?: (bytes: number) => void;
 }
 
 const hashChunkBytes = 8 * 1024 * 1024;
@@ -162,7 +164,10 @@ async function stageStream(
       hash.update(chunk);
       pending.push(chunk);
       pendingBytes += chunk.length;
-      if (pendingBytes >= stagingWriteBytes) await flushOrFlag();
+      if (pendingBytes >= stagingWriteBytes) {
+        await flushOrFlag();
+        options.onStaged?.(total);
+      }
     }
   } catch (error) {
     source.destroy();
@@ -174,6 +179,7 @@ async function stageStream(
     );
   }
   await flush();
+  options.onStaged?.(total);
   if (options.expectedBytes !== undefined && total < options.expectedBytes) {
     throw new SnapshotStreamInterruptedError(
       `snapshot stream ended after ${total} bytes, expected ${options.expectedBytes}`,

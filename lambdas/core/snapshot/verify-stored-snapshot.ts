@@ -34,12 +34,14 @@ export async function verifyStoredSnapshot(
   client: S3Client,
   location: StoredObjectLocation,
   expected: ExpectedSnapshot,
-  options: { stagingDir?: string } = {},
+  options: { stagingDir?: string; onStaged?: (bytes: number, totalBytes: number | undefined) => void } = {},
 ): Promise<VerifiedSnapshot> {
   const body = await openStoredObject(client, location);
+  const { onStaged } = options;
   const report = await verifySnapshotStream(body.stream, {
     stagingDir: options.stagingDir,
     expectedBytes: body.bytes,
+    ...(onStaged ? { onStaged: (bytes: number) => onStaged(bytes, body.bytes) } : {}),
   });
   return checkAgainstExpected(report, expected, `s3://${location.bucket}/${location.key}`);
 }
