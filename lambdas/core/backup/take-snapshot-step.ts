@@ -11,10 +11,9 @@ import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
 import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
+import { progressLog } from "./progress-log.js";
 import { kubernetesSourceSettings } from "./resolve-target-step.js";
 import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
-
-const progressIntervalMs = 10_000;
 
 export async function takeSnapshot(
   dependencies: BackupDependencies,
@@ -58,7 +57,7 @@ export async function takeSnapshot(
 
   const target = findTarget(await dependencies.loadTargets(), cluster);
   const source = await openSnapshotSource(dependencies, target, member);
-  let lastReport = Date.now();
+  const progress = progressLog(dependencies.reporter, "streaming");
   const stored = await streamSnapshotToS3(
     source,
     {
@@ -70,11 +69,7 @@ export async function takeSnapshot(
       kmsKeyId: dependencies.kmsKeyId,
     },
     {
-      onProgress: (bytes) => {
-        if (Date.now() - lastReport < progressIntervalMs) return;
-        lastReport = Date.now();
-        dependencies.reporter.info("streaming", { snapshotId, bytes });
-      },
+      onProgress: (bytes) => progress(() => ({ snapshotId, bytes })),
     },
   ).finally(() => source.close());
 

@@ -5,10 +5,8 @@ import { ErrorNames } from "../errors.js";
 import { tagSnapshotObject } from "../snapshot/stream-snapshot.js";
 import { verifyStoredSnapshot } from "../snapshot/verify-stored-snapshot.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
+import { progressLog } from "./progress-log.js";
 import type { ExecutionInput, StoredSnapshotPayload } from "./step-payloads.js";
-
-/** How often a long read-back reports progress. */
-const progressIntervalMs = 10_000;
 
 export interface VerificationPayload {
   snapshotId: string;
@@ -26,16 +24,13 @@ export async function verifySnapshot(
 ): Promise<VerificationPayload> {
   const { cluster } = input;
   const object = { bucket: snapshot.bucket, key: snapshot.key, versionId: snapshot.versionId };
-  let lastReport = Date.now();
+  const progress = progressLog(dependencies.reporter, "reading back");
   try {
     const verified = await verifyStoredSnapshot(dependencies.s3, object, snapshot, {
       stagingDir: dependencies.stagingDir,
       // Reading back a large snapshot takes minutes: say how far it got, as the snapshot step does.
-      onStaged: (bytes, totalBytes) => {
-        if (Date.now() - lastReport < progressIntervalMs) return;
-        lastReport = Date.now();
-        dependencies.reporter.info("reading back", { snapshotId: snapshot.snapshotId, bytes, totalBytes });
-      },
+      onStaged: (bytes, totalBytes) =>
+        progress(() => ({ snapshotId: snapshot.snapshotId, bytes, totalBytes })),
     });
     await tagSnapshotObject(dependencies.s3, object, {
       sha256: verified.sha256,
