@@ -17,12 +17,10 @@ export interface StackFlags {
 export async function flagsFromStack<Name extends string>(
   flags: StackFlags & Partial<Record<NoInfer<Name>, string>>,
   wanted: Record<Name, StackOutputName>,
-  client: () => CloudFormationClient = () =>
-    new CloudFormationClient(flags.region ? { region: flags.region } : {}),
 ): Promise<Record<Name, string>> {
   const names = Object.keys(wanted) as Name[];
   const missing = names.filter((name) => !flags[name]);
-  const outputs = missing.length > 0 ? await readStackOutputs(flags.stack, client()) : {};
+  const outputs = missing.length > 0 ? await readStackOutputs(flags) : {};
   return Object.fromEntries(
     names.map((name) => {
       const value = flags[name] ?? outputs[wanted[name]];
@@ -36,10 +34,11 @@ export async function flagsFromStack<Name extends string>(
   ) as Record<Name, string>;
 }
 
-async function readStackOutputs(
-  stack: string,
-  client: CloudFormationClient,
-): Promise<Partial<Record<StackOutputName, string>>> {
+async function readStackOutputs({
+  stack,
+  region,
+}: StackFlags): Promise<Partial<Record<StackOutputName, string>>> {
+  const client = new CloudFormationClient(region ? { region } : {});
   try {
     const { Stacks } = await client.send(new DescribeStacksCommand({ StackName: stack }));
     const outputs = Stacks?.[0]?.Outputs ?? [];

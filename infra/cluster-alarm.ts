@@ -1,6 +1,6 @@
 // An alarm on one cluster's metric as the handlers publish it (Powertools adds the `service` dimension to
 // every metric, the step handler adds `Cluster`), telling on-call when it fires and when it clears.
-import type { Duration } from "aws-cdk-lib";
+import { type Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import type { Construct } from "constructs";
@@ -20,15 +20,14 @@ export interface ClusterAlarmProps
   period: Duration;
   /** The alarm's name after `<stack>-<cluster>-`. */
   nameSuffix: string;
-  stackName: string;
   onCall: OnCallTopic;
 }
 
 export function clusterAlarm(scope: Construct, id: string, props: ClusterAlarmProps): cloudwatch.Alarm {
-  const { cluster, metricName, statistic, period, nameSuffix, stackName, onCall, ...alarm } = props;
+  const { cluster, metricName, statistic, period, nameSuffix, onCall, ...alarm } = props;
   const created = new cloudwatch.Alarm(scope, id, {
     ...alarm,
-    alarmName: `${stackName}-${cluster}-${nameSuffix}`,
+    alarmName: `${Stack.of(scope).stackName}-${cluster}-${nameSuffix}`,
     metric: new cloudwatch.Metric({
       namespace: MetricNamespace,
       metricName,

@@ -12,7 +12,7 @@ import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as ssm from "aws-cdk-lib/aws-ssm";
 import { Construct } from "constructs";
-import { CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
+import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
 import { MetricNamespace, MetricServiceName } from "../lambdas/core/metric-names.js";
 import type { ClusterAccess } from "./cluster-access.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
@@ -22,12 +22,6 @@ import type { SnapshotStorage } from "./snapshot-storage.js";
 
 /** The Lambda runtime of every handler: one place to move it. */
 export const handlerRuntime = lambda.Runtime.NODEJS_22_X;
-
-/** Powertools settings; the handlers' metrics (and the freshness alarms) live in this namespace. */
-export const PowertoolsSettings = {
-  serviceName: MetricServiceName,
-  metricsNamespace: MetricNamespace,
-} as const;
 
 /** What the backup functions work on, shared by all of them. */
 export interface BackupResources {
@@ -51,9 +45,6 @@ export interface RestoreResources {
   /** Some target stages its restore tool in the bucket (`<prefix>/_tools/`), which the agents' URLs read. */
   stagedRestoreTools: boolean;
 }
-
-/** The catalogue partition that holds pending approvals (ApprovalTokens), shared by every cluster. */
-export const approvalsPartition = "#approvals";
 
 /** Where the restore agent's script lands in the write-restore-plans bundle, and so on Lambda. */
 export const bundledAgentScript = {
@@ -195,8 +186,8 @@ export class LambdaStepFunction extends Construct {
         SNAPSHOT_PREFIX: resources.prefix,
         SNAPSHOT_KMS_KEY_ID: resources.storage.key.keyArn,
         TARGETS_PARAMETER_NAME: resources.targetsParameter.parameterName,
-        POWERTOOLS_SERVICE_NAME: PowertoolsSettings.serviceName,
-        POWERTOOLS_METRICS_NAMESPACE: PowertoolsSettings.metricsNamespace,
+        POWERTOOLS_SERVICE_NAME: MetricServiceName,
+        POWERTOOLS_METRICS_NAMESPACE: MetricNamespace,
         ...extraEnvironment,
       },
       ...(props.network
@@ -224,7 +215,7 @@ export class LambdaStepFunction extends Construct {
       },
     });
 
-    for (const kind of access) grantAccess(this, this.role, kind, resources, props.restore);
+    for (const kind of access) grantAccess(this, this.role, kind, resources, restore);
 
     if (props.network) {
       this.role.addManagedPolicy(
@@ -348,7 +339,8 @@ function grantAccess(
   role: iam.Role,
   access: StepAccess,
   resources: BackupResources,
-  restore: RestoreResources | undefined,
+  /** The restore resources; throws for a step that declares restore access without them. */
+  restoreResources: () => RestoreResources,
 ): void {
   const stack = Stack.of(scope);
   const { storage, clusterAccess } = resources;
@@ -360,10 +352,6 @@ function grantAccess(
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions, resources: resourceArns, ...(conditions ? { conditions } : {}) }),
     );
-  };
-  const restoreResources = () => {
-    if (!restore) throw new Error(`access ${access} needs the restore resources`);
-    return restore;
   };
   const onRestoreObjects = (actions: string[]) => {
     const arns = restoreObjectArns(resources, restoreResources());
@@ -380,6 +368,11 @@ function grantAccess(
   };
   // S3 offers no prefix condition on ListBucketMultipartUploads: it lists upload ids and keys, no data.
   const listUploads = () => allow(["s3:ListBucketMultipartUploads"], [storage.bucket.bucketArn]);
+  const allowClusterAccess = (access: ClusterAccess) => {
+    allow(["secretsmanager:GetSecretValue"], access.secretArns);
+    allow(["eks:DescribeCluster"], access.eksClusterArns);
+    allow(["sts:AssumeRole"], access.assumedRoleArns);
+  };
   const useKeyThroughS3 = (actions: string[]) =>
     allow(actions, [storage.key.keyArn], {
       StringEquals: { "kms:ViaService": `s3.${stack.region}.${stack.urlSuffix}` },
@@ -406,9 +399,7 @@ function grantAccess(
       allow(["ssm:GetParameter"], [resources.targetsParameter.parameterArn]);
       break;
     case "clusters":
-      allow(["secretsmanager:GetSecretValue"], clusterAccess.secretArns);
-      allow(["eks:DescribeCluster"], clusterAccess.eksClusterArns);
-      allow(["sts:AssumeRole"], clusterAccess.assumedRoleArns);
+      allowClusterAccess(clusterAccess);
       break;
     case "write-snapshots":
       onObjects([
@@ -470,13 +461,9 @@ function grantAccess(
     case "notify-approvers":
       restoreResources().approvers.grantPublish(role);
       break;
-    case "agent-pod-clusters": {
-      const podAccess = restoreResources().agentPodClusterAccess;
-      allow(["secretsmanager:GetSecretValue"], podAccess.secretArns);
-      allow(["eks:DescribeCluster"], podAccess.eksClusterArns);
-      allow(["sts:AssumeRole"], podAccess.assumedRoleArns);
+    case "agent-pod-clusters":
+      allowClusterAccess(restoreResources().agentPodClusterAccess);
       break;
-    }
     case "presign-urls":
       // The PresignRole, its trust and sts:AssumeRole on it are made with the function (createPresignRole).
       break;

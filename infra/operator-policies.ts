@@ -6,8 +6,7 @@ import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
-import { approvalsPartition } from "./lambda-step-function.js";
+import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 
 export interface OperatorPoliciesProps {

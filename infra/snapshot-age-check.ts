@@ -87,7 +87,6 @@ export class SnapshotAgeCheck extends Construct {
         statistic: cloudwatch.Stats.MAXIMUM,
         period: checkPeriod,
         nameSuffix: "no-verified-snapshot",
-        stackName: stack.stackName,
         onCall: props.onCall,
         alarmDescription: `etcd-backup: the newest verified snapshot of cluster ${target.name} is older than ${describeSeconds(2 * intervalSeconds)} (twice its schedule ${target.schedule}), or the hourly age check has not reported for ${periodsToAlarm} hours.`,
         threshold: 2 * intervalSeconds,

@@ -11,11 +11,10 @@ import { mockClient } from "aws-sdk-client-mock";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { placeholdersIn } from "../../infra/asl-state-machine.js";
 import { backupSteps } from "../../infra/backup-workflow.js";
-import { approvalsPartition } from "../../infra/lambda-step-function.js";
 import { agentDocumentName, agentPodClusterAccess, restoreSteps } from "../../infra/restore-workflow.js";
 import { StackOutputs } from "../../infra/stack-outputs.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
-import { CatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
+import { approvalsPartition, CatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
 import {
   maxPhaseTimeoutSeconds,

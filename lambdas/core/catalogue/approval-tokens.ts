@@ -3,7 +3,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DeleteCommand, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { SnapshotNotFoundError } from "../errors.js";
-import { CatalogueTable } from "./catalogue-table.js";
+import { approvalsPartition, CatalogueTable } from "./catalogue-table.js";
 import { type CatalogueDocuments, createDocumentClient } from "./dynamodb-documents.js";
 
 export const approvalSortKeyPrefix = "approval#";
@@ -19,9 +19,6 @@ export interface PendingApproval {
   /** Epoch seconds: the approval timeout; DynamoDB TTL removes the item afterwards on AWS. */
   expiresAt: number;
 }
-
-/** Approvals are looked up by execution name alone, so they live under one fixed partition. */
-const approvalsPartition = "#approvals";
 
 export class ApprovalTokens {
   private readonly documents: CatalogueDocuments;

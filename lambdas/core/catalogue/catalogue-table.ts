@@ -36,6 +36,9 @@ export const SortKeyPrefixes = {
 /** The sort key of a cluster's lease item. */
 export const leaseSortKey = "lease";
 
+/** Pending restore approvals are looked up by execution name alone: one fixed partition, shared by every cluster. */
+export const approvalsPartition = "#approvals";
+
 export function snapshotSortKey(snapshotId: string): string {
   return `${SortKeyPrefixes.snapshot}${snapshotId}`;
 }
