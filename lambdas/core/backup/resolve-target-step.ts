@@ -7,7 +7,7 @@
 import { findTarget, type Target } from "../config/target-config.js";
 import { InvalidInputError } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
-import { checkCertificateExpiry, daysUntilExpiry } from "../kube/certificate-expiry.js";
+import { readCertificateExpiry } from "../kube/certificate-expiry.js";
 import type { KubernetesSourceSettings } from "../kube/kubernetes-member-source.js";
 import { loadKubeConfig } from "../kube/step-kube-config.js";
 import { MetricNames } from "../metric-names.js";
@@ -110,13 +110,8 @@ async function reportClientCertificate(dependencies: BackupDependencies, target:
   if (target.etcd.source === "exec") return;
   const certificate = (await dependencies.loadEtcdTls(target))?.cert;
   if (!certificate) return;
-  const now = dependencies.now();
-  const warning = checkCertificateExpiry(certificate, { now });
-  dependencies.reporter.metric(
-    MetricNames.clientCertificateDaysLeft,
-    "Count",
-    Math.floor(daysUntilExpiry(certificate, now)),
-  );
+  const { daysLeft, warning } = readCertificateExpiry(certificate, { now: dependencies.now() });
+  dependencies.reporter.metric(MetricNames.clientCertificateDaysLeft, "Count", daysLeft);
   if (warning) {
     dependencies.reporter.warn(warning.message, {
       code: warning.code,

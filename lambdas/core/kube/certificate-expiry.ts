@@ -17,7 +17,11 @@ export interface CertificateExpiryWarning {
 
 /** Days (fractional) from `now` until the certificate's notAfter; negative once it has expired. */
 export function daysUntilExpiry(pemCertificate: string | Buffer, now: Date = new Date()): number {
-  return (notAfterOf(pemCertificate).getTime() - now.getTime()) / 86_400_000;
+  return daysFrom(now, notAfterOf(pemCertificate));
+}
+
+function daysFrom(now: Date, notAfter: Date): number {
+  return (notAfter.getTime() - now.getTime()) / 86_400_000;
 }
 
 /**
@@ -28,24 +32,35 @@ export function checkCertificateExpiry(
   pemCertificate: string | Buffer,
   options: { what?: string; now?: Date; warnWithinDays?: number } = {},
 ): CertificateExpiryWarning | undefined {
+  return readCertificateExpiry(pemCertificate, options).warning;
+}
+
+/** As checkCertificateExpiry, with the whole days left (rounded down) that it read, warning or not. */
+export function readCertificateExpiry(
+  pemCertificate: string | Buffer,
+  options: { what?: string; now?: Date; warnWithinDays?: number } = {},
+): { daysLeft: number; warning?: CertificateExpiryWarning } {
   const what = options.what ?? "the etcd client certificate";
   const certificate = parse(pemCertificate);
   const notAfter = new Date(certificate.validTo);
-  const days = daysUntilExpiry(pemCertificate, options.now);
+  const days = daysFrom(options.now ?? new Date(), notAfter);
   const subject = certificate.subject.replace(/\n/g, ", ");
   if (days <= 0) {
     throw new InvalidInputError(
       `${what} (${subject}) expired on ${notAfter.toISOString()}; renew it (kubeadm: kubeadm certs renew)`,
     );
   }
-  if (days >= (options.warnWithinDays ?? expiryWarningDays)) return undefined;
   const daysLeft = Math.floor(days);
+  if (days >= (options.warnWithinDays ?? expiryWarningDays)) return { daysLeft };
   return {
-    code: "ClientCertificateExpiresSoon",
-    subject,
-    notAfter: notAfter.toISOString(),
     daysLeft,
-    message: `${what} (${subject}) expires on ${notAfter.toISOString()}, in ${daysLeft} day${daysLeft === 1 ? "" : "s"}; renew it before backups fail`,
+    warning: {
+      code: "ClientCertificateExpiresSoon",
+      subject,
+      notAfter: notAfter.toISOString(),
+      daysLeft,
+      message: `${what} (${subject}) expires on ${notAfter.toISOString()}, in ${daysLeft} day${daysLeft === 1 ? "" : "s"}; renew it before backups fail`,
+    },
   };
 }
 
