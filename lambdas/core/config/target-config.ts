@@ -3,7 +3,7 @@
 // that name the field.
 import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
-import { maxPhaseTimeoutSeconds } from "../restore/agent-url-lifetimes.js";
+import { defaultPhaseTimeoutSeconds, maxPhaseTimeoutSeconds } from "../restore/agent-url-lifetimes.js";
 import { maxApprovalTimeoutSeconds } from "../restore/restore-timeouts.js";
 
 const clusterName = z
@@ -163,7 +163,12 @@ const restoreSchema = z
      * How long each barrier phase may take before the restore rolls back; at most 2400 s, so that the
      * agents' hour-long URLs reach the next plan (restore/agent-url-lifetimes.ts).
      */
-    phaseTimeoutSeconds: z.number().int().min(30).max(maxPhaseTimeoutSeconds).default(900),
+    phaseTimeoutSeconds: z
+      .number()
+      .int()
+      .min(30)
+      .max(maxPhaseTimeoutSeconds)
+      .default(defaultPhaseTimeoutSeconds),
   })
   .strict()
   .superRefine((layout, context) => {

@@ -17,8 +17,6 @@ import {
 /** A `ws` 8 client socket; its messages arrive as Buffers (binaryType "nodebuffer", ws's default). */
 export type KubeWebSocket = WebSocket;
 
-export const webSocketOpen = WebSocket.OPEN;
-
 /** A message's bytes: a Buffer with ws's default binaryType, which nothing here changes. */
 export function messageBytes(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;

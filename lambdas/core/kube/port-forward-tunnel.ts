@@ -6,6 +6,7 @@
 // to a stream instead of failing the connection. Here both directions pause the other side when full.
 import { createServer, type Server, type Socket } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { WebSocket } from "ws";
 import { type EtcdBackupError, EtcdUnavailableError, InvalidInputError } from "../errors.js";
 import {
   describeConnectError,
@@ -160,7 +161,7 @@ class PortForwardRelay {
 
   private fromLocal(chunk: Buffer): void {
     const socket = this.socket;
-    if (socket?.readyState !== 1) return;
+    if (socket?.readyState !== WebSocket.OPEN) return;
     const frame = encodeChannelFrame(dataChannel, chunk);
     this.queuedUpstream += frame.length;
     socket.send(frame, { binary: true }, () => {

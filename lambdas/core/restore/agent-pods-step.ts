@@ -15,8 +15,7 @@ import {
   buildAgentSecret,
 } from "./agent-pods.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
-import type { RestoreInput } from "./restore-payloads.js";
-import type { AgentLaunch } from "./restore-plans-step.js";
+import type { AgentLaunch, RestoreInput } from "./restore-payloads.js";
 
 function podLayout(target: Target): RestoreLayout {
   const layout = target.restore;

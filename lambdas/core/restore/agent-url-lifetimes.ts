@@ -34,6 +34,9 @@ export const agentReadAllowanceSeconds = 300;
  */
 export const planUrlSeconds = chainedSessionSeconds;
 
+/** The phase timeout a restore layout gets unless it names one. */
+export const defaultPhaseTimeoutSeconds = 900;
+
 /**
  * The longest phase timeout whose plan URLs still reach the next plan:
  * 3600 − 300 (session reuse) − 600 (steps) − 300 (agent read) = 2400 s.

@@ -32,7 +32,6 @@ export const restoreSnapshotSchema = z.object({
 export const restoreMemberSchema = z.object({
   name: z.string(),
   instanceId: z.string().optional(),
-  nodeName: z.string().optional(),
   dataDir: z.string(),
   manifestDir: z.string(),
   clientUrl: z.string(),
@@ -61,10 +60,13 @@ export const restorePhaseInput = z.object({
 export const agentLaunchSchema = z.object({
   member: z.string(),
   instanceId: z.string(),
+  /** The shell lines Systems Manager (or the local executor) runs on the member's node; none for pods. */
   commands: z.array(z.string()),
+  /** The pod executor's launch URLs, which StartAgentPods puts in the restore's Secret. */
   planUrl: z.string().optional(),
   statusUrl: z.string().optional(),
 });
+export type AgentLaunch = z.infer<typeof agentLaunchSchema>;
 export const startAgentPodsInput = z.object({
   ...step,
   restoreId: z.string(),

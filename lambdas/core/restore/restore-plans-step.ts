@@ -7,9 +7,9 @@ import * as z from "zod";
 import { restoreLeaseSeconds } from "../backup/backup-dependencies.js";
 import { findTarget, type RestoreLayout } from "../config/target-config.js";
 import { InvalidInputError, LeaseHeldError } from "../errors.js";
-import { launchUrlSeconds, planUrlSeconds } from "./agent-url-lifetimes.js";
+import { defaultPhaseTimeoutSeconds, launchUrlSeconds, planUrlSeconds } from "./agent-url-lifetimes.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
-import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
+import type { AgentLaunch, RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
 import {
   hasCompletedPhase,
   parseStatus,
@@ -20,8 +20,6 @@ import {
   renderPlan,
   restorePlanSchema,
 } from "./restore-plan.js";
-
-const defaultPhaseTimeoutSeconds = 900;
 
 /** The JSON copy beside a plan: the plan, and the objects (snapshot, staged tool) whose URLs each plan write signs again. */
 const storedPlanSchema = z
@@ -38,16 +36,6 @@ const storedPlanSchema = z
 type StoredPlan = z.infer<typeof storedPlanSchema>;
 
 type RestoreKeys = ReturnType<typeof restoreKeys>;
-
-export interface AgentLaunch {
-  member: string;
-  instanceId: string;
-  /** The shell lines Systems Manager (or the local executor) runs on the member's node; none for pods. */
-  commands: string[];
-  /** The pod executor's launch URLs, which StartAgentPods puts in the restore's Secret. */
-  planUrl?: string;
-  statusUrl?: string;
-}
 
 function restoreKeys(dependencies: RestoreDependencies, cluster: string, restoreId: string, member: string) {
   const base = `${dependencies.prefix}/${cluster}/_restores/${restoreId}/${member}`;
@@ -82,7 +70,7 @@ export async function writeRestorePlans(
   const toolObject = layout.toolObject
     ? { key: stagedToolKey(dependencies.prefix, layout.toolObject.name), sha256: layout.toolObject.sha256 }
     : undefined;
-  const launchSeconds = launchUrlSeconds(layout.phaseTimeoutSeconds ?? defaultPhaseTimeoutSeconds);
+  const launchSeconds = launchUrlSeconds(layout.phaseTimeoutSeconds);
   const initialCluster = members.map((member) => `${member.name}=${member.peerUrl}`).join(",");
   const script = await dependencies.loadAgentScript();
   const agents: AgentLaunch[] = [];
@@ -140,32 +128,28 @@ export async function writeRestorePlans(
       method: "PUT",
       expiresInSeconds: launchSeconds,
     });
-    agents.push(
-      layout.executor === "pod"
-        ? {
-            member: member.name,
-            instanceId: member.instanceId ?? member.name,
-            commands: [],
-            planUrl,
-            statusUrl,
-          }
-        : {
-            member: member.name,
-            instanceId: member.instanceId ?? member.name,
-            commands: agentCommands(script, restoreId, member.name, planUrl, statusUrl),
-          },
-    );
+    agents.push({
+      member: member.name,
+      instanceId: member.instanceId ?? member.name,
+      // Pods get their URLs through the restore's Secret; the other executors run these lines.
+      ...(layout.executor === "pod"
+        ? { commands: [], planUrl, statusUrl }
+        : { commands: agentCommands(script, restoreId, member.name, planUrl, statusUrl) }),
+    });
   }
   dependencies.reporter.info("restore plans written", { restoreId, members: members.length });
   return { restoreId, executor: layout.executor, agents };
 }
 
-/** Signs the URLs a plan hands the agent: the snapshot's, and the plan and status URLs it uses next. */
 /** Where a target's staged restore tool lives: a prefix of its own, which only the agents' URLs may read. */
 export function stagedToolKey(prefix: string, name: string): string {
   return `${prefix}/_tools/${name}`;
 }
 
+/**
+ * Signs the URLs a plan hands the agent: the snapshot's (and the staged tool's), and the plan and status
+ * URLs it uses next.
+ */
 async function signAgentUrls(
   dependencies: RestoreDependencies,
   keys: RestoreKeys,
