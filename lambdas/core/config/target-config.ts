@@ -4,6 +4,7 @@
 import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
 import { defaultPhaseTimeoutSeconds, maxPhaseTimeoutSeconds } from "../restore/agent-url-lifetimes.js";
+import { checkRestartManifests, fileName, sha256Hex } from "../restore/restore-plan.js";
 import { maxApprovalTimeoutSeconds } from "../restore/restore-timeouts.js";
 
 const clusterName = z
@@ -81,11 +82,6 @@ const restoreMemberSchema = z
   })
   .strict();
 
-/** A plain file name in the manifest directory, as the restore plan requires. */
-const manifestFileName = z
-  .string()
-  .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/, "a file name: letters, digits, '.', '_', '-', not hidden");
-
 /**
  * The default agent image of the pod executor: Debian bookworm with bash, coreutils and curl (what the agent
  * needs), from ECR Public's mirror of the Docker official images (no Docker Hub pull limits from AWS). A
@@ -127,7 +123,7 @@ const restoreSchema = z
     toolObject: z
       .object({
         name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "a plain file name"),
-        sha256: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits"),
+        sha256: sha256Hex,
       })
       .strict()
       .optional(),
@@ -147,7 +143,7 @@ const restoreSchema = z
     apiServerCaFile: z.string().startsWith("/").optional(),
     /** Manifests restarted after the API servers are back (empty: none), so nothing acts on stale caches. */
     restartManifests: z
-      .array(manifestFileName)
+      .array(fileName)
       .max(20)
       .default(["kube-scheduler.yaml", "kube-controller-manager.yaml"]),
     /** How long a person has to approve a restore. */
@@ -197,22 +193,12 @@ const restoreSchema = z
         }
       });
     }
-    layout.restartManifests.forEach((name, index) => {
-      if (name === layout.etcdManifest || name === layout.apiServerManifest) {
-        context.addIssue({
-          code: "custom",
-          path: ["restartManifests", index],
-          message: `${name} is etcd's or kube-apiserver's manifest, which the restore stops and starts itself`,
-        });
-      }
-      if (layout.restartManifests.indexOf(name) !== index) {
-        context.addIssue({
-          code: "custom",
-          path: ["restartManifests", index],
-          message: `${name} appears twice`,
-        });
-      }
-    });
+    checkRestartManifests(
+      layout.restartManifests,
+      [layout.etcdManifest, layout.apiServerManifest],
+      ["restartManifests"],
+      context,
+    );
   });
 
 export const targetSchema = z

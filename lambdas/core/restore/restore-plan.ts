@@ -64,9 +64,37 @@ const absolutePath = text.refine(
   "must be a normalized absolute path other than / (no trailing slash, no . or .. segments)",
 );
 
-const fileName = z
+/** A plain file name (a static-pod manifest): the agent refuses anything else. */
+export const fileName = z
   .string()
   .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/, "a file name: letters, digits, '.', '_', '-', not hidden");
+
+/** A sha256 as the agent compares it: 64 lowercase hex digits. */
+export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits");
+
+/**
+ * The manifests a restore restarts after the API is back: never etcd's or kube-apiserver's (the phases
+ * stop and start those themselves), none twice. Checked on the targets file and again on each plan.
+ */
+export function checkRestartManifests(
+  names: readonly string[],
+  stoppedByThePhases: ReadonlyArray<string | undefined>,
+  path: ReadonlyArray<string | number>,
+  context: z.RefinementCtx,
+): void {
+  for (const [index, name] of names.entries()) {
+    if (stoppedByThePhases.includes(name)) {
+      context.addIssue({
+        code: "custom",
+        path: [...path, index],
+        message: `${name} is etcd's or kube-apiserver's manifest, which the restore stops and starts itself`,
+      });
+    }
+    if (names.indexOf(name) !== index) {
+      context.addIssue({ code: "custom", path: [...path, index], message: `${name} appears twice` });
+    }
+  }
+}
 
 const httpUrl = text.refine((value) => {
   try {
@@ -133,7 +161,7 @@ export const restorePlanSchema = z
         /** Presigned GET URL of the snapshot object: a secret, never logged. */
         url: httpUrl,
         /** Hex sha256 of the database without its 32-byte trailer, which equals the trailer. */
-        sha256: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits"),
+        sha256: sha256Hex,
         /** Size of the object, trailer included. */
         bytes: count.refine(hasTrailerSize, "a snapshot's size is 32 more than a multiple of 512"),
         revision: count,
@@ -160,10 +188,7 @@ export const restorePlanSchema = z
      * The restore tool staged in the bucket: a presigned GET URL (a secret, never logged, renewed with
      * every plan write) and the sha256 the download must have before the agent runs it.
      */
-    tool: z
-      .object({ url: httpUrl, sha256: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits") })
-      .strict()
-      .optional(),
+    tool: z.object({ url: httpUrl, sha256: sha256Hex }).strict().optional(),
     /** Free bytes needed on the data dir's filesystem: about 3× the database (download, new dir, old dir). */
     minimumFreeBytes: count,
     /** Bound on waiting for kube-apiserver, then etcd, to stop after its manifest is parked (default 120). */
@@ -194,23 +219,12 @@ export const restorePlanSchema = z
         message: "--mark-compacted needs --bump-revision",
       });
     }
-    const restart = plan.member.restartManifests ?? [];
-    for (const [index, name] of restart.entries()) {
-      if (name === plan.member.etcdManifest || name === plan.member.apiServerManifest) {
-        context.addIssue({
-          code: "custom",
-          path: ["member", "restartManifests", index],
-          message: `${name} is etcd's or kube-apiserver's manifest, which the other phases stop and start`,
-        });
-      }
-      if (restart.indexOf(name) !== index) {
-        context.addIssue({
-          code: "custom",
-          path: ["member", "restartManifests", index],
-          message: `${name} appears twice`,
-        });
-      }
-    }
+    checkRestartManifests(
+      plan.member.restartManifests ?? [],
+      [plan.member.etcdManifest, plan.member.apiServerManifest],
+      ["member", "restartManifests"],
+      context,
+    );
     const self = `${plan.member.name}=${plan.member.peerUrl}`;
     if (!plan.initialCluster.split(",").includes(self)) {
       context.addIssue({
