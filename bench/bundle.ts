@@ -4,6 +4,7 @@ import { mkdir, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build } from "esbuild";
+import { crc32cNativeModule, esmRequireBanner } from "../infra/native-modules.js";
 
 const projectRoot = join(import.meta.dirname, "..");
 
@@ -42,11 +43,8 @@ export async function bundleLikeLambda(entryPoints: string[], outdir: string, op
     minify: true,
     sourcemap: true,
     sourcesContent: false,
-    // CommonJS dependencies bundled into an ES module still call require() for Node built-ins.
-    banner: {
-      js: "import { createRequire as __etcdBackupCreateRequire } from 'node:module'; const require = __etcdBackupCreateRequire(import.meta.url);",
-    },
-    external: options.externalSdk ? ["@node-rs/crc32", "@aws-sdk/*", "@smithy/*"] : ["@node-rs/crc32"],
+    banner: { js: esmRequireBanner },
+    external: options.externalSdk ? [crc32cNativeModule, "@aws-sdk/*", "@smithy/*"] : [crc32cNativeModule],
     logLevel: "error",
   });
 }

@@ -12,6 +12,7 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import { readFully } from "../lambdas/core/snapshot/write-fully.js";
 import { signWithoutPayloadHash } from "../lambdas/core/store/unsigned-payload.js";
 
 export interface PlainUploadOptions {
@@ -37,9 +38,7 @@ export async function uploadFileInParts(path: string, options: PlainUploadOption
         const index = nextPart++;
         const length = Math.min(partSize, size - index * partSize);
         const body = Buffer.allocUnsafe(length);
-        for (let done = 0; done < length; ) {
-          done += (await handle.read(body, done, length - done, index * partSize + done)).bytesRead;
-        }
+        await readFully(handle, body, index * partSize, () => new Error(`${path} shrank while uploading`));
         const command = new UploadPartCommand({
           Bucket: bucket,
           Key: key,

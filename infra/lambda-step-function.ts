@@ -16,7 +16,7 @@ import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/ca
 import { MetricNamespace, MetricServiceName } from "../lambdas/core/metric-names.js";
 import type { ClusterAccess } from "./cluster-access.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
-import { crc32cNativeModule, linuxArm64NativeModuleHooks } from "./native-modules.js";
+import { crc32cNativeModule, esmRequireBanner, linuxArm64NativeModuleHooks } from "./native-modules.js";
 import type { NotificationTopic } from "./on-call-topic.js";
 import type { SnapshotStorage } from "./snapshot-storage.js";
 
@@ -206,9 +206,7 @@ export class LambdaStepFunction extends Construct {
         // --enable-source-maps would parse it at every cold start.
         sourceMap: true,
         sourcesContent: false,
-        // CommonJS dependencies bundled into an ES module still call require() for Node built-ins.
-        banner:
-          "import { createRequire as __etcdBackupCreateRequire } from 'node:module'; const require = __etcdBackupCreateRequire(import.meta.url);",
+        banner: esmRequireBanner,
         // The AWS SDK is bundled too: the versions the lock file pins are the ones that run.
         externalModules: native ? [crc32cNativeModule] : [],
         ...(hooks.length > 0 ? { commandHooks: combineHooks(hooks) } : {}),

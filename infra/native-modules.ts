@@ -8,6 +8,13 @@ import type { ICommandHooks } from "aws-cdk-lib/aws-lambda-nodejs";
 
 export const crc32cNativeModule = "@node-rs/crc32";
 
+/**
+ * Prepended to every handler bundle (and the bench's, which mirror them): CommonJS dependencies bundled
+ * into an ES module still call require() for Node built-ins.
+ */
+export const esmRequireBanner =
+  "import { createRequire as __etcdBackupCreateRequire } from 'node:module'; const require = __etcdBackupCreateRequire(import.meta.url);";
+
 /** The installed version, so the bundle carries exactly what the tests ran against. */
 export function installedVersion(projectRoot: string, moduleName: string): string {
   const manifest = JSON.parse(

@@ -37,7 +37,7 @@ import {
 } from "./etcd-schema.js";
 import { LiveKeySet } from "./live-key-set.js";
 import { hasTrailerSize, snapshotTrailerBytes, TrailerHoldingHash } from "./snapshot-format.js";
-import { writevFully } from "./write-fully.js";
+import { readFully, writevFully } from "./write-fully.js";
 
 export interface SnapshotReport {
   /** Hex sha256 of the database bytes (the file minus the 32-byte trailer). */
@@ -201,7 +201,7 @@ async function verifyOpenFile(
   const fileBytes = (await handle.stat()).size;
   if (fileBytes === 0) throw new SnapshotCorruptError("not a bbolt file: the file is empty");
   const head = Buffer.alloc(Math.min(fileBytes, headBytes));
-  await readFully(handle, head, 0);
+  await readSnapshotFully(handle, head, 0);
 
   const withTrailer = hasTrailerShape(fileBytes);
   const dbBytes = withTrailer ? fileBytes - snapshotTrailerBytes : fileBytes;
@@ -222,7 +222,7 @@ async function verifyOpenFile(
   const sha256 = dbSha256 ?? (await sha256OfRange(handle, dbBytes));
   if (withTrailer) {
     const trailer = Buffer.alloc(snapshotTrailerBytes);
-    await readFully(handle, trailer, dbBytes);
+    await readSnapshotFully(handle, trailer, dbBytes);
     if (trailer.toString("hex") !== sha256) {
       throw new SnapshotCorruptError(
         `snapshot trailer mismatch: sha256 of the first ${dbBytes} bytes is ${sha256}, trailer says ${trailer.toString("hex")}`,
@@ -255,13 +255,13 @@ async function verifyOpenFile(
   };
 }
 
-async function readFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < buffer.length; ) {
-    const { bytesRead } = await handle.read(buffer, done, buffer.length - done, position + done);
-    if (bytesRead === 0)
-      throw new SnapshotCorruptError(`truncated: the file ends before byte ${position + buffer.length}`);
-    done += bytesRead;
-  }
+function readSnapshotFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {
+  return readFully(
+    handle,
+    buffer,
+    position,
+    () => new SnapshotCorruptError(`truncated: the file ends before byte ${position + buffer.length}`),
+  );
 }
 
 /** sha256 of bytes [0, length), reading the next chunk while hashing the current one. */
@@ -271,7 +271,7 @@ async function sha256OfRange(handle: FileHandle, length: number): Promise<string
   const readChunk = async (position: number, buffer: Buffer): Promise<Buffer> => {
     const size = Math.min(hashChunkBytes, length - position);
     const chunk = buffer.subarray(0, size);
-    await readFully(handle, chunk, position);
+    await readSnapshotFully(handle, chunk, position);
     return chunk;
   };
   let position = 0;

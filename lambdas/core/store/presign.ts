@@ -7,6 +7,7 @@ import { Hash } from "@smithy/hash-node";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { InvalidInputError } from "../errors.js";
+import { contentSha256Header, unsignedPayload } from "./unsigned-payload.js";
 
 /** A fixed identity or a provider of one (the SDK's credential chain). */
 export type SigningCredentials = ConstructorParameters<typeof SignatureV4>[0]["credentials"];
@@ -30,9 +31,6 @@ export interface PresignOptions {
   /** The signing time; now unless given (tests). */
   signingDate?: Date;
 }
-
-const unsignedPayload = "UNSIGNED-PAYLOAD";
-const contentSha256Header = "x-amz-content-sha256";
 
 /** RFC 3986 percent-encoding, as SigV4 canonicalizes: encodeURIComponent leaves !'()* alone. */
 function escapeUri(value: string): string {

@@ -4,14 +4,16 @@
 // storing the part, still proves its bytes, and TLS protects them in transit.
 import type { UploadPartCommand } from "@aws-sdk/client-s3";
 
-const contentSha256Header = "x-amz-content-sha256";
+/** The SigV4 header that carries the payload's hash, and the value that says it is not signed. */
+export const contentSha256Header = "x-amz-content-sha256";
+export const unsignedPayload = "UNSIGNED-PAYLOAD";
 
 /** Makes the command's signature cover its headers but not its payload's SHA-256. */
 export function signWithoutPayloadHash(command: UploadPartCommand): void {
   command.middlewareStack.add(
     (next) => async (args) => {
       const request = args.request as { headers?: Record<string, string> };
-      if (request.headers) request.headers[contentSha256Header] = "UNSIGNED-PAYLOAD";
+      if (request.headers) request.headers[contentSha256Header] = unsignedPayload;
       return next(args);
     },
     { step: "build", name: "signWithoutPayloadHash", override: true },

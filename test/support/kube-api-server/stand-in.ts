@@ -14,6 +14,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import { text } from "node:stream/consumers";
 import type { TLSSocket } from "node:tls";
 import { makeTempDir } from "../temp-dir.js";
 import { createTestCertificates, type TestCertificates } from "../test-certificates.js";
@@ -518,7 +519,7 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
       (info.resource === "pods" || info.resource === "secrets") &&
       info.subresource === undefined;
     if (writable && (method === "POST" || method === "DELETE")) {
-      readBody(request).then(
+      text(request).then(
         (body) => send(resolveWrite(method, info, body)),
         (error: unknown) => send(failed(error)),
       );
@@ -901,15 +902,6 @@ function spawnLocally(request: ExecRequest): ChildProcess {
 }
 
 /** apiserver RequestInfoFactory: the verb, namespace, resource, subresource and name of a path. */
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on("data", (chunk: Buffer) => chunks.push(chunk));
-    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    request.on("error", reject);
-  });
-}
-
 function requestInfo(method: string, url: URL): RequestInfo {
   const lowerMethod = method.toLowerCase();
   const segments = url.pathname.split("/").filter((segment) => segment !== "");
