@@ -73,7 +73,7 @@ function clientCredentials(client: S3Client): CredentialSource {
  * restore assumes the role about once per phase.
  */
 export function presignRoleSession(roleArn: string, sts: STSClient): CredentialSource {
-  let session: Promise<{ credentials: SigningCredentials & object; expiresAt: number }> | undefined;
+  let session: Promise<SigningCredentials & { expiration: Date }> | undefined;
   const assume = async () => {
     const reply = await sts.send(
       new AssumeRoleCommand({
@@ -87,13 +87,10 @@ export function presignRoleSession(roleArn: string, sts: STSClient): CredentialS
       throw new Error(`sts:AssumeRole on ${roleArn} returned no credentials`);
     }
     return {
-      credentials: {
-        accessKeyId: issued.AccessKeyId,
-        secretAccessKey: issued.SecretAccessKey,
-        ...(issued.SessionToken ? { sessionToken: issued.SessionToken } : {}),
-        expiration: issued.Expiration,
-      },
-      expiresAt: issued.Expiration.getTime(),
+      accessKeyId: issued.AccessKeyId,
+      secretAccessKey: issued.SecretAccessKey,
+      ...(issued.SessionToken ? { sessionToken: issued.SessionToken } : {}),
+      expiration: issued.Expiration,
     };
   };
   return async (lifetimeSeconds) => {
@@ -104,7 +101,7 @@ export function presignRoleSession(roleArn: string, sts: STSClient): CredentialS
     }
     const neededSeconds = Math.min(lifetimeSeconds, chainedSessionSeconds - sessionReuseSeconds);
     let current = session ? await session.catch(() => undefined) : undefined;
-    if (!current || current.expiresAt < Date.now() + neededSeconds * 1000) {
+    if (!current || current.expiration.getTime() < Date.now() + neededSeconds * 1000) {
       const started = assume();
       session = started;
       started.catch(() => {
@@ -112,7 +109,7 @@ export function presignRoleSession(roleArn: string, sts: STSClient): CredentialS
       });
       current = await started;
     }
-    return current.credentials;
+    return current;
   };
 }
 

@@ -19,5 +19,10 @@ export function restoreStepHandler<Schema extends z.ZodType, Result>(
   run: (dependencies: RestoreDependencies, input: z.infer<Schema>) => Promise<Result>,
   extras: BackupDependencyExtras = {},
 ) {
-  return stepHandler(step, schema, () => run.bind(undefined, { ...restoreDependencies(), ...extras }));
+  // Kept per handler, as backupStepHandler keeps its own: merged once, not at every invocation.
+  let dependencies: RestoreDependencies | undefined;
+  return stepHandler(step, schema, () => {
+    dependencies ??= { ...restoreDependencies(), ...extras };
+    return run.bind(undefined, dependencies);
+  });
 }
