@@ -3,6 +3,7 @@
 // deployed. Its role may invoke exactly the functions it is given and nothing else; it logs every
 // execution and traces with X-Ray. The backup workflow uses it now, the restore workflow later.
 import { readFileSync } from "node:fs";
+import { Arn, ArnFormat, Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
@@ -76,4 +77,15 @@ export class AslStateMachine extends Construct {
       "Step Functions logging and X-Ray: logs:CreateLogDelivery/GetLogDelivery/UpdateLogDelivery/DeleteLogDelivery/ListLogDeliveries/PutResourcePolicy/DescribeResourcePolicies/DescribeLogGroups and xray:PutTraceSegments/PutTelemetryRecords/GetSamplingRules/GetSamplingTargets support no resource-level permissions; AWS documents Resource '*' for them.",
     );
   }
+}
+
+/** The ARNs of a state machine's executions (`…:execution:<name>:*`), for following and stopping them. */
+export function executionArnsOf(scope: Construct, machine: sfn.IStateMachine): string {
+  const name = Arn.split(machine.stateMachineArn, ArnFormat.COLON_RESOURCE_NAME).resourceName;
+  return Stack.of(scope).formatArn({
+    service: "states",
+    resource: "execution",
+    resourceName: `${name}:*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
 }

@@ -1,8 +1,7 @@
 // The scheduled backup: one Lambda function per step of statemachine/backup.asl.json, the state machine
 // deployed from that file, and an EventBridge Scheduler schedule per target that starts it.
 import { join } from "node:path";
-import { Duration, Size, Stack } from "aws-cdk-lib";
-import * as iam from "aws-cdk-lib/aws-iam";
+import { Duration, Size } from "aws-cdk-lib";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import * as scheduler from "aws-cdk-lib/aws-scheduler";
 import * as schedulerTargets from "aws-cdk-lib/aws-scheduler-targets";
@@ -11,28 +10,11 @@ import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
 import { AslStateMachine } from "./asl-state-machine.js";
 import { EksAccessEntries } from "./eks-access.js";
-import {
-  type BackupResources,
-  LambdaStepFunction,
-  type StepAccess,
-  type StepNetwork,
-  type StepSizing,
-} from "./lambda-step-function.js";
+import type { BackupResources, LambdaStepFunction, StepNetwork, StepSizing } from "./lambda-step-function.js";
 import type { OnCallTopic } from "./on-call-topic.js";
+import { serviceRole } from "./service-role.js";
+import { createStepFunctions, smallStep, stepRoles, type WorkflowStep } from "./workflow-steps.js";
 
-interface BackupStep {
-  /** The ASL placeholder that receives the function's ARN. */
-  placeholder: string;
-  handler: string;
-  description: string;
-  sizing: StepSizing;
-  access: StepAccess[];
-  nativeCrc32c?: boolean;
-  /** Talks to etcd or a Kubernetes API: placed in the VPC when one is given, mapped into EKS clusters. */
-  reachesClusters?: boolean;
-}
-
-const small = (seconds: number): StepSizing => ({ memorySize: 256, timeout: Duration.seconds(seconds) });
 const streaming: StepSizing = { memorySize: 1024, timeout: Duration.minutes(15) };
 
 /**
@@ -40,19 +22,19 @@ const streaming: StepSizing = { memorySize: 1024, timeout: Duration.minutes(15) 
  * Every function receives every environment variable (the handlers' environment schema requires them);
  * the access list decides the grants.
  */
-export const backupSteps: readonly BackupStep[] = [
+export const backupSteps: readonly WorkflowStep[] = [
   {
     placeholder: "AcquireLeaseFunctionArn",
     handler: "acquire-lease",
     description: "etcd-backup: take the cluster's lease (or recognise a duplicate tick)",
-    sizing: small(30),
+    sizing: smallStep(30),
     access: ["catalogue"],
   },
   {
     placeholder: "ResolveTargetFunctionArn",
     handler: "resolve-target",
     description: "etcd-backup: reach the cluster, choose the member, mint the snapshot id",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["targets", "clusters"],
     reachesClusters: true,
   },
@@ -79,21 +61,21 @@ export const backupSteps: readonly BackupStep[] = [
     placeholder: "PruneSnapshotsFunctionArn",
     handler: "prune-snapshots",
     description: "etcd-backup: apply the retention policy (object versions first, then rows)",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["catalogue", "targets", "prune-snapshots"],
   },
   {
     placeholder: "ReleaseLeaseFunctionArn",
     handler: "release-lease",
     description: "etcd-backup: give the cluster's lease back",
-    sizing: small(30),
+    sizing: smallStep(30),
     access: ["catalogue"],
   },
   {
     placeholder: "MarkFailedFunctionArn",
     handler: "mark-failed",
     description: "etcd-backup: mark the run FAILED, abort its upload, release the lease, word the alert",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["catalogue", "abort-uploads"],
   },
 ];
@@ -111,41 +93,24 @@ export interface BackupWorkflowProps {
 }
 
 export class BackupWorkflow extends Construct {
-  readonly functions: Record<string, LambdaStepFunction> = {};
-  /** What the functions work on; the restore workflow works on the same. */
-  readonly resources: BackupResources;
+  readonly functions: Record<string, LambdaStepFunction>;
   readonly stateMachine: sfn.StateMachine;
   readonly schedules: Record<string, scheduler.Schedule> = {};
 
   constructor(scope: Construct, id: string, props: BackupWorkflowProps) {
     super(scope, id);
-    this.resources = props.resources;
-    for (const step of backupSteps) {
-      this.functions[step.placeholder] = new LambdaStepFunction(this, pascalCase(step.handler), {
-        handler: step.handler,
-        description: step.description,
-        sizing: step.sizing,
-        access: step.access,
-        resources: props.resources,
-        nativeCrc32c: step.nativeCrc32c ?? false,
-        ...(props.network && step.reachesClusters ? { network: props.network } : {}),
-        projectRoot: props.projectRoot,
-        handlersDirectory: props.handlersDirectory,
-        logRetention: props.logRetention,
-      });
-    }
+    this.functions = createStepFunctions(this, backupSteps, {
+      resources: props.resources,
+      ...(props.network ? { network: props.network } : {}),
+      projectRoot: props.projectRoot,
+      handlersDirectory: props.handlersDirectory,
+      logRetention: props.logRetention,
+    });
 
     if (props.eksAccessEntries ?? true) {
       new EksAccessEntries(this, "EksAccess", {
         targets: props.targets,
-        roles: Object.fromEntries(
-          backupSteps
-            .filter((step) => step.reachesClusters)
-            .map((step) => [
-              pascalCase(step.handler),
-              (this.functions[step.placeholder] as LambdaStepFunction).role,
-            ]),
-        ),
+        roles: stepRoles(this.functions, backupSteps, (step) => step.reachesClusters === true),
       });
     }
 
@@ -161,12 +126,12 @@ export class BackupWorkflow extends Construct {
     this.stateMachine = machine.stateMachine;
 
     // One role for all schedules: it may start this state machine and nothing else.
-    const schedulerRole = new iam.Role(this, "SchedulerRole", {
-      assumedBy: new iam.ServicePrincipal("scheduler.amazonaws.com").withConditions({
-        StringEquals: { "aws:SourceAccount": Stack.of(this).account },
-      }),
-      description: "etcd-backup: EventBridge Scheduler starts backup executions",
-    });
+    const schedulerRole = serviceRole(
+      this,
+      "SchedulerRole",
+      "scheduler.amazonaws.com",
+      "etcd-backup: EventBridge Scheduler starts backup executions",
+    );
     for (const target of props.targets) {
       this.schedules[target.name] = new scheduler.Schedule(this, `Schedule-${target.name}`, {
         description: `etcd-backup of cluster ${target.name}`,
@@ -185,8 +150,4 @@ export class BackupWorkflow extends Construct {
       });
     }
   }
-}
-
-function pascalCase(kebab: string): string {
-  return kebab.replace(/(^|-)([a-z])/g, (_match, _dash, letter: string) => letter.toUpperCase());
 }

@@ -11,7 +11,7 @@ import type { TargetsFile } from "../lambdas/core/config/target-config.js";
 import { BackupWorkflow } from "./backup-workflow.js";
 import { Catalogue } from "./catalogue.js";
 import { clusterAccessOf } from "./cluster-access.js";
-import type { StepNetwork } from "./lambda-step-function.js";
+import type { BackupResources, StepNetwork } from "./lambda-step-function.js";
 import { Monitoring } from "./monitoring.js";
 import { OnCallTopic } from "./on-call-topic.js";
 import { OperatorPolicies } from "./operator-policies.js";
@@ -74,51 +74,46 @@ export class EtcdBackupStack extends Stack {
     this.targetsParameter = new TargetsParameter(this, "Targets", { targets: props.targets });
     this.onCall = new OnCallTopic(this, "OnCall", { emails: props.alertEmails ?? [] });
 
-    this.backup = new BackupWorkflow(this, "BackupWorkflow", {
-      resources: {
-        storage: this.storage,
-        prefix: props.targets.prefix,
-        table: this.catalogue.table,
-        targetsParameter: this.targetsParameter.parameter,
-        clusterAccess: clusterAccessOf(this, props.targets),
-      },
-      targets: props.targets.targets,
-      onCall: this.onCall,
+    // What every function works on, and how they are built: shared by both workflows and the age check.
+    const resources: BackupResources = {
+      storage: this.storage,
+      prefix: props.targets.prefix,
+      table: this.catalogue.table,
+      targetsParameter: this.targetsParameter.parameter,
+      clusterAccess: clusterAccessOf(this, props.targets),
+    };
+    const functions = {
       projectRoot,
       handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
       logRetention,
+    };
+    const workflows = {
+      ...functions,
+      resources,
+      targets: props.targets.targets,
+      onCall: this.onCall,
       ...(network ? { network } : {}),
       ...(props.eksAccessEntries === undefined ? {} : { eksAccessEntries: props.eksAccessEntries }),
-    });
+    };
+
+    this.backup = new BackupWorkflow(this, "BackupWorkflow", workflows);
 
     this.restore = new RestoreWorkflow(this, "RestoreWorkflow", {
-      resources: this.backup.resources,
-      targets: props.targets.targets,
-      onCall: this.onCall,
+      ...workflows,
       backupStateMachine: this.backup.stateMachine,
       approverEmails: props.approverEmails ?? [],
-      projectRoot,
-      handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
-      logRetention,
-      ...(network ? { network } : {}),
-      ...(props.eksAccessEntries === undefined ? {} : { eksAccessEntries: props.eksAccessEntries }),
     });
 
     this.monitoring = new Monitoring(this, "Monitoring", {
       onCall: this.onCall,
       stateMachines: { backup: this.backup.stateMachine, restore: this.restore.stateMachine },
       targets: props.targets.targets,
-      ageCheck: {
-        resources: this.backup.resources,
-        projectRoot,
-        handlersDirectory: props.handlersDirectory ?? join(projectRoot, "lambdas", "handlers"),
-        logRetention,
-      },
+      ageCheck: { ...functions, resources },
     });
 
     this.operatorPolicies = new OperatorPolicies(this, "OperatorPolicies", {
       table: this.catalogue.table,
-      clusters: props.targets.targets.map((target) => target.name),
+      clusters: resources.clusterAccess.clusters,
       restoreStateMachine: this.restore.stateMachine,
     });
 

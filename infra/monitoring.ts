@@ -5,7 +5,6 @@
 import { Annotations, Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as events from "aws-cdk-lib/aws-events";
-import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
@@ -21,6 +20,7 @@ import {
   longestScheduleGapSeconds,
   maxAlarmWindowSeconds,
 } from "./schedule-interval.js";
+import { serviceRole } from "./service-role.js";
 import { SnapshotAgeCheck } from "./snapshot-age-check.js";
 
 /** A run takes at most the state machine's own timeout: a window shorter than interval + this misfires. */
@@ -66,12 +66,12 @@ export class Monitoring extends Construct {
     const executionArn = events.EventField.fromPath("$.detail.executionArn");
     // EventBridge publishes through a role of this stack rather than a topic policy open to the events
     // service: no other account's rule can use the topic, and the key needs no grant to the service.
-    const alertRole = new iam.Role(this, "ExecutionAlertRole", {
-      assumedBy: new iam.ServicePrincipal("events.amazonaws.com").withConditions({
-        StringEquals: { "aws:SourceAccount": stack.account },
-      }),
-      description: "etcd-backup: EventBridge publishes execution alerts to the on-call topic",
-    });
+    const alertRole = serviceRole(
+      this,
+      "ExecutionAlertRole",
+      "events.amazonaws.com",
+      "etcd-backup: EventBridge publishes execution alerts to the on-call topic",
+    );
     props.onCall.grantPublish(alertRole);
     const message = events.RuleTargetInput.fromText(
       [

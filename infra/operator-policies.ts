@@ -1,19 +1,20 @@
 // What people need to use the deployed stack from the CLI, as managed policies to attach to their
 // roles (or an IAM Identity Center permission set): reading the catalogue, and running restores. The
 // functions' roles are not for people; without these, operators would be handed broad policies.
-import { Arn, ArnFormat, Stack } from "aws-cdk-lib";
+import { Stack } from "aws-cdk-lib";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
+import { executionArnsOf } from "./asl-state-machine.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 
 export interface OperatorPoliciesProps {
   table: dynamodb.ITable;
   /** The clusters whose catalogue rows may be read. */
   clusters: readonly string[];
-  restoreStateMachine: sfn.StateMachine;
+  restoreStateMachine: sfn.IStateMachine;
 }
 
 export class OperatorPolicies extends Construct {
@@ -42,15 +43,7 @@ export class OperatorPolicies extends Construct {
       statements: readCatalogue,
     });
 
-    const executions = Arn.format(
-      {
-        service: "states",
-        resource: "execution",
-        resourceName: `${props.restoreStateMachine.stateMachineName}:*`,
-        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-      },
-      stack,
-    );
+    const executions = executionArnsOf(this, props.restoreStateMachine);
     this.restoreOperator = new iam.ManagedPolicy(this, "RestoreOperator", {
       description:
         "etcd-backup: start, follow, approve, reject and stop restores (etcd-backup restore, approve, reject)",

@@ -4,48 +4,33 @@
 // state machine for the safety snapshot and runs the node agents through Systems Manager, or (pod
 // executor) as pods that two functions of its own create and remove through the Kubernetes API.
 import { join } from "node:path";
-import { Annotations, Arn, ArnFormat, Duration, Stack } from "aws-cdk-lib";
+import { Annotations, Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
 import { agentExecutionTimeoutSeconds } from "../lambdas/core/restore/restore-timeouts.js";
-import { AslStateMachine } from "./asl-state-machine.js";
+import { AslStateMachine, executionArnsOf } from "./asl-state-machine.js";
 import { type ClusterAccess, clusterAccessOf, secretResourceArns } from "./cluster-access.js";
 import { EksAccessEntries, restoreKubernetesGroup } from "./eks-access.js";
-import {
-  type BackupResources,
+import type {
+  BackupResources,
   LambdaStepFunction,
-  type RestoreResources,
-  type StepAccess,
-  type StepNetwork,
-  type StepSizing,
+  RestoreResources,
+  StepNetwork,
 } from "./lambda-step-function.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 import { NotificationTopic, type OnCallTopic } from "./on-call-topic.js";
-
-interface RestoreStep {
-  /** The ASL placeholder that receives the function's ARN. */
-  placeholder: string;
-  handler: string;
-  description: string;
-  sizing: StepSizing;
-  access: StepAccess[];
-  /** Talks to etcd: placed in the VPC when one is given. */
-  reachesClusters?: boolean;
-  restoreAgentScript?: boolean;
-}
-
-const small = (seconds: number): StepSizing => ({ memorySize: 256, timeout: Duration.seconds(seconds) });
+import { createStepFunctions, smallStep, stepRoles, type WorkflowStep } from "./workflow-steps.js";
 
 /** The steps and what each may touch. Lambda timeouts stay within the ASL's TimeoutSeconds for the state. */
-export const restoreSteps: readonly RestoreStep[] = [
+export const restoreSteps: readonly WorkflowStep[] = [
   {
     placeholder: "ValidateRestoreFunctionArn",
     handler: "validate-restore",
     description: "etcd-backup restore: check the snapshot and the cluster before asking for approval",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["catalogue", "targets", "etcd-tls", "read-snapshot-versions"],
     reachesClusters: true,
   },
@@ -53,21 +38,21 @@ export const restoreSteps: readonly RestoreStep[] = [
     placeholder: "RequestApprovalFunctionArn",
     handler: "request-approval",
     description: "etcd-backup restore: keep the task token and ask the approvers",
-    sizing: small(30),
+    sizing: smallStep(30),
     access: ["approvals", "notify-approvers"],
   },
   {
     placeholder: "AcquireLeaseFunctionArn",
     handler: "acquire-lease",
     description: "etcd-backup restore: take the cluster's lease after approval",
-    sizing: small(30),
+    sizing: smallStep(30),
     access: ["catalogue"],
   },
   {
     placeholder: "WriteRestorePlansFunctionArn",
     handler: "write-restore-plans",
     description: "etcd-backup restore: write each member's plan and presign the agents' URLs",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["targets", "write-restore-plans", "presign-urls"],
     restoreAgentScript: true,
   },
@@ -76,7 +61,7 @@ export const restoreSteps: readonly RestoreStep[] = [
     handler: "start-agent-pods",
     description:
       "etcd-backup restore: create the agent pods (pod executor) and the Secret with their script and URLs",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["targets", "agent-pod-clusters"],
     reachesClusters: true,
     restoreAgentScript: true,
@@ -85,7 +70,7 @@ export const restoreSteps: readonly RestoreStep[] = [
     placeholder: "RemoveAgentPodsFunctionArn",
     handler: "remove-agent-pods",
     description: "etcd-backup restore: delete the agent pods and their Secret (pod executor), best effort",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["targets", "agent-pod-clusters"],
     reachesClusters: true,
   },
@@ -94,14 +79,14 @@ export const restoreSteps: readonly RestoreStep[] = [
     handler: "set-restore-phase",
     description:
       "etcd-backup restore: move every member's plan to the next barrier phase, renewing the agents' URLs",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["targets", "read-restore-plans", "write-restore-plans", "presign-urls"],
   },
   {
     placeholder: "CheckRestoreAgentsFunctionArn",
     handler: "check-restore-agents",
     description: "etcd-backup restore: read the agents' status objects at a barrier",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["targets", "read-restore-plans"],
   },
   {
@@ -109,7 +94,7 @@ export const restoreSteps: readonly RestoreStep[] = [
     handler: "check-etcd-health",
     description:
       "etcd-backup restore: check members, leader, revision and key count before the API servers start",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["targets", "etcd-tls"],
     reachesClusters: true,
   },
@@ -117,14 +102,14 @@ export const restoreSteps: readonly RestoreStep[] = [
     placeholder: "ComposeRestoreMessageFunctionArn",
     handler: "compose-restore-message",
     description: "etcd-backup restore: release the lease on failure and word the outcome for on-call",
-    sizing: small(60),
+    sizing: smallStep(60),
     access: ["catalogue"],
   },
   {
     placeholder: "ReleaseLeaseFunctionArn",
     handler: "release-lease",
     description: "etcd-backup restore: give the cluster's lease back",
-    sizing: small(30),
+    sizing: smallStep(30),
     access: ["catalogue"],
   },
 ];
@@ -173,7 +158,7 @@ export interface RestoreWorkflowProps {
 }
 
 export class RestoreWorkflow extends Construct {
-  readonly functions: Record<string, LambdaStepFunction> = {};
+  readonly functions: Record<string, LambdaStepFunction>;
   readonly approvers: NotificationTopic;
   readonly stateMachine: sfn.StateMachine;
 
@@ -200,35 +185,21 @@ export class RestoreWorkflow extends Construct {
       stagedRestoreTools: restorable.some((target) => target.restore?.toolObject),
     };
 
-    for (const step of restoreSteps) {
-      this.functions[step.placeholder] = new LambdaStepFunction(this, pascalCase(step.handler), {
-        handler: step.handler,
-        description: step.description,
-        sizing: step.sizing,
-        access: step.access,
-        resources: props.resources,
-        restore,
-        restoreAgentScript: step.restoreAgentScript ?? false,
-        ...(props.network && step.reachesClusters ? { network: props.network } : {}),
-        projectRoot: props.projectRoot,
-        handlersDirectory: props.handlersDirectory,
-        logRetention: props.logRetention,
-      });
-    }
+    this.functions = createStepFunctions(this, restoreSteps, {
+      resources: props.resources,
+      restore,
+      ...(props.network ? { network: props.network } : {}),
+      projectRoot: props.projectRoot,
+      handlersDirectory: props.handlersDirectory,
+      logRetention: props.logRetention,
+    });
 
     const podTargets = props.targets.filter((target) => target.restore?.executor === "pod");
     if ((props.eksAccessEntries ?? true) && podTargets.length > 0) {
       new EksAccessEntries(this, "EksAccess", {
         targets: podTargets,
         kubernetesGroup: restoreKubernetesGroup,
-        roles: Object.fromEntries(
-          restoreSteps
-            .filter((step) => step.access.includes("agent-pod-clusters"))
-            .map((step) => [
-              pascalCase(step.handler),
-              (this.functions[step.placeholder] as LambdaStepFunction).role,
-            ]),
-        ),
+        roles: stepRoles(this.functions, restoreSteps, (step) => step.access.includes("agent-pod-clusters")),
       });
     }
 
@@ -259,13 +230,7 @@ export class RestoreWorkflow extends Construct {
  */
 function grantSafetySnapshot(scope: Construct, role: iam.IRole, backup: sfn.IStateMachine): void {
   const stack = Stack.of(scope);
-  const backupName = Arn.split(backup.stateMachineArn, ArnFormat.COLON_RESOURCE_NAME).resourceName;
-  const executions = stack.formatArn({
-    service: "states",
-    resource: "execution",
-    resourceName: `${backupName}:*`,
-    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-  });
+  const executions = executionArnsOf(scope, backup);
   role.addToPrincipalPolicy(
     new iam.PolicyStatement({ actions: ["states:StartExecution"], resources: [backup.stateMachineArn] }),
   );
@@ -325,8 +290,4 @@ function grantAgentCommands(scope: Construct, role: iam.IRole, targets: readonly
       ],
     }),
   );
-}
-
-function pascalCase(kebab: string): string {
-  return kebab.replace(/(^|-)([a-z])/g, (_match, _dash, letter: string) => letter.toUpperCase());
 }

@@ -2,7 +2,7 @@
 // alarm can look back: an hourly schedule per target invokes report-snapshot-age, which publishes the
 // age of the cluster's newest verified snapshot, and an alarm fires when that age exceeds twice the
 // schedule's interval — or when the check itself stops publishing.
-import { Duration, Stack } from "aws-cdk-lib";
+import { Duration } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
@@ -14,6 +14,7 @@ import { clusterAlarm } from "./cluster-alarm.js";
 import { type BackupResources, LambdaStepFunction } from "./lambda-step-function.js";
 import type { OnCallTopic } from "./on-call-topic.js";
 import { describeSeconds } from "./schedule-interval.js";
+import { serviceRole } from "./service-role.js";
 
 /** How often the age is published, and how many silent or stale hours in a row raise the alarm. */
 const checkPeriod = Duration.hours(1);
@@ -42,7 +43,6 @@ export class SnapshotAgeCheck extends Construct {
 
   constructor(scope: Construct, id: string, props: SnapshotAgeCheckProps) {
     super(scope, id);
-    const stack = Stack.of(this);
     // Reads the catalogue only; it never reaches a cluster, so it needs no VPC and no cluster access.
     this.function = new LambdaStepFunction(this, "ReportSnapshotAge", {
       ...snapshotAgeStep,
@@ -53,12 +53,12 @@ export class SnapshotAgeCheck extends Construct {
       handlersDirectory: props.handlersDirectory,
       logRetention: props.logRetention,
     });
-    const schedulerRole = new iam.Role(this, "SchedulerRole", {
-      assumedBy: new iam.ServicePrincipal("scheduler.amazonaws.com").withConditions({
-        StringEquals: { "aws:SourceAccount": stack.account },
-      }),
-      description: "etcd-backup: EventBridge Scheduler runs the snapshot age check",
-    });
+    const schedulerRole = serviceRole(
+      this,
+      "SchedulerRole",
+      "scheduler.amazonaws.com",
+      "etcd-backup: EventBridge Scheduler runs the snapshot age check",
+    );
     schedulerRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ["lambda:InvokeFunction"],
