@@ -21,6 +21,25 @@ export const rssMethod = existsSync(gnuTime)
   ? "GNU time `/usr/bin/time -f '%M %U %S'` (maximum resident set size, user and system CPU time)"
   : "/proc/PID/status VmHWM polled every 20 ms";
 
+/** The command line that runs `command` under GNU time writing to `timeFile`; as it is without GNU time. */
+export function underGnuTime(command: string, args: string[], timeFile: string): [string, string[]] {
+  return existsSync(gnuTime)
+    ? [gnuTime, ["-f", "%M %U %S", "-o", timeFile, command, ...args]]
+    : [command, args];
+}
+
+/** What GNU time wrote to `timeFile` (then removed); undefined without GNU time or its file. */
+export async function readGnuTime(
+  timeFile: string,
+): Promise<{ peakRssBytes: number; cpuSeconds: number } | undefined> {
+  if (!existsSync(gnuTime)) return undefined;
+  const text = await readFile(timeFile, "utf8").catch(() => "");
+  await rm(timeFile, { force: true });
+  // GNU time prints "Command exited with non-zero status N" before the figures when the command fails.
+  const [peak, user, system] = (text.trim().split("\n").at(-1) ?? "").split(" ").map(Number);
+  return { peakRssBytes: (peak ?? 0) * 1024, cpuSeconds: (user ?? 0) + (system ?? 0) };
+}
+
 export async function measureProcess(
   command: string,
   args: string[],
@@ -28,9 +47,7 @@ export async function measureProcess(
 ): Promise<ProcessMeasurement> {
   const useGnuTime = existsSync(gnuTime);
   const timeFile = join(tmpdir(), `bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const [file, argv] = useGnuTime
-    ? [gnuTime, ["-f", "%M %U %S", "-o", timeFile, command, ...args]]
-    : [command, args];
+  const [file, argv] = underGnuTime(command, args, timeFile);
   const started = performance.now();
   const child = spawn(file, argv, {
     env: options.env ?? process.env,
@@ -63,20 +80,17 @@ export async function measureProcess(
   });
   const wallMs = performance.now() - started;
   if (poll) clearInterval(poll);
-  let peakKiB = polledPeak;
-  let cpuSeconds: number | undefined;
-  if (useGnuTime) {
-    const text = await readFile(timeFile, "utf8").catch(() => "");
-    await rm(timeFile, { force: true });
-    // GNU time prints "Command exited with non-zero status N" before the figures when the command fails.
-    const [peak, user, system] = (text.trim().split("\n").at(-1) ?? "").split(" ").map(Number);
-    peakKiB = peak ?? 0;
-    cpuSeconds = (user ?? 0) + (system ?? 0);
-  }
+  const timed = await readGnuTime(timeFile);
   if (code !== 0) {
     throw new Error(`${command} ${args.join(" ")} exited with ${code}:\n${stderr.slice(-2000)}`);
   }
-  return { wallMs, peakRssBytes: peakKiB * 1024, cpuSeconds, stdout, stderr };
+  return {
+    wallMs,
+    peakRssBytes: timed?.peakRssBytes ?? polledPeak * 1024,
+    cpuSeconds: timed?.cpuSeconds,
+    stdout,
+    stderr,
+  };
 }
 
 const clockTicksPerSecond = 100;

@@ -14,14 +14,13 @@ import { presignWithClient } from "../lambdas/core/store/presign.js";
 import { findFreePort } from "../test/support/free-port.js";
 import { restoreAgentScript } from "../test/support/restore-agents.js";
 import { cacheDir, openBenchDatabase } from "./etcd-databases.js";
-import { measureProcess, processCpuSeconds } from "./measure-process.js";
+import { measureProcess, processCpuSeconds, readGnuTime, underGnuTime } from "./measure-process.js";
 import type { S3EndpointProcess } from "./s3-endpoint-process.js";
-import { etcdctl, figuresOf, type MethodFigures, type Sample } from "./snapshot-bench.js";
+import { etcdctl, figuresOf, type MethodFigures, type Sample, sampleOf } from "./snapshot-bench.js";
 import { type Summary, summarize } from "./statistics.js";
 
 const mebibyte = 1024 * 1024;
 const restoreDir = join(cacheDir, "restore");
-const gnuTime = "/usr/bin/time";
 /** Far above a healthy run; only a hung agent reaches it. */
 const agentTimeoutMs = 10 * 60_000;
 
@@ -128,10 +127,7 @@ async function runAgent(
 ): Promise<AgentRun> {
   await writePlan(plan);
   const timeFile = join(restoreDir, "agent.time");
-  const useGnuTime = existsSync(gnuTime);
-  const [file, argv] = useGnuTime
-    ? [gnuTime, ["-f", "%M %U %S", "-o", timeFile, "bash", restoreAgentScript, urls.plan, urls.status]]
-    : ["bash", [restoreAgentScript, urls.plan, urls.status]];
+  const [file, argv] = underGnuTime("bash", [restoreAgentScript, urls.plan, urls.status], timeFile);
   const started = performance.now();
   const child = spawn(file, argv, {
     env: {
@@ -178,30 +174,14 @@ async function runAgent(
       `the restore agent ${failure ? "failed" : `exited with ${code}`}:\n${logLines.slice(-15).join("\n")}`,
     );
   }
-  let peakRssBytes = 0;
-  let cpuSeconds: number | undefined;
-  if (useGnuTime) {
-    const text = await readFile(timeFile, "utf8");
-    await rm(timeFile, { force: true });
-    const [peak, user, system] = (text.trim().split("\n").at(-1) ?? "").split(" ").map(Number);
-    peakRssBytes = (peak ?? 0) * 1024;
-    cpuSeconds = (user ?? 0) + (system ?? 0);
-  }
+  const timed = await readGnuTime(timeFile);
   return {
     seconds: (done - started) / 1000,
     downloadSeconds: (restoring - downloading) / 1000,
     restoreAndHashSeconds: (verified - restoring) / 1000,
     swapSeconds: (done - verified) / 1000,
-    peakRssBytes,
-    cpuSeconds,
-  };
-}
-
-function sampleOf(measured: Awaited<ReturnType<typeof measureProcess>>): Sample {
-  return {
-    seconds: measured.wallMs / 1000,
-    peakRssBytes: measured.peakRssBytes,
-    cpuSeconds: measured.cpuSeconds,
+    peakRssBytes: timed?.peakRssBytes ?? 0,
+    cpuSeconds: timed?.cpuSeconds,
   };
 }
 

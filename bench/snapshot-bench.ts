@@ -5,7 +5,12 @@ import { join } from "node:path";
 import { defaultPartSize, defaultPartsInFlight } from "../lambdas/core/store/multipart-upload-sink.js";
 import { type BenchDatabase, cacheDir } from "./etcd-databases.js";
 import { type KubeApiEndpointProcess, startKubeApiProcess } from "./kube-api-endpoint-process.js";
-import { measureProcess, processCpuSeconds, processCpuTimes } from "./measure-process.js";
+import {
+  measureProcess,
+  type ProcessMeasurement,
+  processCpuSeconds,
+  processCpuTimes,
+} from "./measure-process.js";
 import type { WorkerResult, WorkerTask } from "./product-worker.js";
 import type { S3EndpointProcess } from "./s3-endpoint-process.js";
 import { type Summary, summarize } from "./statistics.js";
@@ -172,16 +177,18 @@ async function runWorker(
   };
 }
 
+/** A measured process as a sample: its wall time, peak RSS and CPU time. */
+export function sampleOf(measured: ProcessMeasurement): Sample {
+  return {
+    seconds: measured.wallMs / 1000,
+    peakRssBytes: measured.peakRssBytes,
+    cpuSeconds: measured.cpuSeconds,
+  };
+}
+
 async function runTool(context: BenchContext, command: string, args: string[]) {
   const measured = await measureProcess(command, args, { env: context.env });
-  return {
-    sample: {
-      seconds: measured.wallMs / 1000,
-      peakRssBytes: measured.peakRssBytes,
-      cpuSeconds: measured.cpuSeconds,
-    } satisfies Sample,
-    stdout: measured.stdout,
-  };
+  return { sample: sampleOf(measured), stdout: measured.stdout };
 }
 
 function etcdctlSave(context: BenchContext, database: BenchDatabase, path: string) {
