@@ -4,20 +4,20 @@
 // about a fifth in bench measurements, which on two cores shared with etcd is throughput.
 import { type FileHandle, open } from "node:fs/promises";
 import { Writable } from "node:stream";
-import { writevFully } from "./write-fully.js";
+import { WriteBatch } from "./write-fully.js";
 
 const defaultBatchBytes = 1024 * 1024;
 
 export class FileSink extends Writable {
   private handle: FileHandle | undefined;
-  private batch: Buffer[] = [];
-  private batchedBytes = 0;
+  private readonly batch: WriteBatch;
 
   constructor(
     private readonly path: string,
-    private readonly batchBytes = defaultBatchBytes,
+    batchBytes = defaultBatchBytes,
   ) {
     super({ highWaterMark: batchBytes });
+    this.batch = new WriteBatch(batchBytes);
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
@@ -28,9 +28,7 @@ export class FileSink extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.batch.push(chunk);
-    this.batchedBytes += chunk.length;
-    if (this.batchedBytes < this.batchBytes) {
+    if (!this.batch.add(chunk)) {
       callback();
       return;
     }
@@ -47,7 +45,7 @@ export class FileSink extends Writable {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const handle = this.handle;
     this.handle = undefined;
-    this.batch = [];
+    this.batch.clear();
     if (!handle) {
       callback(error);
       return;
@@ -59,10 +57,7 @@ export class FileSink extends Writable {
   }
 
   private async flush(): Promise<void> {
-    const batch = this.batch;
-    this.batch = [];
-    this.batchedBytes = 0;
-    if (batch.length === 0 || !this.handle) return;
-    await writevFully(this.handle, batch);
+    if (this.handle) await this.batch.writeTo(this.handle);
+    else this.batch.clear();
   }
 }

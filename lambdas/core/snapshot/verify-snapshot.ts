@@ -37,7 +37,7 @@ import {
 } from "./etcd-schema.js";
 import { LiveKeySet } from "./live-key-set.js";
 import { hasTrailerSize, snapshotTrailerBytes, TrailerHoldingHash } from "./snapshot-format.js";
-import { readFully, writevFully } from "./write-fully.js";
+import { readFully, WriteBatch } from "./write-fully.js";
 
 export interface SnapshotReport {
   /** Hex sha256 of the database bytes (the file minus the 32-byte trailer). */
@@ -129,20 +129,12 @@ async function stageStream(
 ): Promise<string> {
   const hash = new TrailerHoldingHash();
   let total = 0;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const flush = async () => {
-    if (pendingBytes === 0) return;
-    const buffers = pending;
-    pending = [];
-    pendingBytes = 0;
-    await writevFully(handle, buffers);
-  };
+  const batch = new WriteBatch(stagingWriteBytes);
   // A failing write (a full staging disk) is the sink's fault, not the stream's: it keeps its own error.
   let writeFailed = false;
   const flushOrFlag = async () => {
     try {
-      await flush();
+      await batch.writeTo(handle);
     } catch (error) {
       writeFailed = true;
       throw error;
@@ -162,9 +154,7 @@ async function stageStream(
         );
       }
       hash.update(chunk);
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      if (pendingBytes >= stagingWriteBytes) {
+      if (batch.add(chunk)) {
         await flushOrFlag();
         options.onStaged?.(total);
       }
@@ -178,7 +168,7 @@ async function stageStream(
       { cause: error },
     );
   }
-  await flush();
+  await batch.writeTo(handle);
   options.onStaged?.(total);
   if (options.expectedBytes !== undefined && total < options.expectedBytes) {
     throw new SnapshotStreamInterruptedError(
