@@ -68,6 +68,9 @@ snapshot_url=""
 tool_url=""
 # URLs that a plan replaced: still withheld from the log.
 retired_urls=()
+# Set by park_and_wait_for_exit.
+parked_pids=()
+still_running_pid=""
 work_dir=""
 tool_dir=""
 
@@ -637,8 +640,26 @@ process_alive() {
 # Restarts the static pod of manifest $1: parks it, waits until the kubelet has stopped the pod (its
 # processes gone, when the agent can see them; otherwise a fixed grace), and moves it back. A manifest that
 # an interrupted run left parked is moved back. Adds to restarted, restart_absent and restart_warnings.
+# Parks static pod manifest $1 and waits, until the SECONDS deadline $2, for the processes that ran it
+# (looked for while it was still in place) to exit. Sets parked_pids; on timeout sets still_running_pid
+# and returns 1.
+park_and_wait_for_exit() {
+  local name=$1 deadline=$2 pid
+  mapfile -t parked_pids < <(component_pids "${name%.*}")
+  park_manifest "$name"
+  for pid in ${parked_pids[@]+"${parked_pids[@]}"}; do
+    while process_alive "$pid"; do
+      if ((SECONDS >= deadline)); then
+        still_running_pid=$pid
+        return 1
+      fi
+      sleep "$poll_seconds"
+    done
+  done
+}
+
 restart_manifest() {
-  local name=$1 component=${1%.*} active=$manifest_dir/$1 parked=$parked_dir/$1 pids=() pid deadline visible=1
+  local name=$1 component=${1%.*} active=$manifest_dir/$1 parked=$parked_dir/$1
   if [[ ! -e $active ]]; then
     if [[ -e $parked ]]; then
       unpark_manifest "$name"
@@ -650,20 +671,11 @@ restart_manifest() {
     fi
     return
   fi
-  mapfile -t pids < <(component_pids "$component")
-  ((${#pids[@]})) || visible=0
-  park_manifest "$name"
-  if ((visible)); then
-    deadline=$((SECONDS + stop_timeout))
-    for pid in "${pids[@]}"; do
-      while process_alive "$pid" && ((SECONDS < deadline)); do sleep "$poll_seconds"; done
-    done
-    if ((SECONDS >= deadline)); then
-      log "WARNING: $component (pid ${pids[*]}) still ran ${stop_timeout} s after its manifest was parked"
-      restart_warnings+=("$component not seen to stop within ${stop_timeout} s")
-    else
-      log "$component has stopped (pid ${pids[*]})"
-    fi
+  if ! park_and_wait_for_exit "$name" $((SECONDS + stop_timeout)); then
+    log "WARNING: $component (pid $still_running_pid) still ran ${stop_timeout} s after its manifest was parked"
+    restart_warnings+=("$component not seen to stop within ${stop_timeout} s")
+  elif ((${#parked_pids[@]})); then
+    log "$component has stopped (pid ${parked_pids[*]})"
   else
     log "no process of $component visible here: leaving its manifest out for ${restart_grace_seconds} s"
     sleep "$restart_grace_seconds"
@@ -861,18 +873,10 @@ phase_stop_apiserver() {
     message="no API server on this node"
     return
   fi
-  local pids=() pid deadline=$((SECONDS + stop_timeout)) evidence=()
-  # Looked for while its manifest is in place: the same processes are then waited for.
-  mapfile -t pids < <(component_pids "${apiserver_manifest%.*}")
-  park_manifest "$apiserver_manifest"
-  for pid in ${pids[@]+"${pids[@]}"}; do
-    while process_alive "$pid"; do
-      ((SECONDS < deadline)) ||
-        fail "kube-apiserver (pid $pid) still runs ${stop_timeout} s after its manifest was parked"
-      sleep "$poll_seconds"
-    done
-  done
-  ((${#pids[@]})) && evidence+=("its processes have exited (pid ${pids[*]})")
+  local deadline=$((SECONDS + stop_timeout)) evidence=()
+  park_and_wait_for_exit "$apiserver_manifest" "$deadline" ||
+    fail "kube-apiserver (pid $still_running_pid) still runs ${stop_timeout} s after its manifest was parked"
+  ((${#parked_pids[@]})) && evidence+=("its processes have exited (pid ${parked_pids[*]})")
   if [[ -n $ready_url ]]; then
     while apiserver_port_open; do
       ((SECONDS < deadline)) ||
