@@ -79,6 +79,16 @@ const optional = (summary: Summary | undefined, format: (value: number) => strin
   summary ? format(summary.median) : "—";
 
 /** Throughput ratio `subject / reference` for the same bytes: reference time over subject time. */
+/** The snapshot section's three targets at one size: file ÷ etcdctl, S3 ÷ the endpoint, two-step ÷ streamed. */
+function snapshotRatios(size: SnapshotSizeFigures) {
+  const { etcdctlSave, productToFile, productToS3, plainUpload, twoStep } = size.methods;
+  return {
+    fileRatio: throughputRatio(productToFile, etcdctlSave),
+    s3Ratio: throughputRatio(productToS3, plainUpload),
+    twoStepRatio: twoStep.seconds.median / productToS3.seconds.median,
+  };
+}
+
 export function throughputRatio(subject: MethodFigures, reference: MethodFigures): number {
   return reference.seconds.median / subject.seconds.median;
 }
@@ -142,10 +152,7 @@ export function renderReport(results: BenchResults): string {
   }
   push("## Targets", "", "| target | measured | |", "|---|---|---|");
   for (const size of results.snapshot) {
-    const { etcdctlSave, productToFile, productToS3, plainUpload, twoStep } = size.methods;
-    const fileRatio = throughputRatio(productToFile, etcdctlSave);
-    const s3Ratio = throughputRatio(productToS3, plainUpload);
-    const twoStepRatio = twoStep.seconds.median / productToS3.seconds.median;
+    const { fileRatio, s3Ratio, twoStepRatio } = snapshotRatios(size);
     push(
       `| ${size.sizeMebibytes} MiB: snapshot to a file ≥ ${targets.fileVsEtcdctl}× \`etcdctl snapshot save\` | ${fileRatio.toFixed(2)}× | ${mark(fileRatio >= targets.fileVsEtcdctl)} |`,
       `| ${size.sizeMebibytes} MiB: snapshot to S3 ≥ ${targets.s3VsIngest}× the endpoint's ingest | ${s3Ratio.toFixed(2)}× | ${mark(s3Ratio >= targets.s3VsIngest)} |`,
@@ -244,10 +251,7 @@ export function renderReport(results: BenchResults): string {
             `${optional(figures.etcdCpuSeconds, seconds)} | ${optional(figures.s3CpuSeconds, seconds)} | ${optional(figures.processSeconds, seconds)} |`,
         );
       }
-      const { etcdctlSave, productToFile, productToS3, plainUpload, twoStep } = size.methods;
-      const fileRatio = throughputRatio(productToFile, etcdctlSave);
-      const s3Ratio = throughputRatio(productToS3, plainUpload);
-      const twoStepRatio = twoStep.seconds.median / productToS3.seconds.median;
+      const { fileRatio, s3Ratio, twoStepRatio } = snapshotRatios(size);
       push(
         "",
         `Ratios: file b/a **${fileRatio.toFixed(2)}×** (target ≥ ${targets.fileVsEtcdctl} ${mark(fileRatio >= targets.fileVsEtcdctl)}); ` +
