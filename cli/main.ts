@@ -11,6 +11,7 @@ const commands = {
   operations: () => import("./commands/operations-commands.js"),
   snapshot: () => import("./commands/snapshot-command.js"),
   verify: () => import("./commands/verify-command.js"),
+  workflow: () => import("./commands/workflow-commands.js"),
 };
 
 export async function runCli(argv: string[]): Promise<number> {
@@ -19,8 +20,8 @@ export async function runCli(argv: string[]): Promise<number> {
     .option("--debug", "show stack traces on errors")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
+  /** The running command; one that returns a number exits with it. */
   let outcome: Promise<unknown> = Promise.resolve();
-  let demoFailed = false;
 
   program
     .command("demo")
@@ -34,9 +35,7 @@ export async function runCli(argv: string[]): Promise<number> {
       outcome = commands
         .demo()
         .then(({ runDemoCommand }) => runDemoCommand(flags))
-        .then((result) => {
-          if (!result.ok) demoFailed = true;
-        });
+        .then((result) => (result.ok ? ExitCodes.ok : ExitCodes.failure));
     });
 
   program
@@ -186,38 +185,71 @@ export async function runCli(argv: string[]): Promise<number> {
       outcome = commands.operations().then(({ runPruneCommand }) => runPruneCommand(flags));
     });
 
-  stackOption(program.command("restore"))
-    .description(
-      "Start the deployed restore workflow for a snapshot; it waits for approval before changing anything",
-    )
-    .option(
-      "--state-machine-arn <arn>",
-      "the restore state machine (default: the stack's RestoreStateMachineArn)",
-    )
-    .requiredOption("--cluster <name>", "the cluster to restore")
-    .requiredOption("--snapshot-id <id>", "a VERIFIED snapshot")
-    .option(
-      "--source-cluster <name>",
-      "the cluster whose catalogue holds the snapshot (needs --allow-cross-cluster)",
-    )
-    .option("--allow-cross-cluster", "restore another cluster's snapshot")
-    .option("--skip-safety-snapshot", "etcd is down: restore without saving the current state first")
-    .option(
-      "--allow-without-revision-bump",
-      "etcd 3.4: restore without --bump-revision (see docs/restore.md)",
-    )
-    .option("--region <region>", "AWS region")
-    .option("--json", "print one JSON object")
-    .action((flags) => {
-      outcome = commands.operations().then(({ runRestoreCommand }) => runRestoreCommand(flags));
-    });
+  /** The workflow commands: AWS region, following the execution, JSON. */
+  const workflowOptions = (command: Command) =>
+    stackOption(command)
+      .option("--region <region>", "AWS region")
+      .option("--wait", "follow the execution to its end; the exit code says how it ended")
+      .option("--poll-seconds <n>", "seconds between checks with --wait", "10")
+      .option("--json", "print one JSON object");
+
+  workflowOptions(
+    program
+      .command("backup")
+      .description("Start the deployed backup workflow now, outside the schedule (before an upgrade, say)")
+      .option(
+        "--state-machine-arn <arn>",
+        "the backup state machine (default: the stack's BackupStateMachineArn)",
+      )
+      .requiredOption("--cluster <name>", "the cluster to back up")
+      .option("--tag <tag...>", "catalogue tags for the snapshot, besides on-demand"),
+  ).action((flags) => {
+    outcome = commands.workflow().then(({ runBackupCommand }) => runBackupCommand(flags));
+  });
+
+  workflowOptions(
+    program
+      .command("restore")
+      .description(
+        "Start the deployed restore workflow for a snapshot; it waits for approval before changing anything",
+      )
+      .option(
+        "--state-machine-arn <arn>",
+        "the restore state machine (default: the stack's RestoreStateMachineArn)",
+      )
+      .requiredOption("--cluster <name>", "the cluster to restore")
+      .requiredOption("--snapshot-id <id>", "a VERIFIED snapshot")
+      .option(
+        "--source-cluster <name>",
+        "the cluster whose catalogue holds the snapshot (needs --allow-cross-cluster)",
+      )
+      .option("--allow-cross-cluster", "restore another cluster's snapshot")
+      .option("--skip-safety-snapshot", "etcd is down: restore without saving the current state first")
+      .option(
+        "--allow-without-revision-bump",
+        "etcd 3.4: restore without --bump-revision (see docs/restore.md)",
+      ),
+  ).action((flags) => {
+    outcome = commands.workflow().then(({ runRestoreCommand }) => runRestoreCommand(flags));
+  });
+
+  workflowOptions(
+    program
+      .command("status")
+      .description("Show where a backup or restore execution is, and why it failed if it did")
+      .argument("<execution>", "the execution's name (as backup or restore printed it) or ARN")
+      .option("--backup-state-machine-arn <arn>", "default: the stack's BackupStateMachineArn")
+      .option("--restore-state-machine-arn <arn>", "default: the stack's RestoreStateMachineArn"),
+  ).action((execution, flags) => {
+    outcome = commands.workflow().then(({ runStatusCommand }) => runStatusCommand(execution, flags));
+  });
 
   program.addOption(new Option("--no-color").hideHelp());
   const debug = argv.includes("--debug");
   try {
     await program.parseAsync(argv, { from: "user" });
-    await outcome;
-    return demoFailed ? ExitCodes.failure : ExitCodes.ok;
+    const code = await outcome;
+    return typeof code === "number" ? code : ExitCodes.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
       // Commander has printed the usage message (or the help, which is not an error).

@@ -115,6 +115,7 @@ export class EtcdBackupStack extends Stack {
       table: this.catalogue.table,
       clusters: resources.clusterAccess.clusters,
       restoreStateMachine: this.restore.stateMachine,
+      backupStateMachine: this.backup.stateMachine,
     });
 
     const output = (id: string, value: string, description: string) =>

@@ -15,12 +15,13 @@ export interface OperatorPoliciesProps {
   /** The clusters whose catalogue rows may be read. */
   clusters: readonly string[];
   restoreStateMachine: sfn.IStateMachine;
+  backupStateMachine: sfn.IStateMachine;
 }
 
 export class OperatorPolicies extends Construct {
   /** `etcd-backup list` and `show`: the named clusters' catalogue rows and the stack's outputs. */
   readonly catalogueReader: iam.ManagedPolicy;
-  /** The reader's access, plus `etcd-backup restore`, `approve` and `reject`. */
+  /** The reader's access, plus `etcd-backup restore`, `approve`, `reject`, on-demand `backup` and `status`. */
   readonly restoreOperator: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: OperatorPoliciesProps) {
@@ -44,18 +45,25 @@ export class OperatorPolicies extends Construct {
     });
 
     const executions = executionArnsOf(this, props.restoreStateMachine);
+    const backupExecutions = executionArnsOf(this, props.backupStateMachine);
     this.restoreOperator = new iam.ManagedPolicy(this, "RestoreOperator", {
       description:
-        "etcd-backup: start, follow, approve, reject and stop restores (etcd-backup restore, approve, reject)",
+        "etcd-backup: start, follow, approve, reject and stop restores; start and follow on-demand backups (etcd-backup restore, approve, reject, backup, status)",
       statements: [
         ...readCatalogue,
         new iam.PolicyStatement({
           actions: ["states:StartExecution"],
-          resources: [props.restoreStateMachine.stateMachineArn],
+          resources: [props.restoreStateMachine.stateMachineArn, props.backupStateMachine.stateMachineArn],
         }),
         new iam.PolicyStatement({
           actions: ["states:DescribeExecution", "states:StopExecution"],
-          resources: [executions],
+          resources: [executions, backupExecutions],
+        }),
+        // Which step of a backup failed, and why. Not a restore's history: its tasks' parameters carry
+        // the agents' presigned URLs, which would reach the snapshot itself.
+        new iam.PolicyStatement({
+          actions: ["states:GetExecutionHistory"],
+          resources: [backupExecutions],
         }),
         // The task token of a waiting restore, kept in the approvals partition, read and then removed.
         new iam.PolicyStatement({
@@ -76,8 +84,8 @@ export class OperatorPolicies extends Construct {
     );
     acknowledgeWildcardResources(
       this.restoreOperator,
-      [executions],
-      "Each restore is a new execution with a generated name: the grant is the executions of this restore state machine, and no other.",
+      [executions, backupExecutions],
+      "Each restore and backup is a new execution with a generated name: the grant is the executions of this stack's two state machines, and no other.",
     );
   }
 }

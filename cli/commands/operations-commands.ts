@@ -1,7 +1,6 @@
-// `etcd-backup config validate`, `prune --dry-run` and `restore`: checks and actions on a deployment.
+// `etcd-backup config validate` and `prune --dry-run`: checks on a configuration and a deployment.
 import { readFile } from "node:fs/promises";
-import { SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
-import { defaultStackName, StackOutputs } from "../../infra/stack-outputs.js";
+import { StackOutputs } from "../../infra/stack-outputs.js";
 import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
 import { pruneSnapshots } from "../../lambdas/core/backup/prune-snapshots-step.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
@@ -94,50 +93,5 @@ export async function runPruneCommand(flags: PruneFlags) {
   } finally {
     dynamo.destroy();
     s3.destroy();
-  }
-}
-
-export interface RestoreFlags extends StackFlags {
-  /** Default: the stack's RestoreStateMachineArn output. */
-  stateMachineArn?: string;
-  cluster: string;
-  snapshotId: string;
-  sourceCluster?: string;
-  allowCrossCluster?: boolean;
-  skipSafetySnapshot?: boolean;
-  allowWithoutRevisionBump?: boolean;
-  json?: boolean;
-}
-
-/** Starts the deployed restore state machine; it waits for approval before it changes anything. */
-export async function runRestoreCommand(flags: RestoreFlags) {
-  const input = {
-    cluster: flags.cluster,
-    snapshotId: flags.snapshotId,
-    ...(flags.sourceCluster ? { sourceCluster: flags.sourceCluster } : {}),
-    ...(flags.allowCrossCluster ? { allowCrossCluster: true } : {}),
-    ...(flags.skipSafetySnapshot ? { skipSafetySnapshot: true } : {}),
-    ...(flags.allowWithoutRevisionBump ? { allowWithoutRevisionBump: true } : {}),
-  };
-  const { stateMachineArn } = await flagsFromStack(flags, {
-    stateMachineArn: StackOutputs.restoreStateMachineArn,
-  });
-  const sfn = new SFNClient(flags.region ? { region: flags.region } : {});
-  try {
-    const name = `restore-${flags.cluster}-${Date.now()}`;
-    const reply = await sfn.send(
-      new StartExecutionCommand({
-        stateMachineArn,
-        name,
-        input: JSON.stringify(input),
-      }),
-    );
-    const result = { executionArn: reply.executionArn, executionName: name, input };
-    if (flags.json) return printJson(result);
-    process.stdout.write(
-      `restore started: ${name}\nit waits for approval: etcd-backup approve ${name}${flags.stack === defaultStackName ? "" : ` --stack ${flags.stack}`}\n`,
-    );
-  } finally {
-    sfn.destroy();
   }
 }
