@@ -15,10 +15,13 @@ import type { OnCallTopic } from "./on-call-topic.js";
 import { serviceRole } from "./service-role.js";
 import { createStepFunctions, smallStep, stepRoles, type WorkflowStep } from "./workflow-steps.js";
 
-const streaming: StepSizing = { memorySize: 1024, timeout: Duration.minutes(15) };
+// 30 s short of Lambda's 15 minutes: the state's TimeoutSeconds (900) must not fire while the function
+// still streams, or the failure path would abort the upload under a running function.
+const streaming: StepSizing = { memorySize: 1024, timeout: Duration.seconds(870) };
 
 /**
- * The steps and what each may touch. Lambda timeouts stay within the ASL's TimeoutSeconds for the state.
+ * The steps and what each may touch. Each Lambda times out at least 30 s before its state's TimeoutSeconds
+ * in the ASL (Step Functions' clock starts before the function runs), so the function fails first.
  * Every function receives every environment variable (the handlers' environment schema requires them);
  * the access list decides the grants.
  */

@@ -258,8 +258,8 @@ describe("Lambda functions", () => {
   it.each([
     ["acquire-lease", 256, 30, undefined],
     ["resolve-target", 256, 60, undefined],
-    ["take-snapshot", 1024, 900, undefined],
-    ["verify-snapshot", 1024, 900, 10240],
+    ["take-snapshot", 1024, 870, undefined],
+    ["verify-snapshot", 1024, 870, 10240],
     ["prune-snapshots", 256, 60, undefined],
     ["release-lease", 256, 30, undefined],
     ["mark-failed", 256, 60, undefined],
@@ -286,22 +286,42 @@ describe("Lambda functions", () => {
     },
   );
 
-  it("keeps each Lambda timeout within its state's TimeoutSeconds in backup.asl.json", () => {
-    const definition = JSON.parse(
-      readFileSync(join(projectRoot, "statemachine", "backup.asl.json"), "utf8"),
-    ) as {
-      States: Record<string, { Parameters?: { FunctionName?: string }; TimeoutSeconds?: number }>;
-    };
-    for (const state of Object.values(definition.States)) {
-      const placeholder = /^\$\{(\w+)\}$/.exec(state.Parameters?.FunctionName ?? "")?.[1];
-      if (!placeholder) continue;
-      const step = backupSteps.find((candidate) => candidate.placeholder === placeholder);
-      expect(step, placeholder).toBeDefined();
-      expect(step?.sizing.timeout.toSeconds()).toBeLessThanOrEqual(
-        state.TimeoutSeconds ?? Number.POSITIVE_INFINITY,
-      );
-    }
-  });
+  it.each([
+    ["backup", backupSteps],
+    ["restore", restoreSteps],
+  ] as const)(
+    "ends each Lambda at least 30 s before its state's TimeoutSeconds in %s.asl.json",
+    (workflow, steps) => {
+      type State = {
+        Parameters?: { FunctionName?: string };
+        TimeoutSeconds?: number;
+        TimeoutSecondsPath?: string;
+        ItemProcessor?: { States: Record<string, State> };
+      };
+      const definition = JSON.parse(
+        readFileSync(join(projectRoot, "statemachine", `${workflow}.asl.json`), "utf8"),
+      ) as { States: Record<string, State> };
+      const lambdaStates = (states: Record<string, State>): [string, State][] =>
+        Object.entries(states).flatMap(([name, state]) => [
+          // A wait for a task token (the approval) is bounded by its own, much longer, timeout.
+          ...(state.Parameters?.FunctionName && !state.TimeoutSecondsPath
+            ? [[name, state] as [string, State]]
+            : []),
+          ...lambdaStates(state.ItemProcessor?.States ?? {}),
+        ]);
+      const checked = lambdaStates(definition.States);
+      expect(checked.length).toBeGreaterThan(5);
+      for (const [name, state] of checked) {
+        const placeholder = /^\$\{(\w+)\}$/.exec(state.Parameters?.FunctionName ?? "")?.[1];
+        const step = steps.find((candidate) => candidate.placeholder === placeholder);
+        expect(step, name).toBeDefined();
+        // Step Functions' clock starts before the function runs: the function must fail first.
+        expect(state.TimeoutSeconds, name).toBeGreaterThanOrEqual(
+          (step?.sizing.timeout.toSeconds() ?? 0) + 30,
+        );
+      }
+    },
+  );
 
   it("gives every function the environment the handlers read", () => {
     const { stack } = built;

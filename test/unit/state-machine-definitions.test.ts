@@ -51,6 +51,35 @@ describe.each(Object.entries(definitions))("%s", (file, { functions, other }) =>
   });
 });
 
+describe("backup.asl.json's retries", () => {
+  type Retrier = { ErrorEquals: string[] };
+  const retriedBy = async (state: string) => {
+    const definition = JSON.parse(await readFile(join(root, "statemachine", "backup.asl.json"), "utf8")) as {
+      States: Record<string, { Retry?: Retrier[] }>;
+    };
+    return (definition.States[state]?.Retry ?? []).flatMap((retrier) => retrier.ErrorEquals);
+  };
+
+  it("never retries a corrupt snapshot or bad input, in any state", async () => {
+    for (const state of [
+      "AcquireLease",
+      "ResolveTarget",
+      "TakeSnapshot",
+      "VerifySnapshot",
+      "PruneSnapshots",
+    ]) {
+      const retried = await retriedBy(state);
+      expect(retried, state).not.toContain(ErrorNames.SnapshotCorrupt);
+      expect(retried, state).not.toContain(ErrorNames.InvalidInput);
+      expect(retried, state).not.toContain("States.ALL");
+    }
+  });
+
+  it("reads a snapshot back again when S3's body broke off, instead of failing a sound snapshot", async () => {
+    expect(await retriedBy("VerifySnapshot")).toContain(ErrorNames.SnapshotStreamInterrupted);
+  });
+});
+
 describe("restore.asl.json's barriers", () => {
   interface State {
     Type: string;
