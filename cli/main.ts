@@ -224,6 +224,10 @@ export async function runCli(argv: string[]): Promise<number> {
         "the cluster whose catalogue holds the snapshot (needs --allow-cross-cluster)",
       )
       .option("--allow-cross-cluster", "restore another cluster's snapshot")
+      .option(
+        "--allow-cluster-id-change",
+        "etcd's cluster id changed since the snapshot because the cluster was restored since",
+      )
       .option("--skip-safety-snapshot", "etcd is down: restore without saving the current state first")
       .option(
         "--allow-without-revision-bump",

@@ -58,6 +58,7 @@ export interface RestoreFlags extends StackFlags, FollowFlags {
   snapshotId: string;
   sourceCluster?: string;
   allowCrossCluster?: boolean;
+  allowClusterIdChange?: boolean;
   skipSafetySnapshot?: boolean;
   allowWithoutRevisionBump?: boolean;
 }
@@ -69,6 +70,7 @@ export async function runRestoreCommand(flags: RestoreFlags): Promise<number> {
     snapshotId: flags.snapshotId,
     ...(flags.sourceCluster ? { sourceCluster: flags.sourceCluster } : {}),
     ...(flags.allowCrossCluster ? { allowCrossCluster: true } : {}),
+    ...(flags.allowClusterIdChange ? { allowClusterIdChange: true } : {}),
     ...(flags.skipSafetySnapshot ? { skipSafetySnapshot: true } : {}),
     ...(flags.allowWithoutRevisionBump ? { allowWithoutRevisionBump: true } : {}),
   };
