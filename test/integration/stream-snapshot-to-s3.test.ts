@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -66,6 +67,52 @@ async function readObject(key: string): Promise<Buffer> {
 
 function* chunksOf(bytes: Buffer, size: number): Generator<Buffer> {
   for (let offset = 0; offset < bytes.length; offset += size) yield bytes.subarray(offset, offset + size);
+}
+
+interface SlowS3 {
+  client: ReturnType<typeof createS3Client>;
+  /** In order: `start part N` when the sink sends a part, `end part N` when S3 answered, `abort`. */
+  timeline: string[];
+  maxPartsInFlight: number;
+  /** Bytes of parts S3 has answered for. */
+  acknowledgedBytes: number;
+  /** Distinct memory blocks the sent parts were read from. */
+  partBuffers: Set<ArrayBufferLike>;
+}
+
+/** A client to the local S3 whose UploadPart requests reach it only after `partDelayMs`, as from a slow S3. */
+function slowS3(partDelayMs: number, onPartStart: (partNumber: number) => void = () => {}): SlowS3 {
+  const client = createS3Client({ endpoint: s3.endpoint });
+  const slow: SlowS3 = {
+    client,
+    timeline: [],
+    maxPartsInFlight: 0,
+    acknowledgedBytes: 0,
+    partBuffers: new Set(),
+  };
+  let partsInFlight = 0;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === "AbortMultipartUploadCommand") slow.timeline.push("abort");
+      if (context.commandName !== "UploadPartCommand") return next(args);
+      const input = args.input as { PartNumber: number; ContentLength: number; Body: Buffer };
+      slow.timeline.push(`start part ${input.PartNumber}`);
+      onPartStart(input.PartNumber);
+      slow.partBuffers.add(input.Body.buffer);
+      slow.maxPartsInFlight = Math.max(slow.maxPartsInFlight, ++partsInFlight);
+      try {
+        await sleep(partDelayMs);
+        const reply = await next(args);
+        slow.acknowledgedBytes += input.ContentLength;
+        return reply;
+      } finally {
+        partsInFlight--;
+        slow.timeline.push(`end part ${input.PartNumber}`);
+      }
+    },
+    { step: "deserialize", name: "slowUploadPart" },
+  );
+  return slow;
 }
 
 async function expectNothingLeftBehind(): Promise<void> {
@@ -281,6 +328,32 @@ describe("a failed snapshot leaves nothing behind", () => {
     } finally {
       s3.failUploadPartAfter(Number.POSITIVE_INFINITY);
     }
+    await expectNothingLeftBehind();
+  });
+
+  it("starts no part once the upload is aborting, so a slow S3 keeps no orphan part", async () => {
+    // The source fails while part 1 is in flight, long after part 2 filled up and began waiting for the
+    // only slot (partsInFlight 1): the write waiting for that slot wakes up only after the abort began.
+    const buffered = bufferSnapshotSource(snapshot);
+    let stream: Readable | undefined;
+    const source = {
+      ...buffered,
+      openStream: () => {
+        stream = buffered.openStream();
+        return stream;
+      },
+    };
+    const slow = slowS3(500, (partNumber) => {
+      if (partNumber === 1) setTimeout(() => stream?.destroy(new Error("etcd went away")), 200);
+    });
+    try {
+      await expect(
+        streamSnapshotToS3(source, { ...destination("broken"), client: slow.client, partsInFlight: 1 }),
+      ).rejects.toThrow("etcd went away");
+    } finally {
+      slow.client.destroy();
+    }
+    expect(slow.timeline).toEqual(["start part 1", "end part 1", "abort"]);
     await expectNothingLeftBehind();
   });
 

@@ -2,8 +2,8 @@
 // each part is filled in a preallocated (and, once its upload succeeded, reused) buffer and a write waits
 // while the in-flight parts are full.
 // Each part carries a CRC32C additional checksum (computed natively, so hashing costs nothing here; SHA-256
-// would hash every byte a second time after the trailer check). On any failure the upload is aborted once
-// in-flight parts have settled, so that no part and no partial object remain.
+// would hash every byte a second time after the trailer check). On any failure no further part starts and
+// the upload is aborted once every part in flight has settled, so that no part and no partial object remain.
 import { Writable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
@@ -59,6 +59,8 @@ export class MultipartUploadSink extends Writable {
   private readonly completed: CompletedPart[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   private readonly abortController = new AbortController();
+  /** Set once the upload is to be aborted: from then on no part may start. */
+  private aborting = false;
   private firstError: Error | undefined;
   private uploaded: UploadedObject | undefined;
 
@@ -120,10 +122,20 @@ export class MultipartUploadSink extends Writable {
       callback(error);
       return;
     }
+    this.aborting = true;
     this.abortController.abort();
     this.abortUpload().then(
       () => callback(error),
-      (abortError: unknown) => callback(error ?? (abortError as Error)),
+      (abortError: Error) => {
+        if (!error) {
+          callback(abortError);
+          return;
+        }
+        // The caller reports the first error (the pipeline's), so the failed abort, which may leave parts
+        // behind, is told in that error's message rather than lost.
+        error.message += `; then ${abortError.message}`;
+        callback(error);
+      },
     );
   }
 
@@ -141,6 +153,8 @@ export class MultipartUploadSink extends Writable {
   private async sendFilledPart(): Promise<void> {
     while (this.inFlight.size >= this.partsInFlight) await Promise.race(this.inFlight);
     if (this.firstError) throw this.firstError;
+    // A write that waited for a slot may wake after the abort began: its part would race the abort.
+    if (this.aborting) throw this.storageError("the upload is being aborted; no part may start");
     const partNumber = this.nextPartNumber++;
     if (partNumber > maximumParts) {
       throw new InvalidInputError(`snapshot needs more than ${maximumParts} parts of ${this.partSize} bytes`);
@@ -216,8 +230,9 @@ export class MultipartUploadSink extends Writable {
 
   private async abortUpload(): Promise<void> {
     // Parts still uploading could be stored after an abort: let them finish first (they are never
-    // cancelled; only a pending create or complete is).
-    await Promise.allSettled([...this.inFlight]);
+    // cancelled; only a pending create or complete is). No part starts once aborting is set, but wait until
+    // none is in flight rather than for the ones in flight now, so that this holds whatever the order.
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     try {
       await this.options.client.send(
         new AbortMultipartUploadCommand({
