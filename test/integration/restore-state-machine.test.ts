@@ -176,5 +176,57 @@ describe("the restore state machine renewing the agents' URLs", () => {
       expect(JSON.stringify(status)).not.toContain("X-Amz-Signature");
     }
     expect(await keysNow()).toBe(50);
+    const safety = (await stack.catalogue.listSnapshots(localCluster)).snapshots.find((row) =>
+      row.tags?.includes("pre-restore"),
+    );
+    expect(run.published.at(-1)?.message).toContain(
+      `Undo:      etcd-backup restore --cluster ${localCluster} --snapshot-id ${safety?.snapshotId} --allow-cluster-id-change`,
+    );
+  }, 120_000);
+});
+
+describe("after a restore, etcd's cluster id is a new one", () => {
+  // Runs after the restore above: etcd now has the cluster id of its new cluster token, and the
+  // snapshots taken before carry the old one.
+  const rejectAtApproval = () =>
+    Promise.reject(Object.assign(new Error("only checking validation"), { name: "RestoreRejected" }));
+  const reachedApproval = (run: { entered: string[] }) => run.entered.includes("RequestApproval");
+
+  it("refuses to undo it until a backup of the new cluster exists, unless allowClusterIdChange", async () => {
+    // The restore's own safety snapshot: what undoing it would restore, taken from the old cluster id.
+    const page = await stack.catalogue.listSnapshots(localCluster);
+    const safety = page.snapshots.find(
+      (row) => row.tags?.includes("pre-restore") && row.status === "VERIFIED",
+    )?.snapshotId;
+    expect(safety).toBeDefined();
+    const refused = await restore(
+      { cluster: localCluster, snapshotId: safety, allowWithoutRevisionBump: true },
+      rejectAtApproval,
+    );
+    expect(refused.status).toBe("FAILED");
+    expect(reachedApproval(refused)).toBe(false);
+    expect(refused.published[0]?.message).toMatch(/A restore changes the id.*allowClusterIdChange/);
+
+    const allowed = await restore(
+      {
+        cluster: localCluster,
+        snapshotId: safety,
+        allowWithoutRevisionBump: true,
+        allowClusterIdChange: true,
+      },
+      rejectAtApproval,
+    );
+    expect(reachedApproval(allowed)).toBe(true);
+    expect(allowed.entered).toContain("RestoreRejectedBeforeChanges");
+
+    // Once a snapshot of the restored etcd is catalogued, the lineage is known: no flag needed.
+    const backup = await runLocalBackup({ cluster: localCluster }, { retryIntervalMs: 0 });
+    expect(backup.status).toBe("SUCCEEDED");
+    const known = await restore(
+      { cluster: localCluster, snapshotId: safety, allowWithoutRevisionBump: true },
+      rejectAtApproval,
+    );
+    expect(reachedApproval(known), known.published[0]?.message).toBe(true);
+    expect(await keysNow()).toBe(50);
   }, 120_000);
 });

@@ -26,6 +26,9 @@ export async function composeRestoreMessage(
   const agents = (state.agents ?? state.rollbackAgents) as { summary?: string } | undefined;
   const health = state.health as { summary?: string } | undefined;
   const rollback = state.rollbackAgents as { state?: string; summary?: string } | undefined;
+  const safetySnapshotId = (
+    state.safetySnapshot as { output?: { snapshot?: { result?: { snapshotId?: string } } } } | undefined
+  )?.output?.snapshot?.result?.snapshotId;
   const subject =
     outcome === "succeeded"
       ? `etcd-backup: restore of ${cluster} succeeded`
@@ -41,6 +44,10 @@ export async function composeRestoreMessage(
       ? `Rollback:  ${rollback.state === "done" ? "old data dirs swapped back and etcd restarted" : "INCOMPLETE"} — ${rollback.summary ?? ""}`
       : undefined,
     health?.summary ? `Health:    ${health.summary}` : undefined,
+    outcome === "succeeded" && safetySnapshotId
+      ? // etcd's cluster id is new after a restore: undoing it needs the flag that says so.
+        `Undo:      etcd-backup restore --cluster ${cluster} --snapshot-id ${safetySnapshotId} --allow-cluster-id-change (the state before, saved as ${safetySnapshotId})`
+      : undefined,
     agents?.summary ? `Agents:    ${agents.summary}` : undefined,
     ...lines,
     `Execution: ${executionArn}`,

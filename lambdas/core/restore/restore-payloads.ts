@@ -8,6 +8,8 @@ export const restoreInputSchema = z.object({
   /** The cluster whose catalogue holds the snapshot, when it is not `cluster`; needs allowCrossCluster. */
   sourceCluster: z.string().optional(),
   allowCrossCluster: z.boolean().optional(),
+  /** The live etcd's cluster id differs from the snapshot's because the cluster was restored since. */
+  allowClusterIdChange: z.boolean().optional(),
   /** etcd is down, so no safety snapshot can be taken first. */
   skipSafetySnapshot: z.boolean().optional(),
   /** Restore with a tool that cannot bump the revision (etcd 3.4): Kubernetes watchers may miss changes. */

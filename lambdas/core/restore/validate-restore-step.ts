@@ -4,6 +4,7 @@ import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { findTarget, type RestoreLayout } from "../config/target-config.js";
 import { describeError, InvalidInputError, SnapshotCorruptError, SnapshotNotFoundError } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
+import { clusterIdMetadataKey } from "../snapshot/stream-snapshot.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
 
@@ -50,18 +51,13 @@ export async function validateRestore(
   // A snapshot of another etcd cluster (another cluster id) is refused, unless asked for: a mix-up of
   // clusters is the mistake this catches. When etcd is down (the disaster case) it cannot be checked.
   const notes: string[] = [];
-  const storedClusterId = stored.metadata["etcd-cluster-id"];
   try {
     const live = await chooseSnapshotMember(
       layout.members.map((member) => member.clientUrl),
       { tls: await dependencies.loadEtcdTls(target), callTimeoutMs: 3000 },
     );
     live.client.close();
-    if (storedClusterId && storedClusterId !== live.status.clusterId && !input.allowCrossCluster) {
-      throw new InvalidInputError(
-        `snapshot ${input.snapshotId} was taken from etcd cluster id ${storedClusterId}, but ${input.cluster}'s etcd is ${live.status.clusterId}: set allowCrossCluster if this is intended`,
-      );
-    }
+    notes.push(...(await checkClusterLineage(dependencies, input, stored.metadata, live.status.clusterId)));
   } catch (error) {
     if (error instanceof InvalidInputError) throw error;
     notes.push(
@@ -109,6 +105,37 @@ export async function validateRestore(
     pollSeconds: layout.pollSeconds,
     approvalTimeoutSeconds: layout.approvalTimeoutSeconds,
   };
+}
+
+/**
+ * Whether the live etcd is the one this snapshot came from. etcd derives its cluster id from the
+ * cluster token, and every restore starts a new token, so the id changes at each restore: a snapshot
+ * taken before the last restore carries the old one. The live etcd is still this cluster's when the
+ * newest verified snapshot of this cluster came from it (backups ran since the restore); right after a
+ * restore, before any backup, only the operator can say so (allowClusterIdChange).
+ */
+async function checkClusterLineage(
+  dependencies: RestoreDependencies,
+  input: RestoreInput,
+  snapshotMetadata: Record<string, string>,
+  liveClusterId: string,
+): Promise<string[]> {
+  const snapshotClusterId = snapshotMetadata[clusterIdMetadataKey];
+  if (!snapshotClusterId || snapshotClusterId === liveClusterId || input.allowCrossCluster) return [];
+  const changed = `etcd's cluster id changed since this snapshot (${snapshotClusterId}, now ${liveClusterId})`;
+  if (input.allowClusterIdChange) return [`${changed}; restoring anyway (allowClusterIdChange).`];
+  const newest = await dependencies.catalogue.findLatestVerified(input.cluster);
+  const newestClusterId = newest
+    ? (await checkStoredObject(dependencies, newest).catch(() => undefined))?.metadata[clusterIdMetadataKey]
+    : undefined;
+  if (newestClusterId === liveClusterId) {
+    return [
+      `${changed}, as a restore changes it; the newest snapshot of ${input.cluster} (${newest?.snapshotId}) comes from the etcd running now.`,
+    ];
+  }
+  throw new InvalidInputError(
+    `snapshot ${input.snapshotId} was taken from etcd cluster id ${snapshotClusterId}, but ${input.cluster}'s etcd is ${liveClusterId}, and no snapshot of ${input.cluster} comes from it yet. A restore changes the id: if ${input.cluster} was restored since, set allowClusterIdChange (CLI --allow-cluster-id-change); if the snapshot is another cluster's, allowCrossCluster`,
+  );
 }
 
 async function checkStoredObject(

@@ -13,6 +13,9 @@ import { IntegrityTap } from "./integrity-tap.js";
 import { snapshotObjectKey } from "./snapshot-naming.js";
 import type { SnapshotSource } from "./snapshot-source.js";
 
+/** The object metadata key of the etcd cluster id a snapshot came from (checked before a restore). */
+export const clusterIdMetadataKey = "etcd-cluster-id";
+
 export interface StreamedSnapshot {
   /** Size of the snapshot file (database plus trailer). */
   bytes: number;
@@ -110,7 +113,7 @@ export async function streamSnapshotToS3(
           "snapshot-id": destination.snapshotId,
           "etcd-version": before.version,
           "etcd-member-id": before.memberId,
-          "etcd-cluster-id": before.clusterId,
+          [clusterIdMetadataKey]: before.clusterId,
           "revision-before": String(before.revision),
         },
       });
