@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable, Writable } from "node:stream";
+import { PassThrough, Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -10,6 +10,7 @@ import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand } from "@a
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorNames } from "../../lambdas/core/errors.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+import type { SnapshotResponse } from "../../lambdas/core/etcd/etcd-rpc-descriptor.js";
 import { createGrpcSnapshotSource } from "../../lambdas/core/etcd/grpc-snapshot-source.js";
 import { newSnapshotId } from "../../lambdas/core/snapshot/snapshot-naming.js";
 import { streamSnapshot, streamSnapshotToS3 } from "../../lambdas/core/snapshot/stream-snapshot.js";
@@ -182,6 +183,44 @@ describe("streaming a snapshot from a real etcd into S3", () => {
     }
   });
 
+  it("holds at most partsInFlight parts in flight and partSize × (partsInFlight + 1) bytes against a slow S3", async () => {
+    const slow = slowS3(300);
+    const partsInFlight = 2;
+    const chunkSize = 64 * 1024;
+    const bytes = randomBytes(8 * partSize);
+    const sink = new MultipartUploadSink({
+      client: slow.client,
+      bucket: s3.bucket,
+      key: "etcd/slow/parts.bin",
+      partSize,
+      partsInFlight,
+    });
+    // Bytes handed to the sink and not yet acknowledged by S3 are what the upload holds in memory.
+    const offered = new PassThrough();
+    let offeredBytes = 0;
+    let maxHeld = 0;
+    offered.on("data", (chunk: Buffer) => {
+      offeredBytes += chunk.length;
+      maxHeld = Math.max(maxHeld, offeredBytes - slow.acknowledgedBytes);
+    });
+    try {
+      await pipeline(Readable.from(chunksOf(bytes, chunkSize)), offered, sink);
+    } finally {
+      slow.client.destroy();
+    }
+
+    expect(sink.result.parts).toBe(8);
+    // S3 was slow enough for the limit to be reached, and it was never passed.
+    expect(slow.maxPartsInFlight).toBe(partsInFlight);
+    // The part buffers (those in flight and the one filling) are reused, not allocated per part.
+    expect(slow.partBuffers.size).toBeLessThanOrEqual(partsInFlight + 1);
+    // Those buffers, plus what the sink's own write queue may hold: never the 40 MiB the source could give.
+    expect(maxHeld).toBeGreaterThan(partsInFlight * partSize);
+    expect(maxHeld).toBeLessThanOrEqual(
+      partSize * (partsInFlight + 1) + sink.writableHighWaterMark + chunkSize,
+    );
+  });
+
   it("brackets the snapshot's revision between the member's revisions before and after while writes go on", async () => {
     const writer = createEtcdWriter(etcd);
     let writing = true;
@@ -228,10 +267,23 @@ describe("streaming a snapshot from a real etcd into S3", () => {
   });
 
   it("keeps memory bounded with a slow sink: etcd is paused, not buffered", async () => {
-    const source = createGrpcSnapshotSource(createEtcdClient({ endpoint: etcd.endpoints[0] as string }));
-    let produced = 0;
+    // Counted where the source takes messages off the gRPC call: what it accepted from etcd, whether or not
+    // it has passed them on yet. Counting the source's own output would miss bytes piling up inside it.
+    const client = createEtcdClient({ endpoint: etcd.endpoints[0] as string });
+    let acceptedFromEtcd = 0;
     let consumed = 0;
     let maxLag = 0;
+    const source = createGrpcSnapshotSource({
+      ...client,
+      openSnapshotCall: () => {
+        const call = client.openSnapshotCall();
+        call.on("data", (message: SnapshotResponse) => {
+          acceptedFromEtcd += message.blob.length;
+          maxLag = Math.max(maxLag, acceptedFromEtcd - consumed);
+        });
+        return call;
+      },
+    });
     const slowSink = new Writable({
       highWaterMark: 64 * 1024,
       write(chunk: Buffer, _encoding, callback) {
@@ -239,19 +291,9 @@ describe("streaming a snapshot from a real etcd into S3", () => {
         setTimeout(callback, 1);
       },
     });
-    const counted = {
-      ...source,
-      openStream: () => {
-        const stream = source.openStream();
-        stream.on("data", (chunk: Buffer) => {
-          produced += chunk.length;
-          maxLag = Math.max(maxLag, produced - consumed);
-        });
-        return stream;
-      },
-    };
-    const streamed = await streamSnapshot(counted, () => slowSink).finally(() => source.close());
+    const streamed = await streamSnapshot(source, () => slowSink).finally(() => source.close());
     expect(consumed).toBe(streamed.bytes);
+    expect(acceptedFromEtcd).toBe(streamed.bytes);
     // Everything between etcd and the sink: stream buffers of about 1 MiB each, not the 25 MB snapshot.
     expect(maxLag).toBeLessThan(4 * 1024 * 1024);
   });
