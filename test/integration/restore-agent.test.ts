@@ -4,7 +4,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename, dirname, join } from "node:path";
@@ -14,12 +14,14 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   standInApiServerCommand,
+  writeEtcdManifest,
   writeStandInApiServerManifest,
   writeStandInComponentManifest,
 } from "../../cli/local/static-pod-manifests.js";
 import type { RestoreAgentStatus, RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
 import { stagedToolKey } from "../../lambdas/core/restore/restore-plans-step.js";
 import { presignWithClient } from "../../lambdas/core/store/presign.js";
+import { findFreePort } from "../support/free-port.js";
 import { type RestoreAgents, startRestoreAgents } from "../support/restore-agents.js";
 import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
 import {
@@ -31,6 +33,7 @@ import {
   schedulerManifestName,
   startStaticPodEtcd,
 } from "../support/static-pod-etcd.js";
+import { createTestCertificates, type TestCertificates } from "../support/test-certificates.js";
 
 interface UploadedSnapshot {
   key: string;
@@ -928,4 +931,102 @@ describe("restore agent following the URLs each plan renews", () => {
       await agents.stop();
     }
   });
+});
+
+describe("restore agent asking etcd's health where kubeadm serves it", () => {
+  let s3: LocalS3;
+  let etcd: StaticPodEtcd;
+  let node: StaticPodNode;
+  let certificates: TestCertificates;
+  let clientUrl: string;
+  // Only the start phase runs here: the snapshot is never downloaded.
+  const snapshot: UploadedSnapshot = {
+    key: "snapshots/unused.db",
+    bytes: 512 + 32,
+    sha256: "0".repeat(64),
+    revision: 1,
+  };
+
+  beforeAll(async () => {
+    [s3, etcd] = await Promise.all([startLocalS3(), startStaticPodEtcd({ members: 1 })]);
+    node = etcd.nodes[0] as StaticPodNode;
+    const pki = join(etcd.baseDir, "pki");
+    await mkdir(pki);
+    certificates = await createTestCertificates(pki);
+    // The same port, served over mutual TLS as kubeadm's etcd serves its clients.
+    clientUrl = node.clientUrl.replace("http://", "https://");
+  });
+
+  afterAll(async () => {
+    await etcd?.stop();
+    await s3?.stop();
+  });
+
+  /**
+   * Stops etcd and parks a manifest shaped like kubeadm's (clients over mutual TLS with etcd's own server
+   * certificate, plus `extraArgs`), then has an agent's start phase bring it back with a plan that names
+   * no healthUrl.
+   */
+  async function startAsKubeadm(extraArgs: string[]) {
+    await rm(join(node.manifestDir, etcdManifestName));
+    await expect.poll(() => etcd.supervisor.running(node.name, "etcd")).toBe(false);
+    await writeEtcdManifest({
+      manifestDir: node.parkedManifestDir,
+      fileName: etcdManifestName,
+      name: node.memberName,
+      dataDir: node.dataDir,
+      clientUrl,
+      peerUrl: node.peerUrl,
+      initialCluster: etcd.initialCluster,
+      terminationGracePeriodSeconds: 1,
+      extraArgs: [
+        "--client-cert-auth=true",
+        `--trusted-ca-file=${certificates.caFile}`,
+        `--cert-file=${certificates.serverCertFile}`,
+        `--key-file=${certificates.serverKeyFile}`,
+        ...extraArgs,
+      ],
+    });
+    const plan = await planFor(s3, etcd, node, snapshot, `r-health-${extraArgs.length}`);
+    expect(plan.member.healthUrl).toBeUndefined();
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, member: { ...plan.member, clientUrl } }],
+      initialPhase: "start",
+    });
+    try {
+      const outcome = await agents.waitForPhase("start", 45_000);
+      expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+      return outcome.statuses[0] as RestoreAgentStatus;
+    } finally {
+      await agents.stop();
+    }
+  }
+
+  it("asks /health on the plain-http metrics listener, which needs no client certificate", async () => {
+    const metricsUrl = `http://127.0.0.1:${await findFreePort()}`;
+    const status = await startAsKubeadm([`--listen-metrics-urls=${metricsUrl}`]);
+    expect(status.message).toBe(`etcd started and healthy at ${metricsUrl}/health`);
+    expect(status.log.join("\n")).toContain(
+      `asking etcd's health at ${metricsUrl}/health (etcd's --listen-metrics-urls, which needs no TLS)`,
+    );
+    // The client URL itself refuses a caller without a client certificate: what the agent used to ask.
+    await expect(
+      promisify(execFile)("curl", [
+        "--silent",
+        "--fail",
+        "--cacert",
+        certificates.caFile,
+        `${clientUrl}/health`,
+      ]),
+    ).rejects.toThrow();
+  }, 60_000);
+
+  it("without a metrics listener, asks the client URL with etcd's own CA, certificate and key", async () => {
+    const status = await startAsKubeadm([]);
+    expect(status.message).toBe(`etcd started and healthy at ${clientUrl}/health`);
+    expect(status.log.join("\n")).toContain(
+      "(the plan's clientUrl, with etcd's own --trusted-ca-file, --cert-file and --key-file)",
+    );
+  }, 60_000);
 });

@@ -2,7 +2,7 @@
 // TypeScript writer and reader, and the script's own parser and JSON writer (run in real bash).
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -486,5 +486,138 @@ redact "old $2 new $3"`;
     expect(hasCompletedPhase(status, "r-2", "restore")).toBe(false);
     expect(hasCompletedPhase(status, "r-1", "start")).toBe(false);
     expect(hasCompletedPhase({ ...status, state: "working" }, "r-1", "restore")).toBe(false);
+  });
+});
+
+/** etcd's static-pod manifest as kubeadm writes it (abridged), with the flags given. */
+function kubeadmEtcdManifest(flags: string[]): string {
+  return `apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - etcd
+    - --advertise-client-urls=https://10.0.0.1:2379
+    - --client-cert-auth=true
+    - --data-dir=/var/lib/etcd
+${flags.map((flag) => `    - ${flag}`).join("\n")}
+    - --peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt
+    - --peer-key-file=/etc/kubernetes/pki/etcd/peer.key
+    - --peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt
+    livenessProbe:
+      httpGet:
+        host: 127.0.0.1
+        path: /livez
+        port: 2381
+        scheme: HTTP
+`;
+}
+
+const kubeadmTlsFlags = [
+  "--cert-file=/etc/kubernetes/pki/etcd/server.crt",
+  "--key-file=/etc/kubernetes/pki/etcd/server.key",
+  "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+];
+
+/** Runs the agent's choice of etcd health URL for a member whose manifest is `manifest` (parked or not). */
+async function etcdHealthWithAgent(options: {
+  manifest?: string;
+  parked?: boolean;
+  healthUrl?: string;
+  clientUrl?: string;
+}) {
+  const kubeDir = await mkdtemp(join(scratch, "kube-"));
+  const manifestDir = join(kubeDir, "manifests");
+  const parkedDir = join(kubeDir, "manifests.parked");
+  await mkdir(manifestDir);
+  await mkdir(parkedDir);
+  if (options.manifest !== undefined) {
+    await writeFile(join(options.parked ? parkedDir : manifestDir, "etcd.yaml"), options.manifest);
+  }
+  const code = `source "$1"
+manifest_dir=$2 parked_dir=$3 etcd_manifest=etcd.yaml client_url=$4
+[[ -n $5 ]] && plan[member.healthUrl]=$5
+resolve_etcd_health
+printf '%s\\n' "$health_url" "\${health_tls[*]:-}" "$health_source"`;
+  const { stdout } = await run(
+    "bash",
+    [
+      "-c",
+      code,
+      "agent-test",
+      agentScript,
+      manifestDir,
+      parkedDir,
+      options.clientUrl ?? "https://10.0.0.1:2379",
+      options.healthUrl ?? "",
+    ],
+    { encoding: "utf8" },
+  );
+  const [url, tls, source] = stdout.split("\n");
+  return { url, tls, source };
+}
+
+describe("the agent's choice of where to ask etcd's health", () => {
+  it("uses kubeadm's plain-http metrics listener, which needs no client certificate", async () => {
+    const manifest = kubeadmEtcdManifest([
+      "--listen-client-urls=https://127.0.0.1:2379,https://10.0.0.1:2379",
+      "--listen-metrics-urls=http://127.0.0.1:2381",
+      ...kubeadmTlsFlags,
+    ]);
+    for (const parked of [false, true]) {
+      expect(await etcdHealthWithAgent({ manifest, parked })).toEqual({
+        url: "http://127.0.0.1:2381/health",
+        tls: "",
+        source: "etcd's --listen-metrics-urls, which needs no TLS",
+      });
+    }
+  });
+
+  it("takes the first http URL of several metrics URLs, passing over https ones", async () => {
+    const manifest = kubeadmEtcdManifest([
+      "--listen-metrics-urls=https://10.0.0.1:2381,http://127.0.0.1:2382/,http://10.0.0.1:2383",
+      ...kubeadmTlsFlags,
+    ]);
+    expect((await etcdHealthWithAgent({ manifest })).url).toBe("http://127.0.0.1:2382/health");
+  });
+
+  it("without an http metrics URL, asks the client URL with etcd's own CA, certificate and key", async () => {
+    const manifest = kubeadmEtcdManifest(kubeadmTlsFlags);
+    expect(await etcdHealthWithAgent({ manifest })).toEqual({
+      url: "https://10.0.0.1:2379/health",
+      tls: "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key",
+      source: "the plan's clientUrl, with etcd's own --trusted-ca-file, --cert-file and --key-file",
+    });
+  });
+
+  it("reads the flags from a JSON manifest too, as the local stand-in writes them", async () => {
+    const manifest = JSON.stringify(
+      {
+        spec: { containers: [{ command: ["etcd"], args: ["--listen-metrics-urls=http://127.0.0.1:2381"] }] },
+      },
+      null,
+      2,
+    );
+    expect((await etcdHealthWithAgent({ manifest })).url).toBe("http://127.0.0.1:2381/health");
+  });
+
+  it("lets the plan's healthUrl override the manifest", async () => {
+    const manifest = kubeadmEtcdManifest(["--listen-metrics-urls=http://127.0.0.1:2381", ...kubeadmTlsFlags]);
+    expect(await etcdHealthWithAgent({ manifest, healthUrl: "http://127.0.0.1:9999/health" })).toEqual({
+      url: "http://127.0.0.1:9999/health",
+      tls: "",
+      source: "the plan's healthUrl",
+    });
+  });
+
+  it("falls back to <clientUrl>/health as it is without a manifest to read", async () => {
+    expect(await etcdHealthWithAgent({ clientUrl: "http://127.0.0.1:2379/" })).toEqual({
+      url: "http://127.0.0.1:2379/health",
+      tls: "",
+      source: "the plan's clientUrl",
+    });
   });
 });

@@ -255,3 +255,28 @@ describe("rolling agent URLs", () => {
     expect(() => parseTargetsFile(targets(2401))).toThrow(/phaseTimeoutSeconds/);
   });
 });
+
+describe("etcd's health URL in the plans", () => {
+  it("is left to the agent (which reads etcd's manifest) unless the targets file names one", async () => {
+    const { dependencies, planOf } = fakeDependencies();
+    await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    expect(planOf("cp-1").member.healthUrl).toBeUndefined();
+    expect(planOf("cp-1").member.healthTls).toBeUndefined();
+  });
+
+  it("carries the target's healthUrl, or a member's own, as an override", async () => {
+    const { dependencies, planOf } = fakeDependencies(undefined, {
+      healthUrl: "http://127.0.0.1:2381/health",
+      members: members.map(({ name, instanceId, clientUrl, peerUrl }) => ({
+        name,
+        instanceId,
+        clientUrl,
+        peerUrl,
+        ...(name === "cp-2" ? { healthUrl: "http://127.0.0.1:12381/health" } : {}),
+      })),
+    });
+    await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    expect(planOf("cp-1").member.healthUrl).toBe("http://127.0.0.1:2381/health");
+    expect(planOf("cp-2").member.healthUrl).toBe("http://127.0.0.1:12381/health");
+  });
+});

@@ -79,6 +79,8 @@ const restoreMemberSchema = z
     peerUrl: z.string().url(),
     /** This node's kube-apiserver readiness URL, when it differs from the layout's apiServerReadyUrl. */
     apiServerReadyUrl: z.string().url().optional(),
+    /** Where this member's etcd answers /health, when it differs from the layout's healthUrl. */
+    healthUrl: z.string().url().optional(),
   })
   .strict();
 
@@ -127,6 +129,13 @@ const restoreSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Where the agents ask etcd's health on their node, e.g. http://127.0.0.1:2381/health. Unset (the usual
+     * case): each agent reads it from etcd's manifest — the first http URL of --listen-metrics-urls (kubeadm
+     * serves /health there without TLS), else the member's clientUrl with the manifest's own
+     * --trusted-ca-file, --cert-file and --key-file.
+     */
+    healthUrl: z.string().url().optional(),
     /** Static-pod manifest file names in each member's manifestDir; no API server manifest for external etcd. */
     etcdManifest: z.string().default("etcd.yaml"),
     apiServerManifest: z.string().optional().default("kube-apiserver.yaml"),

@@ -124,9 +124,15 @@ const memberSchema = z
     apiServerManifest: fileName.optional(),
     clientUrl: httpUrl,
     peerUrl: httpUrl,
-    /** Where local health answers; defaults to `<clientUrl>/health` (kubeadm: http://127.0.0.1:2381/health). */
+    /**
+     * Where local health answers. Absent: the agent reads it from etcd's manifest — the first http URL of
+     * --listen-metrics-urls (kubeadm: http://127.0.0.1:2381/health, no TLS), else `<clientUrl>/health`.
+     */
     healthUrl: httpUrl.optional(),
-    /** Client certificate for an https health URL whose etcd requires one. */
+    /**
+     * Client certificate for an https health URL whose etcd requires one. Absent: the agent uses the
+     * manifest's own --trusted-ca-file, --cert-file and --key-file.
+     */
     healthTls: z
       .object({ caFile: absolutePath, certFile: absolutePath, keyFile: absolutePath })
       .strict()

@@ -77,6 +77,7 @@ export async function writeRestorePlans(
   for (const member of members) {
     const configured = layout.members.find((entry) => entry.name === member.name);
     const apiServerReadyUrl = configured?.apiServerReadyUrl ?? layout.apiServerReadyUrl;
+    const healthUrl = configured?.healthUrl ?? layout.healthUrl;
     const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
     const urls = await signAgentUrls(dependencies, keys, { snapshot: snapshotObject, tool: toolObject });
     const plan: RestorePlan = restorePlanSchema.parse({
@@ -99,6 +100,7 @@ export async function writeRestorePlans(
         apiServerManifest: layout.apiServerManifest,
         clientUrl: member.clientUrl,
         peerUrl: member.peerUrl,
+        ...(healthUrl ? { healthUrl } : {}),
         ...(apiServerReadyUrl ? { apiServerReadyUrl } : {}),
         ...(layout.apiServerCaFile ? { apiServerCaFile: layout.apiServerCaFile } : {}),
         restartManifests: layout.restartManifests,

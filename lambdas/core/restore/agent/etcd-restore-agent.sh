@@ -26,7 +26,8 @@
 #   restore          download, check size and sha256 (content == trailer == plan), restore into
 #                    <dataDir>.restore-<id>, keep the old dir as <dataDir>.pre-restore-<id>, swap, mark
 #                    <dataDir>.restored-<id>
-#   start            etcd's manifest back; wait until it answers healthy
+#   start            etcd's manifest back; wait until it answers healthy: at the plan's member.healthUrl, else
+#                    where etcd's manifest serves /health (see resolve_etcd_health)
 #   start-apiserver  kube-apiserver's manifest back; wait until member.apiServerReadyUrl answers 200 `ok`
 #                    (when the plan has one); then restart each of member.restartManifests that is present
 #                    (kube-scheduler, kube-controller-manager), so that nothing acts on a cache of the state
@@ -437,14 +438,10 @@ adopt_plan() {
   etcd_manifest=${plan[member.etcdManifest]}
   apiserver_manifest=${plan[member.apiServerManifest]:-}
   client_url=${plan[member.clientUrl]}
+  # Chosen by resolve_etcd_health when etcd's manifest is back; until then, what a message can name.
   health_url=${plan[member.healthUrl]:-${client_url%/}/health}
   stop_timeout=${plan[stopTimeoutSeconds]:-120}
   start_timeout=${plan[startTimeoutSeconds]:-300}
-  health_tls=()
-  if [[ -n ${plan[member.healthTls.caFile]:-} ]]; then
-    health_tls=(--cacert "${plan[member.healthTls.caFile]}" --cert "${plan[member.healthTls.certFile]:-}"
-      --key "${plan[member.healthTls.keyFile]:-}")
-  fi
   ready_url=${plan[member.apiServerReadyUrl]:-}
   api_ca_file=${plan[member.apiServerCaFile]:-}
   restart_manifests=()
@@ -490,6 +487,57 @@ port_open() {
 # etcd has stopped: its client port must be closed.
 etcd_port_open() { port_open "$client_url" 2379; }
 
+# Prints the value of flag --$1 in etcd's static-pod manifest $2, written `--flag=value` as one command-line
+# item per YAML list entry or JSON string (kubeadm's form); returns 1 when the manifest does not set it.
+manifest_flag() {
+  local line pattern="--$1=([^\"'[:space:]]+)"
+  while IFS= read -r line || [[ -n $line ]]; do
+    if [[ $line =~ $pattern ]]; then
+      printf '%s' "${BASH_REMATCH[1]}"
+      return 0
+    fi
+  done <"$2"
+  return 1
+}
+
+# Chooses where etcd's health is asked and with which TLS files: sets health_url, health_tls and
+# health_source. The plan's healthUrl (and healthTls) win. Otherwise etcd's own manifest decides: kubeadm's
+# etcd serves /health without TLS on --listen-metrics-urls (http://127.0.0.1:2381), whereas its client URL
+# requires a client certificate signed by etcd's CA, which etcd's own serving certificate is (kubeadm
+# issues it for client authentication too). Without either, <clientUrl>/health as it is.
+resolve_etcd_health() {
+  local manifest=$manifest_dir/$etcd_manifest urls url ca cert key
+  [[ -e $manifest ]] || manifest=$parked_dir/$etcd_manifest
+  [[ -r $manifest ]] || manifest=""
+  health_tls=()
+  health_url=${client_url%/}/health
+  health_source="the plan's clientUrl"
+  if [[ -n ${plan[member.healthUrl]:-} ]]; then
+    health_url=${plan[member.healthUrl]}
+    health_source="the plan's healthUrl"
+  elif [[ -n $manifest ]] && url=$(manifest_flag listen-metrics-urls "$manifest"); then
+    IFS=, read -r -a urls <<<"$url"
+    for url in ${urls[@]+"${urls[@]}"}; do
+      if [[ $url == http://* ]] && is_url "$url"; then
+        health_url=${url%/}/health
+        health_source="etcd's --listen-metrics-urls, which needs no TLS"
+        break
+      fi
+    done
+  fi
+  [[ $health_url == https://* ]] || return 0
+  if [[ -n ${plan[member.healthTls.caFile]:-} ]]; then
+    health_tls=(--cacert "${plan[member.healthTls.caFile]}" --cert "${plan[member.healthTls.certFile]:-}"
+      --key "${plan[member.healthTls.keyFile]:-}")
+    health_source+=", with the plan's healthTls"
+  elif [[ -n $manifest ]] && ca=$(manifest_flag trusted-ca-file "$manifest") &&
+    cert=$(manifest_flag cert-file "$manifest") && key=$(manifest_flag key-file "$manifest"); then
+    health_tls=(--cacert "$ca" --cert "$cert" --key "$key")
+    health_source+=", with etcd's own --trusted-ca-file, --cert-file and --key-file"
+  fi
+  return 0
+}
+
 etcd_healthy() {
   local body
   body=$(curl --silent --fail --max-time 3 ${health_tls[@]+"${health_tls[@]}"} -- "$health_url" 2>/dev/null) ||
@@ -517,6 +565,8 @@ wait_until_etcd_stopped() {
 
 wait_until_etcd_healthy() {
   local deadline=$((SECONDS + start_timeout))
+  resolve_etcd_health
+  log "asking etcd's health at $health_url ($health_source)"
   until etcd_healthy; do
     ((SECONDS >= deadline)) && return 1
     sleep "$poll_seconds"
@@ -972,7 +1022,7 @@ phase_start() {
   unpark_manifest "$etcd_manifest"
   wait_until_etcd_healthy || fail "etcd did not answer healthy at $health_url within ${start_timeout} s"
   log "etcd is healthy"
-  message="etcd started and healthy"
+  message="etcd started and healthy at $health_url"
 }
 
 phase_start_apiserver() {
