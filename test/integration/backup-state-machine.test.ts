@@ -96,11 +96,17 @@ describe("the backup state machine, executed locally", () => {
     ).toHaveLength(3);
     expect(run.published[0]?.subject).toBe("etcd-backup: backup of local failed at TakeSnapshot");
     expect(run.published[0]?.message).toContain("StorageUnavailableError");
-    const failed = (await stack.catalogue.listSnapshots("local", { status: "FAILED" })).snapshots;
+    const failed = (await stack.catalogue.listSnapshots("local", { status: "FAILED" })).snapshots.filter(
+      (snapshot) => snapshot.executionArn === run.executionArn,
+    );
     expect(failed).toHaveLength(1);
-    expect(failed[0]?.failure?.errorName).toBe("StorageUnavailableError");
+    const [row] = failed;
+    expect(row?.failure?.errorName).toBe("StorageUnavailableError");
     expect(await stack.s3.listOpenMultipartUploads()).toEqual([]);
-    expect(await stack.s3.listKeys(`${stack.prefix}/local/`)).toHaveLength(1);
+    // Whatever other tests stored, nothing of this snapshot may remain.
+    const keys = await stack.s3.listKeys(`${stack.prefix}/`);
+    expect(keys).not.toContain(row?.key);
+    expect(keys.filter((key) => key.includes(row?.snapshotId ?? "no snapshot id"))).toEqual([]);
   });
 
   it("rejects an execution input without a cluster with InvalidInputError, not a retry", async () => {
