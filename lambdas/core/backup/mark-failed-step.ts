@@ -35,11 +35,21 @@ export async function markBackupFailed(
   const failedState = findFailedState(state);
   const error = describeFailure(state.failure);
   const cleanUp: string[] = [];
+  /** Each clean-up runs whatever happened to the others (a catalogue outage must not keep the lease). */
+  const attempt = async (what: string, work: () => Promise<string | undefined>) => {
+    try {
+      const done = await work();
+      if (done) cleanUp.push(done);
+    } catch (cleanUpError) {
+      cleanUp.push(`could not ${what}: ${describeError(cleanUpError)}`);
+    }
+  };
   const snapshotId = state.target?.snapshotId;
   const cluster = input.cluster ?? "(no cluster given)";
   if (snapshotId && input.cluster) {
-    const row = await dependencies.catalogue.getSnapshot(cluster, snapshotId);
-    if (row && row.status !== SnapshotStatus.Verified && row.status !== SnapshotStatus.Deleted) {
+    await attempt(`mark catalogue row ${snapshotId} FAILED (retention removes it as abandoned)`, async () => {
+      const row = await dependencies.catalogue.getSnapshot(cluster, snapshotId);
+      if (!row || row.status === SnapshotStatus.Verified || row.status === SnapshotStatus.Deleted) return;
       await dependencies.catalogue.recordFailed({
         cluster,
         snapshotId,
@@ -47,25 +57,20 @@ export async function markBackupFailed(
         message: error.message,
         failedAt: dependencies.now(),
       });
-      cleanUp.push(`catalogue row ${snapshotId} marked FAILED`);
-    }
-    const aborted = await abortOpenUploads(
-      dependencies.s3,
-      dependencies.bucket,
-      snapshotObjectKey(dependencies.prefix, cluster, snapshotId),
-    ).catch((abortError: unknown) => {
-      cleanUp.push(`could not abort open uploads: ${describeError(abortError)}`);
-      return 0;
+      return `catalogue row ${snapshotId} marked FAILED`;
     });
-    if (aborted > 0) cleanUp.push(`${aborted} open multipart upload(s) aborted`);
+    await attempt("abort open uploads (the bucket's lifecycle rule aborts them after a day)", async () => {
+      const key = snapshotObjectKey(dependencies.prefix, cluster, snapshotId);
+      const aborted = await abortOpenUploads(dependencies.s3, dependencies.bucket, key);
+      return aborted > 0 ? `${aborted} open multipart upload(s) aborted` : undefined;
+    });
   }
   if (state.lease !== undefined && input.cluster) {
-    const { released } = await releaseBackupLease(
-      dependencies,
-      { ...input, cluster: input.cluster },
-      executionArn,
-    );
-    if (released) cleanUp.push("lease released");
+    const owned = { ...input, cluster: input.cluster };
+    await attempt("release the lease (it expires by itself)", async () => {
+      const { released } = await releaseBackupLease(dependencies, owned, executionArn);
+      return released ? "lease released" : undefined;
+    });
   }
   const subject = `etcd-backup: backup of ${cluster} failed at ${failedState}`.slice(0, 99);
   const message = [
