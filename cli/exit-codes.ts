@@ -31,6 +31,7 @@ export function exitCodeFor(error: unknown): number {
     case ErrorNames.KubernetesAccessDenied:
       return ExitCodes.etcdUnavailable;
     case ErrorNames.StorageUnavailable:
+    case ErrorNames.StorageAccessDenied:
     case ErrorNames.CatalogueUnavailable:
       return ExitCodes.storageUnavailable;
     case ErrorNames.SnapshotNotFound:

@@ -9,8 +9,10 @@ export const ErrorNames = {
   SnapshotStreamInterrupted: "SnapshotStreamInterruptedError",
   /** The bytes are not a sound snapshot: trailer mismatch, truncation, bad bbolt structure. Never retried. */
   SnapshotCorrupt: "SnapshotCorruptError",
-  /** S3 refused or failed a request. Transient. */
+  /** S3 failed a request: throttled, 5xx, connection lost. Transient. */
   StorageUnavailable: "StorageUnavailableError",
+  /** S3 refused the function: access denied, no such bucket, a disabled KMS key. Never retried. */
+  StorageAccessDenied: "StorageAccessDeniedError",
   /** DynamoDB kept throttling, failing with 5xx or unreachable after the SDK's own retries. Transient. */
   CatalogueUnavailable: "CatalogueUnavailableError",
   /** The object is missing or differs from what the catalogue recorded. */
@@ -54,6 +56,12 @@ export class SnapshotCorruptError extends EtcdBackupError {
 export class StorageUnavailableError extends EtcdBackupError {
   override readonly name = ErrorNames.StorageUnavailable;
   readonly transient = true;
+}
+
+/** Not transient: a missing permission, bucket or key does not come back between retries. */
+export class StorageAccessDeniedError extends EtcdBackupError {
+  override readonly name = ErrorNames.StorageAccessDenied;
+  readonly transient = false;
 }
 
 export class CatalogueUnavailableError extends EtcdBackupError {

@@ -399,6 +399,19 @@ describe("a failed snapshot leaves nothing behind", () => {
     await expectNothingLeftBehind();
   });
 
+  it("fails with StorageAccessDeniedError, which the state machine does not retry, when the bucket does not exist", async () => {
+    await expect(
+      streamSnapshotToS3(bufferSnapshotSource(snapshot), {
+        ...destination("broken"),
+        bucket: "no-such-bucket",
+      }),
+    ).rejects.toMatchObject({
+      name: ErrorNames.StorageAccessDenied,
+      message: expect.stringMatching(/NoSuchBucket.*retrying cannot help/),
+    });
+    await expectNothingLeftBehind();
+  });
+
   it("fails with EtcdUnavailableError before starting any upload when etcd cannot be reached", async () => {
     const source = createGrpcSnapshotSource(
       createEtcdClient({ endpoint: "http://127.0.0.1:1", callTimeoutMs: 1000 }),

@@ -12,8 +12,9 @@ import {
 } from "@aws-sdk/client-s3";
 import type { CatalogueRepository } from "../catalogue/catalogue-repository.js";
 import { type SnapshotRecord, SnapshotStatus } from "../catalogue/snapshot-record.js";
-import { describeError, EtcdBackupError, StorageUnavailableError } from "../errors.js";
+import { describeError, EtcdBackupError } from "../errors.js";
 import { abortOpenUploads } from "../store/abort-open-uploads.js";
+import { storageError } from "../store/s3-errors.js";
 import type { DeleteReason, RetentionPlan } from "./retention-policy.js";
 
 export interface PruneContext {
@@ -142,9 +143,7 @@ async function deleteObjectVersion(
       versionId = (await s3.send(new HeadObjectCommand({ Bucket, Key }))).VersionId;
     } catch (error) {
       if (isNotFound(error)) return {};
-      throw new StorageUnavailableError(`looking up ${location} failed: ${describeError(error)}`, {
-        cause: error,
-      });
+      throw storageError(`looking up ${location} failed`, error);
     }
   }
   const version = versionId === undefined ? {} : { VersionId: versionId };
@@ -156,7 +155,7 @@ async function deleteObjectVersion(
     const lock = await describeObjectLockRefusal(s3, { Bucket, Key, ...version }, error, now);
     if (lock !== undefined) return { retainedBecause: lock };
     const what = versionId === undefined ? location : `${location} version ${versionId}`;
-    throw new StorageUnavailableError(`deleting ${what} failed: ${describeError(error)}`, { cause: error });
+    throw storageError(`deleting ${what} failed`, error);
   }
 }
 

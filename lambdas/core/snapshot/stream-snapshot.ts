@@ -5,9 +5,9 @@ import { rename, rm } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { PutObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
-import { describeError, StorageUnavailableError } from "../errors.js";
 import type { MemberStatus } from "../etcd/etcd-client.js";
 import { MultipartUploadSink, type UploadedObject } from "../store/multipart-upload-sink.js";
+import { storageError } from "../store/s3-errors.js";
 import { FileSink } from "./file-sink.js";
 import { IntegrityTap } from "./integrity-tap.js";
 import { snapshotObjectKey } from "./snapshot-naming.js";
@@ -146,12 +146,7 @@ export async function tagSnapshotObject(
       }),
     );
   } catch (error) {
-    throw new StorageUnavailableError(
-      `tagging s3://${object.bucket}/${object.key} failed: ${describeError(error)}`,
-      {
-        cause: error,
-      },
-    );
+    throw storageError(`tagging s3://${object.bucket}/${object.key} failed`, error);
   }
 }
 

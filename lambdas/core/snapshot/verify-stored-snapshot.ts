@@ -3,12 +3,8 @@
 
 import type { Readable } from "node:stream";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import {
-  describeError,
-  SnapshotCorruptError,
-  SnapshotNotFoundError,
-  StorageUnavailableError,
-} from "../errors.js";
+import { SnapshotCorruptError, SnapshotNotFoundError } from "../errors.js";
+import { storageError } from "../store/s3-errors.js";
 import { type SnapshotReport, verifySnapshotStream } from "./verify-snapshot.js";
 
 export interface StoredObjectLocation {
@@ -91,11 +87,6 @@ export async function openStoredObject(
         { cause: error },
       );
     }
-    throw new StorageUnavailableError(
-      `reading s3://${location.bucket}/${location.key} failed: ${describeError(error)}`,
-      {
-        cause: error,
-      },
-    );
+    throw storageError(`reading s3://${location.bucket}/${location.key} failed`, error);
   }
 }

@@ -1,7 +1,7 @@
 // Aborts the multipart uploads left open under one object key: by a snapshot attempt that was killed
 // (a Lambda timeout runs no clean-up), found by a retry, the failure path or retention.
 import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
-import { describeError, StorageUnavailableError } from "../errors.js";
+import { storageError } from "./s3-errors.js";
 
 export /** Aborts every multipart upload left open under exactly `key`. */
 async function abortOpenUploads(s3: S3Client, bucket: string, key: string): Promise<number> {
@@ -27,10 +27,7 @@ async function abortOpenUploads(s3: S3Client, bucket: string, key: string): Prom
       markers = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
     }
   } catch (error) {
-    throw new StorageUnavailableError(
-      `aborting open uploads of s3://${bucket}/${key} failed: ${describeError(error)}`,
-      { cause: error },
-    );
+    throw storageError(`aborting open uploads of s3://${bucket}/${key} failed`, error);
   }
 }
 

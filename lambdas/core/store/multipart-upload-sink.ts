@@ -14,7 +14,8 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { crc32c, crc32cToBase64 } from "../checksum/crc32c.js";
-import { describeError, InvalidInputError, StorageUnavailableError } from "../errors.js";
+import { InvalidInputError, StorageUnavailableError } from "../errors.js";
+import { storageError } from "./s3-errors.js";
 import { signWithoutPayloadHash } from "./unsigned-payload.js";
 
 export interface MultipartUploadOptions {
@@ -246,10 +247,8 @@ export class MultipartUploadSink extends Writable {
     }
   }
 
-  private storageError(what: string, cause?: unknown): StorageUnavailableError {
-    const detail = cause === undefined ? "" : `: ${describeError(cause)}`;
-    return new StorageUnavailableError(`s3://${this.options.bucket}/${this.options.key}: ${what}${detail}`, {
-      cause,
-    });
+  private storageError(what: string, cause?: unknown) {
+    const where = `s3://${this.options.bucket}/${this.options.key}: ${what}`;
+    return cause === undefined ? new StorageUnavailableError(where) : storageError(where, cause);
   }
 }
