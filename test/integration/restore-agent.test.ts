@@ -188,6 +188,20 @@ async function exitCodesWithin(agents: RestoreAgents, ms: number) {
   ]);
 }
 
+/**
+ * A failed agent does not end: it stays for the state machine's answer to its failure. Given `answer`
+ * (rollback, or abort before anything stopped), it runs it and only then ends, with exit code 0.
+ */
+async function expectAgentsToAnswer(agents: RestoreAgents, answer: "rollback" | "abort") {
+  // Long enough for an agent that ended on its failure (as it used to) to be seen gone.
+  await sleep(1000);
+  expect(agents.agents.map((agent) => agent.child.exitCode)).toEqual(agents.agents.map(() => null));
+  const outcome = await agents.advance(answer);
+  expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+  expect(await exitCodesWithin(agents, 10_000)).toEqual(agents.agents.map(() => 0));
+  return outcome;
+}
+
 function messages(statuses: RestoreAgentStatus[]): string {
   return statuses.map((status) => `${status.member}: ${status.state} ${status.message}`).join("\n");
 }
@@ -385,9 +399,9 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       expect(outcome.statuses[0]?.message).toMatch(
         /etcd's manifest is still in .*: run the stop phase first/,
       );
-      expect(await agents.agents[0]?.exitCode).toBe(1);
       expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
       expect(await readdir(dirname(node.dataDir))).toEqual([basename(node.dataDir)]);
+      await expectAgentsToAnswer(agents, "abort");
     } finally {
       await agents.stop();
     }
@@ -402,10 +416,10 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       expect(outcome.statuses[0]?.message).toBe(
         `kube-apiserver's manifest is still in ${node.manifestDir}: run the stop-apiserver phase first`,
       );
-      expect(await agents.agents[0]?.exitCode).toBe(1);
       expect(existsSync(join(node.manifestDir, etcdManifestName))).toBe(true);
       expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
       expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
+      await expectAgentsToAnswer(agents, "abort");
     } finally {
       await agents.stop();
     }
@@ -428,12 +442,14 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       );
       expect(outcome.statuses[0]?.freeBytes).toBeGreaterThan(0);
       expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+      const aborted = await expectAgentsToAnswer(agents, "abort");
+      expect(aborted.statuses[0]?.message).toBe("aborted; the agent changed nothing in this phase");
     } finally {
       await agents.stop();
     }
   });
 
-  it("fails at restore on a wrong sha256, leaves the data dir untouched, and a rollback starts etcd on it", async () => {
+  it("fails at restore on a wrong sha256, leaves the data dir untouched, and the same agent's rollback starts etcd on it", async () => {
     const restoreId = "r-wrong-sha";
     const plan = await planFor(s3, etcd, node, snapshot, restoreId);
     const wrongSha = `${snapshot.sha256.slice(0, 63)}${snapshot.sha256.endsWith("0") ? "1" : "0"}`;
@@ -459,46 +475,29 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
         `snapshot sha256 mismatch: the download hashes to ${snapshot.sha256}, the plan expects ${wrongSha}`,
       );
       expect(status?.log.at(-1)).toContain("sha256 mismatch");
-      expect(await agents.agents[0]?.exitCode).toBe(1);
       expect(await fingerprint(node.dataDir)).toEqual(untouched);
       expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
       expect(etcd.supervisor.running(node.name, "etcd")).toBe(false);
       expectNoSecrets(agents, [(await agents.readStatus(node.memberName))?.text ?? ""]);
-    } finally {
-      await agents.stop();
-    }
 
-    const rollback = await startRestoreAgents({ s3, plans: [plan], initialPhase: "rollback" });
-    try {
-      const outcome = await rollback.waitForPhase("rollback");
-      expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+      // The agent that failed is still there, and rolls back when the plan says so.
+      const outcome = await expectAgentsToAnswer(agents, "rollback");
       expect(outcome.statuses[0]?.message).toMatch(/^nothing was swapped on this node/);
+      expect(outcome.statuses[0]?.log.join("\n")).toContain(
+        "waiting for the state machine's rollback or abort",
+      );
       await etcd.waitUntilHealthy();
       expect((await readKeys(etcd, "/after/")).get("/after/0")).toBe("late");
       expect((await readKeys(etcd, "/before/")).size).toBe(3);
-      expect(await exitCodesWithin(rollback, 10_000)).toEqual([0]);
     } finally {
-      await rollback.stop();
+      await agents.stop();
     }
   });
 
-  /** Puts the data dir back and etcd up after a failed restore, for the next test. */
-  async function rollBackAfterFailure(plan: RestorePlan) {
-    const rollback = await startRestoreAgents({ s3, plans: [plan], initialPhase: "rollback" });
-    try {
-      await expect
-        .poll(
-          async () => {
-            const status = (await rollback.readStatus(node.memberName))?.status;
-            return `${status?.phase} ${status?.state}`;
-          },
-          { timeout: 30_000 },
-        )
-        .toBe("rollback done");
-      await etcd.waitUntilHealthy();
-    } finally {
-      await rollback.stop();
-    }
+  /** The agent that failed puts the data dir back and etcd up, for the next test. */
+  async function rollBackAfterFailure(agents: RestoreAgents) {
+    await expectAgentsToAnswer(agents, "rollback");
+    await etcd.waitUntilHealthy();
   }
 
   it("names a corrupt snapshot by its hash when the restore tool, run beside the hash, fails on it too", async () => {
@@ -526,11 +525,10 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       // etcdctl's own integrity check refused it as well.
       expect(status.log.join("\n")).toContain("expected sha256");
       expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
+      await rollBackAfterFailure(agents);
     } finally {
       await agents.stop();
     }
-
-    await rollBackAfterFailure(await planFor(s3, etcd, node, snapshot, restoreId));
   }, 60_000);
 
   it("refuses a snapshot object larger than the plan says, before restoring it, leaving no download behind", async () => {
@@ -552,11 +550,10 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       );
       expect(restore.statuses[0]?.log.join("\n")).not.toContain("attempt");
       expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
+      await rollBackAfterFailure(agents);
     } finally {
       await agents.stop();
     }
-
-    await rollBackAfterFailure(plan);
   }, 60_000);
 
   it("tries a download cut short three times, then fails the restore leaving no part of it behind", async () => {
@@ -591,15 +588,13 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       );
       expect(status.log.filter((line) => line.includes("failed: HTTP 200, curl exit 18"))).toHaveLength(3);
       expect(requests).toBe(3);
-      expect(await agents.agents[0]?.exitCode).toBe(1);
       expect(await fingerprint(node.dataDir)).toEqual(untouched);
       expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
+      await rollBackAfterFailure(agents);
     } finally {
       await agents.stop();
       cutter.close();
     }
-
-    await rollBackAfterFailure(plan);
   }, 60_000);
 
   /**
@@ -639,12 +634,12 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       expect(prepared.statuses[0]?.message).toBe(
         `the staged etcdctl hashes to ${tool.sha256}, the plan expects ${expected}: not run`,
       );
-      expect(await agents.agents[0]?.exitCode).toBe(1);
       expect(existsSync(invocations)).toBe(false);
       expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+      expectNoSecrets(agents, [(await agents.readStatus(node.memberName))?.text ?? ""]);
+      await expectAgentsToAnswer(agents, "abort");
       // Neither the download nor its directory stays behind.
       expect(await readdir(dirname(node.dataDir))).toEqual([basename(node.dataDir)]);
-      expectNoSecrets(agents, [(await agents.readStatus(node.memberName))?.text ?? ""]);
     } finally {
       await agents.stop();
     }
@@ -729,7 +724,8 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(false);
   }
 
-  async function runStartApiServer(plan: RestorePlan) {
+  /** Runs the start-apiserver phase, then `after` with the same agents, before they are stopped. */
+  async function runStartApiServer(plan: RestorePlan, after?: (agents: RestoreAgents) => Promise<void>) {
     const agents = await startRestoreAgents({
       s3,
       plans: [plan],
@@ -739,7 +735,9 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     try {
       const started = Date.now();
       const outcome = await agents.waitForPhase("start-apiserver", 30_000);
-      return { outcome, seconds: (Date.now() - started) / 1000, exitCode: agents.agents[0]?.exitCode };
+      const seconds = (Date.now() - started) / 1000;
+      await after?.(agents);
+      return { outcome, seconds };
     } finally {
       await agents.stop();
     }
@@ -801,7 +799,15 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     await parkApiServer(null);
     const before = restartCounts(etcd, node);
     const plan = await planFor(s3, etcd, node, snapshot, "r-never-ready");
-    const { outcome, seconds, exitCode } = await runStartApiServer({ ...plan, startTimeoutSeconds: 4 });
+    let restartsAtFailure: ReturnType<typeof restartCounts> | undefined;
+    let rollback: RestoreAgentStatus | undefined;
+    const { outcome, seconds } = await runStartApiServer(
+      { ...plan, startTimeoutSeconds: 4 },
+      async (agents) => {
+        restartsAtFailure = restartCounts(etcd, node);
+        rollback = (await expectAgentsToAnswer(agents, "rollback")).statuses[0];
+      },
+    );
 
     expect(outcome.failed).toBe(true);
     const status = outcome.statuses[0] as RestoreAgentStatus;
@@ -816,8 +822,11 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     // bash's SECONDS counts whole seconds, so a 4 s bound can end after 3 s and a fraction.
     expect(seconds).toBeGreaterThanOrEqual(3);
     expect(seconds).toBeLessThan(12);
-    expect(await exitCode).toBe(1);
-    expect(restartCounts(etcd, node)).toEqual(before);
+    expect(restartsAtFailure).toEqual(before);
+    // The agent whose phase failed rolled its node back itself.
+    expect(rollback?.message).toBe(
+      "nothing was swapped on this node; etcd and kube-apiserver restarted, etcd is healthy",
+    );
     expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
   }, 60_000);
 

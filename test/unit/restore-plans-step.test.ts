@@ -12,8 +12,12 @@ import {
 } from "../../lambdas/core/restore/agent-url-lifetimes.js";
 import type { RestoreDependencies } from "../../lambdas/core/restore/restore-dependencies.js";
 import type { RestoreSnapshot } from "../../lambdas/core/restore/restore-payloads.js";
-import { parsePlan } from "../../lambdas/core/restore/restore-plan.js";
-import { setRestorePhase, writeRestorePlans } from "../../lambdas/core/restore/restore-plans-step.js";
+import { parsePlan, type RestoreAgentStatus, renderStatus } from "../../lambdas/core/restore/restore-plan.js";
+import {
+  checkRestoreAgents,
+  setRestorePhase,
+  writeRestorePlans,
+} from "../../lambdas/core/restore/restore-plans-step.js";
 
 const cluster = "prod-eu";
 const executionArn = "arn:aws:states:eu-west-1:111122223333:execution:restore:r-1";
@@ -108,7 +112,22 @@ function fakeDependencies(phaseTimeoutSeconds?: number, layoutExtras: Record<str
   } as unknown as RestoreDependencies;
   const planOf = (member: string) =>
     parsePlan(objects.get(`etcd/${cluster}/_restores/r-1/${member}/plan.txt`) ?? "");
-  return { dependencies, signed, planOf, renewals, warnings, lease };
+  /** Stores the status an agent would PUT for `member`. */
+  const reportStatus = (member: string, status: Partial<RestoreAgentStatus>) =>
+    objects.set(
+      `etcd/${cluster}/_restores/r-1/${member}/status.json`,
+      renderStatus({
+        restoreId: "r-1",
+        member,
+        phase: "prepare",
+        state: "working",
+        message: "",
+        updatedAt: "2026-11-24T02:00:00Z",
+        log: [],
+        ...status,
+      }),
+    );
+  return { dependencies, signed, planOf, reportStatus, renewals, warnings, lease };
 }
 
 const input = { cluster, snapshotId: snapshot.snapshotId };
@@ -278,5 +297,43 @@ describe("etcd's health URL in the plans", () => {
     await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
     expect(planOf("cp-1").member.healthUrl).toBe("http://127.0.0.1:2381/health");
     expect(planOf("cp-2").member.healthUrl).toBe("http://127.0.0.1:12381/health");
+  });
+});
+
+describe("the barrier check of the agents' statuses", () => {
+  const before = "2026-11-24T02:10:00.000Z";
+  const passed = "2026-11-24T01:50:00.000Z";
+
+  it("fails a phase as soon as one agent reports it failed", async () => {
+    const { dependencies, reportStatus } = fakeDependencies();
+    reportStatus("cp-1", { phase: "restore", state: "failed", message: "sha256 mismatch" });
+    reportStatus("cp-2", { phase: "restore", state: "done" });
+    const check = await checkRestoreAgents(dependencies, input, "r-1", "restore", before);
+    expect(check.state).toBe("failed");
+    expect(check.summary).toContain("cp-1: restore failed — sha256 mismatch");
+  });
+
+  it("in the rollback, waits for the agent whose phase failed: it stays to roll back", async () => {
+    const { dependencies, reportStatus } = fakeDependencies();
+    reportStatus("cp-1", { phase: "restore", state: "failed", message: "sha256 mismatch" });
+    reportStatus("cp-2", { phase: "rollback", state: "done" });
+    const waiting = await checkRestoreAgents(dependencies, input, "r-1", "rollback", before);
+    expect(waiting.state).toBe("working");
+    expect(waiting.statuses.map((status) => status.state)).toEqual(["working", "done"]);
+
+    reportStatus("cp-1", { phase: "rollback", state: "done", message: "rolled back" });
+    expect((await checkRestoreAgents(dependencies, input, "r-1", "rollback", before)).state).toBe("done");
+  });
+
+  it("in the rollback, ends on the deadline when the failed agent never reports it, and on its failure", async () => {
+    const { dependencies, reportStatus } = fakeDependencies();
+    reportStatus("cp-1", { phase: "restore", state: "failed" });
+    reportStatus("cp-2", { phase: "rollback", state: "done" });
+    const late = await checkRestoreAgents(dependencies, input, "r-1", "rollback", passed);
+    expect(late.state).toBe("failed");
+    expect(late.summary).toMatch(/^phase rollback passed its deadline/);
+
+    reportStatus("cp-1", { phase: "rollback", state: "failed", message: "etcd did not answer healthy" });
+    expect((await checkRestoreAgents(dependencies, input, "r-1", "rollback", before)).state).toBe("failed");
   });
 });

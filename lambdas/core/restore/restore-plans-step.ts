@@ -288,14 +288,15 @@ export async function checkRestoreAgents(
     const text = await getText(dependencies, keys.status).catch(() => undefined);
     // A status being written can be read half-way (s3rver writes in place): unreadable counts as working.
     const status = text ? safely(() => parseStatus(text)) : undefined;
-    // A status of another restore (an earlier run) says nothing; this restore's failure ends its agent.
+    // A status of another restore (an earlier run) says nothing. During the rollback, a failure reported in
+    // an earlier phase is the one being answered: its agent stays for the rollback and has yet to read it.
     const state =
       !status || status.restoreId !== restoreId
         ? "working"
-        : status.state === "failed"
-          ? "failed"
-          : hasCompletedPhase(status, restoreId, phase as RestorePhase)
-            ? "done"
+        : hasCompletedPhase(status, restoreId, phase as RestorePhase)
+          ? "done"
+          : status.state === "failed" && (phase !== "rollback" || status.phase === "rollback")
+            ? "failed"
             : "working";
     statuses.push({
       member: member.name,

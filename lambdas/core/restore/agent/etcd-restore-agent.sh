@@ -15,7 +15,9 @@
 # values (see lambdas/core/restore/restore-plan.ts); the status is JSON built here. Presigned URLs carry a
 # signature: they never reach a command line, the log or the status.
 #
-# Phases (each reports working, then done or failed; a failure also ends the agent with exit code 1):
+# Phases (each reports working, then done or failed). After a failure the agent keeps reading its plan and
+# runs the rollback (or abort) that the state machine answers with, then exits 0; it exits 1 when the
+# rollback fails, when no answer comes before its plan URL expires, or when it is stopped by a signal:
 #   prepare          free space >= minimumFreeBytes beside the data dir; the restore tool and its version
 #   stop-apiserver   park kube-apiserver's static-pod manifest; wait until its processes have exited (when
 #                    pgrep sees them) and its port (member.apiServerReadyUrl's) is closed. The state machine
@@ -88,6 +90,9 @@ log_lines=()
 status_dirty=0
 last_put=0
 json_out=""
+# Set by await_answer while a failed agent waits for its rollback; by on_signal when it is being stopped.
+awaiting_answer=0
+stopping=0
 
 # ---------------------------------------------------------------------------------------------------------
 # Logging, redaction and the status document
@@ -196,17 +201,50 @@ put_status() {
   return 1
 }
 
+# Reports the failure, then stays for the state machine's answer to it (await_answer): the node whose phase
+# failed is the one that needs the rollback most. A failure before any plan was read, in the rollback
+# itself, or of an agent being stopped ends the agent.
 fail() {
   local reason=${1//$'\n'/ }
+  if ((awaiting_answer)); then
+    # The status keeps the failure that the state machine is answering.
+    log "stopped waiting for the rollback: $reason"
+    put_status 2 || true
+    exit 1
+  fi
   state="failed"
   message=${reason:0:$max_line}
   log "FAILED: $reason"
   put_status 10 || true
-  exit 1
+  if ((stopping)) || [[ $phase == none || $phase == rollback ]]; then exit 1; fi
+  await_answer
+}
+
+# After a failure: polls the plan until it names rollback (or abort, or finish), runs that phase and exits.
+# Called from deep inside the failed phase, so it never returns. Without an answer the wait ends when the
+# plan URL, renewed only by a plan write, is refused an hour after the last one (agent-url-lifetimes.ts).
+await_answer() {
+  awaiting_answer=1
+  log "waiting for the state machine's rollback or abort"
+  while :; do
+    if ((status_dirty || SECONDS - last_put >= heartbeat_seconds)); then put_status || true; fi
+    sleep "$poll_seconds"
+    read_plan
+    adopt_plan
+    case ${plan[phase]} in
+    rollback | abort | finish)
+      awaiting_answer=0
+      run_phase "${plan[phase]}"
+      ((status_dirty)) && put_status 10
+      exit 0
+      ;;
+    esac
+  done
 }
 
 on_signal() {
   trap - TERM INT
+  stopping=1
   fail "agent stopped by SIG$1 during phase $phase"
 }
 
