@@ -7,9 +7,21 @@ export function printJson(value: unknown): void {
 
 /** `error: <what happened>` on one line; the stack only with --debug. */
 export function printError(error: unknown, debug: boolean): void {
-  const line = describeError(error).replace(/\s*\n\s*/g, " ");
-  process.stderr.write(`etcd-backup: ${line}\n`);
+  process.stderr.write(`etcd-backup: ${describeErrorLine(error)}\n`);
   if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+}
+
+/**
+ * describeError on one line, without what wrapping adds and says nothing: the error's own name repeated
+ * inside its message, and the empty "Resolution note:" grpc-js appends.
+ */
+export function describeErrorLine(error: unknown): string {
+  let line = describeError(error).replace(/\s*\n\s*/g, " ");
+  if (error instanceof Error) {
+    const name = `${error.name}: `;
+    line = name + line.slice(name.length).replaceAll(name, "");
+  }
+  return line.replace(/\.?\s*Resolution note:\s*(?=[;|)]|$)/g, "").trim();
 }
 
 export function formatBytes(bytes: number): string {

@@ -3,8 +3,8 @@ import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from "@aws-
 import { StackOutputs } from "../../infra/stack-outputs.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
-import type { SnapshotStatus } from "../../lambdas/core/catalogue/snapshot-record.js";
-import { SnapshotNotFoundError } from "../../lambdas/core/errors.js";
+import { type SnapshotStatus, snapshotStatuses } from "../../lambdas/core/catalogue/snapshot-record.js";
+import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { formatBytes, printJson } from "../terminal-output.js";
@@ -29,12 +29,22 @@ async function openCatalogue(flags: CatalogueFlags) {
 export async function runListCommand(
   flags: CatalogueFlags & { cluster: string; status?: string; limit: string; nextToken?: string },
 ) {
+  // Checked before the stack or the table is asked for anything.
+  if (!/^\d+$/.test(flags.limit)) {
+    throw new InvalidInputError(`--limit expects a number of rows (1 to 1000), not "${flags.limit}"`);
+  }
+  const status = flags.status?.toUpperCase();
+  if (status !== undefined && !snapshotStatuses.includes(status as SnapshotStatus)) {
+    throw new InvalidInputError(
+      `--status expects one of ${snapshotStatuses.join(", ")}, not "${flags.status}"`,
+    );
+  }
   const { client, repository } = await openCatalogue(flags);
   try {
     const page = await repository.listSnapshots(flags.cluster, {
       limit: Number(flags.limit),
       nextToken: flags.nextToken,
-      ...(flags.status ? { status: flags.status as SnapshotStatus } : {}),
+      ...(status ? { status: status as SnapshotStatus } : {}),
     });
     if (flags.json) return printJson(page);
     for (const row of page.snapshots) {

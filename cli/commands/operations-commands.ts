@@ -5,18 +5,25 @@ import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js
 import { pruneSnapshots } from "../../lambdas/core/backup/prune-snapshots-step.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";
-import { parseTargetsFile, type TargetsFile } from "../../lambdas/core/config/target-config.js";
+import {
+  parseTargetsFile,
+  type TargetsFile,
+  targetsFileSchema,
+} from "../../lambdas/core/config/target-config.js";
 import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { createDynamoDbClient, createS3Client } from "../../lambdas/core/store/aws-clients.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
-import { printJson } from "../terminal-output.js";
+import { ExitCodes } from "../exit-codes.js";
+import { printError, printJson } from "../terminal-output.js";
 
 export async function readTargetsFile(path: string): Promise<TargetsFile> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
-    throw new InvalidInputError(`cannot read ${path}: ${(error as Error).message}`);
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new InvalidInputError(`${path} does not exist: check the path`);
+    throw new InvalidInputError(`cannot read ${path} (${code ?? (error as Error).message})`);
   }
   let content: unknown;
   try {
@@ -27,8 +34,17 @@ export async function readTargetsFile(path: string): Promise<TargetsFile> {
   return parseTargetsFile(content, path);
 }
 
+/** With --json an invalid file is an answer too: `{"valid":false,"errors":[...]}` on stdout, exit code 2. */
 export async function runConfigValidateCommand(path: string, flags: { json?: boolean }) {
-  const file = await readTargetsFile(path);
+  let file: TargetsFile;
+  try {
+    file = await readTargetsFile(path);
+  } catch (error) {
+    if (!flags.json || !(error instanceof InvalidInputError)) throw error;
+    printError(error, false);
+    printJson({ valid: false, errors: await targetsFileProblems(path, error) });
+    return ExitCodes.usage;
+  }
   const summary = file.targets.map((target) => ({
     name: target.name,
     schedule: target.schedule,
@@ -43,6 +59,19 @@ export async function runConfigValidateCommand(path: string, flags: { json?: boo
       `  ${target.name}: ${target.schedule}, ${target.access} access, ${target.source} source${target.restorable ? ", restorable" : ""}\n`,
     );
   }
+}
+
+/** One entry per invalid field (as `path: message`), or the one reason the file could not be read or parsed. */
+async function targetsFileProblems(path: string, error: InvalidInputError): Promise<string[]> {
+  let content: unknown;
+  try {
+    content = JSON.parse(await readFile(path, "utf8"));
+  } catch {
+    return [error.message];
+  }
+  const parsed = targetsFileSchema.safeParse(content);
+  if (parsed.success) return [error.message];
+  return parsed.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
 }
 
 export interface PruneFlags extends StackFlags {

@@ -1,6 +1,9 @@
 // `etcd-backup snapshot`: stream one snapshot from etcd to a file or S3, verify what was stored,
 // and catalogue it when a table is given.
 
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { chooseSnapshotMember } from "../../lambdas/core/etcd/choose-member.js";
 import type { EtcdTlsMaterial } from "../../lambdas/core/etcd/etcd-client.js";
@@ -68,6 +71,7 @@ export interface SnapshotCommandResult {
 export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<SnapshotCommandResult> {
   const access = parseAccess(flags);
   const destination = parseSnapshotLocation(flags.to);
+  if (destination.kind === "file") await checkDestinationFile(destination.path);
   const snapshotId = newSnapshotId();
   const started = Date.now();
   const tls = await readTlsFiles(flags);
@@ -179,6 +183,29 @@ function parseAccess(flags: SnapshotCommandFlags): CommandAccess {
   const region = flags.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
   if (!region) throw new InvalidInputError("--eks-cluster needs --region (or AWS_REGION)");
   return { kind: "eks", clusterName: flags.eksCluster as string, region };
+}
+
+/**
+ * A file destination must be a new or regular file in a writable directory: said before etcd is asked for
+ * anything, naming the directory, rather than as a failure to open `<file>.part` after the stream began.
+ */
+async function checkDestinationFile(path: string): Promise<void> {
+  const directory = dirname(path);
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.isDirectory()) {
+    throw new InvalidInputError(
+      `--to ${path} is a directory: give a file path, such as ${join(path, "snapshot.db")}`,
+    );
+  }
+  const parent = await stat(directory).catch(() => undefined);
+  if (!parent)
+    throw new InvalidInputError(`--to ${path}: directory ${directory} does not exist; create it first`);
+  if (!parent.isDirectory()) throw new InvalidInputError(`--to ${path}: ${directory} is not a directory`);
+  try {
+    await access(directory, constants.W_OK);
+  } catch {
+    throw new InvalidInputError(`--to ${path}: this user cannot write in directory ${directory}`);
+  }
 }
 
 /** The member to read: a healthy follower among the endpoints, or among the etcd pods Kubernetes lists. */

@@ -1,5 +1,7 @@
 // `etcd-backup verify FILE|s3://BUCKET/KEY`: prove a stored snapshot sound and print its figures,
 // named as `etcdctl snapshot status -w json` names them.
+import { stat } from "node:fs/promises";
+import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
 import { verifySnapshotFile } from "../../lambdas/core/snapshot/verify-snapshot.js";
 import { verifyStoredSnapshot } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
 import { createS3Client } from "../../lambdas/core/store/aws-clients.js";
@@ -17,6 +19,7 @@ export async function runVerifyCommand(target: string, flags: VerifyCommandFlags
   const location = parseSnapshotLocation(target);
   let report: Awaited<ReturnType<typeof verifySnapshotFile>>;
   if (location.kind === "file") {
+    await checkSnapshotFile(location.path);
     report = await verifySnapshotFile(location.path);
   } else {
     const client = createS3Client({ endpoint: flags.s3Endpoint, region: flags.region });
@@ -54,4 +57,23 @@ export async function runVerifyCommand(target: string, flags: VerifyCommandFlags
     ].join("\n")}\n`,
   );
   return output;
+}
+
+/** A missing or unreadable path is the operator's mistake, said in one line, not a raw ENOENT. */
+async function checkSnapshotFile(path: string): Promise<void> {
+  let isFile: boolean;
+  try {
+    isFile = (await stat(path)).isFile();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") {
+      throw new SnapshotNotFoundError(
+        `no snapshot file at ${path}: check the path (an S3 object is s3://BUCKET/KEY)`,
+      );
+    }
+    throw new InvalidInputError(
+      `cannot read ${path} (${code ?? (error as Error).message}): check that this user may read it`,
+    );
+  }
+  if (!isFile) throw new InvalidInputError(`${path} is not a file: give the path of a snapshot file`);
 }

@@ -175,8 +175,51 @@ describe("etcd-backup snapshot and verify", () => {
     expect(failed.code).toBe(4);
     expect(failed.stderr.trim().split("\n")).toHaveLength(1);
     expect(failed.stderr).toMatch(/^etcd-backup: EtcdUnavailableError: .*127\.0\.0\.1:1/);
+    expect(failed.stderr.match(/EtcdUnavailableError/g)).toHaveLength(1);
+    expect(failed.stderr).not.toContain("Resolution note");
+    expect(failed.stderr.trim()).toMatch(
+      /check the endpoints, the TLS settings \(CA, client certificate and key\) and that the network reaches etcd's client port$/,
+    );
     await expect(readFile(file)).rejects.toThrow();
     await expect(readFile(`${file}.part`)).rejects.toThrow();
+  });
+
+  it("refuses a --to file in a missing directory in one line naming the directory, with exit code 2", async () => {
+    const missing = join(work.path, "no-such-directory");
+    const failed = await etcdBackup(
+      "snapshot",
+      "--endpoints",
+      etcd.endpoints.join(","),
+      "--to",
+      join(missing, "x.db"),
+    );
+    expect(failed.code).toBe(2);
+    expect(failed.stderr.trim().split("\n")).toHaveLength(1);
+    expect(failed.stderr).toContain(`directory ${missing} does not exist`);
+    expect(failed.stderr).not.toContain(".part");
+
+    const directory = await etcdBackup(
+      "snapshot",
+      "--endpoints",
+      etcd.endpoints.join(","),
+      "--to",
+      work.path,
+    );
+    expect(directory.code).toBe(2);
+    expect(directory.stderr).toContain(`--to ${work.path} is a directory`);
+  });
+
+  it("reports a missing snapshot file in one line with exit code 6, and a directory with exit code 2", async () => {
+    const missing = join(work.path, "nonexistent.db");
+    const failed = await etcdBackup("verify", missing);
+    expect(failed.code).toBe(6);
+    expect(failed.stderr.trim().split("\n")).toHaveLength(1);
+    expect(failed.stderr).toContain(`SnapshotNotFoundError: no snapshot file at ${missing}`);
+    expect(failed.stderr).not.toContain("ENOENT");
+
+    const directory = await etcdBackup("verify", work.path);
+    expect(directory.code).toBe(2);
+    expect(directory.stderr).toContain(`${work.path} is not a file`);
   });
 
   it("rejects a corrupted snapshot file in one line with exit code 3", async () => {
@@ -198,6 +241,52 @@ describe("etcd-backup snapshot and verify", () => {
     expect(failed.code).toBe(2);
     expect(failed.stderr).toContain("targets.0.name");
     expect(failed.stderr).toContain("targets.0.schedule");
+  });
+
+  it("says what list's --limit and --status expect, with exit code 2", async () => {
+    const local = [
+      "--cluster",
+      "c",
+      "--table",
+      "t",
+      "--dynamodb-endpoint",
+      dynamo.endpoint,
+      "--region",
+      "us-east-1",
+    ];
+    const limit = await etcdBackup("list", ...local, "--limit", "abc");
+    expect(limit.code).toBe(2);
+    expect(limit.stderr).toContain('--limit expects a number of rows (1 to 1000), not "abc"');
+    expect(limit.stderr).not.toContain("NaN");
+    const status = await etcdBackup("list", ...local, "--status", "bogus");
+    expect(status.code).toBe(2);
+    expect(status.stderr).toContain(
+      '--status expects one of IN_PROGRESS, UPLOADED, VERIFIED, FAILED, DELETED, not "bogus"',
+    );
+  });
+
+  it("answers config validate --json on an invalid or non-JSON file with valid false and the errors, exit code 2", async () => {
+    const invalid = join(work.path, "invalid-targets.json");
+    await writeFile(invalid, JSON.stringify({ targets: [{ name: "Bad_Name", schedule: "hourly" }] }));
+    const fields = await etcdBackup("config", "validate", invalid, "--json");
+    expect(fields.code).toBe(2);
+    const answer = JSON.parse(fields.stdout);
+    expect(answer.valid).toBe(false);
+    expect(answer.errors).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^targets\.0\.name: /),
+        expect.stringMatching(/^targets\.0\.schedule: /),
+      ]),
+    );
+
+    const notJson = join(work.path, "not-json.json");
+    await writeFile(notJson, "{");
+    const syntax = await etcdBackup("config", "validate", notJson, "--json");
+    expect(syntax.code).toBe(2);
+    expect(JSON.parse(syntax.stdout)).toEqual({
+      valid: false,
+      errors: [expect.stringContaining(`${notJson} is not JSON`)],
+    });
   });
 
   it("answers --help for each command and rejects unknown flags with exit code 2", async () => {

@@ -317,7 +317,9 @@ export class CatalogueRepository {
     const statuses = options.status === undefined ? undefined : [options.status].flat();
     for (const status of statuses ?? []) {
       if (!snapshotStatuses.includes(status))
-        throw new InvalidInputError(`unknown snapshot status ${status}`);
+        throw new InvalidInputError(
+          `unknown snapshot status ${status}: expected one of ${snapshotStatuses.join(", ")}`,
+        );
     }
     const keyCondition = "#cluster = :cluster AND begins_with(#sk, :snapshotPrefix)";
     const statusList = statuses === undefined ? undefined : valueList("status", statuses);
