@@ -8,7 +8,7 @@ import { createGrpcSnapshotSource } from "../etcd/grpc-snapshot-source.js";
 import { loadKubeConfig } from "../kube/step-kube-config.js";
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
-import { streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
+import { discardAfter, streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
 import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
 import { progressLog } from "./progress-log.js";
@@ -73,15 +73,24 @@ export async function takeSnapshot(
     },
   ).finally(() => source.close());
 
-  await dependencies.catalogue.recordUploaded({
-    cluster,
-    snapshotId,
-    versionId: stored.object.versionId,
-    bytes: stored.bytes,
-    sha256: stored.sha256,
-    completedAt: dependencies.now(),
-    durationMs: stored.durationMs,
-  });
+  await dependencies.catalogue
+    .recordUploaded({
+      cluster,
+      snapshotId,
+      versionId: stored.object.versionId,
+      bytes: stored.bytes,
+      sha256: stored.sha256,
+      completedAt: dependencies.now(),
+      durationMs: stored.durationMs,
+    })
+    .catch(async (error: unknown) => {
+      // The write may have landed with only its answer lost: delete the version only when the row
+      // positively does not point at it, never one the catalogue may know.
+      const row = await dependencies.catalogue.getSnapshot(cluster, snapshotId).catch(() => undefined);
+      if (row?.status === SnapshotStatus.Uploaded && row.versionId === stored.object.versionId) return;
+      if (row?.status !== SnapshotStatus.InProgress) throw error;
+      await discardAfter(error, dependencies.s3, stored.object);
+    });
   const { reporter } = dependencies;
   reporter.metric("SnapshotBytes", "Bytes", stored.bytes);
   reporter.metric("SnapshotDuration", "Milliseconds", stored.durationMs);

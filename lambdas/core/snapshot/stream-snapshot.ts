@@ -4,7 +4,8 @@
 import { rename, rm } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { PutObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, PutObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
+import { describeError } from "../errors.js";
 import type { MemberStatus } from "../etcd/etcd-client.js";
 import { MultipartUploadSink, type UploadedObject } from "../store/multipart-upload-sink.js";
 import { storageError } from "../store/s3-errors.js";
@@ -126,8 +127,32 @@ export async function streamSnapshotToS3(
   await tagSnapshotObject(destination.client, object, {
     sha256: streamed.sha256,
     "etcd-backup-status": "uploaded",
-  });
+  }).catch((error: unknown) => discardAfter(error, destination.client, object));
   return { ...streamed, snapshotId: destination.snapshotId, object };
+}
+
+/**
+ * A whole object that cannot be catalogued (its tagging or its catalogue row failed) would be known to
+ * nobody: delete that version, then fail with the original error, saying whether the delete worked.
+ * Under Object Lock the delete is refused and the version stays until its retention ends.
+ */
+export async function discardAfter(
+  error: unknown,
+  client: S3Client,
+  object: Pick<UploadedObject, "bucket" | "key" | "versionId">,
+): Promise<never> {
+  const where = `s3://${object.bucket}/${object.key}${object.versionId ? ` version ${object.versionId}` : ""}`;
+  const outcome = await client
+    .send(new DeleteObjectCommand({ Bucket: object.bucket, Key: object.key, VersionId: object.versionId }))
+    .then(
+      () => `${where} was deleted`,
+      (deleteError: unknown) => `${where} could not be deleted (${describeError(deleteError)})`,
+    );
+  if (error instanceof Error) {
+    error.message = `${error.message}; the uncatalogued object ${outcome}`;
+    throw error;
+  }
+  throw new Error(`${String(error)}; the uncatalogued object ${outcome}`);
 }
 
 /** Replaces the tag set of the snapshot's object version. */
