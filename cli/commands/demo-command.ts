@@ -1,11 +1,13 @@
 // `etcd-backup demo`: the whole product on this machine. A real etcd (1 or 3 members, run as static pods
 // by the kubelet stand-in), s3rver and dynalite; Kubernetes-shaped keys; the backup state machine; more
 // writes; the restore state machine with the approval answered here; then checks of the outcome.
+// Progress goes to stderr, the summary (or the JSON with --json) to stdout.
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+import { preRestoreTag } from "../../lambdas/core/retention/retention-policy.js";
 import { createEtcdWriter } from "../local/etcd-writer.js";
 import { localCluster, startLocalStack } from "../local/local-stack.js";
 import type { StateEvent } from "../local/local-state-machine.js";
@@ -32,6 +34,20 @@ const resources = [
 ];
 const namespaces = ["default", "kube-system", "payments", "web"];
 
+/**
+ * Which execution a state belongs to: the backup, the restore, or the backup state machine run again by
+ * the restore's SafetySnapshot state (the pre-restore safety snapshot).
+ */
+type DemoRun = "backup" | "restore" | "safety";
+
+interface StateTiming {
+  run: DemoRun;
+  machine: "backup" | "restore";
+  state: string;
+  durationMs: number;
+  outcome: string;
+}
+
 export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }> {
   const members = Number(flags.members);
   const keyCount = Number(flags.keys);
@@ -40,25 +56,34 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
     throw new InvalidInputError("--keys must be a whole number from 1 to 1000000");
   }
   await requireEtcd();
-  const say = flags.json ? () => {} : (line: string) => process.stdout.write(`${line}\n`);
-  const states: Array<{ machine: string; state: string; durationMs: number; outcome: string }> = [];
+  const say = flags.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
+  const states: StateTiming[] = [];
   const entered = new Map<string, number>();
+  // The nested backup reports as "backup" too: while the restore is in SafetySnapshot, it is that run.
+  let inSafetySnapshot = false;
   const onEvent = (event: StateEvent, machine: "backup" | "restore") => {
-    const key = `${machine}:${event.state}`;
+    const run: DemoRun = machine === "backup" && inSafetySnapshot ? "safety" : machine;
+    const key = `${run}:${event.state}`;
     if (event.type === "entered") {
       entered.set(key, event.at);
-      if (!/^(Wait_|Is_|Check_)/.test(event.state)) say(`  ${machine.padEnd(7)} ▶ ${event.state}`);
+      if (!/^(Wait_|Is_|Check_)/.test(event.state)) say(`  ${run.padEnd(7)} ▶ ${event.state}`);
+      if (run === "restore" && event.state === "SafetySnapshot") {
+        inSafetySnapshot = true;
+        say("          (the backup state machine again, for the state before the restore: marked safety)");
+      }
     } else if (event.type === "exited" || event.type === "failed") {
+      if (run === "restore" && event.state === "SafetySnapshot") inSafetySnapshot = false;
       const durationMs = event.at - (entered.get(key) ?? event.at);
       states.push({
+        run,
         machine,
         state: event.state,
         durationMs,
         outcome: event.type === "exited" ? "ok" : "failed",
       });
-      if (event.type === "failed") say(`  ${machine.padEnd(7)} ✗ ${event.state} ${event.detail ?? ""}`);
+      if (event.type === "failed") say(`  ${run.padEnd(7)} ✗ ${event.state} ${event.detail ?? ""}`);
     } else if (event.type === "retried") {
-      say(`  ${machine.padEnd(7)} ↻ ${event.state} (retry)`);
+      say(`  ${run.padEnd(7)} ↻ ${event.state} (retry)`);
     }
   };
 
@@ -114,6 +139,9 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
       },
     );
     const restoreMs = Date.now() - restoreStarted;
+    const safetySnapshot = (
+      await stack.catalogue.listSnapshots(localCluster, { status: "VERIFIED" })
+    ).snapshots.find((row) => row.tags.includes(preRestoreTag));
 
     const healthy = await stack.etcd.waitUntilHealthy(15_000).then(
       () => true,
@@ -148,6 +176,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
       restore: {
         status: restore.status,
         error: restore.error,
+        safetySnapshotId: safetySnapshot?.snapshotId,
         revision: restoredRevision,
         keysRestored,
         keysAfterSnapshotGone: keysAfterSnapshotLeft === 0,
@@ -158,7 +187,10 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
       states,
     };
     if (flags.json) printJson(result);
-    else printSummary(result);
+    else {
+      say("");
+      printSummary(result);
+    }
     return { ok };
   } finally {
     process.off("SIGINT", interrupt);
@@ -194,6 +226,7 @@ function printSummary(result: {
   };
   restore: {
     status: string;
+    safetySnapshotId: string | undefined;
     revision: number;
     keysRestored: number;
     keysAfterSnapshotGone: boolean;
@@ -201,16 +234,13 @@ function printSummary(result: {
     durationMs: number;
   };
   checks: Record<string, boolean>;
-  states: Array<{ machine: string; state: string; durationMs: number; outcome: string }>;
+  states: StateTiming[];
 }): void {
   const slowest = [...result.states]
     .filter((state) => !/^(Wait_|Is_|Check_)/.test(state.state))
     .sort((a, b) => b.durationMs - a.durationMs)
-    .slice(0, 6)
-    .map((state) => `${state.machine}/${state.state} ${(state.durationMs / 1000).toFixed(1)} s`)
-    .join(", ");
+    .slice(0, 6);
   const lines = [
-    "",
     "backup",
     `  snapshot   ${result.backup.snapshotId}`,
     `  size       ${formatBytes(result.backup.bytes)}`,
@@ -219,12 +249,18 @@ function printSummary(result: {
     `  took       ${(result.backup.durationMs / 1000).toFixed(1)} s`,
     "restore",
     `  outcome    ${result.restore.status}`,
+    `  safety     ${result.restore.safetySnapshotId ?? "none"} (the state before the restore, tagged ${preRestoreTag})`,
     `  keys back  ${result.restore.keysRestored}`,
     `  keys gone  ${result.restore.keysAfterSnapshotGone ? "yes (written after the snapshot)" : "NO"}`,
     `  revision   ${result.restore.revision}`,
     `  health     ${result.restore.healthy ? "every member healthy" : "UNHEALTHY"}`,
     `  took       ${(result.restore.durationMs / 1000).toFixed(1)} s`,
-    `slowest states: ${slowest}`,
+    `slowest states: ${slowest
+      .map((state) => `${state.run}/${state.state} ${(state.durationMs / 1000).toFixed(1)} s`)
+      .join(", ")}`,
+    ...(slowest.some((state) => state.run === "safety")
+      ? ["  (safety/: the backup state machine, run by the restore for its safety snapshot)"]
+      : []),
     "",
     result.ok
       ? "demo OK: every check held"

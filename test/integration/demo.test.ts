@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 const run = promisify(execFile);
 const cli = join(import.meta.dirname, "../../bin/etcd-backup.mjs");
 
-describe("etcd-backup demo --json", () => {
+describe("etcd-backup demo", () => {
   it("runs backup and restore end to end and reports every check as held, with exit code 0", async () => {
     const { stdout, stderr } = await run(process.execPath, [cli, "demo", "--keys", "300", "--json"], {
       maxBuffer: 16 * 1024 * 1024,
@@ -38,6 +38,31 @@ describe("etcd-backup demo --json", () => {
         "Restored",
       ]),
     );
+    // The backup state machine runs twice: the backup, and the restore's safety snapshot, told apart by `run`.
+    const takeSnapshots = result.states
+      .filter((state: { state: string }) => state.state === "TakeSnapshot")
+      .map((state: { run: string; machine: string }) => [state.run, state.machine]);
+    expect(takeSnapshots).toEqual([
+      ["backup", "backup"],
+      ["safety", "backup"],
+    ]);
+    expect(result.restore.safetySnapshotId).toMatch(/^\d{8}T\d{9}Z-[0-9a-f]{6}$/);
+    expect(result.restore.safetySnapshotId).not.toBe(result.backup.snapshotId);
+  }, 200_000);
+
+  it("writes progress to stderr and only the summary to stdout, the safety snapshot's states labelled safety/", async () => {
+    const { stdout, stderr } = await run(process.execPath, [cli, "demo", "--keys", "50"], {
+      maxBuffer: 16 * 1024 * 1024,
+      timeout: 180_000,
+    });
+    expect(stderr).toContain("backup  ▶ TakeSnapshot");
+    expect(stderr).toContain("safety  ▶ TakeSnapshot");
+    expect(stderr).toContain("restore ▶ SafetySnapshot");
+    expect(stdout).not.toContain("▶");
+    expect(stdout.split("\n")[0]).toBe("backup");
+    expect(stdout).toMatch(/^ {2}safety {5}\d{8}T\d{9}Z-[0-9a-f]{6} \(the state before the restore/m);
+    expect(stdout).toMatch(/^slowest states: /m);
+    expect(stdout.trim().split("\n").at(-1)).toBe("demo OK: every check held");
   }, 200_000);
 
   it("refuses --members other than 1 or 3 with exit code 2", async () => {
