@@ -20,7 +20,12 @@ import type {
 } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { type SnapshotRecord, SnapshotStatus } from "../../lambdas/core/catalogue/snapshot-record.js";
 import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
-import { CatalogueUnavailableError, ErrorNames, StorageUnavailableError } from "../../lambdas/core/errors.js";
+import {
+  CatalogueUnavailableError,
+  ErrorNames,
+  StorageAccessDeniedError,
+  StorageUnavailableError,
+} from "../../lambdas/core/errors.js";
 import {
   abandonedRunErrorName,
   applyRetentionPlan,
@@ -231,7 +236,8 @@ describe("applyRetentionPlan", () => {
     const { summary, failures } = await apply(records, planToDelete("denied"));
 
     expect(summary.retained).toEqual([]);
-    expect(failures[0]?.error).toBeInstanceOf(StorageUnavailableError);
+    // A refusal, not an outage: the state machine does not retry it.
+    expect(failures[0]?.error).toBeInstanceOf(StorageAccessDeniedError);
     expect(catalogue.status("denied")).toBe(SnapshotStatus.Verified);
   });
 
