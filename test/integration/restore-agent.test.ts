@@ -474,7 +474,8 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       expect(status?.message).toBe(
         `snapshot sha256 mismatch: the download hashes to ${snapshot.sha256}, the plan expects ${wrongSha}`,
       );
-      expect(status?.log.at(-1)).toContain("sha256 mismatch");
+      // The failure is logged last, or just before the line saying that the agent waits for the rollback.
+      expect(status?.log.slice(-2).join("\n")).toContain("FAILED: snapshot sha256 mismatch");
       expect(await fingerprint(node.dataDir)).toEqual(untouched);
       expect((await readdir(dirname(node.dataDir))).sort()).toEqual([basename(node.dataDir)]);
       expect(etcd.supervisor.running(node.name, "etcd")).toBe(false);
@@ -827,7 +828,7 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     expect(rollback?.message).toBe(
       "nothing was swapped on this node; etcd and kube-apiserver restarted, etcd is healthy",
     );
-    expect(etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
+    await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
   }, 60_000);
 
   it("skips the readiness check without a URL and restarts a component it can see by its command line", async () => {
@@ -846,6 +847,52 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     await expect
       .poll(() => restartCounts(etcd, node))
       .toEqual({ ...before, scheduler: before.scheduler + 1 });
+  }, 60_000);
+
+  it("leaves its done report standing when stopped after the phase, as the kubelet stops agent pods then", async () => {
+    await parkApiServer(null);
+    const plan = await planFor(s3, etcd, node, snapshot, "r-stopped-after-done");
+    const { apiServerReadyUrl: _unused, ...member } = plan.member;
+    let afterStop: RestoreAgentStatus | undefined;
+    const { outcome } = await runStartApiServer(
+      { ...plan, member: { ...member, restartManifests: [] } },
+      async (agents) => {
+        const agent = agents.agents[0] as (typeof agents.agents)[number];
+        agent.child.kill("SIGTERM");
+        expect(await agent.exitCode).toBe(0);
+        expect(agent.stderr()).not.toContain("FAILED");
+        afterStop = (await agents.readStatus(node.memberName))?.status;
+      },
+    );
+    expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+    const reported = outcome.statuses[0] as RestoreAgentStatus;
+    expect(afterStop).toMatchObject({ phase: "start-apiserver", state: "done", message: reported.message });
+  }, 60_000);
+
+  it("reports a stop in the middle of a phase as that phase's failure", async () => {
+    await parkApiServer(null);
+    const plan = await planFor(s3, etcd, node, snapshot, "r-stopped-mid-phase");
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, startTimeoutSeconds: 60 }],
+      initialPhase: "start-apiserver",
+      env: shortWaits,
+    });
+    try {
+      const agent = agents.agents[0] as (typeof agents.agents)[number];
+      await expect
+        .poll(async () => (await agents.readStatus(node.memberName))?.status.message, { timeout: 15_000 })
+        .toBe("start-apiserver in progress");
+      agent.child.kill("SIGTERM");
+      expect(await agent.exitCode).toBe(1);
+      expect((await agents.readStatus(node.memberName))?.status).toMatchObject({
+        phase: "start-apiserver",
+        state: "failed",
+        message: "agent stopped by SIGTERM during phase start-apiserver",
+      });
+    } finally {
+      await agents.stop();
+    }
   }, 60_000);
 });
 

@@ -487,6 +487,25 @@ redact "old $2 new $3"`;
     expect(hasCompletedPhase(status, "r-1", "start")).toBe(false);
     expect(hasCompletedPhase({ ...status, state: "working" }, "r-1", "restore")).toBe(false);
   });
+
+  it("counts an agent that vanished after reporting start-apiserver done as finished, as the kubelet may kill it", () => {
+    const status: RestoreAgentStatus = {
+      restoreId: "r-1",
+      member: "cp-1",
+      phase: "start-apiserver",
+      state: "done",
+      message: "kube-apiserver started",
+      updatedAt: "2026-11-24T01:02:03Z",
+      log: [],
+    };
+    expect(hasCompletedPhase(status, "r-1", "finish")).toBe(true);
+    expect(hasCompletedPhase({ ...status, phase: "finish" }, "r-1", "finish")).toBe(true);
+    expect(hasCompletedPhase({ ...status, state: "working" }, "r-1", "finish")).toBe(false);
+    expect(hasCompletedPhase({ ...status, phase: "start" }, "r-1", "finish")).toBe(false);
+    // Only finish: the start-apiserver report does not stand for a rollback or an abort.
+    expect(hasCompletedPhase(status, "r-1", "rollback")).toBe(false);
+    expect(hasCompletedPhase(status, "r-1", "abort")).toBe(false);
+  });
 });
 
 /** etcd's static-pod manifest as kubeadm writes it (abridged), with the flags given. */

@@ -337,3 +337,13 @@ describe("the barrier check of the agents' statuses", () => {
     expect((await checkRestoreAgents(dependencies, input, "r-1", "rollback", before)).state).toBe("failed");
   });
 });
+
+describe("the finish barrier", () => {
+  it("counts agents that vanished after reporting start-apiserver done as done", async () => {
+    const { dependencies, reportStatus } = fakeDependencies();
+    reportStatus("cp-1", { phase: "start-apiserver", state: "done", message: "kube-apiserver started" });
+    reportStatus("cp-2", { phase: "finish", state: "done", message: "finished" });
+    const check = await checkRestoreAgents(dependencies, input, "r-1", "finish", "2026-11-24T02:10:00.000Z");
+    expect(check.state).toBe("done");
+  });
+});

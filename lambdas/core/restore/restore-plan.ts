@@ -457,13 +457,18 @@ export function renderStatus(status: RestoreAgentStatus): string {
   return JSON.stringify(restoreAgentStatusSchema.parse(status));
 }
 
-/** Whether a status says that this restore's member has finished `phase`. */
+/**
+ * Whether a status says that this restore's member has finished `phase`. finish changes nothing on the
+ * node, and once the restored API server serves, the kubelet kills agent pods that it never knew: an agent
+ * that reported start-apiserver done and vanished before reading the finish plan has finished too.
+ */
 export function hasCompletedPhase(
   status: RestoreAgentStatus,
   restoreId: string,
   phase: RestorePhase,
 ): boolean {
-  return status.restoreId === restoreId && status.phase === phase && status.state === "done";
+  const completes = phase === "finish" ? ["finish", "start-apiserver"] : [phase];
+  return status.restoreId === restoreId && completes.includes(status.phase) && status.state === "done";
 }
 
 function describeIssues(error: z.ZodError): string {
