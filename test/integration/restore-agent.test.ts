@@ -773,6 +773,7 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     expect(status.message).toBe(
       `kube-apiserver started; the API answered ready at ${node.apiServerReadyUrl}; restarted kube-scheduler kube-controller-manager hidden-component; not on this node: absent.yaml`,
     );
+    expect(status.apiReadiness).toBe("ready");
     // The stand-in answers 500 for its first two seconds: the agent waited through them.
     expect(seconds).toBeGreaterThanOrEqual(2);
     expect(status.log.join("\n")).toMatch(
@@ -831,19 +832,30 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
   }, 60_000);
 
-  it("skips the readiness check without a URL and restarts a component it can see by its command line", async () => {
+  it("skips the readiness check without a URL, says so through finish, and restarts a component it can see by its command line", async () => {
     await parkApiServer(null);
     const before = restartCounts(etcd, node);
     const plan = await planFor(s3, etcd, node, snapshot, "r-no-ready-url");
     const { apiServerReadyUrl: _unused, ...member } = plan.member;
-    const { outcome } = await runStartApiServer({
-      ...plan,
-      member: { ...member, restartManifests: [schedulerManifestName] },
-    });
+    let finished: RestoreAgentStatus | undefined;
+    const { outcome } = await runStartApiServer(
+      { ...plan, member: { ...member, restartManifests: [schedulerManifestName] } },
+      async (agents) => {
+        finished = (await agents.advance("finish")).statuses[0];
+      },
+    );
     expect(outcome.failed, messages(outcome.statuses)).toBe(false);
     expect(outcome.statuses[0]?.message).toBe(
       "kube-apiserver started; API readiness not checked (the plan has no apiServerReadyUrl); restarted kube-scheduler",
     );
+    expect(outcome.statuses[0]?.apiReadiness).toBe("not checked");
+    // What the success notice's summary carries from the last phase.
+    expect(finished).toMatchObject({
+      phase: "finish",
+      state: "done",
+      message: "finished; API readiness was not checked (the plan has no apiServerReadyUrl)",
+      apiReadiness: "not checked",
+    });
     await expect
       .poll(() => restartCounts(etcd, node))
       .toEqual({ ...before, scheduler: before.scheduler + 1 });

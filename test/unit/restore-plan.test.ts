@@ -2,7 +2,9 @@
 // TypeScript writer and reader, and the script's own parser and JSON writer (run in real bash).
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -320,19 +322,22 @@ describe("restore plan format", () => {
   });
 });
 
-/** Runs the agent's choice of TLS verification for a readiness URL; returns its curl options or refusal. */
+/**
+ * Runs the agent's choice of TLS verification for a readiness URL; returns its curl options, the URL it
+ * asks and its note, or its refusal.
+ */
 async function apiTlsWithAgent(readyUrl: string, caFile = "") {
   const code = `source "$1"
 ready_url=$2 api_ca_file=$3
-if resolve_api_tls >"$4"; then printf '%s\\n' "\${api_tls[*]:-}" "$api_tls_note"; else cat "$4"; exit 3; fi`;
+if resolve_api_tls >"$4"; then printf '%s\\n' "\${api_tls[*]:-}" "$api_tls_note" "$api_request_url"; else cat "$4"; exit 3; fi`;
   try {
     const { stdout } = await run(
       "bash",
       ["-c", code, "agent-test", agentScript, readyUrl, caFile, join(scratch, "tls.problem")],
       { encoding: "utf8" },
     );
-    const [options, note] = stdout.split("\n");
-    return { options, note };
+    const [options, note, url] = stdout.split("\n");
+    return { options, note, url };
   } catch (error) {
     const failure = error as { code?: number; stdout?: string };
     if (failure.code === 3) return { problem: (failure.stdout ?? "").trim() };
@@ -345,13 +350,97 @@ describe("the agent's TLS verification of kube-apiserver's readiness URL", () =>
   const kubeadmCa = existsSync("/etc/kubernetes/pki/ca.crt");
 
   it("uses no TLS options for http and the plan's CA file for https", async () => {
-    expect(await apiTlsWithAgent("http://127.0.0.1:8080/readyz")).toEqual({ options: "", note: "" });
+    expect(await apiTlsWithAgent("http://127.0.0.1:8080/readyz")).toEqual({
+      options: "",
+      note: "",
+      url: "http://127.0.0.1:8080/readyz",
+    });
     const ca = join(scratch, "ca.crt");
     await writeFile(ca, "-----BEGIN CERTIFICATE-----\n");
     expect(await apiTlsWithAgent("https://10.0.0.1:6443/readyz", ca)).toEqual({
       options: `--cacert ${ca}`,
       note: "",
+      url: "https://10.0.0.1:6443/readyz",
     });
+  });
+
+  it("verifies a loopback URL's certificate for the name kubernetes, which kubeadm's always has", async () => {
+    const ca = join(scratch, "ca.crt");
+    await writeFile(ca, "-----BEGIN CERTIFICATE-----\n");
+    for (const [readyUrl, host, port, rest] of [
+      ["https://127.0.0.1:6443/readyz", "127.0.0.1", "6443", "/readyz"],
+      ["https://localhost/readyz?verbose", "localhost", "443", "/readyz?verbose"],
+      ["https://[::1]:6443/readyz", "[::1]", "6443", "/readyz"],
+    ] as const) {
+      expect(await apiTlsWithAgent(readyUrl, ca)).toEqual({
+        options: `--cacert ${ca} --connect-to kubernetes:${port}:${host}:${port}`,
+        note: `verifying kube-apiserver's certificate for the name kubernetes while connecting to ${host}:${port}`,
+        url: `https://kubernetes:${port}${rest}`,
+      });
+    }
+  });
+
+  it("gets `ok` from a local API server whose certificate, like kubeadm's, names kubernetes but no loopback address", async () => {
+    const pki = await mkdtemp(join(scratch, "pki-"));
+    const path = (name: string) => join(pki, name);
+    const openssl = (args: string[]) => run("openssl", args);
+    await openssl(
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kubernetes"].concat([
+        "-keyout",
+        path("ca.key"),
+        "-out",
+        path("ca.crt"),
+      ]),
+    );
+    await writeFile(
+      path("apiserver.ext"),
+      "subjectAltName=DNS:kubernetes,DNS:kubernetes.default,IP:10.96.0.1\n",
+    );
+    await openssl(
+      ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver"].concat([
+        "-keyout",
+        path("apiserver.key"),
+        "-out",
+        path("apiserver.csr"),
+      ]),
+    );
+    await openssl(
+      ["x509", "-req", "-in", path("apiserver.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key")].concat([
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        path("apiserver.ext"),
+        "-out",
+        path("apiserver.crt"),
+      ]),
+    );
+    const server = createHttpsServer(
+      { key: await readFile(path("apiserver.key")), cert: await readFile(path("apiserver.crt")) },
+      (request, response) => response.end(request.url === "/readyz" ? "ok" : "not found"),
+    );
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const readyUrl = `https://127.0.0.1:${(server.address() as AddressInfo).port}/readyz`;
+      // Asked by its own address, the certificate does not match.
+      await expect(
+        run("curl", ["--silent", "--fail", "--cacert", path("ca.crt"), readyUrl]),
+      ).rejects.toThrow();
+      const code = `source "$1"
+ready_url=$2 api_ca_file=$3 work_dir=$4
+resolve_api_tls && api_ready
+printf '%s' "$api_last_answer"`;
+      const { stdout } = await run(
+        "bash",
+        ["-c", code, "agent-test", agentScript, readyUrl, path("ca.crt"), pki],
+        {
+          encoding: "utf8",
+        },
+      );
+      expect(stdout).toBe("HTTP 200 ok");
+    } finally {
+      server.close();
+    }
   });
 
   it("refuses a CA file that is not on the node", async () => {

@@ -346,4 +346,19 @@ describe("the finish barrier", () => {
     const check = await checkRestoreAgents(dependencies, input, "r-1", "finish", "2026-11-24T02:10:00.000Z");
     expect(check.state).toBe("done");
   });
+
+  it("says first, for the success notice, on which members no API readiness check ran", async () => {
+    const { dependencies, reportStatus } = fakeDependencies();
+    reportStatus("cp-1", { phase: "finish", state: "done", message: "finished", apiReadiness: "ready" });
+    reportStatus("cp-2", {
+      phase: "finish",
+      state: "done",
+      message: "finished",
+      apiReadiness: "not checked",
+    });
+    const check = await checkRestoreAgents(dependencies, input, "r-1", "finish", "2026-11-24T02:10:00.000Z");
+    expect(check.summary).toBe(
+      "API readiness not checked on cp-2 (no apiServerReadyUrl); cp-1: finish done — finished; cp-2: finish done — finished",
+    );
+  });
 });

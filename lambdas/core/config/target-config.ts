@@ -142,7 +142,9 @@ const restoreSchema = z
     /**
      * Where each control-plane node's kube-apiserver answers readiness, asked from the node itself; the
      * restore waits for 200 `ok` before restarting the scheduler and controller manager. kube-apiserver
-     * serves /readyz to unauthenticated clients by default. Unset: the agents do not wait for it.
+     * serves /readyz to unauthenticated clients by default. For https://127.0.0.1:6443/readyz the agents
+     * verify the certificate for the name `kubernetes`, which kubeadm's has (it names no loopback address).
+     * Unset: the agents do not wait for it, and the success notice says that readiness was not checked.
      */
     apiServerReadyUrl: z.string().url().optional(),
     /**

@@ -140,7 +140,8 @@ const memberSchema = z
     /**
      * Where the local kube-apiserver answers readiness, e.g. https://127.0.0.1:6443/readyz (served to
      * unauthenticated clients by default, through system:public-info-viewer). The start-apiserver phase
-     * waits until it answers 200 `ok`; without it the agent does not wait for the API.
+     * waits until it answers 200 `ok`; without it the agent does not wait for the API. An https loopback
+     * URL is verified for the name `kubernetes` (kubeadm's certificate names no loopback address).
      */
     apiServerReadyUrl: httpUrl.optional(),
     /**
@@ -256,6 +257,11 @@ export const restoreAgentStatusSchema = z.object({
   oldDataDir: z.string().optional(),
   /** The restore tool and its version, e.g. "etcdctl 3.4.23", reported by prepare. */
   toolVersion: z.string().optional(),
+  /**
+   * Whether start-apiserver saw the local kube-apiserver answer ready, or ran no check (the plan had no
+   * apiServerReadyUrl); reported from start-apiserver on.
+   */
+  apiReadiness: z.enum(["ready", "not checked"]).optional(),
   updatedAt: z.string().refine((value) => !Number.isNaN(Date.parse(value)), "must be an ISO 8601 time"),
   /** The agent's last log lines, with every presigned URL withheld. */
   log: z.array(z.string()),

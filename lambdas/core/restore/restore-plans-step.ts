@@ -283,6 +283,7 @@ export async function checkRestoreAgents(
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const members = target.restore?.members ?? [];
   const statuses: Array<Pick<RestoreAgentStatus, "member" | "phase" | "state" | "message">> = [];
+  const readinessNotChecked: string[] = [];
   for (const member of members) {
     const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
     const text = await getText(dependencies, keys.status).catch(() => undefined);
@@ -298,6 +299,9 @@ export async function checkRestoreAgents(
           : status.state === "failed" && (phase !== "rollback" || status.phase === "rollback")
             ? "failed"
             : "working";
+    if (status?.restoreId === restoreId && status.apiReadiness === "not checked") {
+      readinessNotChecked.push(member.name);
+    }
     statuses.push({
       member: member.name,
       phase: status?.phase ?? "none",
@@ -306,9 +310,13 @@ export async function checkRestoreAgents(
     });
   }
   const failed = statuses.filter((status) => status.state === "failed");
-  const summary = statuses
-    .map((status) => `${status.member}: ${status.phase} ${status.state} — ${status.message}`)
-    .join("; ");
+  // Said first, so that a success notice never reads as if the API had been seen ready everywhere.
+  const summary = [
+    ...(readinessNotChecked.length > 0
+      ? [`API readiness not checked on ${readinessNotChecked.join(", ")} (no apiServerReadyUrl)`]
+      : []),
+    ...statuses.map((status) => `${status.member}: ${status.phase} ${status.state} — ${status.message}`),
+  ].join("; ");
   if (failed.length > 0) return { state: "failed", summary, statuses };
   if (statuses.every((status) => status.state === "done")) return { state: "done", summary, statuses };
   if (deadline && dependencies.now().getTime() > Date.parse(deadline)) {

@@ -31,14 +31,15 @@
 #   start            etcd's manifest back; wait until it answers healthy: at the plan's member.healthUrl, else
 #                    where etcd's manifest serves /health (see resolve_etcd_health)
 #   start-apiserver  kube-apiserver's manifest back; wait until member.apiServerReadyUrl answers 200 `ok`
-#                    (when the plan has one); then restart each of member.restartManifests that is present
+#                    (when the plan has one; a loopback https URL is verified for the name `kubernetes`,
+#                    see resolve_api_tls); then restart each of member.restartManifests that is present
 #                    (kube-scheduler, kube-controller-manager), so that nothing acts on a cache of the state
 #                    before the restore: park its manifest, wait until its process has exited, move it back
 #   rollback         stop both, put the pre-restore dir back (the restored one goes to <dataDir>.failed-<id>),
 #                    start etcd, wait for health, start kube-apiserver; a restart manifest that an
 #                    interrupted start-apiserver left parked goes back too; then report and exit 0 (no
 #                    plan follows a rollback)
-#   finish, abort    report and exit 0; abort changes nothing
+#   finish, abort    report and exit 0; abort changes nothing; finish says when no API readiness check ran
 #
 # Environment (for tests; defaults suit a real node):
 #   ETCD_RESTORE_AGENT_POLL_SECONDS       pause between plan reads and health probes (1)
@@ -86,6 +87,8 @@ message="starting"
 free_bytes=""
 old_data_dir=""
 tool_version=""
+# "ready" or "not checked", from start-apiserver on: the success notice says when no readiness check ran.
+api_readiness=""
 log_lines=()
 status_dirty=0
 last_put=0
@@ -158,6 +161,7 @@ status_json() {
   [[ -n $free_bytes ]] && body+=",\"freeBytes\":$free_bytes"
   [[ -n $old_data_dir ]] && json_escape "$old_data_dir" && body+=",\"oldDataDir\":$json_out"
   [[ -n $tool_version ]] && json_escape "$tool_version" && body+=",\"toolVersion\":$json_out"
+  [[ -n $api_readiness ]] && json_escape "$api_readiness" && body+=",\"apiReadiness\":$json_out"
   body+=",\"updatedAt\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\""
   for line in ${log_lines[@]+"${log_lines[@]}"}; do
     json_escape "$line"
@@ -646,10 +650,13 @@ unpark_manifest() {
 
 # Chooses how curl verifies an https apiServerReadyUrl: the plan's CA file, else kubeadm's cluster CA when
 # this node has it, else no verification, and that only for a loopback URL (the request carries no
-# credential and only reads `ok`). Sets api_tls and api_tls_note; on refusal prints why and returns 1.
+# credential and only reads `ok`). Sets api_tls, api_request_url and api_tls_note; on refusal prints why
+# and returns 1.
 resolve_api_tls() {
+  local loopback='^https://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[::1\])(:([0-9]+))?([/?#].*)?$'
   api_tls=()
   api_tls_note=""
+  api_request_url=$ready_url
   [[ $ready_url == https://* ]] || return 0
   if [[ -n $api_ca_file ]]; then
     if [[ ! -r $api_ca_file ]]; then
@@ -660,12 +667,22 @@ resolve_api_tls() {
   elif [[ -r $kubeadm_ca_file ]]; then
     api_tls=(--cacert "$kubeadm_ca_file")
     api_tls_note="verifying kube-apiserver's certificate with $kubeadm_ca_file"
-  elif [[ $ready_url =~ ^https://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[::1\])(:[0-9]+)?(/|$) ]]; then
+  elif [[ $ready_url =~ $loopback ]]; then
     api_tls=(--insecure)
     api_tls_note="TLS NOT VERIFIED for $ready_url: no apiServerCaFile and no $kubeadm_ca_file; the URL is loopback"
+    return 0
   else
     echo "cannot verify $ready_url: no apiServerCaFile and no $kubeadm_ca_file, and the agent skips TLS verification only for a loopback URL"
     return 1
+  fi
+  # kubeadm's serving certificate names no loopback address, but always `kubernetes`: a loopback URL is
+  # asked as https://kubernetes:<port>/... while curl connects to the loopback address, so that the
+  # certificate is verified against a name it has.
+  if [[ $ready_url =~ $loopback ]]; then
+    local host=${BASH_REMATCH[1]} port=${BASH_REMATCH[3]:-443}
+    api_request_url="https://kubernetes:$port${BASH_REMATCH[4]}"
+    api_tls+=(--connect-to "kubernetes:$port:$host:$port")
+    api_tls_note+="${api_tls_note:+; }verifying kube-apiserver's certificate for the name kubernetes while connecting to $host:$port"
   fi
   return 0
 }
@@ -680,7 +697,7 @@ apiserver_port_open() {
 api_ready() {
   local code body
   code=$(curl --silent --show-error --max-time 5 --connect-timeout 3 ${api_tls[@]+"${api_tls[@]}"} \
-    --output "$work_dir/readyz" --write-out '%{http_code}' -- "$ready_url" 2>"$work_dir/readyz.err")
+    --output "$work_dir/readyz" --write-out '%{http_code}' -- "$api_request_url" 2>"$work_dir/readyz.err")
   if [[ $code == 000 || -z $code ]]; then
     api_last_answer="no answer ($(head -c 160 "$work_dir/readyz.err" | tr '\n' ' '))"
     return 1
@@ -1084,8 +1101,10 @@ phase_start_apiserver() {
       fail "kube-apiserver did not answer ready at $ready_url within ${start_timeout} s (last: $api_last_answer); kube-scheduler and kube-controller-manager were not restarted"
     log "kube-apiserver is ready"
     readiness="the API answered ready at $ready_url"
+    api_readiness="ready"
   else
     readiness="API readiness not checked (the plan has no apiServerReadyUrl)"
+    api_readiness="not checked"
   fi
   restarted=()
   restart_absent=()
@@ -1157,7 +1176,10 @@ run_phase() {
   start) phase_start ;;
   start-apiserver) phase_start_apiserver ;;
   rollback) phase_rollback ;;
-  finish) message="finished" ;;
+  finish)
+    message="finished"
+    [[ $api_readiness == "not checked" ]] && message+="; API readiness was not checked (the plan has no apiServerReadyUrl)"
+    ;;
   abort) message="aborted; the agent changed nothing in this phase" ;;
   esac
   state="done"
