@@ -881,6 +881,37 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     expect(afterStop).toMatchObject({ phase: "start-apiserver", state: "done", message: reported.message });
   }, 60_000);
 
+  it("reports done when stopped after the API answered ready, putting back a manifest it had parked", async () => {
+    await parkApiServer(0);
+    const plan = await planFor(s3, etcd, node, snapshot, "r-stopped-while-restarting");
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, member: { ...plan.member, restartManifests: [hiddenManifestName] } }],
+      initialPhase: "start-apiserver",
+      // The component shows no process here, so its manifest stays parked for the whole grace period.
+      env: { ...shortWaits, ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS: "30" },
+    });
+    try {
+      const agent = agents.agents[0] as (typeof agents.agents)[number];
+      await expect
+        .poll(() => existsSync(join(node.parkedManifestDir, hiddenManifestName)), { timeout: 15_000 })
+        .toBe(true);
+      agent.child.kill("SIGTERM");
+      expect(await agent.exitCode).toBe(0);
+      expect((await agents.readStatus(node.memberName))?.status).toMatchObject({
+        phase: "start-apiserver",
+        state: "done",
+        message: expect.stringMatching(
+          /the API answered ready .*stopped by SIGTERM .*; put back hidden-component without waiting for it to stop$/,
+        ),
+      });
+      expect(existsSync(join(node.manifestDir, hiddenManifestName))).toBe(true);
+      expect(existsSync(join(node.parkedManifestDir, hiddenManifestName))).toBe(false);
+    } finally {
+      await agents.stop();
+    }
+  }, 60_000);
+
   it("reports a stop in the middle of a phase as that phase's failure", async () => {
     await parkApiServer(null);
     const plan = await planFor(s3, etcd, node, snapshot, "r-stopped-mid-phase");

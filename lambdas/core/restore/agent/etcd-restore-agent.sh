@@ -94,6 +94,8 @@ status_dirty=0
 last_put=0
 json_out=""
 # Set by await_answer while a failed agent waits for its rollback; by on_signal when it is being stopped.
+# The pid of the sleep in nap, stopped on exit.
+nap_pid=""
 awaiting_answer=0
 stopping=0
 
@@ -184,6 +186,14 @@ curl_url() {
   printf 'url = "%s"\n' "$url" | curl -K - --silent --show-error --globoff "$@"
 }
 
+# nap SECONDS: a sleep that a signal interrupts. bash runs a trap only once the foreground command ends,
+# and the kubelet's stop of an agent pod must reach on_signal within its grace period.
+nap() {
+  sleep "$1" >/dev/null 2>&1 &
+  nap_pid=$!
+  wait "$nap_pid" || true
+}
+
 # put_status [ATTEMPTS]: a failed PUT is not fatal: the main loop sends the status again on its next turn,
 # and the state machine has its own timeout. The last status before the agent exits gets more attempts.
 put_status() {
@@ -198,7 +208,7 @@ put_status() {
       last_put=$SECONDS
       return 0
     fi
-    ((attempt < attempts)) && sleep "$poll_seconds"
+    ((attempt < attempts)) && nap "$poll_seconds"
   done
   printf '%s\n' "$(redact "$(date -u +%H:%M:%S) status PUT failed: HTTP $code $(head -c 200 "$work_dir/curl.err")")" >&2
   status_dirty=1
@@ -232,7 +242,7 @@ await_answer() {
   log "waiting for the state machine's rollback or abort"
   while :; do
     if ((status_dirty || SECONDS - last_put >= heartbeat_seconds)); then put_status || true; fi
-    sleep "$poll_seconds"
+    nap "$poll_seconds"
     read_plan
     adopt_plan
     case ${plan[phase]} in
@@ -254,11 +264,30 @@ on_signal() {
   if [[ $state == "done" || $phase == finish || $phase == abort ]]; then
     exit 0
   fi
+  # The same kill can come while the scheduler and controller manager are being restarted, after the API
+  # answered ready: the restore stands. Put back any manifest still parked (the kubelet grants a grace
+  # period for this), and report done with what was interrupted.
+  if [[ $phase == start-apiserver && $api_readiness == ready ]]; then
+    local name put_back=()
+    for name in ${restart_manifests[@]+"${restart_manifests[@]}"}; do
+      if [[ ! -e $manifest_dir/$name && -e $parked_dir/$name ]]; then
+        unpark_manifest "$name"
+        put_back+=("${name%.*}")
+      fi
+    done
+    state="done"
+    message="kube-apiserver started; the API answered ready at $ready_url; the agent was stopped by SIG$1 (the kubelet, once the restored API serves) while restarting the scheduler and controller manager"
+    ((${#put_back[@]})) && message+="; put back ${put_back[*]} without waiting for it to stop"
+    log "$message"
+    put_status 3 || true
+    exit 0
+  fi
   stopping=1
   fail "agent stopped by SIG$1 during phase $phase"
 }
 
 cleanup() {
+  if [[ -n $nap_pid ]]; then kill "$nap_pid" 2>/dev/null || true; fi
   if [[ -n $work_dir ]]; then rm -rf -- "$work_dir"; fi
   if [[ -n $tool_dir ]]; then rm -rf -- "$tool_dir"; fi
 }
@@ -449,9 +478,9 @@ read_plan() {
     fi
     printf '%s\n' "$(redact "$(date -u +%H:%M:%S) plan read failed: HTTP $code $(head -c 200 "$work_dir/curl.err")")" >&2
     if [[ $code == 200 ]]; then
-      sleep "$poll_seconds"
+      nap "$poll_seconds"
     else
-      sleep "$pause"
+      nap "$pause"
       ((pause < 8)) && pause=$((pause * 2))
     fi
   done
@@ -606,7 +635,7 @@ wait_until_etcd_stopped() {
   local deadline=$((SECONDS + stop_timeout))
   while etcd_port_open || etcd_database_locked; do
     ((SECONDS >= deadline)) && return 1
-    sleep "$poll_seconds"
+    nap "$poll_seconds"
   done
   return 0
 }
@@ -617,7 +646,7 @@ wait_until_etcd_healthy() {
   log "asking etcd's health at $health_url ($health_source)"
   until etcd_healthy; do
     ((SECONDS >= deadline)) && return 1
-    sleep "$poll_seconds"
+    nap "$poll_seconds"
   done
   return 0
 }
@@ -712,7 +741,7 @@ wait_until_api_ready() {
   api_last_answer="not asked"
   until api_ready; do
     ((SECONDS >= deadline)) && return 1
-    sleep "$poll_seconds"
+    nap "$poll_seconds"
   done
   return 0
 }
@@ -764,7 +793,7 @@ park_and_wait_for_exit() {
         still_running_pid=$pid
         return 1
       fi
-      sleep "$poll_seconds"
+      nap "$poll_seconds"
     done
   done
 }
@@ -789,7 +818,7 @@ restart_manifest() {
     log "$component has stopped (pid ${parked_pids[*]})"
   else
     log "no process of $component visible here: leaving its manifest out for ${restart_grace_seconds} s"
-    sleep "$restart_grace_seconds"
+    nap "$restart_grace_seconds"
   fi
   unpark_manifest "$name"
   restarted+=("$component")
@@ -874,7 +903,7 @@ download_snapshot() {
     [[ $curl_status != 0 ]] && problem+=", curl exit $curl_status"
     log "snapshot download attempt $attempt failed: $problem $(head -c 200 "$work_dir/curl.err")"
     rm -f -- "$download.part"
-    ((attempt < 3)) && sleep $((attempt * 2))
+    ((attempt < 3)) && nap $((attempt * 2))
   done
   [[ $code == 200 ]] || fail "cannot download the snapshot: HTTP $code"
   if [[ $curl_status != 0 ]]; then
@@ -992,13 +1021,13 @@ phase_stop_apiserver() {
     while apiserver_port_open; do
       ((SECONDS < deadline)) ||
         fail "kube-apiserver still accepts connections at $ready_url ${stop_timeout} s after its manifest was parked"
-      sleep "$poll_seconds"
+      nap "$poll_seconds"
     done
     evidence+=("its port is closed")
   fi
   if ((${#evidence[@]} == 0)); then
     log "no process of kube-apiserver visible here and no apiServerReadyUrl: leaving it ${restart_grace_seconds} s to stop"
-    sleep "$restart_grace_seconds"
+    nap "$restart_grace_seconds"
     evidence+=("not seen here; waited ${restart_grace_seconds} s")
   fi
   local seen
@@ -1237,7 +1266,7 @@ main() {
     elif ((status_dirty || SECONDS - last_put >= heartbeat_seconds)); then
       put_status || true
     fi
-    sleep "$poll_seconds"
+    nap "$poll_seconds"
   done
 }
 
