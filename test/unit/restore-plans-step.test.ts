@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 // The barrier steps' rolling URLs: every plan written (prepare, each later phase, rollback) names URLs
 // signed at that write, with the lifetimes agent-url-lifetimes.ts argues for, over an in-memory bucket.
 import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
@@ -127,16 +128,43 @@ function fakeDependencies(phaseTimeoutSeconds?: number, layoutExtras: Record<str
         ...status,
       }),
     );
-  return { dependencies, signed, planOf, reportStatus, renewals, warnings, lease };
+  return { dependencies, signed, planOf, reportStatus, renewals, warnings, lease, objects };
 }
 
 const input = { cluster, snapshotId: snapshot.snapshotId };
 
 describe("agent launch", () => {
+  it("stages the script once and has each node fetch it, check its sha256 and run it", async () => {
+    const { dependencies, objects, signed } = fakeDependencies();
+    const script = await dependencies.loadAgentScript();
+    const { agents } = await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    expect(objects.get("etcd/prod-eu/_restores/r-1/agent.sh")).toBe(script);
+    const scriptUrl = signed.find((request) => request.key.endsWith("/agent.sh"));
+    expect(scriptUrl).toMatchObject({ method: "GET", expiresInSeconds: launchUrlSeconds(900) });
+    const sha256 = createHash("sha256").update(script).digest("hex");
+    for (const agent of agents) {
+      const commands = agent.commands.join("\n");
+      expect(commands).toContain(scriptUrl?.url);
+      expect(commands).toContain(`echo '${sha256}  /var/tmp/etcd-restore-agent-r-1-`);
+      expect(commands).not.toContain("echo agent");
+      expect(agent.commands[0]).toBe("set -e");
+    }
+  });
+
+  it("keeps the launch small whatever the script's size: the state's data holds every member's", async () => {
+    const { dependencies } = fakeDependencies();
+    const large = {
+      ...dependencies,
+      loadAgentScript: async () => `#!/usr/bin/env bash\n${"# a comment\n".repeat(6000)}`,
+    };
+    const { agents } = await writeRestorePlans(large, input, executionArn, snapshot, members);
+    expect(JSON.stringify(agents).length).toBeLessThan(6000);
+  });
+
   it("writes each member's script to a file of its own, so members sharing a host never rewrite one another's", async () => {
     const { dependencies } = fakeDependencies();
     const { agents } = await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
-    const scriptPaths = agents.map((agent) => /^cat > (\S+) <</.exec(agent.commands[0] ?? "")?.[1]);
+    const scriptPaths = agents.map((agent) => / --output (\S+)$/.exec(agent.commands[1] ?? "")?.[1]);
     expect(scriptPaths).toEqual([
       "/var/tmp/etcd-restore-agent-r-1-cp-1.sh",
       "/var/tmp/etcd-restore-agent-r-1-cp-2.sh",

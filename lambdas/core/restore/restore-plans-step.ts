@@ -2,6 +2,7 @@
 // read the agents' status objects. The agents see only their presigned URLs, which every plan write signs
 // anew (agent-url-lifetimes.ts); the plans' source of truth is a JSON copy beside them that only the state
 // machine reads.
+import { createHash } from "node:crypto";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import * as z from "zod";
 import { restoreLeaseSeconds } from "../backup/backup-dependencies.js";
@@ -72,7 +73,10 @@ export async function writeRestorePlans(
     : undefined;
   const launchSeconds = launchUrlSeconds(layout.phaseTimeoutSeconds);
   const initialCluster = members.map((member) => `${member.name}=${member.peerUrl}`).join(",");
-  const script = await dependencies.loadAgentScript();
+  const agentScript =
+    layout.executor === "pod"
+      ? undefined
+      : await stageAgentScript(dependencies, input.cluster, restoreId, launchSeconds);
   const agents: AgentLaunch[] = [];
   for (const member of members) {
     const configured = layout.members.find((entry) => entry.name === member.name);
@@ -134,9 +138,9 @@ export async function writeRestorePlans(
       member: member.name,
       instanceId: member.instanceId ?? member.name,
       // Pods get their URLs through the restore's Secret; the other executors run these lines.
-      ...(layout.executor === "pod"
-        ? { commands: [], planUrl, statusUrl }
-        : { commands: agentCommands(script, restoreId, member.name, planUrl, statusUrl) }),
+      ...(agentScript
+        ? { commands: agentCommands(agentScript, restoreId, member.name, planUrl, statusUrl) }
+        : { commands: [], planUrl, statusUrl }),
     });
   }
   dependencies.reporter.info("restore plans written", { restoreId, members: members.length });
@@ -186,12 +190,30 @@ async function writeStoredPlan(
 }
 
 /**
- * Writes the script on the node and runs it; the URLs are arguments, never echoed by the agent. The file is
- * named after the member too: members sharing one host (the local mode) would otherwise rewrite the script
- * under an agent that bash is still reading.
+ * The agent script, put once in the restore's working area for the nodes to fetch: inlined in every
+ * member's command, five members' copies would pass Step Functions' 256 KiB limit on a state's data.
+ */
+async function stageAgentScript(
+  dependencies: RestoreDependencies,
+  cluster: string,
+  restoreId: string,
+  expiresInSeconds: number,
+): Promise<{ url: string; sha256: string }> {
+  const script = await dependencies.loadAgentScript();
+  const key = `${dependencies.prefix}/${cluster}/_restores/${restoreId}/agent.sh`;
+  await putText(dependencies, key, script);
+  const url = await dependencies.presign({ key, method: "GET", expiresInSeconds });
+  return { url, sha256: createHash("sha256").update(script).digest("hex") };
+}
+
+/**
+ * Fetches the script onto the node, checks its sha256 and runs it; the URLs are arguments, never echoed by
+ * the agent, and reach curl on its standard input, not its command line. POSIX sh: Systems Manager's
+ * AWS-RunShellScript runs the lines with sh. The file is named after the member too: members sharing one
+ * host (the local mode) would otherwise rewrite the script under an agent that bash is still reading.
  */
 function agentCommands(
-  script: string,
+  script: { url: string; sha256: string },
   restoreId: string,
   member: string,
   planUrl: string,
@@ -199,10 +221,10 @@ function agentCommands(
 ): string[] {
   const path = `/var/tmp/etcd-restore-agent-${restoreId}-${member.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 100)}.sh`;
   const quote = (value: string) => `'${value.replace(/'/g, `'"'"'`)}'`;
-  const marker = "ETCD_BACKUP_AGENT_SCRIPT_END";
-  if (script.includes(marker)) throw new Error("the agent script contains its own heredoc marker");
   return [
-    `cat > ${path} <<'${marker}'\n${script}\n${marker}`,
+    "set -e",
+    `printf 'url = "%s"\\n' ${quote(script.url)} | curl -K - --fail --silent --show-error --retry 3 --output ${path}`,
+    `echo '${script.sha256}  ${path}' | sha256sum --check --quiet`,
     `chmod 700 ${path}`,
     `exec bash ${path} ${quote(planUrl)} ${quote(statusUrl)}`,
   ];
