@@ -8,18 +8,18 @@ import * as events from "aws-cdk-lib/aws-events";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
+import {
+  alarmWindowFor,
+  describeSeconds,
+  longestScheduleGapSeconds,
+  maxAlarmWindowSeconds,
+} from "../lambdas/core/config/schedule-interval.js";
 import type { Target } from "../lambdas/core/config/target-config.js";
 import { expiryWarningDays } from "../lambdas/core/kube/certificate-expiry.js";
 import { MetricNames } from "../lambdas/core/metric-names.js";
 import { clusterAlarm } from "./cluster-alarm.js";
 import type { BackupResources } from "./lambda-step-function.js";
 import type { OnCallTopic } from "./on-call-topic.js";
-import {
-  alarmWindowFor,
-  describeSeconds,
-  longestScheduleGapSeconds,
-  maxAlarmWindowSeconds,
-} from "./schedule-interval.js";
 import { serviceRole } from "./service-role.js";
 import { SnapshotAgeCheck } from "./snapshot-age-check.js";
 

@@ -4,7 +4,7 @@
 // state machine for the safety snapshot and runs the node agents through Systems Manager, or (pod
 // executor) as pods that two functions of its own create and remove through the Kubernetes API.
 import { join } from "node:path";
-import { Annotations, Stack } from "aws-cdk-lib";
+import { Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
@@ -262,16 +262,6 @@ function grantSafetySnapshot(scope: Construct, role: iam.IRole, backup: sfn.ISta
 /** ssm:SendCommand with the one shell document, on the named control-plane instances only. */
 function grantAgentCommands(scope: Construct, role: iam.IRole, targets: readonly Target[]): void {
   const stack = Stack.of(scope);
-  for (const target of targets) {
-    const unnamed =
-      target.restore?.executor === "ssm" ? target.restore.members.filter((m) => !m.instanceId) : [];
-    if (unnamed.length > 0) {
-      Annotations.of(scope).addWarningV2(
-        "etcd-backup:restore-member-without-instance",
-        `target ${target.name}: restore members ${unnamed.map((m) => m.name).join(", ")} name no instanceId; the restore state machine may not send them commands.`,
-      );
-    }
-  }
   const instances = agentInstanceIds(targets);
   if (instances.length === 0) return;
   role.addToPrincipalPolicy(

@@ -8,12 +8,12 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import * as scheduler from "aws-cdk-lib/aws-scheduler";
 import { Construct } from "constructs";
+import { describeSeconds } from "../lambdas/core/config/schedule-interval.js";
 import type { Target } from "../lambdas/core/config/target-config.js";
 import { MetricNames } from "../lambdas/core/metric-names.js";
 import { clusterAlarm } from "./cluster-alarm.js";
 import { type BackupResources, LambdaStepFunction } from "./lambda-step-function.js";
 import type { OnCallTopic } from "./on-call-topic.js";
-import { describeSeconds } from "./schedule-interval.js";
 import { serviceRole } from "./service-role.js";
 
 /** How often the age is published, and how many silent or stale hours in a row raise the alarm. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { alarmWindowFor, longestScheduleGapSeconds } from "../../infra/schedule-interval.js";
+import { alarmWindowFor, longestScheduleGapSeconds } from "../../lambdas/core/config/schedule-interval.js";
 
 const minute = 60;
 const hour = 3600;

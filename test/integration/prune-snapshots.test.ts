@@ -25,6 +25,7 @@ const targets = parseTargetsFile({
     name,
     schedule: "rate(1 hour)",
     retention: { hourly: 2, daily: 2, weekly: 0, monthly: 0, failedGraceHours: 1, preRestoreDays: 1 },
+    etcd: { endpoints: ["https://10.0.0.1:2379"] },
   })),
 });
 

@@ -291,7 +291,9 @@ describe("rolling agent URLs", () => {
           name: cluster,
           schedule: "rate(1 hour)",
           restore: {
-            members: [{ name: "cp-1", clientUrl: "https://a:2379", peerUrl: "https://a:2380" }],
+            members: [
+              { name: "cp-1", instanceId: "i-0001", clientUrl: "https://a:2379", peerUrl: "https://a:2380" },
+            ],
             phaseTimeoutSeconds,
           },
         },

@@ -4,8 +4,7 @@
 // kubeconfig access), where each ready member is asked for its status through the configured source.
 // TLS material is looked up again by the step that needs it: secrets never travel through the state
 // machine, whose execution history anyone with read access can see.
-import { findTarget, type Target } from "../config/target-config.js";
-import { InvalidInputError } from "../errors.js";
+import { directEndpoints, findTarget, type Target } from "../config/target-config.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import { readCertificateExpiry } from "../kube/certificate-expiry.js";
 import type { KubernetesSourceSettings } from "../kube/kubernetes-member-source.js";
@@ -119,11 +118,4 @@ async function reportClientCertificate(dependencies: BackupDependencies, target:
       daysLeft: warning.daysLeft,
     });
   }
-}
-
-function directEndpoints(target: Target): string[] {
-  if (!target.etcd.endpoints?.length) {
-    throw new InvalidInputError(`target ${target.name} has direct access but no etcd.endpoints`);
-  }
-  return target.etcd.endpoints;
 }

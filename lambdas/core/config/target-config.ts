@@ -6,6 +6,7 @@ import { InvalidInputError } from "../errors.js";
 import { defaultPhaseTimeoutSeconds, maxPhaseTimeoutSeconds } from "../restore/agent-url-lifetimes.js";
 import { checkRestartManifests, fileName, sha256Hex } from "../restore/restore-plan.js";
 import { maxApprovalTimeoutSeconds } from "../restore/restore-timeouts.js";
+import { longestScheduleGapSeconds } from "./schedule-interval.js";
 
 const clusterName = z
   .string()
@@ -179,6 +180,17 @@ const restoreSchema = z
   })
   .strict()
   .superRefine((layout, context) => {
+    if (layout.executor === "ssm") {
+      layout.members.forEach((member, index) => {
+        if (!member.instanceId) {
+          context.addIssue({
+            code: "custom",
+            path: ["members", index, "instanceId"],
+            message: `the ssm executor runs ${member.name}'s agent through Systems Manager: name its instance (i-… or mi-…)`,
+          });
+        }
+      });
+    }
     if (layout.toolPath && layout.toolObject) {
       context.addIssue({
         code: "custom",
@@ -225,6 +237,19 @@ export const targetSchema = z
   })
   .strict()
   .superRefine((target, context) => {
+    try {
+      longestScheduleGapSeconds(target.schedule);
+    } catch (error) {
+      context.addIssue({ code: "custom", path: ["schedule"], message: (error as Error).message });
+    }
+    if (target.access.kind === "direct" && directEndpoints(target).length === 0) {
+      context.addIssue({
+        code: "custom",
+        path: ["etcd", "endpoints"],
+        message:
+          "direct access reaches etcd at its client URLs: list them, or give restore.members (or use eks or kubeconfig access)",
+      });
+    }
     if (target.restore?.executor === "pod" && target.access.kind === "direct") {
       context.addIssue({
         code: "custom",
@@ -257,6 +282,11 @@ export const targetsFileSchema = z
   });
 
 export type Target = z.infer<typeof targetSchema>;
+
+/** Where direct access reaches etcd: etcd.endpoints, or else the restore members' client URLs. */
+export function directEndpoints(target: Pick<Target, "etcd" | "restore">): string[] {
+  return target.etcd.endpoints ?? target.restore?.members.map((member) => member.clientUrl) ?? [];
+}
 export type TargetsFile = z.infer<typeof targetsFileSchema>;
 export type RetentionPolicy = Target["retention"];
 export type RestoreLayout = NonNullable<Target["restore"]>;
