@@ -52,4 +52,13 @@ describe("the targets file", () => {
   ])("refuses the schedule %s, which synthesis would refuse later", (schedule, problem) => {
     expect(problemsOf({ schedule, etcd: { endpoints: [member.clientUrl] } })).toMatch(problem);
   });
+
+  it.each(["/a", "a//b", "a/", "a b"])("refuses the key prefix %j", (prefix) => {
+    expect(() =>
+      parseTargetsFile({
+        prefix,
+        targets: [{ name: "prod", schedule: "rate(1 hour)", etcd: { endpoints: [member.clientUrl] } }],
+      }),
+    ).toThrow(/prefix: path segments/);
+  });
 });

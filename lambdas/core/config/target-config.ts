@@ -263,7 +263,13 @@ export const targetSchema = z
 export const targetsFileSchema = z
   .object({
     /** Key prefix of every snapshot object. */
-    prefix: z.string().default("etcd-backup"),
+    prefix: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/,
+        "path segments of letters, digits, '.', '_' and '-', joined by single '/', with none at either end",
+      )
+      .default("etcd-backup"),
     targets: z.array(targetSchema).min(1),
   })
   .strict()
