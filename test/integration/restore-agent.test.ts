@@ -825,10 +825,30 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     expect(seconds).toBeGreaterThanOrEqual(3);
     expect(seconds).toBeLessThan(12);
     expect(restartsAtFailure).toEqual(before);
-    // The agent whose phase failed rolled its node back itself.
+    // The agent whose phase failed rolled its node back itself. etcd kept running on its own data dir
+    // here (nothing was swapped in this test), so the rollback left it running.
     expect(rollback?.message).toBe(
-      "nothing was swapped on this node; etcd and kube-apiserver restarted, etcd is healthy",
+      "etcd was never stopped on this node and kept running; what was parked is back, etcd is healthy",
     );
+    await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
+  }, 60_000);
+
+  it("rolls back a failure before the stop barrier without stopping etcd: only what was parked goes back", async () => {
+    // As after a failed stop-apiserver phase: kube-apiserver parked, etcd untouched and serving.
+    await parkApiServer(0);
+    const etcdStarts = startedCount(etcd, node, "etcd");
+    const plan = await planFor(s3, etcd, node, snapshot, "r-rollback-before-stop");
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "rollback", env: shortWaits });
+    try {
+      const rolledBack = await agents.waitForPhase("rollback");
+      expect(rolledBack.failed, messages(rolledBack.statuses)).toBe(false);
+      expect(rolledBack.statuses[0]?.message).toBe(
+        "etcd was never stopped on this node and kept running; what was parked is back, etcd is healthy",
+      );
+    } finally {
+      await agents.stop();
+    }
+    expect(startedCount(etcd, node, "etcd")).toBe(etcdStarts);
     await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
   }, 60_000);
 

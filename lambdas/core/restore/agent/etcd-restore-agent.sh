@@ -1152,10 +1152,17 @@ phase_start_apiserver() {
 }
 
 phase_rollback() {
-  local rolled_back=0 target healthy=1
-  if [[ -n $apiserver_manifest && -e $manifest_dir/$apiserver_manifest ]]; then park_manifest "$apiserver_manifest"; fi
-  if [[ -e $manifest_dir/$etcd_manifest ]]; then park_manifest "$etcd_manifest"; fi
-  wait_until_etcd_stopped || fail "etcd still accepts connections on $client_url ${stop_timeout} s after its manifest was parked"
+  local rolled_back=0 target healthy=1 etcd_stopped=1
+  # etcd's manifest in place and no data dir swapped: the failure came before the stop barrier reached this
+  # node, and etcd still runs on its own data. Stopping it now would take every member down at once for
+  # nothing; only what was parked goes back.
+  if [[ -e $manifest_dir/$etcd_manifest && ! -d $pre_restore_dir ]]; then
+    etcd_stopped=0
+  else
+    if [[ -n $apiserver_manifest && -e $manifest_dir/$apiserver_manifest ]]; then park_manifest "$apiserver_manifest"; fi
+    if [[ -e $manifest_dir/$etcd_manifest ]]; then park_manifest "$etcd_manifest"; fi
+    wait_until_etcd_stopped || fail "etcd still accepts connections on $client_url ${stop_timeout} s after its manifest was parked"
+  fi
   if [[ -d $pre_restore_dir ]]; then
     if [[ -e $data_dir ]]; then
       target=$failed_dir
@@ -1184,8 +1191,10 @@ phase_rollback() {
   ((healthy)) || fail "rolled back, but etcd did not answer healthy at $health_url within ${start_timeout} s"
   if ((rolled_back)); then
     message="rolled back: the original data dir is in place and etcd is healthy"
-  else
+  elif ((etcd_stopped)); then
     message="nothing was swapped on this node; etcd and kube-apiserver restarted, etcd is healthy"
+  else
+    message="etcd was never stopped on this node and kept running; what was parked is back, etcd is healthy"
   fi
 }
 
