@@ -126,12 +126,6 @@ describe("the agent pod of a member", () => {
           secret: undefined,
         },
         {
-          path: "/var/tmp",
-          readOnly: false,
-          hostPath: { path: "/var/tmp", type: "Directory" },
-          secret: undefined,
-        },
-        {
           path: "/usr/local/bin",
           readOnly: true,
           hostPath: { path: "/usr/local/bin", type: "Directory" },
@@ -145,7 +139,7 @@ describe("the agent pod of a member", () => {
         },
       ]),
     );
-    expect(mounts).toHaveLength(6); // and /tmp, an emptyDir under the read-only root
+    expect(mounts).toHaveLength(5); // and /tmp, an emptyDir under the read-only root
     expect(mounts.find((mount) => mount.path === "/tmp")?.hostPath).toBeUndefined();
   });
 
@@ -165,12 +159,12 @@ describe("the agent pod of a member", () => {
     const nested = buildAgentPod(
       layout,
       restoreId,
-      { ...member, dataDir: "/var/tmp/etcd/data", manifestDir: "/var/tmp/etcd/manifests/" },
+      { ...member, dataDir: "/srv/etcd/data", manifestDir: "/srv/etcd/static/manifests/" },
       1,
     );
     const paths = (nested.spec?.containers[0]?.volumeMounts ?? []).map((mount) => mount.mountPath);
-    expect(paths).toContain("/var/tmp");
-    expect(paths.filter((path) => path.startsWith("/var/tmp/"))).toEqual([]);
+    expect(paths).toContain("/srv/etcd");
+    expect(paths.filter((path) => path.startsWith("/srv/etcd/"))).toEqual([]);
   });
 
   it("reads its URLs from the Secret: no presigned URL is anywhere in the pod", () => {

@@ -110,8 +110,8 @@ interface HostMount {
 
 /**
  * The host directories the agent touches: the data dir's parent (the restored, pre-restore and failed dirs
- * are its siblings), the manifest dir's parent (the manifest dir and its parked sibling), /var/tmp
- * (downloads), the restore tool's dir and the API server CA's dir (read-only). Nested or repeated paths
+ * and the download are its siblings), the manifest dir's parent (the manifest dir and its parked sibling),
+ * the restore tool's dir and the API server CA's dir (read-only). Nested or repeated paths
  * are mounted once, at the outermost.
  */
 export function agentHostMounts(layout: RestoreLayout, member: AgentPodMember): HostMount[] {
@@ -124,7 +124,6 @@ export function agentHostMounts(layout: RestoreLayout, member: AgentPodMember): 
     // and putting it back are renames, which the kubelet never sees half-written (a move between two
     // mounts is a copy).
     { path: posix.dirname(manifestDir), readOnly: false },
-    { path: "/var/tmp", readOnly: false },
     ...(layout.toolPath ? [{ path: posix.dirname(layout.toolPath), readOnly: true }] : []),
     // The CA that verifies the readiness URL; kubeadm's by default, which may be absent (then unchecked).
     ...(readyUrl || layout.apiServerCaFile
