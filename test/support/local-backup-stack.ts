@@ -23,8 +23,13 @@ export interface LocalBackupStack {
   stop(): Promise<void>;
 }
 
-/** Targets: the real cluster as `local`, and `unreachable`, whose only endpoint answers nothing. */
-export async function startLocalBackupStack(options: { members?: 1 | 3 } = {}): Promise<LocalBackupStack> {
+/**
+ * Targets: the real cluster as `local`, `unreachable`, whose only endpoint answers nothing, and any the
+ * caller adds (written before a handler runs: the handlers read the targets file once).
+ */
+export async function startLocalBackupStack(
+  options: { members?: 1 | 3; extraTargets?: Array<Record<string, unknown>> } = {},
+): Promise<LocalBackupStack> {
   const [etcd, s3, dynamo, work] = await Promise.all([
     startEtcdCluster({ members: options.members ?? 1 }),
     startLocalS3(),
@@ -53,6 +58,7 @@ export async function startLocalBackupStack(options: { members?: 1 | 3 } = {}): 
           access: { kind: "direct" },
           etcd: { endpoints: ["http://127.0.0.1:1"] },
         },
+        ...(options.extraTargets ?? []),
       ],
     }),
   );
