@@ -1,7 +1,6 @@
 // `etcd-backup backup`, `restore` and `status`: start the deployed workflows and follow their executions.
 import { SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
 import { defaultStackName, StackOutputs } from "../../infra/stack-outputs.js";
-import { ErrorNames } from "../../lambdas/core/errors.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import {
   describeExecution,
@@ -185,10 +184,7 @@ function printStatus(status: ExecutionStatus, flags: FollowFlags): void {
 /** The exit code a finished execution maps to: its failed step's error, as the local commands map it. */
 function exitCodeOf(status: ExecutionStatus): number {
   if (status.status === "SUCCEEDED" || status.status === "RUNNING") return ExitCodes.ok;
-  const error = status.failure?.error;
-  return error && Object.values(ErrorNames).includes(error as never)
-    ? exitCodeFor({ name: error })
-    : ExitCodes.failure;
+  return exitCodeFor({ name: status.failure?.error });
 }
 
 /** A backup execution's output carries the stored snapshot under `snapshot.result`. */
