@@ -47,6 +47,13 @@ export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
     throw new Error(`the targets file ${targetsFile} is not JSON: ${(error as Error).message}`);
   }
   const targets = parseTargetsFile(json, targetsFile);
+  // The local executor runs the agents as processes of the machine that runs the state machine: the demo's.
+  const demoOnly = targets.targets.filter((target) => target.restore?.executor === "local");
+  if (demoOnly.length > 0) {
+    throw new Error(
+      `${targetsFile}: ${demoOnly.map((target) => target.name).join(", ")}: restore.executor "local" is the demo's (agents on the machine that runs the workflow); deploy with "ssm" or "pod"`,
+    );
+  }
 
   const emailList = (key: string): string[] => {
     const emails = context(key);

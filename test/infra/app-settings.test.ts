@@ -35,6 +35,22 @@ describe("readAppSettings", () => {
     );
   });
 
+  it("refuses the demo's local restore executor in a file to deploy", () => {
+    const file = join(directory, "local.json");
+    const member = { name: "m1", clientUrl: "http://127.0.0.1:2379", peerUrl: "http://127.0.0.1:2380" };
+    writeFileSync(
+      file,
+      JSON.stringify({
+        targets: [
+          { name: "demo", schedule: "rate(1 hour)", restore: { executor: "local", members: [member] } },
+        ],
+      }),
+    );
+    expect(() => readAppSettings(appWith({ targets: file }), directory)).toThrow(
+      /demo: restore\.executor "local" is the demo's .*deploy with "ssm" or "pod"/,
+    );
+  });
+
   it("names the invalid field of a targets file", () => {
     const file = join(directory, "bad.json");
     writeFileSync(file, JSON.stringify({ targets: [{ name: "Prod_1", schedule: "every hour" }] }));
