@@ -96,6 +96,8 @@ json_out=""
 # Set by await_answer while a failed agent waits for its rollback; by on_signal when it is being stopped.
 # The pid of the sleep in nap, stopped on exit.
 nap_pid=""
+# Set by put_back_parked_restarts: the components whose manifests it moved back.
+put_back=()
 awaiting_answer=0
 stopping=0
 
@@ -268,13 +270,7 @@ on_signal() {
   # answered ready: the restore stands. Put back any manifest still parked (the kubelet grants a grace
   # period for this), and report done with what was interrupted.
   if [[ $phase == start-apiserver && $api_readiness == ready ]]; then
-    local name put_back=()
-    for name in ${restart_manifests[@]+"${restart_manifests[@]}"}; do
-      if [[ ! -e $manifest_dir/$name && -e $parked_dir/$name ]]; then
-        unpark_manifest "$name"
-        put_back+=("${name%.*}")
-      fi
-    done
+    put_back_parked_restarts
     state="done"
     message="kube-apiserver started; the API answered ready at $ready_url; the agent was stopped by SIG$1 (the kubelet, once the restored API serves) while restarting the scheduler and controller manager"
     ((${#put_back[@]})) && message+="; put back ${put_back[*]} without waiting for it to stop"
@@ -798,6 +794,18 @@ park_and_wait_for_exit() {
   done
 }
 
+# Moves back every restart manifest left parked (a restart cut short), naming them in put_back.
+put_back_parked_restarts() {
+  local name
+  put_back=()
+  for name in ${restart_manifests[@]+"${restart_manifests[@]}"}; do
+    if [[ ! -e $manifest_dir/$name && -e $parked_dir/$name ]]; then
+      unpark_manifest "$name"
+      put_back+=("${name%.*}")
+    fi
+  done
+}
+
 restart_manifest() {
   local name=$1 component=${1%.*} active=$manifest_dir/$1 parked=$parked_dir/$1
   if [[ ! -e $active ]]; then
@@ -1181,13 +1189,8 @@ phase_rollback() {
   unpark_manifest "$etcd_manifest"
   wait_until_etcd_healthy || healthy=0
   [[ -n $apiserver_manifest ]] && unpark_manifest "$apiserver_manifest"
-  local name
-  for name in ${restart_manifests[@]+"${restart_manifests[@]}"}; do
-    if [[ ! -e $manifest_dir/$name && -e $parked_dir/$name ]]; then
-      unpark_manifest "$name"
-      log "moved back $name, which an interrupted start-apiserver had left parked"
-    fi
-  done
+  put_back_parked_restarts
+  ((${#put_back[@]})) && log "moved back ${put_back[*]}, which an interrupted start-apiserver had left parked"
   ((healthy)) || fail "rolled back, but etcd did not answer healthy at $health_url within ${start_timeout} s"
   if ((rolled_back)); then
     message="rolled back: the original data dir is in place and etcd is healthy"
