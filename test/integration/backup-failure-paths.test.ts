@@ -19,18 +19,14 @@ import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-sec
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { backupFunctions } from "../../cli/local/backup-functions.js";
-import {
-  type LocalHandler,
-  type PublishedMessage,
-  runLocalStateMachine,
-} from "../../cli/local/local-state-machine.js";
+import type { LocalHandler } from "../../cli/local/local-state-machine.js";
 import { ErrorNames } from "../../lambdas/core/errors.js";
 import { snapshotObjectKey } from "../../lambdas/core/snapshot/snapshot-naming.js";
 import { createEtcdWriter, type EtcdWriter } from "../support/etcd-writer.js";
 import { type KubeApiStandIn, startKubeApiStandIn } from "../support/kube-api-server/index.js";
 import { type LocalBackupStack, startLocalBackupStack } from "../support/local-backup-stack.js";
+import { runBackupMachine } from "../support/run-backup-machine.js";
 
-const topicArn = "arn:aws:sns:local:000000000000:on-call";
 const kubeconfigSecretArn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:etcd-backup-kubeconfig";
 const missingPodsSelector = "app.kubernetes.io/name=etcd";
 const secrets = mockClient(SecretsManagerClient);
@@ -93,22 +89,6 @@ function wrapping(name: keyof Functions & string, wrap: (real: LocalHandler) => 
   return { ...backupFunctions, [name]: async () => wrap(await load()) };
 }
 
-async function runBackup(input: Record<string, unknown>, functions: Functions = backupFunctions) {
-  const published: PublishedMessage[] = [];
-  const result = await runLocalStateMachine({
-    definition: "backup.asl.json",
-    functions,
-    substitutions: { OnCallTopicArn: topicArn },
-    input,
-    retryIntervalMs: 0,
-    onPublish: (message) => published.push(message),
-  });
-  const entered = result.states.filter((event) => event.type === "entered").map((event) => event.state);
-  const retried = (state: string) =>
-    result.states.filter((event) => event.type === "retried" && event.state === state).length;
-  return { ...result, entered, retried, published };
-}
-
 /** The payload the state machine gives TakeSnapshot: the execution input and ResolveTarget's result. */
 function snapshotTaskPayload(event: unknown) {
   return event as { executionArn: string; input: { cluster: string }; target: { snapshotId: string } };
@@ -155,7 +135,7 @@ describe("the backup state machine's failure and retry paths, executed locally",
     const rowsBefore = (await stack.catalogue.listSnapshots("local", { limit: 100 })).snapshots.length;
     const keysBefore = await stack.s3.listKeys(`${stack.prefix}/local/`);
     try {
-      const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T09:00:00Z" });
+      const run = await runBackupMachine({ cluster: "local", scheduledTime: "2026-11-24T09:00:00Z" });
       expect(run.status).toBe("FAILED");
       expect(run.error?.name).toBe("BackupFailed");
       // The definition's MaxAttempts for LeaseHeldError.
@@ -200,7 +180,10 @@ describe("the backup state machine's failure and retry paths, executed locally",
       await writer.put("/registry/configmaps/default/after-the-first-attempt", "changed");
       throw Object.assign(new Error("the function's answer was lost"), { name: "Lambda.ServiceException" });
     });
-    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T10:00:00Z" }, functions);
+    const run = await runBackupMachine(
+      { cluster: "local", scheduledTime: "2026-11-24T10:00:00Z" },
+      functions,
+    );
     expect(run.error).toBeUndefined();
     expect(run.status).toBe("SUCCEEDED");
     expect(run.retried("TakeSnapshot")).toBe(1);
@@ -268,7 +251,10 @@ describe("the backup state machine's failure and retry paths, executed locally",
         name: "Lambda.ServiceException",
       });
     });
-    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T11:00:00Z" }, functions);
+    const run = await runBackupMachine(
+      { cluster: "local", scheduledTime: "2026-11-24T11:00:00Z" },
+      functions,
+    );
     expect(run.error).toBeUndefined();
     expect(run.status).toBe("SUCCEEDED");
     expect(attempts).toBe(2);
@@ -314,7 +300,10 @@ describe("the backup state machine's failure and retry paths, executed locally",
       }
       return real(event, context);
     });
-    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T12:00:00Z" }, functions);
+    const run = await runBackupMachine(
+      { cluster: "local", scheduledTime: "2026-11-24T12:00:00Z" },
+      functions,
+    );
     expect(run.status).toBe("FAILED");
     expect(run.error?.name).toBe("BackupFailed");
     expect(verifications).toBe(1);
@@ -352,7 +341,7 @@ describe("the backup state machine's failure and retry paths, executed locally",
   });
 
   it("fails at ResolveTarget, naming the selector, when no etcd pod matches it, and leaves nothing behind", async () => {
-    const run = await runBackup({ cluster: "kube-missing", scheduledTime: "2026-11-24T13:00:00Z" });
+    const run = await runBackupMachine({ cluster: "kube-missing", scheduledTime: "2026-11-24T13:00:00Z" });
     expect(run.status).toBe("FAILED");
     expect(run.entered).toEqual([
       "AcquireLease",

@@ -1,13 +1,11 @@
 // Executes statemachine/backup.asl.json with aws-local-stepfunctions and the real handlers, against a
 // real etcd, s3rver and dynalite.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { backupFunctions } from "../../cli/local/backup-functions.js";
-import { type PublishedMessage, runLocalStateMachine } from "../../cli/local/local-state-machine.js";
 import { createEtcdWriter } from "../support/etcd-writer.js";
 import { type LocalBackupStack, startLocalBackupStack } from "../support/local-backup-stack.js";
+import { onCallTopicArn, runBackupMachine } from "../support/run-backup-machine.js";
 
 let stack: LocalBackupStack;
-const topicArn = "arn:aws:sns:local:000000000000:on-call";
 
 beforeAll(async () => {
   stack = await startLocalBackupStack({ members: 3 });
@@ -20,23 +18,9 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function runBackup(input: Record<string, unknown>) {
-  const published: PublishedMessage[] = [];
-  const result = await runLocalStateMachine({
-    definition: "backup.asl.json",
-    functions: backupFunctions,
-    substitutions: { OnCallTopicArn: topicArn },
-    input,
-    retryIntervalMs: 0,
-    onPublish: (message) => published.push(message),
-  });
-  const entered = result.states.filter((event) => event.type === "entered").map((event) => event.state);
-  return { ...result, entered, published };
-}
-
 describe("the backup state machine, executed locally", () => {
   it("takes, verifies and catalogues a snapshot, prunes, and releases the lease", async () => {
-    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T10:00:00Z" });
+    const run = await runBackupMachine({ cluster: "local", scheduledTime: "2026-11-24T10:00:00Z" });
     expect(run.error).toBeUndefined();
     expect(run.status).toBe("SUCCEEDED");
     expect(run.entered).toEqual([
@@ -58,14 +42,14 @@ describe("the backup state machine, executed locally", () => {
 
   it("does nothing for a second start of the same schedule tick", async () => {
     const before = await stack.catalogue.listSnapshots("local");
-    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T10:00:00Z" });
+    const run = await runBackupMachine({ cluster: "local", scheduledTime: "2026-11-24T10:00:00Z" });
     expect(run.status).toBe("SUCCEEDED");
     expect(run.entered).toEqual(["AcquireLease", "IsDuplicateTick", "DuplicateTick"]);
     expect((await stack.catalogue.listSnapshots("local")).snapshots).toHaveLength(before.snapshots.length);
   });
 
   it("retries an unreachable etcd, then tells on-call which step failed and why, and releases the lease", async () => {
-    const run = await runBackup({ cluster: "unreachable", scheduledTime: "2026-11-24T10:00:00Z" });
+    const run = await runBackupMachine({ cluster: "unreachable", scheduledTime: "2026-11-24T10:00:00Z" });
     expect(run.status).toBe("FAILED");
     expect(run.error?.name).toBe("BackupFailed");
     expect(
@@ -74,7 +58,7 @@ describe("the backup state machine, executed locally", () => {
     expect(run.entered.slice(-3)).toEqual(["MarkFailed", "NotifyOnCall", "BackupFailed"]);
     expect(run.published).toHaveLength(1);
     const [message] = run.published;
-    expect(message?.topicArn).toBe(topicArn);
+    expect(message?.topicArn).toBe(onCallTopicArn);
     expect(message?.subject).toBe("etcd-backup: backup of unreachable failed at ResolveTarget");
     expect(message?.message).toContain("EtcdUnavailableError");
     expect(message?.message).toContain("127.0.0.1:1");
@@ -87,8 +71,8 @@ describe("the backup state machine, executed locally", () => {
 
   it("marks the row FAILED and leaves no object or open upload when S3 fails during the snapshot", async () => {
     stack.s3.failUploadPartAfter(0);
-    const run = await runBackup({ cluster: "local", scheduledTime: "2026-11-24T11:00:00Z" }).finally(() =>
-      stack.s3.failUploadPartAfter(Number.POSITIVE_INFINITY),
+    const run = await runBackupMachine({ cluster: "local", scheduledTime: "2026-11-24T11:00:00Z" }).finally(
+      () => stack.s3.failUploadPartAfter(Number.POSITIVE_INFINITY),
     );
     expect(run.status).toBe("FAILED");
     expect(
@@ -110,7 +94,7 @@ describe("the backup state machine, executed locally", () => {
   });
 
   it("rejects an execution input without a cluster with InvalidInputError, not a retry", async () => {
-    const run = await runBackup({ scheduledTime: "2026-11-24T12:00:00Z" });
+    const run = await runBackupMachine({ scheduledTime: "2026-11-24T12:00:00Z" });
     expect(run.status).toBe("FAILED");
     expect(run.states.filter((event) => event.type === "retried")).toEqual([]);
     expect(run.published[0]?.message).toContain("InvalidInputError");
