@@ -26,6 +26,7 @@ export function exitCodeFor(error: unknown): number {
     case ErrorNames.SnapshotCorrupt:
       return ExitCodes.corrupt;
     case ErrorNames.EtcdUnavailable:
+    case ErrorNames.EtcdAccessDenied:
     case ErrorNames.SnapshotStreamInterrupted:
     case ErrorNames.KubernetesApi:
     case ErrorNames.KubernetesAccessDenied:

@@ -5,6 +5,11 @@
 export const ErrorNames = {
   /** etcd could not be reached or answered with an error before the snapshot started. Transient. */
   EtcdUnavailable: "EtcdUnavailableError",
+  /**
+   * etcd refused the product's identity (no or a foreign client certificate, etcd authentication), or its
+   * own certificate could not be verified with the configured CA. Never retried: a secret must change.
+   */
+  EtcdAccessDenied: "EtcdAccessDeniedError",
   /** The snapshot stream broke off (member died, connection reset). Transient: a retry takes a new snapshot. */
   SnapshotStreamInterrupted: "SnapshotStreamInterruptedError",
   /** The bytes are not a sound snapshot: trailer mismatch, truncation, bad bbolt structure. Never retried. */
@@ -41,6 +46,12 @@ export abstract class EtcdBackupError extends Error {
 export class EtcdUnavailableError extends EtcdBackupError {
   override readonly name = ErrorNames.EtcdUnavailable;
   readonly transient = true;
+}
+
+/** Not transient: the TLS material or etcd's authentication must change first. */
+export class EtcdAccessDeniedError extends EtcdBackupError {
+  override readonly name = ErrorNames.EtcdAccessDenied;
+  readonly transient = false;
 }
 
 export class SnapshotStreamInterruptedError extends EtcdBackupError {

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorNames } from "../../lambdas/core/errors.js";
+import { chooseSnapshotMember } from "../../lambdas/core/etcd/choose-member.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import type { SnapshotResponse } from "../../lambdas/core/etcd/etcd-rpc-descriptor.js";
 import { createGrpcSnapshotSource } from "../../lambdas/core/etcd/grpc-snapshot-source.js";
@@ -21,6 +22,7 @@ import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
 import { createEtcdWriter } from "../support/etcd-writer.js";
 import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
 import { makeTempDir } from "../support/temp-dir.js";
+import { createTestCertificates } from "../support/test-certificates.js";
 
 const run = promisify(execFile);
 const partSize = 5 * 1024 * 1024;
@@ -257,10 +259,23 @@ describe("streaming a snapshot from a real etcd into S3", () => {
           callTimeoutMs: 2000,
         }),
       );
+      // A refusal no retry changes: the state machine does not retry it.
       await expect(streamSnapshotToS3(noCertificate, destination("tls-cluster"))).rejects.toMatchObject({
-        name: ErrorNames.EtcdUnavailable,
+        name: ErrorNames.EtcdAccessDenied,
+        message: expect.stringMatching(/bad certificate/),
       });
       noCertificate.close();
+
+      // etcd's certificate checked against another CA: refused on our side, as durably.
+      await mkdir(join(work.path, "foreign-ca"), { recursive: true });
+      const foreign = await createTestCertificates(join(work.path, "foreign-ca"));
+      const wrongCa = { ...tls, ca: await readFile(foreign.caFile) };
+      await expect(
+        chooseSnapshotMember(secure.endpoints, { tls: wrongCa, callTimeoutMs: 2000 }),
+      ).rejects.toMatchObject({
+        name: ErrorNames.EtcdAccessDenied,
+        message: expect.stringMatching(/unable to verify.*check the CA, client certificate and key/),
+      });
     } finally {
       await secure.stop();
     }

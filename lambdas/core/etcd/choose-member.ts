@@ -1,6 +1,6 @@
 // Picks the member to snapshot among the given endpoints: one that answers, has no alarms and is not a
 // learner, preferring a follower so that the leader keeps its full attention for the cluster.
-import { EtcdBackupError, EtcdUnavailableError } from "../errors.js";
+import { EtcdAccessDeniedError, EtcdBackupError, EtcdUnavailableError } from "../errors.js";
 import { createEtcdClient, type EtcdClient, type EtcdTlsMaterial, type MemberStatus } from "./etcd-client.js";
 
 export interface ChosenMember {
@@ -17,8 +17,12 @@ export async function chooseSnapshotMember(
   const candidates: ChosenMember[] = [];
   const problems: string[] = [];
   let unreachable = false;
+  let refusedEverywhere = answers.length > 0;
   answers.forEach((answer, index) => {
     const client = clients[index] as EtcdClient;
+    if (answer.status !== "rejected" || !(answer.reason instanceof EtcdAccessDeniedError)) {
+      refusedEverywhere = false;
+    }
     if (answer.status === "rejected") {
       unreachable = true;
       problems.push(describeProblem(answer.reason));
@@ -30,6 +34,11 @@ export async function chooseSnapshotMember(
   candidates.sort((a, b) => Number(isLeader(a.status)) - Number(isLeader(b.status)));
   const chosen = candidates[0];
   for (const client of clients) if (client !== chosen?.client) client.close();
+  if (!chosen && refusedEverywhere) {
+    throw new EtcdAccessDeniedError(
+      `no etcd member accepted the TLS identity given (${problems.join("; ")}): check the CA, client certificate and key (the target's tlsSecretArn, or --cacert/--cert/--key)`,
+    );
+  }
   if (!chosen) {
     const check = unreachable
       ? "check the endpoints, the TLS settings (CA, client certificate and key) and that the network reaches etcd's client port"
@@ -39,10 +48,7 @@ export async function chooseSnapshotMember(
   return chosen;
 }
 
-/**
- * One member's failure without the error name the caller's error already carries, and without the empty
- * "Resolution note: " grpc-js appends when it has none.
- */
+/** One member's failure without the error name the caller's error already carries. */
 function describeProblem(reason: unknown): string {
   const message =
     reason instanceof EtcdBackupError
@@ -50,10 +56,7 @@ function describeProblem(reason: unknown): string {
       : reason instanceof Error
         ? `${reason.name}: ${reason.message}`
         : String(reason);
-  return message
-    .replace(/\.?\s*Resolution note:\s*$/, "")
-    .replace("Last error: Error: ", "last error: ")
-    .trim();
+  return message.replace("Last error: Error: ", "last error: ").trim();
 }
 
 function isLeader(status: MemberStatus): boolean {

@@ -3,7 +3,7 @@
 // package wraps it); calling it directly keeps the snapshot stream's flow control in our hands.
 import * as grpc from "@grpc/grpc-js";
 import { fromJSON } from "@grpc/proto-loader";
-import { EtcdUnavailableError, InvalidInputError } from "../errors.js";
+import { EtcdAccessDeniedError, EtcdUnavailableError, InvalidInputError } from "../errors.js";
 import {
   etcdRpcDescriptor,
   type HashKVResponse,
@@ -147,13 +147,11 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
     new Promise((resolve, reject) => {
       method.call(stub, request, { deadline: Date.now() + callTimeoutMs }, (error, response) => {
         if (error) {
+          const message = `etcd ${connection.endpoint} ${name} failed: ${describeGrpcError(error)}`;
           reject(
-            new EtcdUnavailableError(
-              `etcd ${connection.endpoint} ${name} failed: ${describeGrpcError(error)}`,
-              {
-                cause: error,
-              },
-            ),
+            isRefusedByEtcd(error)
+              ? new EtcdAccessDeniedError(message, { cause: error })
+              : new EtcdUnavailableError(message, { cause: error }),
           );
         } else resolve(response);
       });
@@ -227,5 +225,16 @@ function parseEndpoint(endpoint: string): URL {
 
 export function describeGrpcError(error: grpc.ServiceError): string {
   const code = grpc.status[error.code] ?? String(error.code);
-  return `${code}: ${error.details || error.message}`;
+  // grpc-js appends an empty "Resolution note: " when it has none to give.
+  return `${code}: ${error.details || error.message}`.replace(/\.?\s*Resolution note:\s*$/, "");
+}
+
+/** TLS failures that stay until the CA, certificate or key changes: etcd rejected ours, or we its. */
+const tlsRefusal =
+  /alert (bad certificate|unknown ca|certificate (required|expired|revoked|unknown))|unable to verify|self[- ]signed certificate|certificate verify failed|certificate has expired|does not match certificate's altnames/i;
+
+/** Whether a failed call is a refusal of the product's identity, which no retry changes. */
+export function isRefusedByEtcd(error: grpc.ServiceError): boolean {
+  if (error.code === grpc.status.UNAUTHENTICATED || error.code === grpc.status.PERMISSION_DENIED) return true;
+  return tlsRefusal.test(`${error.details ?? ""} ${error.message ?? ""}`);
 }
