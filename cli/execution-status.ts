@@ -18,7 +18,7 @@ export interface ExecutionStatus {
   stoppedAt?: string;
   /** The execution's output, parsed (on success). */
   output?: unknown;
-  /** On failure: the step that failed first and its error, else the execution's own. */
+  /** On failure: the failed task's step and error (its last attempt), else the execution's own. */
   failure?: { state?: string; error?: string; cause?: string };
 }
 
@@ -41,7 +41,7 @@ export async function describeExecution(sfn: SFNClient, executionArn: string): P
   };
   if (reply.status === "SUCCEEDED" && reply.output) status.output = JSON.parse(reply.output);
   if (reply.status === "FAILED" || reply.status === "TIMED_OUT" || reply.status === "ABORTED") {
-    status.failure = (await firstTaskFailure(sfn, executionArn).catch(unlessAccessDenied)) ?? {
+    status.failure = (await lastTaskFailure(sfn, executionArn).catch(unlessAccessDenied)) ?? {
       error: reply.error,
       cause: reply.cause,
     };
@@ -82,7 +82,7 @@ const failureDetails = (event: HistoryEvent) =>
  * retries are older, the failure path's own tasks succeed. Reads the history newest first, a page at
  * a time, and gives up after a few pages (long restores poll for thousands of events).
  */
-async function firstTaskFailure(
+async function lastTaskFailure(
   sfn: SFNClient,
   executionArn: string,
 ): Promise<ExecutionStatus["failure"] | undefined> {
