@@ -47,8 +47,9 @@ export async function runLocalRestore(
   hooks: RestoreHooks,
 ): Promise<LocalRunResult> {
   const agents: ChildProcess[] = [];
+  let ended = false;
   try {
-    return await runLocalStateMachine({
+    const result = await runLocalStateMachine({
       definition: "restore.asl.json",
       functions: restoreFunctions,
       substitutions: {
@@ -87,7 +88,30 @@ export async function runLocalRestore(
         return { Command: { CommandId: `local-${child.pid}` } };
       },
     });
+    ended = true;
+    return result;
   } finally {
+    // An execution may end before a running agent has read its last plan (the finish barrier also counts
+    // an agent that reported start-apiserver done): as on a node, where nothing stops it, it gets the time
+    // to report before it is stopped. After a throw, nothing waits.
+    if (ended) await exitedWithin(agents, agentFinishGraceMs);
     for (const agent of agents) if (agent.exitCode === null) agent.kill("SIGTERM");
   }
+}
+
+/** Long enough for an agent polling every 0.3 s to read its plan and write its status. */
+const agentFinishGraceMs = 10_000;
+
+async function exitedWithin(children: ChildProcess[], timeoutMs: number): Promise<void> {
+  const running = children.filter((child) => child.exitCode === null && child.signalCode === null);
+  if (running.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const exits = running.map((child) => new Promise((resolve) => child.once("exit", resolve)));
+  await Promise.race([
+    Promise.all(exits),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
 }
