@@ -1,7 +1,7 @@
 // `etcd-backup list`, `show`, `approve` and `reject`: the catalogue and pending restore approvals.
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from "@aws-sdk/client-sfn";
 import { StackOutputs } from "../../infra/stack-outputs.js";
-import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
+import { ApprovalTokens, approvalRejectedError } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { type SnapshotStatus, snapshotStatuses } from "../../lambdas/core/catalogue/snapshot-record.js";
 import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
@@ -99,7 +99,7 @@ export async function runApprovalCommand(
       await sfn.send(
         new SendTaskFailureCommand({
           taskToken: pending.taskToken,
-          error: "RestoreRejected",
+          error: approvalRejectedError,
           cause: `${by}: ${flags.reason ?? "rejected"}`,
         }),
       );

@@ -131,10 +131,11 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
       { cluster: localCluster, snapshotId: snapshot.snapshotId, allowWithoutRevisionBump: true },
       {
         onEvent,
-        approve: async () => {
+        // As `etcd-backup approve --local` would: the answer recorded on the pending approval.
+        onApprovalRequested: async (executionName) => {
           const request = (await stack.readNotifications()).at(-1);
           say(`  approval requested: "${request?.subject}" — approved by the demo`);
-          return { approved: true, approvedBy: "etcd-backup demo" };
+          await stack.approvals.recordAnswer(executionName, { approved: true, by: "etcd-backup demo" });
         },
       },
     );

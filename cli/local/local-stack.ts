@@ -3,6 +3,7 @@
 // the real handlers through the same environment variables the Lambda functions get.
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
@@ -25,6 +26,8 @@ export interface LocalStack {
   s3: LocalS3;
   dynamo: LocalDynamoDb;
   catalogue: CatalogueRepository;
+  /** Pending restore approvals; locally the answers are recorded here. */
+  approvals: ApprovalTokens;
   tableName: string;
   prefix: string;
   workDir: string;
@@ -71,6 +74,7 @@ export async function startLocalStack(options: { members: 1 | 3 }): Promise<Loca
       s3,
       dynamo,
       catalogue: new CatalogueRepository({ client: dynamoClient, tableName }),
+      approvals: new ApprovalTokens({ client: dynamoClient, tableName }),
       tableName,
       prefix,
       workDir: work.path,

@@ -39,8 +39,11 @@ export interface LocalRunOptions {
   waitMs?: number;
   onPublish?: (message: PublishedMessage) => void;
   onEvent?: (event: StateEvent) => void;
-  /** Answers a `.waitForTaskToken` task: resolves with its output, or rejects as SendTaskFailure would. */
-  answerTaskToken?: (token: string) => Promise<unknown>;
+  /**
+   * Answers a `.waitForTaskToken` task once its function has run: resolves with its output, or rejects as
+   * SendTaskFailure (or the state's timeout) would.
+   */
+  answerTaskToken?: (task: { taskToken: string; executionName: string }) => Promise<unknown>;
   /** Runs `states:startExecution.sync:2`: a nested execution of another state machine. */
   startExecution?: (
     stateMachineArn: string,
@@ -114,7 +117,7 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
   const waitForTaskToken = async (parameters: { FunctionName: string; Payload: unknown }) => {
     if (!options.answerTaskToken) throw new Error("this run cannot answer .waitForTaskToken tasks");
     await invoke(parameters);
-    return options.answerTaskToken(taskToken);
+    return options.answerTaskToken({ taskToken, executionName: name });
   };
   // biome-ignore lint/suspicious/noExplicitAny: each resource takes its own parameters
   const localResources: Record<string, (parameters: any) => Promise<unknown>> = {
@@ -142,7 +145,7 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
   const waitTimeOverrides: Record<string, number> = {};
   for (const [stateName, state] of allStates(definition.States)) {
     // aws-local-stepfunctions resolves TimeoutSecondsPath against the resolved Parameters, where Step
-    // Functions reads the state's input; locally the caller answers the approval, so the bound is dropped.
+    // Functions reads the state's input; locally the task's answerer keeps the bound (the approval's own).
     delete state.TimeoutSecondsPath;
     if (state.Type === "Wait" && options.waitMs !== undefined) waitTimeOverrides[stateName] = options.waitMs;
     if (state.Type !== "Task") continue;

@@ -2,8 +2,11 @@
 // are recorded, a restore's approval is answered by the caller, its safety snapshot is a nested local
 // backup execution, and Systems Manager's RunShellScript runs the agent's commands as local processes.
 import { type ChildProcess, spawn } from "node:child_process";
+import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { agentExecutionTimeoutSeconds } from "../../lambdas/core/restore/restore-timeouts.js";
+import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { backupFunctions } from "./backup-functions.js";
+import { waitForApprovalAnswer } from "./local-approval.js";
 import {
   type LocalRunResult,
   type PublishedMessage,
@@ -16,6 +19,8 @@ const onCallTopicArn = "arn:aws:sns:local:000000000000:etcd-backup-on-call";
 const backupStateMachineArn = "arn:aws:states:local:000000000000:stateMachine:backup";
 
 export interface WorkflowHooks {
+  /** The execution's name (a restore is approved by it); a fresh id without it. */
+  executionName?: string;
   onEvent?: (event: StateEvent, machine: "backup" | "restore") => void;
   onPublish?: (message: PublishedMessage) => void;
   /** Retry pauses in ms (0 in tests); the definition's own otherwise. */
@@ -31,6 +36,7 @@ export function runLocalBackup(
     functions: backupFunctions,
     substitutions: { OnCallTopicArn: onCallTopicArn },
     input,
+    executionName: hooks.executionName,
     retryIntervalMs: hooks.retryIntervalMs,
     onPublish: hooks.onPublish,
     onEvent: (event) => hooks.onEvent?.(event, "backup"),
@@ -38,8 +44,11 @@ export function runLocalBackup(
 }
 
 export interface RestoreHooks extends WorkflowHooks {
-  /** The person's answer, once the approval was requested: resolve to approve, reject to refuse. */
-  approve: () => Promise<unknown>;
+  /**
+   * Called once the approval was requested and recorded: the moment to answer it (the demo does here;
+   * a person runs `etcd-backup approve --local`). The waiting step polls for the answer either way.
+   */
+  onApprovalRequested?: (executionName: string) => void | Promise<void>;
 }
 
 export async function runLocalRestore(
@@ -63,11 +72,27 @@ export async function runLocalRestore(
       waitMs: 500,
       onPublish: hooks.onPublish,
       onEvent: (event) => hooks.onEvent?.(event, "restore"),
-      answerTaskToken: () => hooks.approve(),
+      executionName: hooks.executionName,
+      answerTaskToken: async ({ executionName }) => {
+        await hooks.onApprovalRequested?.(executionName);
+        // The local stack's environment names the catalogue, as it does for the handlers.
+        const client = createDynamoDbClient({ endpoint: process.env.DYNAMODB_ENDPOINT });
+        try {
+          const approvals = new ApprovalTokens({ client, tableName: process.env.CATALOGUE_TABLE ?? "" });
+          return await waitForApprovalAnswer(approvals, executionName, {
+            pollMs: 500,
+          });
+        } finally {
+          client.destroy();
+        }
+      },
       startExecution: async (stateMachineArn, nestedInput) => {
         if (stateMachineArn !== backupStateMachineArn)
           throw new Error(`no local state machine ${stateMachineArn}`);
-        const nested = await runLocalBackup(nestedInput as Record<string, unknown>, hooks);
+        const nested = await runLocalBackup(nestedInput as Record<string, unknown>, {
+          ...hooks,
+          executionName: undefined,
+        });
         if (nested.status !== "SUCCEEDED") {
           const error = new Error(
             `the safety snapshot failed: ${nested.error?.name}: ${nested.error?.cause}`,

@@ -37,14 +37,21 @@ async function keysNow(): Promise<number> {
   }
 }
 
-async function restore(
-  input: Record<string, unknown>,
-  approve: () => Promise<unknown>,
-  onEntered?: (state: string) => void,
-) {
+/** How the approver answers, once the approval is requested: as `etcd-backup approve|reject --local` does. */
+type Answer = (executionName: string) => Promise<void>;
+const approve: Answer = (name) => stack.approvals.recordAnswer(name, { approved: true, by: "test" });
+const reject: Answer = (name) =>
+  stack.approvals.recordAnswer(name, { approved: false, by: "test", reason: "not now" });
+/** Nobody answers, and the approval's deadline passes. */
+const letExpire: Answer = async (name) => {
+  const pending = await stack.approvals.find(name);
+  await stack.approvals.save({ ...pending, expiresAt: Math.floor(Date.now() / 1000) - 1 });
+};
+
+async function restore(input: Record<string, unknown>, answer: Answer, onEntered?: (state: string) => void) {
   const published: PublishedMessage[] = [];
   const result = await runLocalRestore(input, {
-    approve,
+    onApprovalRequested: answer,
     retryIntervalMs: 0,
     onPublish: (message) => published.push(message),
     onEvent: (event) => {
@@ -57,11 +64,10 @@ async function restore(
 
 describe("the restore state machine refuses and changes nothing", () => {
   it("ends when the approver rejects, before taking the lease or touching a node", async () => {
-    const rejection = Object.assign(new Error("not now"), { name: "RestoreRejected" });
-    const run = await restore({ cluster: localCluster, snapshotId, allowWithoutRevisionBump: true }, () =>
-      Promise.reject(rejection),
-    );
+    const run = await restore({ cluster: localCluster, snapshotId, allowWithoutRevisionBump: true }, reject);
     expect(run.status).toBe("FAILED");
+    expect(run.published[0]?.message).toContain("RestoreRejected");
+    expect(run.published[0]?.message).toContain("test: not now");
     expect(run.entered).toContain("RestoreRejectedBeforeChanges");
     expect(run.entered).not.toContain("AcquireLease");
     expect(run.entered).not.toContain("WritePlans");
@@ -72,10 +78,25 @@ describe("the restore state machine refuses and changes nothing", () => {
     expect(approval?.message).not.toMatch(/local-task-token/);
   });
 
-  it("refuses etcd 3.4's restore tool unless the input accepts restoring without a revision bump", async () => {
-    const run = await restore({ cluster: localCluster, snapshotId }, () =>
-      Promise.resolve({ approved: true }),
+  it("ends when nobody answers before the approval's deadline, and a late answer finds nothing waiting", async () => {
+    let executionName = "";
+    const run = await restore(
+      { cluster: localCluster, snapshotId, allowWithoutRevisionBump: true },
+      (name) => {
+        executionName = name;
+        return letExpire(name);
+      },
     );
+    expect(run.status).toBe("FAILED");
+    expect(run.entered).toContain("RestoreRejectedBeforeChanges");
+    expect(run.entered).not.toContain("AcquireLease");
+    expect(run.published[0]?.message).toContain("States.Timeout");
+    expect(await keysNow()).toBe(51);
+    await expect(approve(executionName)).rejects.toThrow(/no restore is waiting for approval/);
+  });
+
+  it("refuses etcd 3.4's restore tool unless the input accepts restoring without a revision bump", async () => {
+    const run = await restore({ cluster: localCluster, snapshotId }, approve);
     expect(run.status).toBe("FAILED");
     expect(run.entered).not.toContain("RequestApproval");
     expect(run.published[0]?.message).toContain("cannot bump revisions");
@@ -85,7 +106,7 @@ describe("the restore state machine refuses and changes nothing", () => {
   it("refuses a snapshot catalogued under another cluster unless allowCrossCluster is set", async () => {
     const run = await restore(
       { cluster: localCluster, sourceCluster: "other", snapshotId, allowWithoutRevisionBump: true },
-      () => Promise.resolve({ approved: true }),
+      approve,
     );
     expect(run.status).toBe("FAILED");
     expect(run.published[0]?.message).toContain("belongs to cluster other");
@@ -94,7 +115,7 @@ describe("the restore state machine refuses and changes nothing", () => {
   it("refuses a snapshot id the catalogue does not know", async () => {
     const run = await restore(
       { cluster: localCluster, snapshotId: "20200101T000000000Z-000000", allowWithoutRevisionBump: true },
-      () => Promise.resolve({ approved: true }),
+      approve,
     );
     expect(run.status).toBe("FAILED");
     expect(run.published[0]?.message).toContain("SnapshotNotFoundError");
@@ -123,7 +144,7 @@ describe("the restore state machine renewing the agents' URLs", () => {
     const podEventsFrom = stack.etcd.events.length;
     const run = await restore(
       { cluster: localCluster, snapshotId, allowWithoutRevisionBump: true },
-      () => Promise.resolve({ approved: true }),
+      approve,
       (state) => {
         if (state !== "StartAgents" && !state.startsWith("Wait_")) return;
         reads.push(
@@ -190,8 +211,6 @@ describe("the restore state machine renewing the agents' URLs", () => {
 describe("after a restore, etcd's cluster id is a new one", () => {
   // Runs after the restore above: etcd now has the cluster id of its new cluster token, and the
   // snapshots taken before carry the old one.
-  const rejectAtApproval = () =>
-    Promise.reject(Object.assign(new Error("only checking validation"), { name: "RestoreRejected" }));
   const reachedApproval = (run: { entered: string[] }) => run.entered.includes("RequestApproval");
 
   it("refuses to undo it until a backup of the new cluster exists, unless allowClusterIdChange", async () => {
@@ -203,7 +222,7 @@ describe("after a restore, etcd's cluster id is a new one", () => {
     expect(safety).toBeDefined();
     const refused = await restore(
       { cluster: localCluster, snapshotId: safety, allowWithoutRevisionBump: true },
-      rejectAtApproval,
+      reject,
     );
     expect(refused.status).toBe("FAILED");
     expect(reachedApproval(refused)).toBe(false);
@@ -216,7 +235,7 @@ describe("after a restore, etcd's cluster id is a new one", () => {
         allowWithoutRevisionBump: true,
         allowClusterIdChange: true,
       },
-      rejectAtApproval,
+      reject,
     );
     expect(reachedApproval(allowed)).toBe(true);
     expect(allowed.entered).toContain("RestoreRejectedBeforeChanges");
@@ -226,7 +245,7 @@ describe("after a restore, etcd's cluster id is a new one", () => {
     expect(backup.status).toBe("SUCCEEDED");
     const known = await restore(
       { cluster: localCluster, snapshotId: safety, allowWithoutRevisionBump: true },
-      rejectAtApproval,
+      reject,
     );
     expect(reachedApproval(known), known.published[0]?.message).toBe(true);
     expect(await keysNow()).toBe(50);
