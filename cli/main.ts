@@ -8,6 +8,7 @@ import { printError } from "./terminal-output.js";
 const commands = {
   catalogue: () => import("./commands/catalogue-commands.js"),
   demo: () => import("./commands/demo-command.js"),
+  local: () => import("./commands/local-command.js"),
   operations: () => import("./commands/operations-commands.js"),
   snapshot: () => import("./commands/snapshot-command.js"),
   verify: () => import("./commands/verify-command.js"),
@@ -36,6 +37,20 @@ export async function runCli(argv: string[]): Promise<number> {
         .demo()
         .then(({ runDemoCommand }) => runDemoCommand(flags))
         .then((result) => (result.ok ? ExitCodes.ok : ExitCodes.failure));
+    });
+
+  program
+    .command("local")
+    .description("The local stack of the demo, kept running for the other commands' --local")
+    .command("up")
+    .description(
+      "Start etcd, s3rver and dynalite on this machine and keep them until Ctrl-C; backup, restore, approve, reject, list and show take --local to use them",
+    )
+    .option("--members <n>", "etcd members: 1 or 3", "1")
+    .option("--keys <n>", "Kubernetes-shaped keys to write at the start", "500")
+    .option("--json", "print the session (endpoints, names) as one JSON object once up")
+    .action((flags) => {
+      outcome = commands.local().then(({ runLocalUpCommand }) => runLocalUpCommand(flags));
     });
 
   program
@@ -110,6 +125,7 @@ export async function runCli(argv: string[]): Promise<number> {
     );
   const catalogueOptions = (command: Command) =>
     stackOption(command)
+      .option("--local", "use the local stack of `etcd-backup local up` instead of AWS")
       .option("--table <name>", "the catalogue table (default: the stack's CatalogueTableName)")
       .option("--dynamodb-endpoint <url>", "DynamoDB endpoint (e.g. a local dynalite)")
       .option("--region <region>", "AWS region")
@@ -202,7 +218,8 @@ export async function runCli(argv: string[]): Promise<number> {
         "the backup state machine (default: the stack's BackupStateMachineArn)",
       )
       .requiredOption("--cluster <name>", "the cluster to back up")
-      .option("--tag <tag...>", "catalogue tags for the snapshot, besides on-demand"),
+      .option("--tag <tag...>", "catalogue tags for the snapshot, besides on-demand")
+      .option("--local", "run it on the local stack of `etcd-backup local up`, in this process, to its end"),
   ).action((flags) => {
     outcome = commands.workflow().then(({ runBackupCommand }) => runBackupCommand(flags));
   });
@@ -232,6 +249,10 @@ export async function runCli(argv: string[]): Promise<number> {
       .option(
         "--allow-without-revision-bump",
         "etcd 3.4: restore without --bump-revision (see docs/restore.md)",
+      )
+      .option(
+        "--local",
+        "run it on the local stack of `etcd-backup local up`, in this process, to its end (approve with approve --local)",
       ),
   ).action((flags) => {
     outcome = commands.workflow().then(({ runRestoreCommand }) => runRestoreCommand(flags));

@@ -10,19 +10,29 @@ import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { formatBytes, printJson } from "../terminal-output.js";
 
 export interface CatalogueFlags extends StackFlags {
+  /** The catalogue of the running `etcd-backup local up`. */
+  local?: boolean;
   /** Default: the stack's CatalogueTableName output. */
   table?: string;
   dynamodbEndpoint?: string;
   json?: boolean;
 }
 
-async function catalogueTable(flags: CatalogueFlags): Promise<string> {
-  return (await flagsFromStack(flags, { table: StackOutputs.catalogueTableName })).table;
+/** The table and its client: the local stack's with --local, else the flags' or the stack outputs'. */
+async function openCatalogueTable(flags: CatalogueFlags) {
+  if (flags.local) {
+    const { useLocalSession } = await import("../local/local-session.js");
+    const { environment } = await useLocalSession();
+    const client = createDynamoDbClient({ endpoint: environment.dynamo.endpoint });
+    return { client, tableName: environment.tableName };
+  }
+  const { table } = await flagsFromStack(flags, { table: StackOutputs.catalogueTableName });
+  const client = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
+  return { client, tableName: table };
 }
 
 async function openCatalogue(flags: CatalogueFlags) {
-  const tableName = await catalogueTable(flags);
-  const client = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
+  const { client, tableName } = await openCatalogueTable(flags);
   return { client, repository: new CatalogueRepository({ client, tableName }) };
 }
 
@@ -81,14 +91,20 @@ export async function runApprovalCommand(
   executionName: string,
   flags: CatalogueFlags & { reason?: string; by?: string },
 ) {
-  const tableName = await catalogueTable(flags);
-  const dynamo = createDynamoDbClient({ endpoint: flags.dynamodbEndpoint, region: flags.region });
+  const { client: dynamo, tableName } = await openCatalogueTable(flags);
   const sfn = new SFNClient(flags.region ? { region: flags.region } : {});
   try {
     const approvals = new ApprovalTokens({ client: dynamo, tableName });
     const pending = await approvals.find(executionName);
     const by = flags.by ?? process.env.USER ?? "unknown";
-    if (decision === "approve") {
+    if (flags.local) {
+      // No Step Functions service takes the token locally: the waiting run polls for this answer.
+      await approvals.recordAnswer(executionName, {
+        approved: decision === "approve",
+        by,
+        ...(decision === "reject" ? { reason: flags.reason ?? "rejected" } : {}),
+      });
+    } else if (decision === "approve") {
       await sfn.send(
         new SendTaskSuccessCommand({
           taskToken: pending.taskToken,
@@ -104,7 +120,7 @@ export async function runApprovalCommand(
         }),
       );
     }
-    await approvals.remove(executionName);
+    if (!flags.local) await approvals.remove(executionName);
     const result = {
       executionName,
       cluster: pending.targetCluster,

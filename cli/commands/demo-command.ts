@@ -2,37 +2,22 @@
 // by the kubelet stand-in), s3rver and dynalite; Kubernetes-shaped keys; the backup state machine; more
 // writes; the restore state machine with the approval answered here; then checks of the outcome.
 // Progress goes to stderr, the summary (or the JSON with --json) to stdout.
-import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { promisify } from "node:util";
-import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { preRestoreTag } from "../../lambdas/core/retention/retention-policy.js";
 import { createEtcdWriter } from "../local/etcd-writer.js";
+import { kubernetesShapedKeys } from "../local/kubernetes-shaped-keys.js";
 import { localCluster, startLocalStack } from "../local/local-stack.js";
 import type { StateEvent } from "../local/local-state-machine.js";
 import { runLocalBackup, runLocalRestore } from "../local/local-workflows.js";
+import { requireEtcd } from "../local/require-etcd.js";
 import { formatBytes, printJson } from "../terminal-output.js";
-
-const run = promisify(execFile);
+import { parseLocalStackSize } from "./local-stack-size.js";
 
 export interface DemoFlags {
   members: string;
   keys: string;
   json?: boolean;
 }
-
-const resources = [
-  "pods",
-  "configmaps",
-  "secrets",
-  "services",
-  "deployments",
-  "events",
-  "leases",
-  "serviceaccounts",
-];
-const namespaces = ["default", "kube-system", "payments", "web"];
 
 /**
  * Which execution a state belongs to: the backup, the restore, or the backup state machine run again by
@@ -49,12 +34,7 @@ interface StateTiming {
 }
 
 export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }> {
-  const members = Number(flags.members);
-  const keyCount = Number(flags.keys);
-  if (members !== 1 && members !== 3) throw new InvalidInputError("--members must be 1 or 3");
-  if (!Number.isInteger(keyCount) || keyCount < 1 || keyCount > 1_000_000) {
-    throw new InvalidInputError("--keys must be a whole number from 1 to 1000000");
-  }
+  const { members, keyCount } = parseLocalStackSize(flags, 1);
   await requireEtcd();
   const say = flags.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
   const states: StateTiming[] = [];
@@ -97,13 +77,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
   try {
     const writer = createEtcdWriter({ endpoints: stack.etcd.nodes.map((node) => node.clientUrl) });
     say(`writing ${keyCount} Kubernetes-shaped keys…`);
-    const before = Array.from({ length: keyCount }, (_, index) => {
-      const resource = resources[index % resources.length] as string;
-      const namespace = namespaces[index % namespaces.length] as string;
-      // Kubernetes stores objects as protobuf with the "k8s\0" magic prefix; a few hundred bytes to a few KiB.
-      const value = Buffer.concat([Buffer.from("k8s\0"), randomBytes(200 + ((index * 7919) % 3000))]);
-      return [`/registry/${resource}/${namespace}/object-${index}`, value] as [string, Buffer];
-    });
+    const before = kubernetesShapedKeys(keyCount);
     await writer.putMany(before);
 
     say("\nbackup state machine (statemachine/backup.asl.json):");
@@ -197,21 +171,6 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
     process.off("SIGINT", interrupt);
     process.off("SIGTERM", interrupt);
     await stack.stop();
-  }
-}
-
-async function requireEtcd(): Promise<void> {
-  const missing: string[] = [];
-  for (const [binary, versionArgument] of [
-    ["etcd", "--version"],
-    ["etcdctl", "version"],
-  ] as const) {
-    await run(binary, [versionArgument]).catch(() => missing.push(binary));
-  }
-  if (missing.length > 0) {
-    throw new InvalidInputError(
-      `${missing.join(" and ")} not found: install etcd first — Debian/Ubuntu: sudo apt-get install etcd-server etcd-client; macOS: brew install etcd`,
-    );
   }
 }
 

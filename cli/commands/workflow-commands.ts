@@ -9,6 +9,7 @@ import {
   waitForExecution,
 } from "../execution-status.js";
 import { ExitCodes, exitCodeFor } from "../exit-codes.js";
+import type { PublishedMessage, StateEvent } from "../local/local-state-machine.js";
 import { printJson } from "../terminal-output.js";
 
 /** Step Functions allows execution names of at most 80 characters. */
@@ -22,6 +23,8 @@ export function executionName(kind: "backup" | "restore", cluster: string, now =
 }
 
 interface FollowFlags {
+  /** Run on the local stack of `etcd-backup local up`, in this process, to the end. */
+  local?: boolean;
   wait?: boolean;
   /** Seconds between polls with --wait. */
   pollSeconds?: string;
@@ -38,6 +41,7 @@ export interface BackupFlags extends StackFlags, FollowFlags {
 /** Starts the deployed backup state machine now, outside the schedule (before an upgrade, say). */
 export async function runBackupCommand(flags: BackupFlags): Promise<number> {
   const input = { cluster: flags.cluster, tags: ["on-demand", ...(flags.tag ?? [])] };
+  if (flags.local) return runLocally("backup", input, flags);
   const { stateMachineArn } = await flagsFromStack(flags, {
     stateMachineArn: StackOutputs.backupStateMachineArn,
   });
@@ -73,6 +77,7 @@ export async function runRestoreCommand(flags: RestoreFlags): Promise<number> {
     ...(flags.skipSafetySnapshot ? { skipSafetySnapshot: true } : {}),
     ...(flags.allowWithoutRevisionBump ? { allowWithoutRevisionBump: true } : {}),
   };
+  if (flags.local) return runLocally("restore", input, flags);
   const { stateMachineArn } = await flagsFromStack(flags, {
     stateMachineArn: StackOutputs.restoreStateMachineArn,
   });
@@ -147,6 +152,74 @@ async function startAndFollow(
     else process.stdout.write(`started: ${name}\n${nextStep(name)}\n`);
     return ExitCodes.ok;
   });
+}
+
+/**
+ * Runs the workflow on the local stack in this process: locally there is no Step Functions service to
+ * hand the execution to, so the command lasts as long as the execution and reports it as `--wait` does.
+ */
+async function runLocally(
+  kind: "backup" | "restore",
+  input: { cluster: string },
+  flags: FollowFlags,
+): Promise<number> {
+  const [{ useLocalSession }, { runLocalBackup, runLocalRestore }] = await Promise.all([
+    import("../local/local-session.js"),
+    import("../local/local-workflows.js"),
+  ]);
+  await useLocalSession();
+  const name = executionName(kind, input.cluster);
+  const say = (line: string): void => {
+    process.stderr.write(`${line}\n`);
+  };
+  say(`${name}: running on the local stack, in this process (keep it open)`);
+  let lastPublished = "";
+  const hooks = {
+    executionName: name,
+    onPublish: (message: PublishedMessage) => {
+      lastPublished = message.message;
+    },
+    onEvent: (event: StateEvent, machine: "backup" | "restore") => {
+      const run = machine === kind ? machine : `${machine} (safety snapshot)`;
+      if (event.type === "entered" && !/^(Wait_|Is_|Check_)/.test(event.state))
+        say(`  ${run} ▶ ${event.state}`);
+      if (event.type === "failed") say(`  ${run} ✗ ${event.state} ${event.detail ?? ""}`);
+    },
+  };
+  const startedAt = new Date().toISOString();
+  const result =
+    kind === "backup"
+      ? await runLocalBackup(input, hooks)
+      : await runLocalRestore(input, {
+          ...hooks,
+          onApprovalRequested: (waiting) =>
+            say(
+              `  waiting for approval: etcd-backup approve ${waiting} --local   (or: etcd-backup reject ${waiting} --local --reason "…")`,
+            ),
+        });
+  // As on AWS, the failure that matters is the failed task's, not the final Fail state's.
+  const failedTask = result.states
+    .filter((event) => event.type === "failed" && event.stateType !== "Fail")
+    .at(-1);
+  const status: ExecutionStatus = {
+    executionArn: result.executionArn,
+    name,
+    status: result.status,
+    startedAt,
+    stoppedAt: new Date().toISOString(),
+    ...(result.status === "SUCCEEDED" ? { output: result.output } : {}),
+    ...(result.error
+      ? {
+          failure: failedTask
+            ? { state: failedTask.state, error: failedTask.detail, cause: failedTask.cause }
+            : { error: result.error.name, cause: result.error.cause },
+        }
+      : {}),
+  };
+  // What the SNS topic would have carried: the failure's details, or the restore's timings and undo.
+  if (lastPublished) say(`\nnotified:\n${lastPublished}\n`);
+  printStatus(status, flags);
+  return exitCodeOf(status);
 }
 
 async function follow(sfn: SFNClient, executionArn: string, flags: FollowFlags): Promise<number> {

@@ -8,6 +8,11 @@ import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repo
 import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { type LocalDynamoDb, startLocalDynamoDb } from "./local-dynamodb.js";
+import {
+  applyLocalHandlerEnvironment,
+  type LocalHandlerEnvironment,
+  localNotificationsFile,
+} from "./local-handler-environment.js";
 import { type LocalS3, startLocalS3 } from "./local-s3.js";
 import {
   apiServerManifestName,
@@ -31,6 +36,8 @@ export interface LocalStack {
   tableName: string;
   prefix: string;
   workDir: string;
+  /** What the handlers read to find the stand-ins (applied to this process already). */
+  environment: LocalHandlerEnvironment;
   /** Messages the handlers published to SNS topics (approval requests). */
   readNotifications(): Promise<Array<{ topicArn: string; subject: string; message: string }>>;
   stop(): Promise<void>;
@@ -60,16 +67,18 @@ export async function startLocalStack(options: { members: 1 | 3 }): Promise<Loca
     await createCatalogueTable(dynamoClient, tableName);
     const targetsFile = join(work.path, "targets.json");
     await writeFile(targetsFile, JSON.stringify(localTargets(etcd, prefix), null, 2));
-    applyLocalHandlerEnvironment({
+    const environment: LocalHandlerEnvironment = {
       tableName,
       bucket: s3.bucket,
       prefix,
       targetsFile,
-      s3,
-      dynamo,
+      s3: { endpoint: s3.endpoint },
+      dynamo: { endpoint: dynamo.endpoint },
       workDir: work.path,
-    });
+    };
+    applyLocalHandlerEnvironment(environment);
     return {
+      environment,
       etcd,
       s3,
       dynamo,
@@ -79,7 +88,7 @@ export async function startLocalStack(options: { members: 1 | 3 }): Promise<Loca
       prefix,
       workDir: work.path,
       readNotifications: async () =>
-        (await readFile(join(work.path, "notifications.jsonl"), "utf8").catch(() => ""))
+        (await readFile(localNotificationsFile(work.path), "utf8").catch(() => ""))
           .split("\n")
           .filter(Boolean)
           .map((line) => JSON.parse(line)),
@@ -89,33 +98,6 @@ export async function startLocalStack(options: { members: 1 | 3 }): Promise<Loca
     await stop();
     throw error;
   }
-}
-
-/** Points the real handlers at the local stand-ins through the variables the Lambda functions get. */
-export function applyLocalHandlerEnvironment(local: {
-  tableName: string;
-  bucket: string;
-  prefix: string;
-  targetsFile: string;
-  s3: { endpoint: string };
-  dynamo: { endpoint: string };
-  workDir: string;
-}): void {
-  Object.assign(process.env, {
-    CATALOGUE_TABLE: local.tableName,
-    SNAPSHOT_BUCKET: local.bucket,
-    SNAPSHOT_PREFIX: local.prefix,
-    TARGETS_FILE: local.targetsFile,
-    S3_ENDPOINT: local.s3.endpoint,
-    DYNAMODB_ENDPOINT: local.dynamo.endpoint,
-    STAGING_DIR: local.workDir,
-    APPROVERS_TOPIC_ARN: "arn:aws:sns:local:000000000000:etcd-backup-approvers",
-    LOCAL_NOTIFICATIONS_FILE: join(local.workDir, "notifications.jsonl"),
-    POWERTOOLS_LOG_LEVEL: "SILENT",
-    POWERTOOLS_METRICS_DISABLED: "true",
-    POWERTOOLS_TRACE_ENABLED: "false",
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-  });
 }
 
 /** The local cluster as a target: reached directly, restored through local agents with etcdctl 3.4. */

@@ -21,7 +21,12 @@ export interface StateEvent {
   type: "entered" | "exited" | "failed" | "retried" | "caught";
   state: string;
   at: number;
+  /** The state's type (`Task`, `Fail`, …): a Fail state "fails" as the execution's end, not a step's failure. */
+  stateType?: string;
+  /** A failed state's error name. */
   detail?: string;
+  /** A failed state's cause (a Lambda function's error JSON). */
+  cause?: string;
 }
 
 export interface LocalRunOptions {
@@ -232,8 +237,10 @@ function toStateEvent(event: Record<string, unknown>): StateEvent | undefined {
       return {
         type: "failed",
         state: state ?? "?",
+        stateType: (event.state as { type?: string } | undefined)?.type,
         at,
-        detail: String((event as { Error?: string }).Error ?? ""),
+        detail: String(event.Error ?? ""),
+        cause: causeText(event.Cause),
       };
     case "StateRetried":
       return { type: "retried", state: state ?? "?", at };
@@ -242,6 +249,13 @@ function toStateEvent(event: Record<string, unknown>): StateEvent | undefined {
     default:
       return undefined;
   }
+}
+
+function causeText(cause: unknown): string | undefined {
+  if (cause === undefined || cause === null) return undefined;
+  if (typeof cause === "string") return cause;
+  if (cause instanceof Error) return cause.message;
+  return JSON.stringify(cause);
 }
 
 /** What Step Functions reports for a Lambda function error: its type, and the Lambda error JSON as Cause. */

@@ -290,8 +290,21 @@ describe("etcd-backup snapshot and verify", () => {
   });
 
   it("answers --help for each command and rejects unknown flags with exit code 2", async () => {
-    const commands = ["snapshot", "verify", "demo", "list", "show", "approve", "reject", "prune", "restore"];
-    const helps = await Promise.all(commands.map((command) => etcdBackup(command, "--help")));
+    const commands = [
+      "snapshot",
+      "verify",
+      "demo",
+      "local up",
+      "list",
+      "show",
+      "approve",
+      "reject",
+      "prune",
+      "backup",
+      "restore",
+      "status",
+    ];
+    const helps = await Promise.all(commands.map((command) => etcdBackup(...command.split(" "), "--help")));
     helps.forEach((help, index) => {
       expect(help.code).toBe(0);
       expect(help.stdout).toContain(`Usage: etcd-backup ${commands[index]}`);

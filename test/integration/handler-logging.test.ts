@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyLocalHandlerEnvironment } from "../../cli/local/local-stack.js";
+import { applyLocalHandlerEnvironment } from "../../cli/local/local-handler-environment.js";
 import { runLocalBackup } from "../../cli/local/local-workflows.js";
 import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";

@@ -2,7 +2,7 @@
 // runner and the demo do: everything the backup state machine needs, on this machine.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { applyLocalHandlerEnvironment } from "../../cli/local/local-stack.js";
+import { applyLocalHandlerEnvironment } from "../../cli/local/local-handler-environment.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";

@@ -1,0 +1,169 @@
+// `etcd-backup local up` and the commands that take --local, as an operator runs them in three terminals:
+// the stack in one, a restore waiting for approval in another, the approval in a third.
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
+import type { LocalSession } from "../../cli/local/local-session.js";
+import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+
+const cli = join(import.meta.dirname, "../../bin/etcd-backup.mjs");
+
+let dir: string;
+let environment: NodeJS.ProcessEnv;
+let up: Running;
+let session: LocalSession & { sessionFile: string };
+
+interface Running {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+function start(args: string[]): Running {
+  const child = spawn(process.execPath, [cli, ...args], { env: environment });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr?.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exit };
+}
+
+async function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { env: environment }, (error, stdout, stderr) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function registryKeys(): Promise<number> {
+  const client = createEtcdClient({ endpoint: session.etcdEndpoints[0] as string });
+  try {
+    return (await client.countKeys("/registry/")).count;
+  } finally {
+    client.close();
+  }
+}
+
+/** Starts a restore, and once it asks for approval, answers it as a person would from another terminal. */
+async function restoreAnswered(snapshotId: string, answer: string[]) {
+  const restore = start([
+    "restore",
+    "--local",
+    "--cluster",
+    "local",
+    "--snapshot-id",
+    snapshotId,
+    "--allow-without-revision-bump",
+  ]);
+  const execution = await until(
+    () => /waiting for approval: etcd-backup approve (\S+) --local/.exec(restore.stderr())?.[1],
+    "the approval request",
+  );
+  const answered = await run([...answer, execution, "--local"]);
+  return {
+    execution,
+    answered,
+    code: await restore.exit,
+    stdout: restore.stdout(),
+    stderr: restore.stderr(),
+  };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "local-stack-cli-"));
+  environment = { ...process.env, ETCD_BACKUP_LOCAL_SESSION: join(dir, "session.json") };
+  up = start(["local", "up", "--keys", "40", "--json"]);
+  session = JSON.parse(
+    await until(() => (up.stdout().trim().endsWith("}") ? up.stdout() : undefined), "local up"),
+  );
+}, 90_000);
+
+afterAll(async () => {
+  if (up?.child.exitCode === null) {
+    up.child.kill("SIGINT");
+    await up.exit;
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("etcd-backup local up, and the commands given --local", () => {
+  it("runs the backup workflow on the local stack and lists its verified snapshot", async () => {
+    expect(session.sessionFile).toBe(join(dir, "session.json"));
+    expect(await registryKeys()).toBe(40);
+    const backup = await run(["backup", "--local", "--cluster", "local", "--json"]);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(JSON.parse(backup.stdout)).toMatchObject({ status: "SUCCEEDED" });
+    expect(backup.stderr).toContain("backup ▶ VerifySnapshot");
+    const listed = await run(["list", "--local", "--cluster", "local", "--json"]);
+    expect(JSON.parse(listed.stdout).snapshots).toEqual([
+      expect.objectContaining({ status: "VERIFIED", tags: ["on-demand"], liveKeyCount: 40 }),
+    ]);
+  }, 60_000);
+
+  it("ends a restore rejected from another process with nothing changed, and exits non-zero", async () => {
+    const listed = JSON.parse((await run(["list", "--local", "--cluster", "local", "--json"])).stdout);
+    const snapshotId = listed.snapshots[0].snapshotId as string;
+    await createEtcdWriter({ endpoints: session.etcdEndpoints }).put("/registry/pods/default/late", "after");
+    const rejected = await restoreAnswered(snapshotId, ["reject", "--reason", "wrong snapshot"]);
+    expect(rejected.answered.code, rejected.answered.stderr).toBe(0);
+    expect(rejected.answered.stdout).toContain(`rejected the restore of local from ${snapshotId}`);
+    expect(rejected.code).not.toBe(0);
+    expect(rejected.stdout).toMatch(/FAILED\n(.|\n)*failed at RequestApproval: RestoreRejected/);
+    expect(rejected.stderr).toContain("wrong snapshot");
+    expect(await registryKeys()).toBe(41);
+    // The answer was consumed: the execution no longer waits.
+    const late = await run(["approve", rejected.execution, "--local"]);
+    expect(late.code).toBe(6);
+    expect(late.stderr).toContain("no restore is waiting for approval");
+  }, 60_000);
+
+  it("restores the snapshot once approved from another process", async () => {
+    const listed = JSON.parse((await run(["list", "--local", "--cluster", "local", "--json"])).stdout);
+    const snapshotId = listed.snapshots.find((row: { tags: string[] }) => row.tags.includes("on-demand"))
+      .snapshotId as string;
+    const approved = await restoreAnswered(snapshotId, ["approve", "--by", "sre-lead"]);
+    expect(approved.answered.code, approved.answered.stderr).toBe(0);
+    expect(approved.code, approved.stderr).toBe(0);
+    expect(approved.stdout).toContain(`${approved.execution}: SUCCEEDED`);
+    expect(approved.stderr).toContain("restore ▶ CheckEtcdHealth");
+    expect(approved.stderr).toContain(`was restored from snapshot ${snapshotId}`);
+    expect(await registryKeys()).toBe(40);
+  }, 90_000);
+
+  it("refuses a second local up on the same session file while the first runs", async () => {
+    const second = await run(["local", "up", "--keys", "0"]);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toContain(`a local stack is already running (pid ${session.pid}`);
+  }, 60_000);
+
+  it("stops on Ctrl-C, removing its files and the session; --local then says none runs", async () => {
+    up.child.kill("SIGINT");
+    expect(await up.exit).toBe(0);
+    expect(existsSync(session.sessionFile)).toBe(false);
+    expect(existsSync(session.environment.workDir)).toBe(false);
+    const listed = await run(["list", "--local", "--cluster", "local"]);
+    expect(listed.code).toBe(2);
+    expect(listed.stderr).toContain("no local stack is running");
+  }, 30_000);
+});
