@@ -59,3 +59,28 @@ export function createProgressLine(label: string, enabled: boolean) {
     },
   };
 }
+
+/**
+ * One progress line per activity of a workflow's steps (streaming, then reading back), each cleared when
+ * the next begins or `done` is called (before a state's own line is printed).
+ */
+export function createActivityProgress(enabled: boolean) {
+  let current: { activity: string; line: ReturnType<typeof createProgressLine> } | undefined;
+  const done = () => {
+    current?.line.done();
+    current = undefined;
+  };
+  return {
+    update(progress: { activity: string; bytes: number; totalBytes?: number | undefined }) {
+      if (current?.activity !== progress.activity) {
+        done();
+        current = {
+          activity: progress.activity,
+          line: createProgressLine(`      ${progress.activity}`, enabled),
+        };
+      }
+      current.line.update(progress.bytes, progress.totalBytes);
+    },
+    done,
+  };
+}

@@ -10,7 +10,7 @@ import { localCluster, startLocalStack } from "../local/local-stack.js";
 import type { StateEvent } from "../local/local-state-machine.js";
 import { runLocalBackup, runLocalRestore } from "../local/local-workflows.js";
 import { requireEtcd } from "../local/require-etcd.js";
-import { formatBytes, printJson } from "../terminal-output.js";
+import { createActivityProgress, formatBytes, printJson } from "../terminal-output.js";
 import { parseLocalStackSize } from "./local-stack-size.js";
 
 export interface DemoFlags {
@@ -36,7 +36,13 @@ interface StateTiming {
 export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }> {
   const { members, keyCount } = parseLocalStackSize(flags, 1);
   await requireEtcd();
-  const say = flags.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
+  const progress = createActivityProgress(!flags.json && Boolean(process.stderr.isTTY));
+  const say = flags.json
+    ? () => {}
+    : (line: string) => {
+        progress.done();
+        process.stderr.write(`${line}\n`);
+      };
   const states: StateTiming[] = [];
   const entered = new Map<string, number>();
   // The nested backup reports as "backup" too: while the restore is in SafetySnapshot, it is that run.
@@ -84,7 +90,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
     const backupStarted = Date.now();
     const backup = await runLocalBackup(
       { cluster: localCluster, scheduledTime: new Date().toISOString() },
-      { onEvent },
+      { onEvent, onProgress: progress.update },
     );
     const backupMs = Date.now() - backupStarted;
     const snapshot = await stack.catalogue.findLatestVerified(localCluster);
@@ -105,6 +111,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
       { cluster: localCluster, snapshotId: snapshot.snapshotId, allowWithoutRevisionBump: true },
       {
         onEvent,
+        onProgress: progress.update,
         // As `etcd-backup approve --local` would: the answer recorded on the pending approval.
         onApprovalRequested: async (executionName) => {
           const request = (await stack.readNotifications()).at(-1);

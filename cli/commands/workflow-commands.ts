@@ -10,7 +10,7 @@ import {
 } from "../execution-status.js";
 import { ExitCodes, exitCodeFor } from "../exit-codes.js";
 import type { PublishedMessage, StateEvent } from "../local/local-state-machine.js";
-import { printJson } from "../terminal-output.js";
+import { createActivityProgress, printJson } from "../terminal-output.js";
 
 /** Step Functions allows execution names of at most 80 characters. */
 const maxExecutionName = 80;
@@ -169,13 +169,16 @@ async function runLocally(
   ]);
   await useLocalSession();
   const name = executionName(kind, input.cluster);
+  const progress = createActivityProgress(Boolean(process.stderr.isTTY));
   const say = (line: string): void => {
+    progress.done();
     process.stderr.write(`${line}\n`);
   };
   say(`${name}: running on the local stack, in this process (keep it open)`);
   let lastPublished = "";
   const hooks = {
     executionName: name,
+    onProgress: progress.update,
     onPublish: (message: PublishedMessage) => {
       lastPublished = message.message;
     },

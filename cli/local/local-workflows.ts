@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { agentExecutionTimeoutSeconds } from "../../lambdas/core/restore/restore-timeouts.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
+import { listenToStepProgress, type StepProgress } from "../../lambdas/handlers/shared/step-progress.js";
 import { backupFunctions } from "./backup-functions.js";
 import { waitForApprovalAnswer } from "./local-approval.js";
 import {
@@ -25,22 +26,30 @@ export interface WorkflowHooks {
   onPublish?: (message: PublishedMessage) => void;
   /** Retry pauses in ms (0 in tests); the definition's own otherwise. */
   retryIntervalMs?: number;
+  /** A backup's long steps' bytes so far (streaming, reading back), at every chunk. */
+  onProgress?: (progress: StepProgress) => void;
 }
 
-export function runLocalBackup(
+export async function runLocalBackup(
   input: Record<string, unknown>,
   hooks: WorkflowHooks = {},
 ): Promise<LocalRunResult> {
-  return runLocalStateMachine({
-    definition: "backup.asl.json",
-    functions: backupFunctions,
-    substitutions: { OnCallTopicArn: onCallTopicArn },
-    input,
-    executionName: hooks.executionName,
-    retryIntervalMs: hooks.retryIntervalMs,
-    onPublish: hooks.onPublish,
-    onEvent: (event) => hooks.onEvent?.(event, "backup"),
-  });
+  // The handlers run in this process: their live progress is heard here.
+  const stopListening = hooks.onProgress ? listenToStepProgress(hooks.onProgress) : () => {};
+  try {
+    return await runLocalStateMachine({
+      definition: "backup.asl.json",
+      functions: backupFunctions,
+      substitutions: { OnCallTopicArn: onCallTopicArn },
+      input,
+      executionName: hooks.executionName,
+      retryIntervalMs: hooks.retryIntervalMs,
+      onPublish: hooks.onPublish,
+      onEvent: (event) => hooks.onEvent?.(event, "backup"),
+    });
+  } finally {
+    stopListening();
+  }
 }
 
 export interface RestoreHooks extends WorkflowHooks {

@@ -8,9 +8,11 @@ import type { PublishedMessage } from "../../cli/local/local-state-machine.js";
 import { runLocalBackup, runLocalRestore } from "../../cli/local/local-workflows.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { parsePlan, parseStatus, type RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
+import type { StepProgress } from "../../lambdas/handlers/shared/step-progress.js";
 
 let stack: LocalStack;
 let snapshotId: string;
+const backupProgress: StepProgress[] = [];
 
 beforeAll(async () => {
   stack = await startLocalStack({ members: 1 });
@@ -18,7 +20,10 @@ beforeAll(async () => {
   await writer.putMany(
     Array.from({ length: 50 }, (_, index) => [`/registry/pods/default/p-${index}`, `v${index}`]),
   );
-  const backup = await runLocalBackup({ cluster: localCluster }, { retryIntervalMs: 0 });
+  const backup = await runLocalBackup(
+    { cluster: localCluster },
+    { retryIntervalMs: 0, onProgress: (progress) => backupProgress.push(progress) },
+  );
   expect(backup.status).toBe("SUCCEEDED");
   snapshotId = (await stack.catalogue.findLatestVerified(localCluster))?.snapshotId as string;
   await writer.put("/registry/pods/default/after", "written after the snapshot");
@@ -61,6 +66,21 @@ async function restore(input: Record<string, unknown>, answer: Answer, onEntered
   const entered = result.states.filter((event) => event.type === "entered").map((event) => event.state);
   return { ...result, entered, published };
 }
+
+describe("the local backup", () => {
+  it("hears its steps' live progress: bytes streamed, then read back, up to the snapshot's size", async () => {
+    const row = await stack.catalogue.getSnapshot(localCluster, snapshotId);
+    const streamed = backupProgress.filter((progress) => progress.activity === "streaming");
+    const readBack = backupProgress.filter((progress) => progress.activity === "reading back");
+    expect(streamed.length).toBeGreaterThan(0);
+    expect(streamed.at(-1)?.bytes).toBe(row?.bytes);
+    expect(readBack.at(-1)).toEqual({ activity: "reading back", bytes: row?.bytes, totalBytes: row?.bytes });
+    // Streaming ends before reading back begins.
+    expect(backupProgress.findIndex((progress) => progress.activity === "reading back")).toBe(
+      streamed.length,
+    );
+  });
+});
 
 describe("the restore state machine refuses and changes nothing", () => {
   it("ends when the approver rejects, before taking the lease or touching a node", async () => {

@@ -16,6 +16,11 @@ export interface StepReporter {
   warn(message: string, details?: Record<string, unknown>): void;
   /** A metric for the cluster. */
   metric(name: MetricName, unit: MetricUnitName, value: number): void;
+  /**
+   * A long step's bytes so far, at every chunk (cheap when nobody listens): for a live display where
+   * the step runs in the displaying process, as locally. The log hears of it every 10 s through `info`.
+   */
+  progress?(activity: string, bytes: number, totalBytes?: number): void;
 }
 
 export interface BackupDependencies {

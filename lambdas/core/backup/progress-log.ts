@@ -4,18 +4,20 @@ import type { StepReporter } from "./backup-dependencies.js";
 const progressIntervalMs = 10_000;
 
 /**
- * Logs `message` at most once every 10 s. Called per chunk of a stream: the details are built only when
- * a line is written.
+ * Called per chunk of a stream: tells the reporter's live progress every time, and logs `activity` at
+ * most once every 10 s, building the details only when a line is written.
  */
 export function progressLog(
   reporter: StepReporter,
-  message: string,
-): (details: () => Record<string, unknown>) => void {
+  activity: string,
+  details: () => Record<string, unknown>,
+): (bytes: number, totalBytes?: number) => void {
   let last = Date.now();
-  return (details) => {
+  return (bytes, totalBytes) => {
+    reporter.progress?.(activity, bytes, totalBytes);
     const now = Date.now();
     if (now - last < progressIntervalMs) return;
     last = now;
-    reporter.info(message, details());
+    reporter.info(activity, { ...details(), bytes, ...(totalBytes === undefined ? {} : { totalBytes }) });
   };
 }

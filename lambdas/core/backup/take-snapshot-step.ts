@@ -57,7 +57,7 @@ export async function takeSnapshot(
 
   const target = findTarget(await dependencies.loadTargets(), cluster);
   const source = await openSnapshotSource(dependencies, target, member);
-  const progress = progressLog(dependencies.reporter, "streaming");
+  const progress = progressLog(dependencies.reporter, "streaming", () => ({ snapshotId }));
   const stored = await streamSnapshotToS3(
     source,
     {
@@ -69,7 +69,7 @@ export async function takeSnapshot(
       kmsKeyId: dependencies.kmsKeyId,
     },
     {
-      onProgress: (bytes) => progress(() => ({ snapshotId, bytes })),
+      onProgress: (bytes) => progress(bytes),
     },
   ).finally(() => source.close());
 

@@ -24,13 +24,14 @@ export async function verifySnapshot(
 ): Promise<VerificationPayload> {
   const { cluster } = input;
   const object = { bucket: snapshot.bucket, key: snapshot.key, versionId: snapshot.versionId };
-  const progress = progressLog(dependencies.reporter, "reading back");
+  const progress = progressLog(dependencies.reporter, "reading back", () => ({
+    snapshotId: snapshot.snapshotId,
+  }));
   try {
     const verified = await verifyStoredSnapshot(dependencies.s3, object, snapshot, {
       stagingDir: dependencies.stagingDir,
       // Reading back a large snapshot takes minutes: say how far it got, as the snapshot step does.
-      onStaged: (bytes, totalBytes) =>
-        progress(() => ({ snapshotId: snapshot.snapshotId, bytes, totalBytes })),
+      onStaged: (bytes, totalBytes) => progress(bytes, totalBytes),
     });
     await tagSnapshotObject(dependencies.s3, object, {
       sha256: verified.sha256,

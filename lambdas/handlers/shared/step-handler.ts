@@ -19,6 +19,7 @@ import { MetricDimensions, MetricNamespace, MetricServiceName } from "../../core
 import { createBackupDependencies } from "./backup-dependencies-from-environment.js";
 import { readEnvironment } from "./environment.js";
 import { installLazySourceMaps } from "./lazy-source-maps.js";
+import { reportStepProgress } from "./step-progress.js";
 
 installLazySourceMaps();
 
@@ -44,6 +45,7 @@ const reporter: StepReporter = {
   info: (message, details) => logger.info(message, details ?? {}),
   warn: (message, details) => logger.warn(message, details ?? {}),
   metric: (name, unit, value) => metrics.addMetric(name, units[unit], value),
+  progress: (activity, bytes, totalBytes) => reportStepProgress({ activity, bytes, totalBytes }),
 };
 
 let backup: BackupDependencies | undefined;
