@@ -24,13 +24,20 @@ export async function runCli(argv: string[]): Promise<number> {
   /** The running command; one that returns a number exits with it. */
   let outcome: Promise<unknown> = Promise.resolve();
 
-  program
-    .command("demo")
-    .description(
-      "Run both state machines end to end on this machine: real etcd, s3rver, dynalite, no AWS account",
-    )
-    .option("--members <n>", "etcd members: 1 or 3", "1")
-    .option("--keys <n>", "Kubernetes-shaped keys to write before the snapshot", "2000")
+  /** The size of the local stack that `demo` and `local up` start. */
+  const localStackOptions = (command: Command, keys: { help: string; default: string }) =>
+    command
+      .option("--members <n>", "etcd members: 1 or 3", "1")
+      .option("--keys <n>", keys.help, keys.default);
+
+  localStackOptions(
+    program
+      .command("demo")
+      .description(
+        "Run both state machines end to end on this machine: real etcd, s3rver, dynalite, no AWS account",
+      ),
+    { help: "Kubernetes-shaped keys to write before the snapshot", default: "2000" },
+  )
     .option("--json", "print one JSON object; the exit code says whether every check held")
     .action((flags) => {
       outcome = commands
@@ -39,15 +46,16 @@ export async function runCli(argv: string[]): Promise<number> {
         .then((result) => (result.ok ? ExitCodes.ok : ExitCodes.failure));
     });
 
-  program
-    .command("local")
-    .description("The local stack of the demo, kept running for the other commands' --local")
-    .command("up")
-    .description(
-      "Start etcd, s3rver and dynalite on this machine and keep them until Ctrl-C; backup, restore, approve, reject, list and show take --local to use them",
-    )
-    .option("--members <n>", "etcd members: 1 or 3", "1")
-    .option("--keys <n>", "Kubernetes-shaped keys to write at the start", "500")
+  localStackOptions(
+    program
+      .command("local")
+      .description("The local stack of the demo, kept running for the other commands' --local")
+      .command("up")
+      .description(
+        "Start etcd, s3rver and dynalite on this machine and keep them until Ctrl-C; backup, restore, approve, reject, list and show take --local to use them",
+      ),
+    { help: "Kubernetes-shaped keys to write at the start", default: "500" },
+  )
     .option("--json", "print the session (endpoints, names) as one JSON object once up")
     .action((flags) => {
       outcome = commands.local().then(({ runLocalUpCommand }) => runLocalUpCommand(flags));
