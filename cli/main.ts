@@ -256,7 +256,7 @@ export async function runCli(argv: string[]): Promise<number> {
       .option("--skip-safety-snapshot", "etcd is down: restore without saving the current state first")
       .option(
         "--allow-without-revision-bump",
-        "etcd 3.4: restore without --bump-revision (see docs/restore.md)",
+        "restore without --bump-revision where the node's restore tool lacks it (etcd 3.4, early 3.5; docs/restore.md)",
       )
       .option(
         "--local",

@@ -4,7 +4,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename, dirname, join } from "node:path";
@@ -677,6 +677,91 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       expect((await readKeys(etcd, "/after/")).size).toBe(0);
       expect(await exitCodesWithin(agents, 10_000)).toEqual([0]);
       expect(existsSync(`${node.dataDir}.tool-${restoreId}`)).toBe(false);
+    } finally {
+      await agents.stop();
+    }
+  }, 90_000);
+
+  /**
+   * A restore tool on the node that has --bump-revision and --mark-compacted, as etcdutl 3.5 with the
+   * backport has: it records each invocation and runs this machine's etcdctl 3.4 without those flags
+   * (which 3.4 lacks), so the restore itself is real and the flags it was given are on record.
+   */
+  async function toolWithRevisionFlags(name: string) {
+    const realTool = (await promisify(execFile)("bash", ["-c", "command -v etcdctl"])).stdout.trim();
+    const path = join(etcd.baseDir, name);
+    const invocations = `${path}.invocations`;
+    await writeFile(
+      path,
+      `#!/bin/bash
+printf '%s\\n' "$*" >>'${invocations}'
+if [[ "$1 $2 $3" == "snapshot restore --help" ]]; then
+  '${realTool}' snapshot restore --help 2>&1
+  printf '      --bump-revision uint\\n      --mark-compacted\\n'
+  exit 0
+fi
+args=()
+for argument in "$@"; do [[ $argument == --bump-revision=* || $argument == --mark-compacted ]] || args+=("$argument"); done
+exec '${realTool}' "\${args[@]}"
+`,
+      { mode: 0o755 },
+    );
+    return { path, invocations };
+  }
+
+  it("fails prepare, with etcd still running, when the bump is required and the restore tool lacks the flag", async () => {
+    const realTool = (await promisify(execFile)("bash", ["-c", "command -v etcdctl"])).stdout.trim();
+    const plan: RestorePlan = {
+      ...(await planFor(s3, etcd, node, snapshot, "r-bump-required")),
+      restoreTool: "etcdutl",
+      etcdutlPath: realTool,
+      bumpRevision: 1_000_000_000,
+      markCompacted: true,
+    };
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "prepare" });
+    try {
+      const prepared = await agents.waitForPhase("prepare");
+      expect(prepared.failed).toBe(true);
+      expect(prepared.statuses[0]?.message).toMatch(
+        /^etcdutl 3\.4\.\d+ has no --bump-revision or --mark-compacted: stage a release that has them \(toolObject\), or set allowWithoutRevisionBump/,
+      );
+      expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+      await expectAgentsToAnswer(agents, "abort");
+    } finally {
+      await agents.stop();
+    }
+  });
+
+  it("bumps the revision with an optional bump where the restore tool has the flags, and says so", async () => {
+    const restoreId = "r-bump-optional";
+    const tool = await toolWithRevisionFlags("etcdctl-with-bump");
+    const plan: RestorePlan = {
+      ...(await planFor(s3, etcd, node, snapshot, restoreId)),
+      etcdctlPath: tool.path,
+      bumpRevision: 1_000_000_000,
+      markCompacted: true,
+      revisionBumpOptional: true,
+    };
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "prepare" });
+    try {
+      for (const phase of ["prepare", "stop-apiserver", "stop", "restore"] as const) {
+        const outcome = phase === "prepare" ? await agents.waitForPhase(phase) : await agents.advance(phase);
+        expect(outcome.failed, `${phase}: ${messages(outcome.statuses)}`).toBe(false);
+        if (phase === "restore") {
+          expect(outcome.statuses[0]?.message).toBe(
+            `restored from the snapshot at revision ${snapshot.revision}; revisions bumped by 1000000000`,
+          );
+        }
+      }
+      const calls = (await readFile(tool.invocations, "utf8")).trim().split("\n");
+      expect(calls.find((call) => call.startsWith("snapshot restore /"))).toMatch(
+        / --bump-revision=1000000000 --mark-compacted$/,
+      );
+      for (const phase of ["start", "start-apiserver", "finish"] as const) {
+        const outcome = await agents.advance(phase);
+        expect(outcome.failed, `${phase}: ${messages(outcome.statuses)}`).toBe(false);
+      }
+      await etcd.waitUntilHealthy();
     } finally {
       await agents.stop();
     }

@@ -288,6 +288,21 @@ describe("restore plan format", () => {
     expect((await parseWithAgent(unknown)).problem).toBe("plan phase 'stop-everything' is unknown");
   });
 
+  it("lets etcdctl bump the revision only when the bump is optional, on both sides", async () => {
+    const optional: RestorePlan = {
+      ...basePlan(),
+      restoreTool: "etcdctl",
+      etcdutlPath: undefined,
+      etcdctlPath: "/usr/bin/etcdctl",
+      revisionBumpOptional: true,
+    };
+    expect(parsePlan(renderPlan(optional))).toEqual(optional);
+    expect((await parseWithAgent(renderPlan(optional))).plan).toEqual(flatten(optional));
+    const required = renderPlan(optional).replace("revisionBumpOptional=true\n", "");
+    expect(() => parsePlan(required)).toThrow(/etcdutl/);
+    expect((await parseWithAgent(required)).problem).toMatch(/etcdutl, or make the bump optional/);
+  });
+
   it("ignores keys that a newer writer adds, on both sides", async () => {
     const text = renderPlan(basePlan()).replace("end=1", "futureField=x\nend=1");
     expect(parsePlan(text)).toEqual(basePlan());
@@ -306,6 +321,11 @@ describe("restore plan format", () => {
       /etcdutl/,
     ],
     ["--mark-compacted without --bump-revision", { bumpRevision: undefined }, /needs --bump-revision/],
+    [
+      "an optional revision bump without a bump",
+      { bumpRevision: undefined, markCompacted: undefined, revisionBumpOptional: true },
+      /optional revision bump needs --bump-revision/,
+    ],
     ["a restore id that could leave the data dir's folder", { restoreId: "../x" }, /restoreId/],
     [
       "an initial cluster without this member",

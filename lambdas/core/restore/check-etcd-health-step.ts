@@ -37,11 +37,17 @@ export async function checkEtcdHealth(
     problems.push(`members disagree on the leader (${[...leaders].join(", ")})`);
   if (clusters.size !== 1)
     problems.push(`members belong to different clusters (${[...clusters].join(", ")})`);
-  const expectedRevision = snapshot.revision + (snapshot.bumpRevision ?? 0);
+  const bumpedRevision = snapshot.revision + (snapshot.bumpRevision ?? 0);
+  // An optional bump was skipped where the node's tool lacks the flag; every member must still agree.
+  const expected = snapshot.revisionBumpOptional ? [bumpedRevision, snapshot.revision] : [bumpedRevision];
+  const revisions = new Set(statuses.map((status) => status.revision));
+  if (revisions.size > 1) problems.push(`members disagree on the revision (${[...revisions].join(", ")})`);
   for (const status of statuses) {
     if (status.errors.length > 0) problems.push(`${status.endpoint} reports ${status.errors.join("; ")}`);
-    if (status.revision !== expectedRevision) {
-      problems.push(`${status.endpoint} is at revision ${status.revision}, expected ${expectedRevision}`);
+    if (!expected.includes(status.revision)) {
+      problems.push(
+        `${status.endpoint} is at revision ${status.revision}, expected ${expected.join(" or ")}`,
+      );
     }
   }
   if (keys && keys.count !== snapshot.liveKeyCount) {
@@ -51,7 +57,14 @@ export async function checkEtcdHealth(
     // Retried a few times by the state machine (members may still be electing), then rolled back.
     throw new EtcdUnavailableError(`etcd is not as restored: ${problems.join("; ")}`);
   }
-  const summary = `${statuses.length} member(s) healthy, one leader, revision ${expectedRevision}, ${keys?.count ?? 0} keys`;
+  const revision = statuses[0]?.revision ?? bumpedRevision;
+  const bump =
+    snapshot.bumpRevision === undefined
+      ? ""
+      : revision === bumpedRevision
+        ? ` (the snapshot's ${snapshot.revision}, bumped by ${snapshot.bumpRevision})`
+        : " (NOT bumped: the restore tool has no --bump-revision; restart every Kubernetes client)";
+  const summary = `${statuses.length} member(s) healthy, one leader, revision ${revision}${bump}, ${keys?.count ?? 0} keys`;
   dependencies.reporter.info("etcd healthy after restore", { summary });
   return { healthy: true, summary };
 }

@@ -29,6 +29,12 @@ export const restoreSnapshotSchema = z.object({
   etcdVersion: z.string().optional(),
   /** Added to every revision at restore (etcdutl --bump-revision), when the tool has it. */
   bumpRevision: z.number().optional(),
+  /**
+   * With allowWithoutRevisionBump: the bump is applied where the node's restore tool has the flags and
+   * skipped where it has not, so the restored revision is either; without it, a tool lacking them fails
+   * the prepare phase, before anything stops.
+   */
+  revisionBumpOptional: z.boolean().optional(),
 });
 
 export const restoreMemberSchema = z.object({

@@ -189,6 +189,8 @@ export const restorePlanSchema = z
     restoreTool: z.enum(RestoreTools),
     bumpRevision: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     markCompacted: z.boolean().optional(),
+    /** The tool may lack --bump-revision: then restore without it (allowWithoutRevisionBump). */
+    revisionBumpOptional: z.boolean().optional(),
     etcdctlPath: absolutePath.optional(),
     etcdutlPath: absolutePath.optional(),
     /**
@@ -205,11 +207,19 @@ export const restorePlanSchema = z
   })
   .strict()
   .superRefine((plan, context) => {
-    if (plan.restoreTool === "etcdctl" && (plan.bumpRevision !== undefined || plan.markCompacted)) {
+    if (plan.restoreTool === "etcdctl" && plan.bumpRevision !== undefined && !plan.revisionBumpOptional) {
       context.addIssue({
         code: "custom",
         path: ["restoreTool"],
-        message: "etcdctl snapshot restore has no --bump-revision or --mark-compacted: use etcdutl",
+        message:
+          "etcdctl snapshot restore has --bump-revision only in some 3.4 releases: use etcdutl, or make the bump optional",
+      });
+    }
+    if (plan.revisionBumpOptional && plan.bumpRevision === undefined) {
+      context.addIssue({
+        code: "custom",
+        path: ["revisionBumpOptional"],
+        message: "an optional revision bump needs --bump-revision",
       });
     }
     if (plan.tool && (plan.etcdctlPath || plan.etcdutlPath)) {
@@ -304,6 +314,7 @@ const planFields: ReadonlyArray<readonly [string, FieldKind]> = [
   ["restoreTool", "string"],
   ["bumpRevision", "integer"],
   ["markCompacted", "boolean"],
+  ["revisionBumpOptional", "boolean"],
   ["tool.url", "string"],
   ["tool.sha256", "string"],
   ["etcdctlPath", "string"],

@@ -112,7 +112,13 @@ export async function writeRestorePlans(
       initialCluster,
       initialClusterToken: `etcd-restore-${restoreId}`.slice(0, 100),
       restoreTool: layout.restoreTool,
-      ...(snapshot.bumpRevision ? { bumpRevision: snapshot.bumpRevision, markCompacted: true } : {}),
+      ...(snapshot.bumpRevision
+        ? {
+            bumpRevision: snapshot.bumpRevision,
+            markCompacted: true,
+            ...(snapshot.revisionBumpOptional ? { revisionBumpOptional: true } : {}),
+          }
+        : {}),
       ...(layout.toolPath
         ? { [layout.restoreTool === "etcdutl" ? "etcdutlPath" : "etcdctlPath"]: layout.toolPath }
         : {}),

@@ -65,15 +65,16 @@ export async function validateRestore(
     );
   }
 
-  const canBump = layout.restoreTool === "etcdutl";
-  if (!canBump && !input.allowWithoutRevisionBump) {
+  // Which tools have --bump-revision is known only on the nodes (etcdutl gained it in a 3.5 release, and
+  // some etcdctl 3.4 releases carry a backport): the agents check at prepare, before anything stops.
+  if (layout.restoreTool === "etcdctl" && !input.allowWithoutRevisionBump) {
     throw new InvalidInputError(
       `${layout.restoreTool} cannot bump revisions at restore, so Kubernetes watchers could miss changes: use etcdutl (etcd 3.5.x with the backport, or 3.6), or set allowWithoutRevisionBump (see docs/restore.md)`,
     );
   }
-  if (!canBump)
+  if (input.allowWithoutRevisionBump)
     notes.push(
-      "restoring WITHOUT a revision bump (allowWithoutRevisionBump): restart every Kubernetes client",
+      "allowWithoutRevisionBump: revisions are bumped where the restore tool has --bump-revision, and restored WITHOUT a bump where it has not: then restart every Kubernetes client",
     );
 
   const snapshot: RestoreSnapshot = {
@@ -87,7 +88,8 @@ export async function validateRestore(
     revision: row.revision,
     liveKeyCount: row.liveKeyCount ?? 0,
     etcdVersion: row.etcdVersion,
-    bumpRevision: canBump ? revisionBump : undefined,
+    bumpRevision: revisionBump,
+    ...(input.allowWithoutRevisionBump ? { revisionBumpOptional: true } : {}),
   };
   const summary = [
     `Restore etcd cluster "${input.cluster}" from snapshot ${snapshot.snapshotId}${sourceCluster !== input.cluster ? ` of cluster "${sourceCluster}"` : ""}.`,

@@ -89,6 +89,8 @@ old_data_dir=""
 tool_version=""
 # "ready" or "not checked", from start-apiserver on: the success notice says when no readiness check ran.
 api_readiness=""
+# How the restore tool treated the plan's revision bump, for the restore phase's report.
+revision_note=""
 log_lines=()
 status_dirty=0
 last_put=0
@@ -297,7 +299,7 @@ for key in restoreId cluster phase snapshot.url snapshot.sha256 snapshot.bytes s
   member.dataDir member.manifestDir member.parkedManifestDir member.etcdManifest member.apiServerManifest \
   member.clientUrl member.peerUrl member.healthUrl member.healthTls.caFile member.healthTls.certFile \
   member.healthTls.keyFile member.apiServerReadyUrl member.apiServerCaFile member.restartManifests \
-  initialCluster initialClusterToken restoreTool bumpRevision markCompacted etcdctlPath etcdutlPath \
+  initialCluster initialClusterToken restoreTool bumpRevision markCompacted revisionBumpOptional etcdctlPath etcdutlPath \
   tool.url tool.sha256 minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds planUrl statusUrl; do
   known_keys[$key]=1
 done
@@ -416,12 +418,14 @@ check_plan() {
       return 1
     fi
   fi
-  if [[ -n ${plan[markCompacted]+set} && ${plan[markCompacted]} != true && ${plan[markCompacted]} != false ]]; then
-    echo "plan markCompacted is neither true nor false"
-    return 1
-  fi
-  if [[ ${plan[restoreTool]} == etcdctl && (-n ${plan[bumpRevision]:-} || ${plan[markCompacted]:-} == true) ]]; then
-    echo "etcdctl snapshot restore has no --bump-revision or --mark-compacted: the plan must name etcdutl"
+  for key in markCompacted revisionBumpOptional; do
+    if [[ -n ${plan[$key]+set} && ${plan[$key]} != true && ${plan[$key]} != false ]]; then
+      echo "plan $key is neither true nor false"
+      return 1
+    fi
+  done
+  if [[ ${plan[restoreTool]} == etcdctl && -n ${plan[bumpRevision]:-} && ${plan[revisionBumpOptional]:-} != true ]]; then
+    echo "etcdctl snapshot restore has --bump-revision only in some 3.4 releases: the plan must name etcdutl, or make the bump optional"
     return 1
   fi
   if [[ ${plan[member.manifestDir]} == "${plan[member.parkedManifestDir]}" ]]; then
@@ -878,14 +882,19 @@ check_restore_tool() {
   if [[ $tool_name == etcdctl ]] && ((major > 3 || (major == 3 && minor >= 6))); then
     fail "$tool_version has no snapshot restore (moved to etcdutl in 3.6): the plan must name etcdutl"
   fi
-  if [[ -n ${plan[bumpRevision]:-} ]]; then
-    output=$("$tool" snapshot restore --help 2>&1)
-    [[ $output == *--bump-revision* ]] || fail "$tool_version has no --bump-revision"
-    if [[ ${plan[markCompacted]:-} == true && $output != *--mark-compacted* ]]; then
-      fail "$tool_version has no --mark-compacted"
-    fi
+  if [[ -n ${plan[bumpRevision]:-} ]] && ! tool_can_bump "$tool"; then
+    [[ ${plan[revisionBumpOptional]:-} == true ]] ||
+      fail "$tool_version has no --bump-revision or --mark-compacted: stage a release that has them (toolObject), or set allowWithoutRevisionBump to restore without"
+    log "$tool_version has no --bump-revision or --mark-compacted: this member is restored WITHOUT a revision bump (allowWithoutRevisionBump)"
   fi
   log "found $tool_version"
+}
+
+# Whether the restore tool takes the plan's revision flags (etcdutl since a 3.5 release; some etcdctl 3.4).
+tool_can_bump() {
+  local output
+  output=$("$1" snapshot restore --help 2>&1)
+  [[ $output == *--bump-revision* && (${plan[markCompacted]:-} != true || $output == *--mark-compacted*) ]]
 }
 
 # A download that failed its checks is worthless and as large as the database: it goes before the report,
@@ -969,9 +978,13 @@ run_restore_tool() {
   args=(snapshot restore "$download" "--name=${plan[member.name]}" "--initial-cluster=${plan[initialCluster]}"
     "--initial-cluster-token=${plan[initialClusterToken]}"
     "--initial-advertise-peer-urls=${plan[member.peerUrl]}" "--data-dir=$new_dir")
-  if [[ -n ${plan[bumpRevision]:-} ]]; then
+  # An optional bump is checked again here: the prepare phase may have run in an agent before this one.
+  if [[ -n ${plan[bumpRevision]:-} ]] && { [[ ${plan[revisionBumpOptional]:-} != true ]] || tool_can_bump "$tool"; }; then
     args+=("--bump-revision=${plan[bumpRevision]}")
     [[ ${plan[markCompacted]:-} == true ]] && args+=(--mark-compacted)
+    revision_note="; revisions bumped by ${plan[bumpRevision]}"
+  elif [[ -n ${plan[bumpRevision]:-} ]]; then
+    revision_note="; WITHOUT a revision bump (the restore tool has no --bump-revision)"
   fi
   log "running ${plan[restoreTool]} snapshot restore into $new_dir"
   ETCDCTL_API=3 "$tool" "${args[@]}" >"$work_dir/restore.out" 2>&1
@@ -1113,7 +1126,7 @@ complete_restore() {
   : >"$restored_marker" || fail "cannot write $restored_marker"
   rm -f -- "$download" "$download.part"
   log "restored $data_dir from the snapshot at revision ${plan[snapshot.revision]}"
-  message="restored from the snapshot at revision ${plan[snapshot.revision]}"
+  message="restored from the snapshot at revision ${plan[snapshot.revision]}$revision_note"
 }
 
 phase_start() {

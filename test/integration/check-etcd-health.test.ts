@@ -1,0 +1,96 @@
+// The barrier check after etcd restarts from a restore, against a real etcd: the revision it must be at
+// depends on whether the restore bumped it, and an optional bump may have been skipped.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
+import type { TargetsFile } from "../../lambdas/core/config/target-config.js";
+import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+import { checkEtcdHealth } from "../../lambdas/core/restore/check-etcd-health-step.js";
+import type { RestoreDependencies } from "../../lambdas/core/restore/restore-dependencies.js";
+import type { RestoreMember, RestoreSnapshot } from "../../lambdas/core/restore/restore-payloads.js";
+import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
+import { createEtcdWriter } from "../support/etcd-writer.js";
+
+let etcd: EtcdCluster;
+let live: { revision: number; count: number };
+let members: RestoreMember[];
+
+beforeAll(async () => {
+  etcd = await startEtcdCluster({ members: 1 });
+  const writer = createEtcdWriter({ endpoints: etcd.endpoints });
+  for (let index = 0; index < 5; index++) await writer.put(`/registry/pods/default/p-${index}`, "v");
+  const client = createEtcdClient({ endpoint: etcd.endpoints[0] as string });
+  try {
+    live = await client.countKeys();
+  } finally {
+    client.close();
+  }
+  members = etcd.members.map((member) => ({
+    name: member.name,
+    dataDir: member.dataDir,
+    manifestDir: "/etc/kubernetes/manifests",
+    clientUrl: member.clientUrl,
+    peerUrl: member.peerUrl,
+  }));
+}, 60_000);
+
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+const dependencies = {
+  loadTargets: async () =>
+    ({
+      prefix: "etcd-backup",
+      targets: [{ name: "c", access: { kind: "direct" }, etcd: { endpoints: etcd.endpoints } }],
+    }) as unknown as TargetsFile,
+  loadEtcdTls: async () => undefined,
+  reporter: silentReporter,
+} as unknown as RestoreDependencies;
+
+function snapshotAt(fields: Partial<RestoreSnapshot>): RestoreSnapshot {
+  return {
+    sourceCluster: "c",
+    snapshotId: "20261125T000000000Z-000000",
+    bucket: "b",
+    key: "k",
+    sha256: "0".repeat(64),
+    bytes: 1,
+    revision: live.revision,
+    liveKeyCount: live.count,
+    ...fields,
+  };
+}
+
+const check = (snapshot: RestoreSnapshot) =>
+  checkEtcdHealth(dependencies, { cluster: "c", snapshotId: snapshot.snapshotId }, snapshot, members);
+
+describe("checkEtcdHealth", () => {
+  it("passes at the snapshot's revision plus the bump, and says the revision was bumped", async () => {
+    const result = await check(snapshotAt({ revision: live.revision - 3, bumpRevision: 3 }));
+    expect(result.summary).toBe(
+      `1 member(s) healthy, one leader, revision ${live.revision} (the snapshot's ${live.revision - 3}, bumped by 3), ${live.count} keys`,
+    );
+  });
+
+  it("fails at the snapshot's own revision when the bump was required", async () => {
+    await expect(check(snapshotAt({ bumpRevision: 3 }))).rejects.toThrow(
+      `is at revision ${live.revision}, expected ${live.revision + 3}`,
+    );
+  });
+
+  it("passes at the snapshot's own revision when the bump was optional, saying it was not bumped", async () => {
+    const result = await check(snapshotAt({ bumpRevision: 3, revisionBumpOptional: true }));
+    expect(result.summary).toContain(
+      `revision ${live.revision} (NOT bumped: the restore tool has no --bump-revision; restart every Kubernetes client)`,
+    );
+  });
+
+  it("fails at any other revision, even with an optional bump, and on another key count", async () => {
+    await expect(
+      check(snapshotAt({ revision: live.revision - 1, bumpRevision: 3, revisionBumpOptional: true })),
+    ).rejects.toThrow(`expected ${live.revision + 2} or ${live.revision - 1}`);
+    await expect(check(snapshotAt({ liveKeyCount: live.count + 1 }))).rejects.toThrow(
+      `etcd holds ${live.count} keys, the snapshot ${live.count + 1}`,
+    );
+  });
+});
