@@ -1017,6 +1017,34 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     }
   }, 60_000);
 
+  it("asks once more when stopped between two readiness asks, and reports done if the API answers ready", async () => {
+    // Ready a second after it starts; the agent asks again only after 30 s, long after the kill.
+    await parkApiServer(1000);
+    const plan = await planFor(s3, etcd, node, snapshot, "r-stopped-before-ready-seen");
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, startTimeoutSeconds: 60 }],
+      initialPhase: "start-apiserver",
+      pollSeconds: "30",
+      env: shortWaits,
+    });
+    try {
+      const agent = agents.agents[0] as (typeof agents.agents)[number];
+      await expect.poll(() => agent.stderr(), { timeout: 15_000 }).toContain("to answer ok");
+      await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
+      await sleep(1500);
+      agent.child.kill("SIGTERM");
+      expect(await agent.exitCode).toBe(0);
+      expect((await agents.readStatus(node.memberName))?.status).toMatchObject({
+        phase: "start-apiserver",
+        state: "done",
+        message: `kube-apiserver started; the API answered ready at ${node.apiServerReadyUrl} when the agent was stopped by SIGTERM (the kubelet, once the restored API serves), before it restarted anything; WARNING: ${schedulerManifestName} ${controllerManagerManifestName} not restarted: restart them by hand`,
+      });
+    } finally {
+      await agents.stop();
+    }
+  }, 60_000);
+
   it("reports a stop in the middle of a phase as that phase's failure", async () => {
     await parkApiServer(null);
     const plan = await planFor(s3, etcd, node, snapshot, "r-stopped-mid-phase");

@@ -208,7 +208,9 @@ export function buildAgentPod(
       dnsPolicy: "Default",
       restartPolicy: "Never",
       activeDeadlineSeconds: agentPodDeadlineSeconds,
-      terminationGracePeriodSeconds: 5,
+      // Time for a last readiness ask and the status write when the kubelet stops the agent after the
+      // restored API serves (the agent exits as soon as it has reported).
+      terminationGracePeriodSeconds: 30,
       automountServiceAccountToken: false,
       enableServiceLinks: false,
       // Scheduled straight onto the node: no preemption, and the critical class keeps eviction away.

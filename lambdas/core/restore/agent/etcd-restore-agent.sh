@@ -268,13 +268,25 @@ on_signal() {
   if [[ $state == "done" || $phase == finish || $phase == abort ]]; then
     exit 0
   fi
+  # The kubelet kills the pod because the restored API serves, so the kill can come between two of the
+  # agent's readiness asks, before it saw the answer: ask once more (the grace period allows for it).
+  local not_restarted=0
+  if [[ $phase == start-apiserver && $api_readiness != ready && -n ${api_request_url:-} ]] && api_ready; then
+    api_readiness="ready"
+    not_restarted=1
+  fi
   # The same kill can come while the scheduler and controller manager are being restarted, after the API
   # answered ready: the restore stands. Put back any manifest still parked (the kubelet grants a grace
   # period for this), and report done with what was interrupted.
   if [[ $phase == start-apiserver && $api_readiness == ready ]]; then
     put_back_parked_restarts
     state="done"
-    message="kube-apiserver started; the API answered ready at $ready_url; the agent was stopped by SIG$1 (the kubelet, once the restored API serves) while restarting the scheduler and controller manager"
+    if ((not_restarted)); then
+      message="kube-apiserver started; the API answered ready at $ready_url when the agent was stopped by SIG$1 (the kubelet, once the restored API serves), before it restarted anything"
+      ((${#restart_manifests[@]})) && message+="; WARNING: ${restart_manifests[*]} not restarted: restart them by hand"
+    else
+      message="kube-apiserver started; the API answered ready at $ready_url; the agent was stopped by SIG$1 (the kubelet, once the restored API serves) while restarting the scheduler and controller manager"
+    fi
     ((${#put_back[@]})) && message+="; put back ${put_back[*]} without waiting for it to stop"
     log "$message"
     put_status 3 || true
