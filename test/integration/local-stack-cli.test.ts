@@ -94,9 +94,15 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "local-stack-cli-"));
   environment = { ...process.env, ETCD_BACKUP_LOCAL_SESSION: join(dir, "session.json") };
   up = start(["local", "up", "--keys", "40", "--json"]);
-  session = JSON.parse(
-    await until(() => (up.stdout().trim().endsWith("}") ? up.stdout() : undefined), "local up"),
-  );
+  // Printed once everything is up; read whole, however the output arrives in chunks.
+  session = await until(() => {
+    if (up.child.exitCode !== null) throw new Error(`local up exited: ${up.stderr()}`);
+    try {
+      return JSON.parse(up.stdout());
+    } catch {
+      return undefined;
+    }
+  }, "local up");
 }, 90_000);
 
 afterAll(async () => {
