@@ -114,6 +114,7 @@ export async function runCli(argv: string[]): Promise<number> {
     .description("Check a snapshot file or S3 object: trailer, bbolt structure, revision and key counts")
     .argument("<snapshot>", "FILE, or s3://BUCKET/KEY")
     .option("--s3-endpoint <url>", "S3 endpoint (e.g. a local s3rver)")
+    .option("--local", "read s3:// from the local stack of `etcd-backup local up`")
     .option("--region <region>", "AWS region")
     .option("--version-id <id>", "S3 object version")
     .option(
@@ -196,7 +197,8 @@ export async function runCli(argv: string[]): Promise<number> {
       "Show what the retention policy would delete now (--dry-run); the backup workflow applies it",
     )
     .requiredOption("--cluster <name>", "cluster name")
-    .requiredOption("--targets <file>", "the targets file (for the cluster's retention policy)")
+    .option("--targets <file>", "the targets file (for the cluster's retention policy)")
+    .option("--local", "use the local stack of `etcd-backup local up` (its targets, bucket and catalogue)")
     .option("--bucket <name>", "the snapshot bucket (default: the stack's SnapshotBucketName)")
     .option("--table <name>", "the catalogue table (default: the stack's CatalogueTableName)")
     .option("--dry-run", "only show the plan")

@@ -7,6 +7,7 @@ import { type SnapshotStatus, snapshotStatuses } from "../../lambdas/core/catalo
 import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
+import { localSessionEnvironment } from "../local/local-session.js";
 import { formatBytes, printJson } from "../terminal-output.js";
 
 export interface CatalogueFlags extends StackFlags {
@@ -21,8 +22,7 @@ export interface CatalogueFlags extends StackFlags {
 /** The table and its client: the local stack's with --local, else the flags' or the stack outputs'. */
 async function openCatalogueTable(flags: CatalogueFlags) {
   if (flags.local) {
-    const { useLocalSession } = await import("../local/local-session.js");
-    const { environment } = await useLocalSession();
+    const environment = await localSessionEnvironment();
     const client = createDynamoDbClient({ endpoint: environment.dynamo.endpoint });
     return { client, tableName: environment.tableName };
   }

@@ -14,6 +14,8 @@ import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { createDynamoDbClient, createS3Client } from "../../lambdas/core/store/aws-clients.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { ExitCodes } from "../exit-codes.js";
+import type { LocalHandlerEnvironment } from "../local/local-handler-environment.js";
+import { localSessionEnvironment } from "../local/local-session.js";
 import { printError, printJson } from "../terminal-output.js";
 
 export async function readTargetsFile(path: string): Promise<TargetsFile> {
@@ -75,8 +77,10 @@ async function targetsFileProblems(path: string, error: InvalidInputError): Prom
 }
 
 export interface PruneFlags extends StackFlags {
+  /** The running `etcd-backup local up`: its targets file, bucket and catalogue. */
+  local?: boolean;
   cluster: string;
-  targets: string;
+  targets?: string;
   /** Default: the stack's SnapshotBucketName output. */
   bucket?: string;
   prefix?: string;
@@ -89,9 +93,11 @@ export interface PruneFlags extends StackFlags {
 }
 
 /** What retention would delete now; only a dry run is offered here: deletion is the state machine's job. */
-export async function runPruneCommand(flags: PruneFlags) {
-  if (!flags.dryRun)
+export async function runPruneCommand(given: PruneFlags) {
+  if (!given.dryRun)
     throw new InvalidInputError("prune only runs with --dry-run here: the backup workflow applies retention");
+  const flags = given.local ? { ...given, ...localPruneFlags(await localSessionEnvironment()) } : given;
+  if (!flags.targets) throw new InvalidInputError("prune needs --targets FILE (or --local)");
   const targets = await readTargetsFile(flags.targets);
   const { bucket, table } = await flagsFromStack(flags, {
     bucket: StackOutputs.snapshotBucketName,
@@ -123,4 +129,15 @@ export async function runPruneCommand(flags: PruneFlags) {
     dynamo.destroy();
     s3.destroy();
   }
+}
+
+function localPruneFlags(local: LocalHandlerEnvironment) {
+  return {
+    targets: local.targetsFile,
+    bucket: local.bucket,
+    table: local.tableName,
+    prefix: local.prefix,
+    s3Endpoint: local.s3.endpoint,
+    dynamodbEndpoint: local.dynamo.endpoint,
+  };
 }

@@ -5,10 +5,13 @@ import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/err
 import { verifySnapshotFile } from "../../lambdas/core/snapshot/verify-snapshot.js";
 import { verifyStoredSnapshot } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
 import { createS3Client } from "../../lambdas/core/store/aws-clients.js";
+import { localSessionEnvironment } from "../local/local-session.js";
 import { parseSnapshotLocation } from "../snapshot-location.js";
 import { formatBytes, printJson } from "../terminal-output.js";
 
 export interface VerifyCommandFlags {
+  /** The S3 of the running `etcd-backup local up`. */
+  local?: boolean;
   s3Endpoint?: string;
   region?: string;
   versionId?: string;
@@ -22,7 +25,8 @@ export async function runVerifyCommand(target: string, flags: VerifyCommandFlags
     await checkSnapshotFile(location.path);
     report = await verifySnapshotFile(location.path);
   } else {
-    const client = createS3Client({ endpoint: flags.s3Endpoint, region: flags.region });
+    const endpoint = flags.local ? (await localSessionEnvironment()).s3.endpoint : flags.s3Endpoint;
+    const client = createS3Client({ endpoint, region: flags.region });
     try {
       report = await verifyStoredSnapshot(client, { ...location, versionId: flags.versionId }, {});
     } finally {

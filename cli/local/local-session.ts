@@ -61,6 +61,11 @@ export async function useLocalSession(): Promise<LocalSession> {
   return session;
 }
 
+/** Where the running local stack's catalogue, bucket and targets file are. */
+export async function localSessionEnvironment(): Promise<LocalHandlerEnvironment> {
+  return (await useLocalSession()).environment;
+}
+
 async function readSessionFile(file: string): Promise<LocalSession | undefined> {
   let text: string;
   try {

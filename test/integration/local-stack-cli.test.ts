@@ -122,9 +122,27 @@ describe("etcd-backup local up, and the commands given --local", () => {
     expect(JSON.parse(backup.stdout)).toMatchObject({ status: "SUCCEEDED" });
     expect(backup.stderr).toContain("backup ▶ VerifySnapshot");
     const listed = await run(["list", "--local", "--cluster", "local", "--json"]);
-    expect(JSON.parse(listed.stdout).snapshots).toEqual([
+    const rows = JSON.parse(listed.stdout).snapshots;
+    expect(rows).toEqual([
       expect.objectContaining({ status: "VERIFIED", tags: ["on-demand"], liveKeyCount: 40 }),
     ]);
+    // The stored object proves sound from another process too, and retention keeps the only snapshot.
+    const verified = await run([
+      "verify",
+      `s3://${rows[0].bucket}/${rows[0].key}`,
+      "--version-id",
+      rows[0].versionId,
+      "--local",
+      "--json",
+    ]);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ sha256: rows[0].sha256, liveKeyCount: 40 });
+    const pruned = await run(["prune", "--dry-run", "--local", "--cluster", "local", "--json"]);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(JSON.parse(pruned.stdout)).toMatchObject({
+      delete: [],
+      keep: [expect.objectContaining({ snapshotId: rows[0].snapshotId })],
+    });
   }, 60_000);
 
   it("ends a restore rejected from another process with nothing changed, and exits non-zero", async () => {
