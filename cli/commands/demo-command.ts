@@ -8,7 +8,7 @@ import { createEtcdWriter } from "../local/etcd-writer.js";
 import { kubernetesShapedKeys } from "../local/kubernetes-shaped-keys.js";
 import { localCluster, startLocalStack } from "../local/local-stack.js";
 import type { StateEvent } from "../local/local-state-machine.js";
-import { runLocalBackup, runLocalRestore } from "../local/local-workflows.js";
+import { isBarrierPollingState, runLocalBackup, runLocalRestore } from "../local/local-workflows.js";
 import { requireEtcd } from "../local/require-etcd.js";
 import { createActivityProgress, formatBytes, printJson } from "../terminal-output.js";
 import { parseLocalStackSize } from "./local-stack-size.js";
@@ -52,7 +52,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
     const key = `${run}:${event.state}`;
     if (event.type === "entered") {
       entered.set(key, event.at);
-      if (!/^(Wait_|Is_|Check_)/.test(event.state)) say(`  ${run.padEnd(7)} ▶ ${event.state}`);
+      if (!isBarrierPollingState(event.state)) say(`  ${run.padEnd(7)} ▶ ${event.state}`);
       if (run === "restore" && event.state === "SafetySnapshot") {
         inSafetySnapshot = true;
         say("          (the backup state machine again, for the state before the restore: marked safety)");
@@ -204,7 +204,7 @@ function printSummary(result: {
   states: StateTiming[];
 }): void {
   const slowest = [...result.states]
-    .filter((state) => !/^(Wait_|Is_|Check_)/.test(state.state))
+    .filter((state) => !isBarrierPollingState(state.state))
     .sort((a, b) => b.durationMs - a.durationMs)
     .slice(0, 6);
   const lines = [

@@ -1,16 +1,12 @@
-// `etcd-backup backup`, `restore` and `status`: start the deployed workflows and follow their executions.
+// `etcd-backup backup`, `restore` and `status`: start the deployed workflows and follow their executions
+// (with --local, the workflow runs on the local stack instead: local-workflow-command.ts).
 import { SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
 import { defaultStackName, StackOutputs } from "../../infra/stack-outputs.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
-import {
-  describeExecution,
-  type ExecutionStatus,
-  executionArnFor,
-  waitForExecution,
-} from "../execution-status.js";
-import { ExitCodes, exitCodeFor } from "../exit-codes.js";
-import type { PublishedMessage, StateEvent } from "../local/local-state-machine.js";
-import { createActivityProgress, printJson } from "../terminal-output.js";
+import { exitCodeOf, printStatus } from "../execution-report.js";
+import { describeExecution, executionArnFor, waitForExecution } from "../execution-status.js";
+import { ExitCodes } from "../exit-codes.js";
+import { printJson } from "../terminal-output.js";
 
 /** Step Functions allows execution names of at most 80 characters. */
 const maxExecutionName = 80;
@@ -22,7 +18,17 @@ export function executionName(kind: "backup" | "restore", cluster: string, now =
   return `${kind}-${cluster.slice(0, room)}-${stamp}`;
 }
 
-interface FollowFlags {
+/** Runs on the local stack: loaded only then, with the local state machine runner and the handlers. */
+async function runLocalWorkflow(
+  kind: "backup" | "restore",
+  input: { cluster: string },
+  flags: FollowFlags,
+): Promise<number> {
+  const { runLocalWorkflowCommand } = await import("./local-workflow-command.js");
+  return runLocalWorkflowCommand(kind, executionName(kind, input.cluster), input, flags);
+}
+
+export interface FollowFlags {
   /** Run on the local stack of `etcd-backup local up`, in this process, to the end. */
   local?: boolean;
   wait?: boolean;
@@ -41,7 +47,7 @@ export interface BackupFlags extends StackFlags, FollowFlags {
 /** Starts the deployed backup state machine now, outside the schedule (before an upgrade, say). */
 export async function runBackupCommand(flags: BackupFlags): Promise<number> {
   const input = { cluster: flags.cluster, tags: ["on-demand", ...(flags.tag ?? [])] };
-  if (flags.local) return runLocally("backup", input, flags);
+  if (flags.local) return runLocalWorkflow("backup", input, flags);
   const { stateMachineArn } = await flagsFromStack(flags, {
     stateMachineArn: StackOutputs.backupStateMachineArn,
   });
@@ -77,7 +83,7 @@ export async function runRestoreCommand(flags: RestoreFlags): Promise<number> {
     ...(flags.skipSafetySnapshot ? { skipSafetySnapshot: true } : {}),
     ...(flags.allowWithoutRevisionBump ? { allowWithoutRevisionBump: true } : {}),
   };
-  if (flags.local) return runLocally("restore", input, flags);
+  if (flags.local) return runLocalWorkflow("restore", input, flags);
   const { stateMachineArn } = await flagsFromStack(flags, {
     stateMachineArn: StackOutputs.restoreStateMachineArn,
   });
@@ -154,77 +160,6 @@ async function startAndFollow(
   });
 }
 
-/**
- * Runs the workflow on the local stack in this process: locally there is no Step Functions service to
- * hand the execution to, so the command lasts as long as the execution and reports it as `--wait` does.
- */
-async function runLocally(
-  kind: "backup" | "restore",
-  input: { cluster: string },
-  flags: FollowFlags,
-): Promise<number> {
-  const [{ useLocalSession }, { runLocalBackup, runLocalRestore }] = await Promise.all([
-    import("../local/local-session.js"),
-    import("../local/local-workflows.js"),
-  ]);
-  await useLocalSession();
-  const name = executionName(kind, input.cluster);
-  const progress = createActivityProgress(Boolean(process.stderr.isTTY));
-  const say = (line: string): void => {
-    progress.done();
-    process.stderr.write(`${line}\n`);
-  };
-  say(`${name}: running on the local stack, in this process (keep it open)`);
-  let lastPublished = "";
-  const hooks = {
-    executionName: name,
-    onProgress: progress.update,
-    onPublish: (message: PublishedMessage) => {
-      lastPublished = message.message;
-    },
-    onEvent: (event: StateEvent, machine: "backup" | "restore") => {
-      const run = machine === kind ? machine : `${machine} (safety snapshot)`;
-      if (event.type === "entered" && !/^(Wait_|Is_|Check_)/.test(event.state))
-        say(`  ${run} ▶ ${event.state}`);
-      if (event.type === "failed") say(`  ${run} ✗ ${event.state} ${event.detail ?? ""}`);
-    },
-  };
-  const startedAt = new Date().toISOString();
-  const result =
-    kind === "backup"
-      ? await runLocalBackup(input, hooks)
-      : await runLocalRestore(input, {
-          ...hooks,
-          onApprovalRequested: (waiting) =>
-            say(
-              `  waiting for approval: etcd-backup approve ${waiting} --local   (or: etcd-backup reject ${waiting} --local --reason "…")`,
-            ),
-        });
-  // As on AWS, the failure that matters is the failed task's, not the final Fail state's.
-  const failedTask = result.states
-    .filter((event) => event.type === "failed" && event.stateType !== "Fail")
-    .at(-1);
-  const status: ExecutionStatus = {
-    executionArn: result.executionArn,
-    name,
-    status: result.status,
-    startedAt,
-    stoppedAt: new Date().toISOString(),
-    ...(result.status === "SUCCEEDED" ? { output: result.output } : {}),
-    ...(result.error
-      ? {
-          failure: failedTask
-            ? { state: failedTask.state, error: failedTask.detail, cause: failedTask.cause }
-            : { error: result.error.name, cause: result.error.cause },
-        }
-      : {}),
-  };
-  // What the SNS topic would have carried: the failure's details, or the restore's timings and undo.
-  if (lastPublished) say(`\nnotified:\n${lastPublished}\n`);
-  printStatus(status, flags);
-  return exitCodeOf(status);
-}
-
 async function follow(sfn: SFNClient, executionArn: string, flags: FollowFlags): Promise<number> {
   const pollMs = Math.max(Number(flags.pollSeconds ?? 10), 0.01) * 1000;
   const status = await waitForExecution(sfn, executionArn, {
@@ -235,52 +170,6 @@ async function follow(sfn: SFNClient, executionArn: string, flags: FollowFlags):
   });
   printStatus(status, flags);
   return exitCodeOf(status);
-}
-
-function printStatus(status: ExecutionStatus, flags: FollowFlags): void {
-  if (flags.json) {
-    printJson(status);
-    return;
-  }
-  const lines = [`${status.name}: ${status.status}`];
-  if (status.startedAt) lines.push(`  started  ${status.startedAt}`);
-  if (status.stoppedAt) lines.push(`  stopped  ${status.stoppedAt}`);
-  const snapshot = snapshotOf(status.output);
-  if (snapshot)
-    lines.push(`  snapshot ${snapshot.snapshotId} (${snapshot.bytes} bytes, sha256 ${snapshot.sha256})`);
-  if (status.failure) {
-    const where = status.failure.state ? ` at ${status.failure.state}` : "";
-    lines.push(
-      `  failed${where}: ${status.failure.error ?? "unknown error"}${status.failure.cause ? `: ${causeMessage(status.failure.cause)}` : ""}`,
-    );
-  }
-  process.stdout.write(`${lines.join("\n")}\n`);
-}
-
-/** The exit code a finished execution maps to: its failed step's error, as the local commands map it. */
-function exitCodeOf(status: ExecutionStatus): number {
-  if (status.status === "SUCCEEDED" || status.status === "RUNNING") return ExitCodes.ok;
-  return exitCodeFor({ name: status.failure?.error });
-}
-
-/** A backup execution's output carries the stored snapshot under `snapshot.result`. */
-function snapshotOf(output: unknown): { snapshotId: string; bytes: number; sha256: string } | undefined {
-  const result = (
-    output as { snapshot?: { result?: { snapshotId?: string; bytes?: number; sha256?: string } } }
-  )?.snapshot?.result;
-  return result?.snapshotId && result.bytes !== undefined && result.sha256
-    ? { snapshotId: result.snapshotId, bytes: result.bytes, sha256: result.sha256 }
-    : undefined;
-}
-
-/** Lambda failures carry `{"errorMessage": …}` as their cause; show the message. */
-function causeMessage(cause: string): string {
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: string };
-    return parsed.errorMessage ?? cause;
-  } catch {
-    return cause;
-  }
 }
 
 const stackFlag = (flags: StackFlags) => (flags.stack === defaultStackName ? "" : ` --stack ${flags.stack}`);

@@ -149,3 +149,8 @@ async function exitedWithin(children: ChildProcess[], timeoutMs: number): Promis
   ]);
   clearTimeout(timer);
 }
+
+/** The restore's barrier polls (Wait_, Is_…_Done, Check_…): repeated every few seconds, not worth a line. */
+export function isBarrierPollingState(state: string): boolean {
+  return /^(Wait_|Is_|Check_)/.test(state);
+}

@@ -1,0 +1,76 @@
+// `etcd-backup backup|restore --local`: the workflow run on the local stack of `etcd-backup local up`, in
+// this process — locally there is no Step Functions service to hand the execution to, so the command
+// lasts as long as the execution and reports it as `--wait` does against AWS.
+import { exitCodeOf, printStatus } from "../execution-report.js";
+import type { ExecutionStatus } from "../execution-status.js";
+import { useLocalSession } from "../local/local-session.js";
+import type { LocalRunResult, PublishedMessage, StateEvent } from "../local/local-state-machine.js";
+import { isBarrierPollingState, runLocalBackup, runLocalRestore } from "../local/local-workflows.js";
+import { createActivityProgress } from "../terminal-output.js";
+
+export async function runLocalWorkflowCommand(
+  kind: "backup" | "restore",
+  name: string,
+  input: { cluster: string },
+  flags: { json?: boolean },
+): Promise<number> {
+  await useLocalSession();
+  const progress = createActivityProgress(Boolean(process.stderr.isTTY));
+  const say = (line: string): void => {
+    progress.done();
+    process.stderr.write(`${line}\n`);
+  };
+  say(`${name}: running on the local stack, in this process (keep it open)`);
+  let lastPublished = "";
+  const hooks = {
+    executionName: name,
+    onProgress: progress.update,
+    onPublish: (message: PublishedMessage) => {
+      lastPublished = message.message;
+    },
+    onEvent: (event: StateEvent, machine: "backup" | "restore") => {
+      const run = machine === kind ? machine : `${machine} (safety snapshot)`;
+      if (event.type === "entered" && !isBarrierPollingState(event.state)) say(`  ${run} ▶ ${event.state}`);
+      if (event.type === "failed") say(`  ${run} ✗ ${event.state} ${event.detail ?? ""}`);
+    },
+  };
+  const startedAt = new Date().toISOString();
+  const result =
+    kind === "backup"
+      ? await runLocalBackup(input, hooks)
+      : await runLocalRestore(input, {
+          ...hooks,
+          onApprovalRequested: (waiting) =>
+            say(
+              `  waiting for approval: etcd-backup approve ${waiting} --local   (or: etcd-backup reject ${waiting} --local --reason "…")`,
+            ),
+        });
+  const status = localExecutionStatus(result, name, startedAt);
+  // What the SNS topic would have carried: the failure's details, or the restore's timings and undo.
+  if (lastPublished) say(`\nnotified:\n${lastPublished}\n`);
+  printStatus(status, flags);
+  return exitCodeOf(status);
+}
+
+/** A local run as `status` reports a deployed execution. */
+function localExecutionStatus(result: LocalRunResult, name: string, startedAt: string): ExecutionStatus {
+  // As on AWS, the failure that matters is the failed task's, not the final Fail state's.
+  const failedTask = result.states
+    .filter((event) => event.type === "failed" && event.stateType !== "Fail")
+    .at(-1);
+  return {
+    executionArn: result.executionArn,
+    name,
+    status: result.status,
+    startedAt,
+    stoppedAt: new Date().toISOString(),
+    ...(result.status === "SUCCEEDED" ? { output: result.output } : {}),
+    ...(result.error
+      ? {
+          failure: failedTask
+            ? { state: failedTask.state, error: failedTask.detail, cause: failedTask.cause }
+            : { error: result.error.name, cause: result.error.cause },
+        }
+      : {}),
+  };
+}

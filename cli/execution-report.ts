@@ -1,0 +1,51 @@
+// How the CLI reports a workflow execution, deployed or local: a few lines (or the JSON), and the exit
+// code its failed step's error maps to.
+import type { ExecutionStatus } from "./execution-status.js";
+import { ExitCodes, exitCodeFor } from "./exit-codes.js";
+import { printJson } from "./terminal-output.js";
+
+export function printStatus(status: ExecutionStatus, flags: { json?: boolean }): void {
+  if (flags.json) {
+    printJson(status);
+    return;
+  }
+  const lines = [`${status.name}: ${status.status}`];
+  if (status.startedAt) lines.push(`  started  ${status.startedAt}`);
+  if (status.stoppedAt) lines.push(`  stopped  ${status.stoppedAt}`);
+  const snapshot = snapshotOf(status.output);
+  if (snapshot)
+    lines.push(`  snapshot ${snapshot.snapshotId} (${snapshot.bytes} bytes, sha256 ${snapshot.sha256})`);
+  if (status.failure) {
+    const where = status.failure.state ? ` at ${status.failure.state}` : "";
+    lines.push(
+      `  failed${where}: ${status.failure.error ?? "unknown error"}${status.failure.cause ? `: ${causeMessage(status.failure.cause)}` : ""}`,
+    );
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+/** The exit code a finished execution maps to: its failed step's error, as the local commands map it. */
+export function exitCodeOf(status: ExecutionStatus): number {
+  if (status.status === "SUCCEEDED" || status.status === "RUNNING") return ExitCodes.ok;
+  return exitCodeFor({ name: status.failure?.error });
+}
+
+/** A backup execution's output carries the stored snapshot under `snapshot.result`. */
+function snapshotOf(output: unknown): { snapshotId: string; bytes: number; sha256: string } | undefined {
+  const result = (
+    output as { snapshot?: { result?: { snapshotId?: string; bytes?: number; sha256?: string } } }
+  )?.snapshot?.result;
+  return result?.snapshotId && result.bytes !== undefined && result.sha256
+    ? { snapshotId: result.snapshotId, bytes: result.bytes, sha256: result.sha256 }
+    : undefined;
+}
+
+/** Lambda failures carry `{"errorMessage": …}` as their cause; show the message. */
+function causeMessage(cause: string): string {
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string };
+    return parsed.errorMessage ?? cause;
+  } catch {
+    return cause;
+  }
+}
