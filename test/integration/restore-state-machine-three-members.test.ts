@@ -1,0 +1,145 @@
+// The restore state machine on a three-member etcd run as static pods: a download that fails its check
+// rolls every member back to its own data, then a restore brings every member to the snapshot. Only the
+// state machine, its handlers and the agents it starts touch etcd.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
+import { type LocalStack, localCluster, startLocalStack } from "../../cli/local/local-stack.js";
+import type { PublishedMessage } from "../../cli/local/local-state-machine.js";
+import { runLocalBackup, runLocalRestore } from "../../cli/local/local-workflows.js";
+import type { SnapshotRecord } from "../../lambdas/core/catalogue/snapshot-record.js";
+import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+
+const run = promisify(execFile);
+
+let stack: LocalStack;
+let snapshot: SnapshotRecord;
+
+/** Every /registry/ key and its value, as member `index` serves them. */
+async function registry(index: number): Promise<Map<string, string>> {
+  const { stdout } = await run("etcdctl", [
+    `--endpoints=${stack.etcd.nodes[index]?.clientUrl}`,
+    "get",
+    "/registry/",
+    "--prefix",
+  ]);
+  const lines = stdout.split("\n").filter(Boolean);
+  const entries = new Map<string, string>();
+  for (let line = 0; line + 1 < lines.length; line += 2) {
+    entries.set(lines[line] as string, lines[line + 1] as string);
+  }
+  return entries;
+}
+
+/** Each member's cluster id and leader, and every member's revision. */
+async function clusterView() {
+  const statuses = [];
+  for (const node of stack.etcd.nodes) {
+    const client = createEtcdClient({ endpoint: node.clientUrl });
+    try {
+      statuses.push(await client.status());
+    } finally {
+      client.close();
+    }
+  }
+  return {
+    clusterIds: new Set(statuses.map((status) => status.clusterId)),
+    leaders: new Set(statuses.map((status) => status.leaderId)),
+    revisions: new Set(statuses.map((status) => status.revision)),
+  };
+}
+
+async function restore(onEntered?: (state: string) => Promise<void>) {
+  const published: PublishedMessage[] = [];
+  const pending: Array<Promise<void>> = [];
+  const result = await runLocalRestore(
+    { cluster: localCluster, snapshotId: snapshot.snapshotId, allowWithoutRevisionBump: true },
+    {
+      retryIntervalMs: 0,
+      onApprovalRequested: (name) => stack.approvals.recordAnswer(name, { approved: true, by: "test" }),
+      onPublish: (message) => published.push(message),
+      onEvent: (event, machine) => {
+        if (machine === "restore" && event.type === "entered" && onEntered)
+          pending.push(onEntered(event.state));
+      },
+    },
+  );
+  await Promise.all(pending);
+  const entered = result.states.filter((event) => event.type === "entered").map((event) => event.state);
+  return { ...result, entered, published };
+}
+
+beforeAll(async () => {
+  stack = await startLocalStack({ members: 3 });
+  const writer = createEtcdWriter({ endpoints: stack.etcd.nodes.map((node) => node.clientUrl) });
+  await writer.putMany(
+    Array.from({ length: 60 }, (_, index) => [`/registry/pods/default/p-${index}`, `v-${index}`]),
+  );
+  const backup = await runLocalBackup({ cluster: localCluster }, { retryIntervalMs: 0 });
+  expect(backup.status).toBe("SUCCEEDED");
+  snapshot = (await stack.catalogue.findLatestVerified(localCluster)) as SnapshotRecord;
+  await writer.putMany(
+    Array.from({ length: 5 }, (_, index) => [`/registry/events/default/after-${index}`, `late-${index}`]),
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+describe("the restore state machine on three members", () => {
+  it("rolls every member back to its own data when the download fails its check", async () => {
+    const before = await registry(0);
+    const clusterBefore = await clusterView();
+    expect(before.size).toBe(65);
+    const key = snapshot.key as string;
+    const original = Buffer.from(
+      (await (
+        await stack.s3.client.send(new GetObjectCommand({ Bucket: stack.s3.bucket, Key: key }))
+      ).Body?.transformToByteArray()) ?? new Uint8Array(),
+    );
+    // After validation and approval, while the members are being stopped, the stored object is damaged:
+    // same size, one byte of the database changed.
+    const damaged = Buffer.from(original);
+    damaged[4096] = (damaged[4096] ?? 0) ^ 0xff;
+    const run = await restore(async (state) => {
+      if (state !== "Phase_stop") return;
+      await stack.s3.client.send(new PutObjectCommand({ Bucket: stack.s3.bucket, Key: key, Body: damaged }));
+    });
+    await stack.s3.client.send(new PutObjectCommand({ Bucket: stack.s3.bucket, Key: key, Body: original }));
+
+    expect(run.status).toBe("FAILED");
+    expect(run.entered).toContain("Phase_restore");
+    expect(run.entered).toContain("StartRollback");
+    expect(run.entered).not.toContain("CheckEtcdHealth");
+    expect(run.published.at(-1)?.message).toMatch(/sha256 mismatch|corrupt/);
+    await stack.etcd.waitUntilHealthy(30_000);
+    // Every member serves its own data again, written after the snapshot included, in the same cluster.
+    for (const index of [0, 1, 2]) expect(await registry(index)).toEqual(before);
+    const clusterAfter = await clusterView();
+    expect(clusterAfter.clusterIds).toEqual(clusterBefore.clusterIds);
+    expect(clusterAfter.leaders.size).toBe(1);
+  }, 180_000);
+
+  it("restores every member to the snapshot: its keys back with their values, later ones gone", async () => {
+    const run = await restore();
+    expect(run.status, JSON.stringify(run.error)).toBe("SUCCEEDED");
+    expect(run.published.at(-1)?.message).toContain("3 member(s) healthy, one leader");
+    await stack.etcd.waitUntilHealthy(30_000);
+    const expected = new Map(
+      Array.from({ length: 60 }, (_, index) => [`/registry/pods/default/p-${index}`, `v-${index}`]),
+    );
+    for (const index of [0, 1, 2]) expect(await registry(index)).toEqual(expected);
+    const view = await clusterView();
+    expect(view.clusterIds.size).toBe(1);
+    expect(view.leaders.size).toBe(1);
+    expect(view.revisions).toEqual(new Set([snapshot.revision]));
+    const safety = (
+      await stack.catalogue.listSnapshots(localCluster, { status: "VERIFIED" })
+    ).snapshots.filter((row) => row.tags.includes("pre-restore"));
+    // One safety snapshot per restore that got past approval: the rolled-back one's and this one's.
+    expect(safety).toHaveLength(2);
+  }, 180_000);
+});
