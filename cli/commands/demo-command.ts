@@ -164,6 +164,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
         keysAfterSnapshotGone: keysAfterSnapshotLeft === 0,
         healthy,
         durationMs: restoreMs,
+        barrierPhasesMs: barrierPhaseDurations(states),
       },
       checks,
       states,
@@ -199,6 +200,7 @@ function printSummary(result: {
     keysAfterSnapshotGone: boolean;
     healthy: boolean;
     durationMs: number;
+    barrierPhasesMs: Record<string, number>;
   };
   checks: Record<string, boolean>;
   states: StateTiming[];
@@ -222,6 +224,9 @@ function printSummary(result: {
     `  revision   ${result.restore.revision}`,
     `  health     ${result.restore.healthy ? "every member healthy" : "UNHEALTHY"}`,
     `  took       ${(result.restore.durationMs / 1000).toFixed(1)} s`,
+    `  phases     ${Object.entries(result.restore.barrierPhasesMs)
+      .map(([phase, ms]) => `${phase} ${(ms / 1000).toFixed(1)} s`)
+      .join(", ")} (each to its barrier: every member done)`,
     `slowest states: ${slowest
       .map((state) => `${state.run}/${state.state} ${(state.durationMs / 1000).toFixed(1)} s`)
       .join(", ")}`,
@@ -237,4 +242,19 @@ function printSummary(result: {
           .join(", ")}`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+/**
+ * How long each of the restore's barrier phases took, from writing its plans to every agent reporting it
+ * done: its Phase_, Wait_, Check_ and Is_…_Done states run in turn, so their durations add up.
+ */
+function barrierPhaseDurations(states: StateTiming[]): Record<string, number> {
+  const phases: Record<string, number> = {};
+  for (const state of states) {
+    if (state.run !== "restore") continue;
+    const phase = /^(?:Phase|Wait|Check)_(.+)$|^Is_(.+)_Done$/.exec(state.state);
+    const name = (phase?.[1] ?? phase?.[2])?.replaceAll("_", "-");
+    if (name) phases[name] = (phases[name] ?? 0) + state.durationMs;
+  }
+  return phases;
 }

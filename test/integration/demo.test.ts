@@ -26,6 +26,17 @@ describe("etcd-backup demo", () => {
     expect(result.backup).toMatchObject({ liveKeyCount: 300, totalKey: expect.any(Number) });
     expect(result.backup.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(result.restore).toMatchObject({ keysRestored: 300, keysAfterSnapshotGone: true, healthy: true });
+    // Each barrier phase timed, in the order the restore runs them.
+    expect(Object.keys(result.restore.barrierPhasesMs)).toEqual([
+      "prepare",
+      "stop-apiserver",
+      "stop",
+      "restore",
+      "start",
+      "start-apiserver",
+      "finish",
+    ]);
+    expect(Object.values(result.restore.barrierPhasesMs).every((ms) => Number(ms) > 0)).toBe(true);
     const restoreStates = result.states.filter((state: { machine: string }) => state.machine === "restore");
     expect(restoreStates.map((state: { state: string }) => state.state)).toEqual(
       expect.arrayContaining([
