@@ -12,6 +12,7 @@ export function printStatus(status: ExecutionStatus, flags: { json?: boolean }):
   const lines = [`${status.name}: ${status.status}`];
   if (status.startedAt) lines.push(`  started  ${status.startedAt}`);
   if (status.stoppedAt) lines.push(`  stopped  ${status.stoppedAt}`);
+  if (status.status === "RUNNING" && status.currentState) lines.push(`  now at   ${status.currentState}`);
   const snapshot = snapshotOf(status.output);
   if (snapshot)
     lines.push(`  snapshot ${snapshot.snapshotId} (${snapshot.bytes} bytes, sha256 ${snapshot.sha256})`);

@@ -20,6 +20,8 @@ export interface ExecutionStatus {
   output?: unknown;
   /** On failure: the failed task's step and error (its last attempt), else the execution's own. */
   failure?: { state?: string; error?: string; cause?: string };
+  /** While it runs, the state it is in (known for local executions). */
+  currentState?: string;
 }
 
 /** An execution's ARN from its state machine's ARN and its name (names are unique per state machine). */

@@ -273,6 +273,7 @@ export async function runCli(argv: string[]): Promise<number> {
       .command("status")
       .description("Show where a backup or restore execution is, and why it failed if it did")
       .argument("<execution>", "the execution's name (as backup or restore printed it) or ARN")
+      .option("--local", "an execution that backup or restore --local runs on the local stack")
       .option("--backup-state-machine-arn <arn>", "default: the stack's BackupStateMachineArn")
       .option("--restore-state-machine-arn <arn>", "default: the stack's RestoreStateMachineArn"),
   ).action((execution, flags) => {

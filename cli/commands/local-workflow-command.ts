@@ -3,8 +3,14 @@
 // lasts as long as the execution and reports it as `--wait` does against AWS.
 import { exitCodeOf, printStatus } from "../execution-report.js";
 import type { ExecutionStatus } from "../execution-status.js";
+import { readLocalExecution, recordLocalExecution } from "../local/local-executions.js";
 import { useLocalSession } from "../local/local-session.js";
-import type { LocalRunResult, PublishedMessage, StateEvent } from "../local/local-state-machine.js";
+import {
+  type LocalRunResult,
+  localExecutionArn,
+  type PublishedMessage,
+  type StateEvent,
+} from "../local/local-state-machine.js";
 import { isBarrierPollingState, runLocalBackup, runLocalRestore } from "../local/local-workflows.js";
 import { createActivityProgress } from "../terminal-output.js";
 
@@ -14,13 +20,16 @@ export async function runLocalWorkflowCommand(
   input: { cluster: string },
   flags: { json?: boolean },
 ): Promise<number> {
-  await useLocalSession();
+  const { environment } = await useLocalSession();
   const progress = createActivityProgress(Boolean(process.stderr.isTTY));
   const say = (line: string): void => {
     progress.done();
     process.stderr.write(`${line}\n`);
   };
   say(`${name}: running on the local stack, in this process (keep it open)`);
+  const startedAt = new Date().toISOString();
+  const executionArn = localExecutionArn(kind, name);
+  const journal = recordLocalExecution(environment.workDir, { executionArn, name, startedAt });
   let lastPublished = "";
   const hooks = {
     executionName: name,
@@ -30,11 +39,12 @@ export async function runLocalWorkflowCommand(
     },
     onEvent: (event: StateEvent, machine: "backup" | "restore") => {
       const run = machine === kind ? machine : `${machine} (safety snapshot)`;
+      if (event.type === "entered")
+        journal.entered(machine === kind ? event.state : `SafetySnapshot/${event.state}`);
       if (event.type === "entered" && !isBarrierPollingState(event.state)) say(`  ${run} ▶ ${event.state}`);
       if (event.type === "failed") say(`  ${run} ✗ ${event.state} ${event.detail ?? ""}`);
     },
   };
-  const startedAt = new Date().toISOString();
   const result =
     kind === "backup"
       ? await runLocalBackup(input, hooks)
@@ -46,6 +56,7 @@ export async function runLocalWorkflowCommand(
             ),
         });
   const status = localExecutionStatus(result, name, startedAt);
+  journal.finished(status);
   // What the SNS topic would have carried: the failure's details, or the restore's timings and undo.
   if (lastPublished) say(`\nnotified:\n${lastPublished}\n`);
   printStatus(status, flags);
@@ -73,4 +84,20 @@ function localExecutionStatus(result: LocalRunResult, name: string, startedAt: s
         }
       : {}),
   };
+}
+
+/** What `status NAME --local` reports: the record the running command keeps; `--wait` follows it. */
+export async function runLocalStatusCommand(
+  name: string,
+  flags: { json?: boolean; wait?: boolean; pollSeconds?: string },
+): Promise<number> {
+  const { environment } = await useLocalSession();
+  const pollMs = Math.max(Number(flags.pollSeconds ?? 10), 0.01) * 1000;
+  let status = await readLocalExecution(environment.workDir, name);
+  while (flags.wait && status.status === "RUNNING") {
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    status = await readLocalExecution(environment.workDir, name);
+  }
+  printStatus(status, flags);
+  return exitCodeOf(status);
 }

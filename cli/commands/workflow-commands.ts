@@ -106,6 +106,10 @@ export interface StatusFlags extends StackFlags, FollowFlags {
  * which state machine ran it), or by its ARN.
  */
 export async function runStatusCommand(execution: string, flags: StatusFlags): Promise<number> {
+  if (flags.local) {
+    const { runLocalStatusCommand } = await import("./local-workflow-command.js");
+    return runLocalStatusCommand(execution, flags);
+  }
   const executionArn = execution.startsWith("arn:")
     ? execution
     : executionArnFor(await stateMachineOf(execution, flags), execution);

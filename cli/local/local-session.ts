@@ -26,7 +26,7 @@ export function localSessionFile(): string {
 export async function refuseWhileAnotherRuns(ownPid = process.pid): Promise<void> {
   const file = localSessionFile();
   const running = await readSessionFile(file);
-  if (running && running.pid !== ownPid && isAlive(running.pid)) {
+  if (running && running.pid !== ownPid && isProcessAlive(running.pid)) {
     throw new InvalidInputError(
       `a local stack is already running (pid ${running.pid}, ${file}): stop it first, or set ETCD_BACKUP_LOCAL_SESSION to another file`,
     );
@@ -52,7 +52,7 @@ export async function removeLocalSession(pid: number): Promise<void> {
 export async function useLocalSession(): Promise<LocalSession> {
   const file = localSessionFile();
   const session = await readSessionFile(file);
-  if (!session || !isAlive(session.pid)) {
+  if (!session || !isProcessAlive(session.pid)) {
     throw new InvalidInputError(
       `no local stack is running (${file}${session ? ` names pid ${session.pid}, which has exited` : " does not exist"}): start one with \`etcd-backup local up\``,
     );
@@ -81,7 +81,7 @@ async function readSessionFile(file: string): Promise<LocalSession | undefined> 
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -73,10 +73,15 @@ const region = "local";
 const account = "000000000000";
 const definitionDir = join(import.meta.dirname, "../../statemachine");
 
+/** The ARN of a local execution: the local runner's region and account. */
+export function localExecutionArn(machineName: string, executionName: string): string {
+  return `arn:aws:states:${region}:${account}:execution:${machineName}:${executionName}`;
+}
+
 export async function runLocalStateMachine(options: LocalRunOptions): Promise<LocalRunResult> {
   const name = options.executionName ?? randomUUID();
   const machineName = options.definition.replace(/\.asl\.json$/, "");
-  const executionArn = `arn:aws:states:${region}:${account}:execution:${machineName}:${name}`;
+  const executionArn = localExecutionArn(machineName, name);
   const functionArns = Object.fromEntries(
     Object.keys(options.functions).map((key) => [
       key,

@@ -80,13 +80,19 @@ async function restoreAnswered(snapshotId: string, answer: string[]) {
     () => /waiting for approval: etcd-backup approve (\S+) --local/.exec(restore.stderr())?.[1],
     "the approval request",
   );
+  // From another terminal, the waiting execution is seen where it waits.
+  const waiting = await run(["status", execution, "--local"]);
   const answered = await run([...answer, execution, "--local"]);
+  const code = await restore.exit;
+  const after = await run(["status", execution, "--local", "--json"]);
   return {
     execution,
+    waiting,
     answered,
-    code: await restore.exit,
+    code,
     stdout: restore.stdout(),
     stderr: restore.stderr(),
+    after: { code: after.code, status: JSON.parse(after.stdout || "{}") },
   };
 }
 
@@ -155,6 +161,12 @@ describe("etcd-backup local up, and the commands given --local", () => {
     expect(rejected.code).not.toBe(0);
     expect(rejected.stdout).toMatch(/FAILED\n(.|\n)*failed at RequestApproval: RestoreRejected/);
     expect(rejected.stderr).toContain("wrong snapshot");
+    expect(rejected.waiting.stdout).toMatch(/: RUNNING\n(.|\n)*now at {3}RequestApproval/);
+    expect(rejected.after.code).toBe(rejected.code);
+    expect(rejected.after.status).toMatchObject({
+      status: "FAILED",
+      failure: { state: "RequestApproval", error: "RestoreRejected" },
+    });
     expect(await registryKeys()).toBe(41);
     // The answer was consumed: the execution no longer waits.
     const late = await run(["approve", rejected.execution, "--local"]);
@@ -170,6 +182,7 @@ describe("etcd-backup local up, and the commands given --local", () => {
     expect(approved.answered.code, approved.answered.stderr).toBe(0);
     expect(approved.code, approved.stderr).toBe(0);
     expect(approved.stdout).toContain(`${approved.execution}: SUCCEEDED`);
+    expect(approved.after).toMatchObject({ code: 0, status: { status: "SUCCEEDED" } });
     expect(approved.stderr).toContain("restore ▶ CheckEtcdHealth");
     expect(approved.stderr).toContain(`was restored from snapshot ${snapshotId}`);
     expect(await registryKeys()).toBe(40);
