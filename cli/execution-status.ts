@@ -57,15 +57,22 @@ function unlessAccessDenied(error: unknown): undefined {
   throw error;
 }
 
-/** Polls until the execution is no longer running; `onChange` hears each new status. */
+/** `--poll-seconds` (default 10) in ms, never below 10 ms. */
+export function pollIntervalMs(pollSeconds: string | undefined): number {
+  return Math.max(Number(pollSeconds ?? 10), 0.01) * 1000;
+}
+
+/**
+ * Reads the execution's status until it is no longer running; `onChange` hears each new status. `read`
+ * asks Step Functions for a deployed execution, the local stack's record for a local one.
+ */
 export async function waitForExecution(
-  sfn: SFNClient,
-  executionArn: string,
+  read: () => Promise<ExecutionStatus>,
   options: { pollMs: number; onChange?: (status: ExecutionStatus) => void },
 ): Promise<ExecutionStatus> {
   let last: string | undefined;
   for (;;) {
-    const status = await describeExecution(sfn, executionArn);
+    const status = await read();
     if (status.status !== last) options.onChange?.(status);
     last = status.status;
     if (status.status !== "RUNNING" && status.status !== "PENDING_REDRIVE") return status;

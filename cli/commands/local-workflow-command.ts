@@ -2,7 +2,7 @@
 // this process — locally there is no Step Functions service to hand the execution to, so the command
 // lasts as long as the execution and reports it as `--wait` does against AWS.
 import { exitCodeOf, printStatus } from "../execution-report.js";
-import type { ExecutionStatus } from "../execution-status.js";
+import { type ExecutionStatus, pollIntervalMs, waitForExecution } from "../execution-status.js";
 import { readLocalExecution, recordLocalExecution } from "../local/local-executions.js";
 import { useLocalSession } from "../local/local-session.js";
 import {
@@ -92,12 +92,10 @@ export async function runLocalStatusCommand(
   flags: { json?: boolean; wait?: boolean; pollSeconds?: string },
 ): Promise<number> {
   const { environment } = await useLocalSession();
-  const pollMs = Math.max(Number(flags.pollSeconds ?? 10), 0.01) * 1000;
-  let status = await readLocalExecution(environment.workDir, name);
-  while (flags.wait && status.status === "RUNNING") {
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-    status = await readLocalExecution(environment.workDir, name);
-  }
+  const read = () => readLocalExecution(environment.workDir, name);
+  const status = flags.wait
+    ? await waitForExecution(read, { pollMs: pollIntervalMs(flags.pollSeconds) })
+    : await read();
   printStatus(status, flags);
   return exitCodeOf(status);
 }

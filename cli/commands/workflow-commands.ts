@@ -4,7 +4,7 @@ import { SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
 import { defaultStackName, StackOutputs } from "../../infra/stack-outputs.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { exitCodeOf, printStatus } from "../execution-report.js";
-import { describeExecution, executionArnFor, waitForExecution } from "../execution-status.js";
+import { describeExecution, executionArnFor, pollIntervalMs, waitForExecution } from "../execution-status.js";
 import { ExitCodes } from "../exit-codes.js";
 import { printJson } from "../terminal-output.js";
 
@@ -165,9 +165,8 @@ async function startAndFollow(
 }
 
 async function follow(sfn: SFNClient, executionArn: string, flags: FollowFlags): Promise<number> {
-  const pollMs = Math.max(Number(flags.pollSeconds ?? 10), 0.01) * 1000;
-  const status = await waitForExecution(sfn, executionArn, {
-    pollMs,
+  const status = await waitForExecution(() => describeExecution(sfn, executionArn), {
+    pollMs: pollIntervalMs(flags.pollSeconds),
     onChange: (current) => {
       if (current.status === "RUNNING") process.stderr.write(`${current.name}: running\n`);
     },

@@ -84,7 +84,7 @@ async function restoreAnswered(snapshotId: string, answer: string[]) {
   const waiting = await run(["status", execution, "--local"]);
   const answered = await run([...answer, execution, "--local"]);
   const code = await restore.exit;
-  const after = await run(["status", execution, "--local", "--json"]);
+  const after = await run(["status", execution, "--local", "--wait", "--json"]);
   return {
     execution,
     waiting,
