@@ -62,7 +62,7 @@ export function createProgressLine(label: string, enabled: boolean) {
 
 /**
  * One progress line per activity of a workflow's steps (streaming, then reading back), each cleared when
- * the next begins or `done` is called (before a state's own line is printed).
+ * the next begins, when `done` is called, or when `say` prints a state's own line.
  */
 export function createActivityProgress(enabled: boolean) {
   let current: { activity: string; line: ReturnType<typeof createProgressLine> } | undefined;
@@ -71,6 +71,11 @@ export function createActivityProgress(enabled: boolean) {
     current = undefined;
   };
   return {
+    /** A line of its own on stderr, below which the next progress line starts. */
+    say(line: string): void {
+      done();
+      process.stderr.write(`${line}\n`);
+    },
     update(progress: { activity: string; bytes: number; totalBytes?: number | undefined }) {
       if (current?.activity !== progress.activity) {
         done();

@@ -37,12 +37,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
   const { members, keyCount } = parseLocalStackSize(flags, 1);
   await requireEtcd();
   const progress = createActivityProgress(!flags.json && Boolean(process.stderr.isTTY));
-  const say = flags.json
-    ? () => {}
-    : (line: string) => {
-        progress.done();
-        process.stderr.write(`${line}\n`);
-      };
+  const say = flags.json ? () => {} : progress.say;
   const states: StateTiming[] = [];
   const entered = new Map<string, number>();
   // The nested backup reports as "backup" too: while the restore is in SafetySnapshot, it is that run.

@@ -22,10 +22,7 @@ export async function runLocalWorkflowCommand(
 ): Promise<number> {
   const { environment } = await useLocalSession();
   const progress = createActivityProgress(Boolean(process.stderr.isTTY));
-  const say = (line: string): void => {
-    progress.done();
-    process.stderr.write(`${line}\n`);
-  };
+  const say = progress.say;
   say(`${name}: running on the local stack, in this process (keep it open)`);
   const startedAt = new Date().toISOString();
   const executionArn = localExecutionArn(kind, name);
