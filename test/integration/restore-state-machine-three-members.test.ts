@@ -1,7 +1,10 @@
-// The restore state machine on a three-member etcd run as static pods: a download that fails its check
-// rolls every member back to its own data, then a restore brings every member to the snapshot. Only the
-// state machine, its handlers and the agents it starts touch etcd.
+// The restore state machine on a three-member etcd run as static pods: a download that fails its check,
+// and one member whose etcd cannot start after the others restarted on the snapshot, roll every member back
+// to its own data; then a restore brings every member to the snapshot. Only the state machine, its handlers
+// and the agents it starts touch etcd.
 import { execFile } from "node:child_process";
+import { existsSync, renameSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,8 +12,10 @@ import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
 import { type LocalStack, localCluster, startLocalStack } from "../../cli/local/local-stack.js";
 import type { PublishedMessage } from "../../cli/local/local-state-machine.js";
 import { runLocalBackup, runLocalRestore } from "../../cli/local/local-workflows.js";
+import { etcdManifestName } from "../../cli/local/static-pod-etcd.js";
 import type { SnapshotRecord } from "../../lambdas/core/catalogue/snapshot-record.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+import { parkedManifestDirFor, restoreIdFor } from "../../lambdas/core/restore/restore-plans-step.js";
 
 const run = promisify(execFile);
 
@@ -123,6 +128,39 @@ describe("the restore state machine on three members", () => {
     expect(clusterAfter.leaders.size).toBe(1);
   }, 180_000);
 
+  it("rolls every member back, the two already running on the snapshot included, when one member's etcd cannot start", async () => {
+    const before = await registry(0);
+    const clusterBefore = await clusterView();
+    // The third node's etcd manifest is taken away while its data dir is being restored (the restore phase
+    // leaves parked manifests alone), so that its start fails after the other two have restarted on the
+    // restored data; it comes back when the rollback begins, which needs it to restart etcd.
+    const third = stack.etcd.nodes[2];
+    if (!third) throw new Error("the local stack has no third member");
+    const parked = join(parkedManifestDirFor(third.manifestDir), etcdManifestName);
+    const hidden = `${parked}.hidden-by-test`;
+    const run = await restore(async (state) => {
+      if (state === "Phase_restore") renameSync(parked, hidden);
+      if (state === "StartRollback" && existsSync(hidden)) renameSync(hidden, parked);
+    });
+
+    expect(run.status).toBe("FAILED");
+    expect(run.entered).toContain("Phase_start");
+    expect(run.entered).toContain("StartRollback");
+    expect(run.entered).not.toContain("CheckEtcdHealth");
+    const notice = run.published.at(-1)?.message ?? "";
+    expect(notice).toContain(`manifest ${etcdManifestName} is in neither`);
+    expect(notice).toMatch(/rolled back/);
+    await stack.etcd.waitUntilHealthy(30_000);
+    // Every member had swapped in the restored data dir, and the rollback moved it aside: the original
+    // data, written after the snapshot included, is served again by the same cluster.
+    const restoreId = restoreIdFor(run.executionArn);
+    for (const node of stack.etcd.nodes) expect(existsSync(`${node.dataDir}.failed-${restoreId}`)).toBe(true);
+    for (const index of [0, 1, 2]) expect(await registry(index)).toEqual(before);
+    const clusterAfter = await clusterView();
+    expect(clusterAfter.clusterIds).toEqual(clusterBefore.clusterIds);
+    expect(clusterAfter.leaders.size).toBe(1);
+  }, 180_000);
+
   it("restores every member to the snapshot: its keys back with their values, later ones gone", async () => {
     const run = await restore();
     expect(run.status, JSON.stringify(run.error)).toBe("SUCCEEDED");
@@ -139,7 +177,7 @@ describe("the restore state machine on three members", () => {
     const safety = (
       await stack.catalogue.listSnapshots(localCluster, { status: "VERIFIED" })
     ).snapshots.filter((row) => row.tags.includes("pre-restore"));
-    // One safety snapshot per restore that got past approval: the rolled-back one's and this one's.
-    expect(safety).toHaveLength(2);
+    // One safety snapshot per restore that got past approval: the two rolled back and this one.
+    expect(safety).toHaveLength(3);
   }, 180_000);
 });

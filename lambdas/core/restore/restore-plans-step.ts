@@ -53,6 +53,11 @@ export function restoreIdFor(executionArn: string): string {
   );
 }
 
+/** Where the agent parks a node's static-pod manifests: beside their directory, on the same mount. */
+export function parkedManifestDirFor(manifestDir: string): string {
+  return `${manifestDir.replace(/\/+$/, "")}.etcd-backup-parked`;
+}
+
 export async function writeRestorePlans(
   dependencies: RestoreDependencies,
   input: RestoreInput,
@@ -99,7 +104,7 @@ export async function writeRestorePlans(
         name: member.name,
         dataDir: member.dataDir,
         manifestDir: member.manifestDir,
-        parkedManifestDir: `${member.manifestDir.replace(/\/+$/, "")}.etcd-backup-parked`,
+        parkedManifestDir: parkedManifestDirFor(member.manifestDir),
         etcdManifest: layout.etcdManifest,
         apiServerManifest: layout.apiServerManifest,
         clientUrl: member.clientUrl,
