@@ -19,6 +19,7 @@ import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 import { crc32cNativeModule, esmRequireBanner, linuxArm64NativeModuleHooks } from "./native-modules.js";
 import type { NotificationTopic } from "./on-call-topic.js";
 import type { SnapshotStorage } from "./snapshot-storage.js";
+import { defaultStackName } from "./stack-outputs.js";
 
 /** The Lambda runtime of every handler: one place to move it. */
 export const handlerRuntime = lambda.Runtime.NODEJS_22_X;
@@ -148,6 +149,7 @@ export class LambdaStepFunction extends Construct {
       return props.restore;
     };
     const extraEnvironment: Record<string, string> = {};
+    if (props.restore) extraEnvironment.OPERATOR_CLI_FLAGS = operatorCliFlags(Stack.of(this));
     if (access.has("notify-approvers")) {
       extraEnvironment.APPROVERS_TOPIC_ARN = restore().approvers.topic.topicArn;
     }
@@ -466,4 +468,10 @@ function grantAccess(
       // The PresignRole, its trust and sts:AssumeRole on it are made with the function (createPresignRole).
       break;
   }
+}
+
+/** What the `etcd-backup` commands quoted in restore notices add to find this stack's outputs. */
+function operatorCliFlags(stack: Stack): string {
+  const stackFlag = stack.stackName === defaultStackName ? [] : [`--stack ${stack.stackName}`];
+  return [...stackFlag, `--region ${stack.region}`].join(" ");
 }

@@ -26,6 +26,7 @@ export function applyLocalHandlerEnvironment(local: LocalHandlerEnvironment): vo
     STAGING_DIR: local.workDir,
     APPROVERS_TOPIC_ARN: "arn:aws:sns:local:000000000000:etcd-backup-approvers",
     LOCAL_NOTIFICATIONS_FILE: localNotificationsFile(local.workDir),
+    OPERATOR_CLI_FLAGS: "--local",
     POWERTOOLS_LOG_LEVEL: "SILENT",
     POWERTOOLS_METRICS_DISABLED: "true",
     POWERTOOLS_TRACE_ENABLED: "false",

@@ -157,6 +157,8 @@ describe("restore functions", () => {
       TARGETS_PARAMETER_NAME: { Ref: logicalIdOf(stack.targetsParameter.parameter.parameterName) },
       POWERTOOLS_SERVICE_NAME: "etcd-backup",
       POWERTOOLS_METRICS_NAMESPACE: "EtcdBackup",
+      // The stack keeps the CLI's default name: the commands quoted in notices need only the region.
+      OPERATOR_CLI_FLAGS: { "Fn::Join": ["", ["--region ", { Ref: "AWS::Region" }]] },
     };
     const presignRoleArn = (handler: string) => ({
       "Fn::GetAtt": [logicalIdOf(restoreFunction(handler).presignRole?.roleArn), "Arn"],
@@ -177,6 +179,25 @@ describe("restore functions", () => {
       expect((fn.Properties.Environment as { Variables: unknown }).Variables, step.handler).toEqual({
         ...common,
         ...own[step.handler],
+      });
+    }
+  });
+});
+
+describe("commands quoted in restore notices", () => {
+  it("name a stack deployed under another name, so that approve and undo find its outputs", () => {
+    const other = buildStack({ targets: restoreTargets() }, { stackName: "EtcdBackupStaging" });
+    const functions = Object.values(
+      other.template.findResources("AWS::Lambda::Function", {
+        Properties: { Description: Match.stringLikeRegexp("^etcd-backup restore") },
+      }),
+    ) as Resource[];
+    expect(functions).toHaveLength(restoreSteps.length);
+    for (const fn of functions) {
+      expect((fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables).toMatchObject({
+        OPERATOR_CLI_FLAGS: {
+          "Fn::Join": ["", ["--stack EtcdBackupStaging --region ", { Ref: "AWS::Region" }]],
+        },
       });
     }
   });

@@ -57,12 +57,15 @@ export interface BuiltStack {
 
 export function buildStack(
   props: Partial<EtcdBackupStackProps> = {},
-  options: { bundling?: boolean } = {},
+  options: { bundling?: boolean; stackName?: string } = {},
 ): BuiltStack {
   const app = new App({
     context: { ...cdkJsonContext(), ...(options.bundling ? {} : { "aws:cdk:bundling-stacks": [] }) },
   });
-  const stack = new EtcdBackupStack(app, "EtcdBackup", { targets: testTargets(), ...props });
+  const stack = new EtcdBackupStack(app, options.stackName ?? "EtcdBackup", {
+    targets: testTargets(),
+    ...props,
+  });
   return { app, stack, template: Template.fromStack(stack) };
 }
 

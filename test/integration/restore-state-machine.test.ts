@@ -94,7 +94,8 @@ describe("the restore state machine refuses and changes nothing", () => {
     expect(run.published[0]?.message).toContain("nothing on the nodes was touched");
     expect(await keysNow()).toBe(51);
     const approval = (await stack.readNotifications()).at(-1);
-    expect(approval?.message).toContain(`etcd-backup approve`);
+    // Locally the commands it quotes carry --local, as the approver must type them.
+    expect(approval?.message).toContain(`etcd-backup approve ${run.executionArn.split(":").at(-1)} --local`);
     expect(approval?.message).not.toMatch(/local-task-token/);
   });
 
@@ -227,7 +228,8 @@ describe("the restore state machine renewing the agents' URLs", () => {
       row.tags?.includes("pre-restore"),
     );
     expect(run.published.at(-1)?.message).toContain(
-      `Undo:      etcd-backup restore --cluster ${localCluster} --snapshot-id ${safety?.snapshotId} --allow-cluster-id-change`,
+      // The undo runs on the same nodes' restore tool: it needs the allowance this restore needed.
+      `Undo:      etcd-backup restore --local --cluster ${localCluster} --snapshot-id ${safety?.snapshotId} --allow-cluster-id-change --allow-without-revision-bump`,
     );
   }, 120_000);
 });

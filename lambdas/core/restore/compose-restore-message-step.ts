@@ -45,8 +45,7 @@ export async function composeRestoreMessage(
       : undefined,
     health?.summary ? `Health:    ${health.summary}` : undefined,
     outcome === "succeeded" && safetySnapshotId
-      ? // etcd's cluster id is new after a restore: undoing it needs the flag that says so.
-        `Undo:      etcd-backup restore --cluster ${cluster} --snapshot-id ${safetySnapshotId} --allow-cluster-id-change (the state before, saved as ${safetySnapshotId})`
+      ? `Undo:      ${undoCommand(cluster, safetySnapshotId, input, dependencies.operatorCliFlags)} (the state before, saved as ${safetySnapshotId})`
       : undefined,
     agents?.summary ? `Agents:    ${agents.summary}` : undefined,
     ...lines,
@@ -66,4 +65,18 @@ function causeMessage(cause: string | undefined): string {
   } catch {
     return cause;
   }
+}
+
+/**
+ * Restoring the safety snapshot: etcd's cluster id is new after a restore, so undoing it needs the flag
+ * that says so; the same nodes' restore tool needs the same revision-bump allowance as this restore.
+ */
+function undoCommand(
+  cluster: string,
+  safetySnapshotId: string,
+  input: Partial<RestoreInput>,
+  operatorCliFlags: string,
+): string {
+  const allowances = input.allowWithoutRevisionBump ? " --allow-without-revision-bump" : "";
+  return `etcd-backup restore${operatorCliFlags} --cluster ${cluster} --snapshot-id ${safetySnapshotId} --allow-cluster-id-change${allowances}`;
 }

@@ -25,8 +25,8 @@ export async function requestApproval(
   const message = [
     summary,
     "",
-    `Approve:  etcd-backup approve ${executionName}`,
-    `Reject:   etcd-backup reject ${executionName} --reason "..."`,
+    `Approve:  etcd-backup approve ${executionName}${dependencies.operatorCliFlags}`,
+    `Reject:   etcd-backup reject ${executionName}${dependencies.operatorCliFlags} --reason "..."`,
     `Console:  open the execution, and send task success with output {"approved": true} (the token is in the catalogue table, item approval#${executionName}).`,
     `The request expires after ${Math.round(approvalTimeoutSeconds / 3600)} h; nothing changes until someone approves.`,
   ].join("\n");

@@ -17,6 +17,11 @@ export interface RestoreDependencies extends BackupDependencies {
   }): Promise<string>;
   /** The node agent's script, sent to each node with its command. */
   loadAgentScript(): Promise<string>;
+  /**
+   * What the `etcd-backup` commands quoted in notices add to reach this stack, with a leading space:
+   * `--stack`/`--region` when deployed, `--local` against the local stack.
+   */
+  operatorCliFlags: string;
   /** Publishes to the approvers' topic. */
   notifyApprovers(subject: string, message: string): Promise<void>;
 }

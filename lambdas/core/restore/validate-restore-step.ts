@@ -33,7 +33,7 @@ export async function validateRestore(
   const sourceCluster = input.sourceCluster ?? input.cluster;
   if (sourceCluster !== input.cluster && !input.allowCrossCluster) {
     throw new InvalidInputError(
-      `snapshot ${input.snapshotId} belongs to cluster ${sourceCluster}, not ${input.cluster}: set allowCrossCluster to restore it here`,
+      `snapshot ${input.snapshotId} belongs to cluster ${sourceCluster}, not ${input.cluster}: set allowCrossCluster (CLI --allow-cross-cluster) to restore it here`,
     );
   }
   const row = await dependencies.catalogue.getSnapshot(sourceCluster, input.snapshotId);
@@ -69,7 +69,7 @@ export async function validateRestore(
   // some etcdctl 3.4 releases carry a backport): the agents check at prepare, before anything stops.
   if (layout.restoreTool === "etcdctl" && !input.allowWithoutRevisionBump) {
     throw new InvalidInputError(
-      `${layout.restoreTool} cannot bump revisions at restore, so Kubernetes watchers could miss changes: use etcdutl (etcd 3.5.x with the backport, or 3.6), or set allowWithoutRevisionBump (see docs/restore.md)`,
+      `${layout.restoreTool} cannot bump revisions at restore, so Kubernetes watchers could miss changes: use etcdutl (etcd 3.5.x with the backport, or 3.6), or set allowWithoutRevisionBump (CLI --allow-without-revision-bump; see docs/restore.md)`,
     );
   }
   if (input.allowWithoutRevisionBump)
@@ -136,7 +136,7 @@ async function checkClusterLineage(
     ];
   }
   throw new InvalidInputError(
-    `snapshot ${input.snapshotId} was taken from etcd cluster id ${snapshotClusterId}, but ${input.cluster}'s etcd is ${liveClusterId}, and no snapshot of ${input.cluster} comes from it yet. A restore changes the id: if ${input.cluster} was restored since, set allowClusterIdChange (CLI --allow-cluster-id-change); if the snapshot is another cluster's, allowCrossCluster`,
+    `snapshot ${input.snapshotId} was taken from etcd cluster id ${snapshotClusterId}, but ${input.cluster}'s etcd is ${liveClusterId}, and no snapshot of ${input.cluster} comes from it yet. A restore changes the id: if ${input.cluster} was restored since, set allowClusterIdChange (CLI --allow-cluster-id-change); if the snapshot is another cluster's, allowCrossCluster (CLI --allow-cross-cluster)`,
   );
 }
 

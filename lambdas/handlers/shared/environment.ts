@@ -24,6 +24,8 @@ const environmentSchema = z
     PRESIGN_ROLE_ARN: z.string().startsWith("arn:").optional(),
     /** The node agent script bundled beside the restore functions. */
     RESTORE_AGENT_SCRIPT: z.string().optional(),
+    /** What the `etcd-backup` commands quoted in notices add to reach this stack (`--local` locally). */
+    OPERATOR_CLI_FLAGS: z.string().default(""),
     /** Local runs: SNS messages the handlers publish go to this file instead. */
     LOCAL_NOTIFICATIONS_FILE: z.string().optional(),
   })

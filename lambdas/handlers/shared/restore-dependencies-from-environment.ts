@@ -44,6 +44,7 @@ export function createRestoreDependencies(
         ...(request.versionId ? { versionId: request.versionId } : {}),
         ...(environment.S3_ENDPOINT ? { endpoint: environment.S3_ENDPOINT, forcePathStyle: true } : {}),
       }),
+    operatorCliFlags: environment.OPERATOR_CLI_FLAGS ? ` ${environment.OPERATOR_CLI_FLAGS.trim()}` : "",
     loadAgentScript: () => {
       script ??= readFile(environment.RESTORE_AGENT_SCRIPT ?? defaultAgentScript, "utf8");
       return script;
