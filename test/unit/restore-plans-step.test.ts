@@ -19,6 +19,11 @@ import {
   setRestorePhase,
   writeRestorePlans,
 } from "../../lambdas/core/restore/restore-plans-step.js";
+import {
+  agentStartWaitSeconds,
+  agentStopWaitSeconds,
+  agentWaitSeconds,
+} from "../../lambdas/core/restore/restore-timeouts.js";
 
 const cluster = "prod-eu";
 const executionArn = "arn:aws:states:eu-west-1:111122223333:execution:restore:r-1";
@@ -282,6 +287,33 @@ describe("rolling agent URLs", () => {
     const launched = signed.filter((request) => launchCommand.includes(request.url));
     expect(launched.map((request) => request.expiresInSeconds)).toEqual([3000, 3000]);
     expect(launchUrlSeconds(10_000)).toBe(3600);
+  });
+
+  it("bounds the agents' waits for etcd and kube-apiserver by the phase, so their reason beats the deadline", async () => {
+    const short = fakeDependencies(120);
+    await writeRestorePlans(short.dependencies, input, executionArn, snapshot, members);
+    // Two polls (5 s by default) and ten seconds before the phase's deadline.
+    expect(short.planOf("cp-1")).toMatchObject({ stopTimeoutSeconds: 100, startTimeoutSeconds: 100 });
+    const usual = fakeDependencies();
+    await writeRestorePlans(usual.dependencies, input, executionArn, snapshot, members);
+    expect(usual.planOf("cp-1")).toMatchObject({
+      stopTimeoutSeconds: agentStopWaitSeconds,
+      startTimeoutSeconds: agentStartWaitSeconds,
+    });
+    const longStart = fakeDependencies(1800, { startTimeoutSeconds: 1200 });
+    await writeRestorePlans(longStart.dependencies, input, executionArn, snapshot, members);
+    expect(longStart.planOf("cp-1")).toMatchObject({
+      stopTimeoutSeconds: agentStopWaitSeconds,
+      startTimeoutSeconds: 1200,
+    });
+    expect(
+      agentWaitSeconds({
+        phaseTimeoutSeconds: 30,
+        pollSeconds: 60,
+        stopTimeoutSeconds: 120,
+        startTimeoutSeconds: 300,
+      }),
+    ).toEqual({ stopTimeoutSeconds: 10, startTimeoutSeconds: 10 });
   });
 
   it("refuses a phase timeout the hour-long URLs could not bridge", () => {

@@ -5,7 +5,11 @@ import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
 import { defaultPhaseTimeoutSeconds, maxPhaseTimeoutSeconds } from "../restore/agent-url-lifetimes.js";
 import { checkRestartManifests, fileName, sha256Hex } from "../restore/restore-plan.js";
-import { maxApprovalTimeoutSeconds } from "../restore/restore-timeouts.js";
+import {
+  agentStartWaitSeconds,
+  agentStopWaitSeconds,
+  maxApprovalTimeoutSeconds,
+} from "../restore/restore-timeouts.js";
 import { longestScheduleGapSeconds } from "./schedule-interval.js";
 
 const clusterName = z
@@ -177,6 +181,12 @@ const restoreSchema = z
       .min(30)
       .max(maxPhaseTimeoutSeconds)
       .default(defaultPhaseTimeoutSeconds),
+    /**
+     * How long each agent waits for etcd or kube-apiserver to stop, and to start (a large database takes
+     * longer to open); either ends before its phase's deadline, however high it is set here.
+     */
+    stopTimeoutSeconds: z.number().int().min(10).max(maxPhaseTimeoutSeconds).default(agentStopWaitSeconds),
+    startTimeoutSeconds: z.number().int().min(10).max(maxPhaseTimeoutSeconds).default(agentStartWaitSeconds),
   })
   .strict()
   .superRefine((layout, context) => {

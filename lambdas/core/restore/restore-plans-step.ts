@@ -21,6 +21,7 @@ import {
   renderPlan,
   restorePlanSchema,
 } from "./restore-plan.js";
+import { agentWaitSeconds } from "./restore-timeouts.js";
 
 /** The JSON copy beside a plan: the plan, and the objects (snapshot, staged tool) whose URLs each plan write signs again. */
 const storedPlanSchema = z
@@ -116,6 +117,7 @@ export async function writeRestorePlans(
       },
       initialCluster,
       initialClusterToken: `etcd-restore-${restoreId}`.slice(0, 100),
+      ...agentWaitSeconds(layout),
       restoreTool: layout.restoreTool,
       ...(snapshot.bumpRevision
         ? {

@@ -31,3 +31,28 @@ export const agentExecutionTimeoutSeconds = Math.min(
   restoreStateMachineTimeoutSeconds + agentExecutionMarginSeconds,
   runCommandMaxExecutionTimeoutSeconds,
 );
+
+/**
+ * How long an agent waits by default for etcd or kube-apiserver to stop, and to start (the targets file's
+ * `restore.stopTimeoutSeconds` and `startTimeoutSeconds`; the agent script's defaults too).
+ */
+export const agentStopWaitSeconds = 120;
+export const agentStartWaitSeconds = 300;
+
+/**
+ * The agents' waits as a plan carries them: they end two status polls and ten seconds before the phase's
+ * deadline, so that the barrier reads the agent's own reason ("etcd did not answer healthy within
+ * 108 s") rather than only that the deadline passed.
+ */
+export function agentWaitSeconds(layout: {
+  phaseTimeoutSeconds: number;
+  pollSeconds: number;
+  stopTimeoutSeconds: number;
+  startTimeoutSeconds: number;
+}): { stopTimeoutSeconds: number; startTimeoutSeconds: number } {
+  const withinPhase = Math.max(10, layout.phaseTimeoutSeconds - 2 * layout.pollSeconds - 10);
+  return {
+    stopTimeoutSeconds: Math.min(layout.stopTimeoutSeconds, withinPhase),
+    startTimeoutSeconds: Math.min(layout.startTimeoutSeconds, withinPhase),
+  };
+}

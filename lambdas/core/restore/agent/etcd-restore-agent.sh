@@ -529,6 +529,7 @@ adopt_plan() {
   client_url=${plan[member.clientUrl]}
   # Chosen by resolve_etcd_health when etcd's manifest is back; until then, what a message can name.
   health_url=${plan[member.healthUrl]:-${client_url%/}/health}
+  # The plan bounds them by its phase's deadline (restore-timeouts.ts agentWaitSeconds); these are the defaults.
   stop_timeout=${plan[stopTimeoutSeconds]:-120}
   start_timeout=${plan[startTimeoutSeconds]:-300}
   ready_url=${plan[member.apiServerReadyUrl]:-}
