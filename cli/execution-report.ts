@@ -1,5 +1,6 @@
 // How the CLI reports a workflow execution, deployed or local: a few lines (or the JSON), and the exit
 // code its failed step's error maps to.
+import { approvalRejectedError } from "../lambdas/core/catalogue/approval-tokens.js";
 import type { ExecutionStatus } from "./execution-status.js";
 import { ExitCodes, exitCodeFor } from "./exit-codes.js";
 import { printJson } from "./terminal-output.js";
@@ -25,10 +26,27 @@ export function printStatus(status: ExecutionStatus, flags: { json?: boolean }):
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
-/** The exit code a finished execution maps to: its failed step's error, as the local commands map it. */
+/**
+ * The exit code a finished execution maps to: its failed step's error, as the local commands map it; a
+ * restore that a person (or nobody, in time) turned down, or an execution stopped from outside, did not
+ * fail, and says so apart.
+ */
 export function exitCodeOf(status: ExecutionStatus): number {
   if (status.status === "SUCCEEDED" || status.status === "RUNNING") return ExitCodes.ok;
+  if (status.status === "ABORTED" || status.status === "TIMED_OUT" || wasTurnedDown(status)) {
+    return ExitCodes.stopped;
+  }
   return exitCodeFor({ name: status.failure?.error });
+}
+
+/** The restore state that waits for a person's answer (statemachine/restore.asl.json). */
+export const approvalState = "RequestApproval";
+
+function wasTurnedDown({ failure }: ExecutionStatus): boolean {
+  return (
+    failure?.error === approvalRejectedError ||
+    (failure?.state === approvalState && failure.error === "States.Timeout")
+  );
 }
 
 /** A backup execution's output carries the stored snapshot under `snapshot.result`. */

@@ -17,6 +17,8 @@ export const ExitCodes = {
   notFound: 6,
   /** The cluster's lease or a catalogue row is held or in a conflicting state. */
   conflict: 7,
+  /** A workflow was stopped before it changed anything or finished: rejected, not approved in time, aborted. */
+  stopped: 8,
 } as const;
 
 export function exitCodeFor(error: unknown): number {

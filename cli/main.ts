@@ -19,6 +19,7 @@ export async function runCli(argv: string[]): Promise<number> {
   const program = new Command("etcd-backup")
     .description("Stream, verify, catalogue and restore etcd snapshots")
     .option("--debug", "show stack traces on errors")
+    .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   /** The running command; one that returns a number exits with it. */
@@ -52,7 +53,7 @@ export async function runCli(argv: string[]): Promise<number> {
       .description("The local stack of the demo, kept running for the other commands' --local")
       .command("up")
       .description(
-        "Start etcd, s3rver and dynalite on this machine and keep them until Ctrl-C; backup, restore, approve, reject, list and show take --local to use them",
+        "Start etcd, s3rver and dynalite on this machine and keep them until Ctrl-C; backup, restore, status, approve, reject, list, show, prune --dry-run and verify s3://… take --local to use them",
       ),
     { help: "Kubernetes-shaped keys to write at the start", default: "500" },
   )

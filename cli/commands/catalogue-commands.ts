@@ -1,4 +1,5 @@
 // `etcd-backup list`, `show`, `approve` and `reject`: the catalogue and pending restore approvals.
+import { userInfo } from "node:os";
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from "@aws-sdk/client-sfn";
 import { StackOutputs } from "../../infra/stack-outputs.js";
 import { ApprovalTokens, approvalRejectedError } from "../../lambdas/core/catalogue/approval-tokens.js";
@@ -7,6 +8,7 @@ import { type SnapshotStatus, snapshotStatuses } from "../../lambdas/core/catalo
 import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
+import { readLocalExecution } from "../local/local-executions.js";
 import { localSessionEnvironment } from "../local/local-session.js";
 import { formatBytes, printJson } from "../terminal-output.js";
 
@@ -57,6 +59,11 @@ export async function runListCommand(
       ...(status ? { status: status as SnapshotStatus } : {}),
     });
     if (flags.json) return printJson(page);
+    if (page.snapshots.length === 0) {
+      process.stderr.write(
+        `no ${status ? `${status} ` : ""}snapshots of ${flags.cluster} in the catalogue\n`,
+      );
+    }
     for (const row of page.snapshots) {
       const size = row.bytes === undefined ? "" : formatBytes(row.bytes);
       process.stdout.write(
@@ -96,8 +103,9 @@ export async function runApprovalCommand(
   try {
     const approvals = new ApprovalTokens({ client: dynamo, tableName });
     const pending = await approvals.find(executionName);
-    const by = flags.by ?? process.env.USER ?? "unknown";
+    const by = flags.by ?? operatorName();
     if (flags.local) {
+      await refuseUnlessStillRunning(approvals, executionName);
       // No Step Functions service takes the token locally: the waiting run polls for this answer.
       await approvals.recordAnswer(executionName, {
         approved: decision === "approve",
@@ -137,4 +145,27 @@ export async function runApprovalCommand(
     dynamo.destroy();
     sfn.destroy();
   }
+}
+
+/** Who answers, as the approval records it: the login name, even where $USER is unset (sudo, cron). */
+function operatorName(): string {
+  try {
+    return process.env.USER || userInfo().username;
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
+ * A local restore whose process ended (Ctrl-C) leaves its pending approval behind with nobody polling it:
+ * an answer there would report an approval that nothing acts on. The stale approval goes instead.
+ */
+async function refuseUnlessStillRunning(approvals: ApprovalTokens, executionName: string): Promise<void> {
+  const { workDir } = await localSessionEnvironment();
+  const execution = await readLocalExecution(workDir, executionName);
+  if (execution.status === "RUNNING") return;
+  await approvals.remove(executionName);
+  throw new SnapshotNotFoundError(
+    `restore ${executionName} is ${execution.status}: nothing waits for an answer any more`,
+  );
 }

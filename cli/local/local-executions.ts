@@ -4,7 +4,7 @@
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { SnapshotNotFoundError } from "../../lambdas/core/errors.js";
+import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
 import type { ExecutionStatus } from "../execution-status.js";
 import { isProcessAlive } from "./local-session.js";
 
@@ -38,8 +38,14 @@ export function recordLocalExecution(workDir: string, start: Omit<ExecutionStatu
   };
 }
 
-/** Where a local execution is; ABORTED when the process that ran it ended without finishing it. */
-export async function readLocalExecution(workDir: string, name: string): Promise<ExecutionStatus> {
+/**
+ * Where a local execution is, by its name or ARN; ABORTED when the process that ran it ended without
+ * finishing it.
+ */
+export async function readLocalExecution(workDir: string, nameOrArn: string): Promise<ExecutionStatus> {
+  // An execution's name has no colon (Step Functions refuses one), so its ARN ends with it.
+  const name = nameOrArn.split(":").at(-1) ?? nameOrArn;
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new InvalidInputError(`not an execution name: "${nameOrArn}"`);
   let text: string;
   try {
     text = await readFile(recordFile(workDir, name), "utf8");

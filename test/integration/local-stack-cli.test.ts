@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExitCodes } from "../../cli/exit-codes.js";
 import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
 import type { LocalSession } from "../../cli/local/local-session.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
@@ -151,14 +152,14 @@ describe("etcd-backup local up, and the commands given --local", () => {
     });
   }, 60_000);
 
-  it("ends a restore rejected from another process with nothing changed, and exits non-zero", async () => {
+  it("ends a restore rejected from another process with nothing changed, and exits 8 (stopped)", async () => {
     const listed = JSON.parse((await run(["list", "--local", "--cluster", "local", "--json"])).stdout);
     const snapshotId = listed.snapshots[0].snapshotId as string;
     await createEtcdWriter({ endpoints: session.etcdEndpoints }).put("/registry/pods/default/late", "after");
     const rejected = await restoreAnswered(snapshotId, ["reject", "--reason", "wrong snapshot"]);
     expect(rejected.answered.code, rejected.answered.stderr).toBe(0);
     expect(rejected.answered.stdout).toContain(`rejected the restore of local from ${snapshotId}`);
-    expect(rejected.code).not.toBe(0);
+    expect(rejected.code).toBe(ExitCodes.stopped);
     expect(rejected.stdout).toMatch(/FAILED\n(.|\n)*failed at RequestApproval: RestoreRejected/);
     expect(rejected.stderr).toContain("wrong snapshot");
     expect(rejected.waiting.stdout).toMatch(/: RUNNING\n(.|\n)*now at {3}RequestApproval/);
@@ -167,11 +168,42 @@ describe("etcd-backup local up, and the commands given --local", () => {
       status: "FAILED",
       failure: { state: "RequestApproval", error: "RestoreRejected" },
     });
+    // The ARN that `show` and --json print names it as well as its name does.
+    const byArn = await run(["status", rejected.after.status.executionArn, "--local"]);
+    expect(byArn.stdout).toContain(`${rejected.execution}: FAILED`);
     expect(await registryKeys()).toBe(41);
     // The answer was consumed: the execution no longer waits.
     const late = await run(["approve", rejected.execution, "--local"]);
     expect(late.code).toBe(6);
     expect(late.stderr).toContain("no restore is waiting for approval");
+  }, 60_000);
+
+  it("refuses to approve a restore whose process was stopped while it waited (Ctrl-C)", async () => {
+    const listed = JSON.parse((await run(["list", "--local", "--cluster", "local", "--json"])).stdout);
+    const snapshotId = listed.snapshots[0].snapshotId as string;
+    const restore = start([
+      "restore",
+      "--local",
+      "--cluster",
+      "local",
+      "--snapshot-id",
+      snapshotId,
+      "--allow-without-revision-bump",
+    ]);
+    const execution = await until(
+      () => /waiting for approval: etcd-backup approve (\S+) --local/.exec(restore.stderr())?.[1],
+      "the approval request",
+    );
+    restore.child.kill("SIGKILL");
+    await restore.exit;
+    const status = await run(["status", execution, "--local"]);
+    expect(status.stdout).toContain(`${execution}: ABORTED`);
+    expect(status.code).toBe(ExitCodes.stopped);
+    const late = await run(["approve", execution, "--local"]);
+    expect(late.code).toBe(ExitCodes.notFound);
+    expect(late.stderr).toContain(`restore ${execution} is ABORTED: nothing waits for an answer`);
+    // The stale approval went with the refusal.
+    expect((await run(["approve", execution, "--local"])).stderr).toContain("no restore is waiting");
   }, 60_000);
 
   it("restores the snapshot once approved from another process", async () => {

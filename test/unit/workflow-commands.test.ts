@@ -1,6 +1,9 @@
 // `etcd-backup backup`, `restore` and `status` against a deployed stack. Step Functions' API has no
 // local stand-in (aws-local-stepfunctions runs definitions, not the service's API): it is mocked with
 // aws-sdk-client-mock, answering as the service does.
+
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import {
   DescribeExecutionCommand,
   GetExecutionHistoryCommand,
@@ -11,9 +14,11 @@ import {
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { executionName } from "../../cli/commands/workflow-commands.js";
+import { approvalState } from "../../cli/execution-report.js";
 import { executionArnFor } from "../../cli/execution-status.js";
 import { ExitCodes } from "../../cli/exit-codes.js";
 import { runCli } from "../../cli/main.js";
+import { approvalRejectedError } from "../../lambdas/core/catalogue/approval-tokens.js";
 
 const sfn = mockClient(SFNClient);
 const backupMachine = "arn:aws:states:eu-west-1:111122223333:stateMachine:Backup";
@@ -199,6 +204,71 @@ describe("etcd-backup status", () => {
     expect(result.stdout).toMatch(/restore-prod-eu-1: FAILED/);
     expect(result.stdout).toMatch(/failed: RestoreFailed: The restore failed; on-call was notified/);
     expect(result.code).toBe(ExitCodes.failure);
+  });
+
+  it("exits 8, apart from failures, for a restore turned down, not approved in time, or aborted", async () => {
+    const turnedDown = (name: string, waitEvent: HistoryEvent) => {
+      const executionArn = executionArnFor(restoreMachine, name);
+      sfn.on(DescribeExecutionCommand, { executionArn }).resolves({
+        status: "FAILED",
+        name,
+        startDate: new Date(),
+        stateMachineArn: restoreMachine,
+        error: "RestoreFailed",
+      });
+      sfn.on(GetExecutionHistoryCommand, { executionArn }).resolves({
+        events: [
+          event("ExecutionFailed"),
+          event("TaskSucceeded"),
+          event("TaskStateEntered", { stateEnteredEventDetails: { name: "NotifyRestoreFailed" } }),
+          waitEvent,
+          event("TaskStateEntered", { stateEnteredEventDetails: { name: approvalState } }),
+        ],
+      });
+    };
+    turnedDown(
+      "restore-rejected",
+      event("TaskFailed", {
+        taskFailedEventDetails: {
+          resourceType: "lambda",
+          resource: "invoke.waitForTaskToken",
+          error: approvalRejectedError,
+          cause: "sre: no",
+        },
+      }),
+    );
+    turnedDown(
+      "restore-unanswered",
+      event("TaskTimedOut", {
+        taskTimedOutEventDetails: {
+          resourceType: "lambda",
+          resource: "invoke.waitForTaskToken",
+          error: "States.Timeout",
+        },
+      }),
+    );
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: executionArnFor(restoreMachine, "restore-stopped") })
+      .resolves({
+        status: "ABORTED",
+        name: "restore-stopped",
+        startDate: new Date(),
+        stateMachineArn: restoreMachine,
+      });
+    sfn
+      .on(GetExecutionHistoryCommand, { executionArn: executionArnFor(restoreMachine, "restore-stopped") })
+      .resolves({
+        events: [event("ExecutionAborted")],
+      });
+    for (const name of ["restore-rejected", "restore-unanswered", "restore-stopped"]) {
+      const result = await cli(["status", name, "--restore-state-machine-arn", restoreMachine]);
+      expect(result.code, name).toBe(ExitCodes.stopped);
+    }
+    // The waiting state is the definition's own.
+    const definition = JSON.parse(
+      readFileSync(join(import.meta.dirname, "../../statemachine/restore.asl.json"), "utf8"),
+    );
+    expect(definition.States[approvalState].Resource).toMatch(/waitForTaskToken$/);
   });
 
   it("exits 0 for an execution still running", async () => {
