@@ -112,21 +112,29 @@ export async function runApprovalCommand(
         by,
         ...(decision === "reject" ? { reason: flags.reason ?? "rejected" } : {}),
       });
-    } else if (decision === "approve") {
-      await sfn.send(
-        new SendTaskSuccessCommand({
-          taskToken: pending.taskToken,
-          output: JSON.stringify({ approved: true, approvedBy: by }),
-        }),
-      );
     } else {
-      await sfn.send(
-        new SendTaskFailureCommand({
-          taskToken: pending.taskToken,
-          error: approvalRejectedError,
-          cause: `${by}: ${flags.reason ?? "rejected"}`,
-        }),
-      );
+      const answered =
+        decision === "approve"
+          ? sfn.send(
+              new SendTaskSuccessCommand({
+                taskToken: pending.taskToken,
+                output: JSON.stringify({ approved: true, approvedBy: by }),
+              }),
+            )
+          : sfn.send(
+              new SendTaskFailureCommand({
+                taskToken: pending.taskToken,
+                error: approvalRejectedError,
+                cause: `${by}: ${flags.reason ?? "rejected"}`,
+              }),
+            );
+      await answered.catch(async (error: unknown) => {
+        if (!noLongerWaiting.has((error as Error).name)) throw error;
+        await approvals.remove(executionName);
+        throw new SnapshotNotFoundError(
+          `restore ${executionName} no longer waits for an answer: its approval timed out or its execution ended (etcd-backup status ${executionName})`,
+        );
+      });
     }
     if (!flags.local) await approvals.remove(executionName);
     const result = {
@@ -146,6 +154,9 @@ export async function runApprovalCommand(
     sfn.destroy();
   }
 }
+
+/** What Step Functions answers for the token of a task that has ended (timed out, execution stopped). */
+const noLongerWaiting = new Set(["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"]);
 
 /** Who answers, as the approval records it: the login name, even where $USER is unset (sudo, cron). */
 function operatorName(): string {
