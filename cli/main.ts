@@ -164,16 +164,16 @@ export async function runCli(argv: string[]): Promise<number> {
   });
 
   for (const decision of ["approve", "reject"] as const) {
-    catalogueOptions(
-      program
-        .command(decision)
-        .description(
-          `${decision === "approve" ? "Approve" : "Reject"} a restore waiting for approval, by its execution name`,
-        )
-        .argument("<execution>", "the restore execution's name (in the approvers' message)")
-        .option("--by <name>", "who decides (default: $USER)")
-        .option("--reason <text>", "why (reject)"),
-    ).action((execution, flags) => {
+    const command = program
+      .command(decision)
+      .description(
+        `${decision === "approve" ? "Approve" : "Reject"} a restore waiting for approval, by its execution name`,
+      )
+      .argument("<execution>", "the restore execution's name (in the approvers' message)")
+      .option("--by <name>", "who decides (default: your login name)");
+    if (decision === "reject")
+      command.option("--reason <text>", "why, for the notice and the execution's history");
+    catalogueOptions(command).action((execution, flags) => {
       outcome = commands
         .catalogue()
         .then(({ runApprovalCommand }) => runApprovalCommand(decision, execution, flags));

@@ -308,6 +308,8 @@ describe("etcd-backup snapshot and verify", () => {
     helps.forEach((help, index) => {
       expect(help.code).toBe(0);
       expect(help.stdout).toContain(`Usage: etcd-backup ${commands[index]}`);
+      // The program's own options, which every command takes, are listed with each.
+      expect(help.stdout).toContain("--debug");
     });
     const wrong = await etcdBackup("snapshot", "--bogus");
     expect(wrong.code).toBe(2);
