@@ -1,13 +1,16 @@
 // The restore state machine's refusals, executed locally: nothing on the nodes may change. Then one
 // restore through every barrier, whose agents follow the URLs each plan renews.
 import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
 import { type LocalStack, localCluster, startLocalStack } from "../../cli/local/local-stack.js";
 import type { PublishedMessage } from "../../cli/local/local-state-machine.js";
 import { runLocalBackup, runLocalRestore } from "../../cli/local/local-workflows.js";
+import { CatalogueTable, snapshotSortKey } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { parsePlan, parseStatus, type RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
+import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import type { StepProgress } from "../../lambdas/handlers/shared/step-progress.js";
 
 let stack: LocalStack;
@@ -125,12 +128,25 @@ describe("the restore state machine refuses and changes nothing", () => {
   });
 
   it("refuses a snapshot catalogued under another cluster unless allowCrossCluster is set", async () => {
-    const run = await restore(
-      { cluster: localCluster, sourceCluster: "other", snapshotId, allowWithoutRevisionBump: true },
-      approve,
-    );
-    expect(run.status).toBe("FAILED");
-    expect(run.published[0]?.message).toContain("belongs to cluster other");
+    await catalogueUnderAnotherCluster(snapshotId, "other");
+    const input = {
+      cluster: localCluster,
+      sourceCluster: "other",
+      snapshotId,
+      allowWithoutRevisionBump: true,
+    };
+    const refused = await restore(input, approve);
+    expect(refused.status).toBe("FAILED");
+    expect(refused.entered).not.toContain("RequestApproval");
+    expect(refused.published[0]?.message).toContain("belongs to cluster other");
+    expect(await keysNow()).toBe(51);
+    // With the flag the same snapshot passes validation and is put to the approvers, who say no here.
+    const allowed = await restore({ ...input, allowCrossCluster: true }, reject);
+    expect(allowed.entered).toContain("RequestApproval");
+    expect(allowed.published[0]?.message).toContain("RestoreRejected");
+    const request = (await stack.readNotifications()).at(-1)?.message ?? "";
+    expect(request).toContain(snapshotId);
+    expect(await keysNow()).toBe(51);
   });
 
   it("refuses a snapshot id the catalogue does not know", async () => {
@@ -143,6 +159,17 @@ describe("the restore state machine refuses and changes nothing", () => {
     expect(await keysNow()).toBe(51);
   });
 });
+
+/** Catalogues the same stored snapshot under another cluster, as a copy of its row (another cluster's backup). */
+async function catalogueUnderAnotherCluster(id: string, cluster: string): Promise<void> {
+  const documents = DynamoDBDocumentClient.from(createDynamoDbClient({ endpoint: stack.dynamo.endpoint }));
+  const { Item } = await documents.send(
+    new GetCommand({ TableName: stack.tableName, Key: { cluster: localCluster, sk: snapshotSortKey(id) } }),
+  );
+  if (!Item) throw new Error(`no catalogue row for ${id}`);
+  const { [CatalogueTable.verifiedByClusterIndex.partitionKey.name]: _index, ...row } = Item;
+  await documents.send(new PutCommand({ TableName: stack.tableName, Item: { ...row, cluster } }));
+}
 
 async function readObject(key: string): Promise<string> {
   const reply = await stack.s3.client.send(new GetObjectCommand({ Bucket: stack.s3.bucket, Key: key }));
