@@ -63,8 +63,18 @@ function kubeadmEtcdPod(index: number, extra: Partial<StandInPod> = {}): StandIn
 }
 
 async function etcdBackup(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return etcdBackupWith(process.env, ...args);
+}
+
+async function etcdBackupWith(
+  env: NodeJS.ProcessEnv,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { maxBuffer: 16 * 1024 * 1024 });
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
+      maxBuffer: 16 * 1024 * 1024,
+      env,
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };
@@ -306,6 +316,18 @@ describe("etcd-backup snapshot through Kubernetes", () => {
       join(work.path, "x.db"),
     );
     expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/give exactly one of --endpoints .*--kubeconfig or --eks-cluster/);
+    const { AWS_REGION: _region, AWS_DEFAULT_REGION: _defaultRegion, ...withoutRegion } = process.env;
+    const noRegion = await etcdBackupWith(
+      withoutRegion,
+      "snapshot",
+      "--eks-cluster",
+      "prod",
+      "--to",
+      join(work.path, "x.db"),
+    );
+    expect(noRegion.code).toBe(2);
+    expect(noRegion.stderr).toContain("--eks-cluster needs --region (or AWS_REGION)");
     const wrongSource = await etcdBackup(
       "snapshot",
       "--kubeconfig",
