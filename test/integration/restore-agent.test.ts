@@ -656,6 +656,8 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       expect(prepared.failed, messages(prepared.statuses)).toBe(false);
       expect(prepared.statuses[0]?.toolVersion).toMatch(/^etcdctl 3\.4\./);
       expect(prepared.statuses[0]?.log.join("\n")).toContain("downloading etcdctl from the bucket");
+      // Kept beside the data dir (not in /tmp, often noexec) until the restore is over.
+      expect(existsSync(`${node.dataDir}.tool-${restoreId}`)).toBe(true);
       for (const phase of [
         "stop-apiserver",
         "stop",

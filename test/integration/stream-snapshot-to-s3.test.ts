@@ -431,10 +431,25 @@ describe("a failed snapshot leaves nothing behind", () => {
     const source = createGrpcSnapshotSource(
       createEtcdClient({ endpoint: "http://127.0.0.1:1", callTimeoutMs: 1000 }),
     );
-    await expect(streamSnapshotToS3(source, destination("broken"))).rejects.toMatchObject({
-      name: ErrorNames.EtcdUnavailable,
-      message: expect.stringContaining("127.0.0.1:1"),
-    });
+    // Every S3 command the attempt sends, by name: none may start an upload.
+    const sent: string[] = [];
+    s3.client.middlewareStack.add(
+      (next, context) => (args) => {
+        sent.push(String(context.commandName));
+        return next(args);
+      },
+      { step: "initialize", name: "recordCommandNames" },
+    );
+    try {
+      await expect(streamSnapshotToS3(source, destination("broken"))).rejects.toMatchObject({
+        name: ErrorNames.EtcdUnavailable,
+        message: expect.stringContaining("127.0.0.1:1"),
+      });
+    } finally {
+      s3.client.middlewareStack.remove("recordCommandNames");
+    }
+    expect(sent).not.toContain("CreateMultipartUploadCommand");
+    expect(sent).not.toContain("PutObjectCommand");
     source.close();
     await expectNothingLeftBehind();
   });

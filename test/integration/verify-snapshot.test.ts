@@ -5,6 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SnapshotCorruptError } from "../../lambdas/core/errors.js";
@@ -179,11 +180,23 @@ describe("verifySnapshotFile on etcd 3.4 snapshots", () => {
     const staging = await makeTempDir("verify-stage");
     try {
       const fromFile = await verifySnapshotFile(path);
-      const fromStream = await verifySnapshotStream(createReadStream(path, { highWaterMark: 32 * 1024 }), {
+      // What the staging directory holds each time the verifier takes another chunk of the stream.
+      const stagedWhileStreaming: number[] = [];
+      const source = Readable.from(
+        (async function* () {
+          for await (const chunk of createReadStream(path, { highWaterMark: 32 * 1024 })) {
+            stagedWhileStreaming.push((await readdir(staging.path)).length);
+            yield chunk;
+          }
+        })(),
+      );
+      const fromStream = await verifySnapshotStream(source, {
         stagingDir: staging.path,
         expectedBytes: fromFile.fileBytes,
       });
       expect(fromStream).toEqual(fromFile);
+      // Staged there, one file, while it streamed; gone after.
+      expect(stagedWhileStreaming).toContain(1);
       expect(await readdir(staging.path)).toEqual([]);
     } finally {
       await staging.remove();
