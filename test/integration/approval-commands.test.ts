@@ -3,12 +3,12 @@
 // stand-in and is mocked with aws-sdk-client-mock, answering as the service does.
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient, TaskTimedOut } from "@aws-sdk/client-sfn";
 import { mockClient } from "aws-sdk-client-mock";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ExitCodes } from "../../cli/exit-codes.js";
-import { runCli } from "../../cli/main.js";
 import { ApprovalTokens, approvalRejectedError } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
+import { runCliInProcess } from "../support/cli-in-process.js";
 import { type LocalDynamoDb, startLocalDynamoDb } from "../support/dynamodb-server.js";
 
 const sfn = mockClient(SFNClient);
@@ -42,25 +42,9 @@ async function waiting(executionName: string) {
   });
 }
 
-async function cli(args: string[]) {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout.push(String(chunk));
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr.push(String(chunk));
-    return true;
-  });
-  try {
-    const code = await runCli([...args, "--table", tableName, "--dynamodb-endpoint", dynamo.endpoint]);
-    return { code, stdout: stdout.join(""), stderr: stderr.join("") };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+/** `etcd-backup ARGS` against the test's catalogue table. */
+const cli = (args: string[]) =>
+  runCliInProcess([...args, "--table", tableName, "--dynamodb-endpoint", dynamo.endpoint]);
 
 const stillWaiting = async (name: string) =>
   approvals.find(name).then(

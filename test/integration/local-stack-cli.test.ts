@@ -66,8 +66,8 @@ async function registryKeys(): Promise<number> {
   }
 }
 
-/** Starts a restore, and once it asks for approval, answers it as a person would from another terminal. */
-async function restoreAnswered(snapshotId: string, answer: string[]) {
+/** Starts a restore on the local stack and waits until it asks for approval. */
+async function restoreWaitingForApproval(snapshotId: string) {
   const restore = start([
     "restore",
     "--local",
@@ -81,6 +81,12 @@ async function restoreAnswered(snapshotId: string, answer: string[]) {
     () => /waiting for approval: etcd-backup approve (\S+) --local/.exec(restore.stderr())?.[1],
     "the approval request",
   );
+  return { restore, execution };
+}
+
+/** Starts a restore, and once it asks for approval, answers it as a person would from another terminal. */
+async function restoreAnswered(snapshotId: string, answer: string[]) {
+  const { restore, execution } = await restoreWaitingForApproval(snapshotId);
   // From another terminal, the waiting execution is seen where it waits.
   const waiting = await run(["status", execution, "--local"]);
   const answered = await run([...answer, execution, "--local"]);
@@ -181,19 +187,7 @@ describe("etcd-backup local up, and the commands given --local", () => {
   it("refuses to approve a restore whose process was stopped while it waited (Ctrl-C)", async () => {
     const listed = JSON.parse((await run(["list", "--local", "--cluster", "local", "--json"])).stdout);
     const snapshotId = listed.snapshots[0].snapshotId as string;
-    const restore = start([
-      "restore",
-      "--local",
-      "--cluster",
-      "local",
-      "--snapshot-id",
-      snapshotId,
-      "--allow-without-revision-bump",
-    ]);
-    const execution = await until(
-      () => /waiting for approval: etcd-backup approve (\S+) --local/.exec(restore.stderr())?.[1],
-      "the approval request",
-    );
+    const { restore, execution } = await restoreWaitingForApproval(snapshotId);
     restore.child.kill("SIGKILL");
     await restore.exit;
     const status = await run(["status", execution, "--local"]);

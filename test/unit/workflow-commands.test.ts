@@ -12,13 +12,13 @@ import {
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
 import { mockClient } from "aws-sdk-client-mock";
-import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { executionName } from "../../cli/commands/workflow-commands.js";
 import { approvalState } from "../../cli/execution-report.js";
 import { executionArnFor } from "../../cli/execution-status.js";
 import { ExitCodes } from "../../cli/exit-codes.js";
-import { runCli } from "../../cli/main.js";
 import { approvalRejectedError } from "../../lambdas/core/catalogue/approval-tokens.js";
+import { runCliInProcess } from "../support/cli-in-process.js";
 
 const sfn = mockClient(SFNClient);
 const backupMachine = "arn:aws:states:eu-west-1:111122223333:stateMachine:Backup";
@@ -27,26 +27,7 @@ const restoreMachine = "arn:aws:states:eu-west-1:111122223333:stateMachine:Resto
 afterEach(() => sfn.reset());
 afterAll(() => sfn.restore());
 
-/** Runs the CLI and returns its exit code and what it printed on stdout and stderr. */
-async function cli(args: string[]) {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout.push(String(chunk));
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr.push(String(chunk));
-    return true;
-  });
-  try {
-    const code = await runCli(args);
-    return { code, stdout: stdout.join(""), stderr: stderr.join("") };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const cli = runCliInProcess;
 
 let eventId = 0;
 const event = (type: string, details: Partial<HistoryEvent> = {}): HistoryEvent => ({
