@@ -307,6 +307,36 @@ describe("chooseMemberPod", () => {
       ]),
     );
     expect(chosen.podName).toBe("etcd-cp-2");
+
+    // Every order of the pods and of the health entries, with the leader in every place: always the first
+    // follower by name.
+    const permutations = <T>(items: readonly T[]): T[][] =>
+      items.length <= 1
+        ? [[...items]]
+        : items.flatMap((item, index) =>
+            permutations([...items.slice(0, index), ...items.slice(index + 1)]).map((rest) => [
+              item,
+              ...rest,
+            ]),
+          );
+    const orders = permutations(members);
+    expect(orders).toHaveLength(6);
+    for (const leader of members) {
+      const expected = members.find((member) => member !== leader)?.podName;
+      for (const order of orders) {
+        const entries = order.map((member): [EtcdMemberPod, MemberHealth] => [
+          member,
+          { healthy: true, isLeader: member === leader },
+        ]);
+        for (const healthOrder of [entries, [...entries].reverse()]) {
+          const choice = chooseMemberPod(order, health(healthOrder)).podName;
+          expect(choice, `leader ${leader.podName}, order ${order.map((member) => member.podName)}`).toBe(
+            expected,
+          );
+          expect(choice).not.toBe(leader.podName);
+        }
+      }
+    }
   });
 
   it("takes a member of unknown role before the leader, and the first by name without any knowledge", () => {

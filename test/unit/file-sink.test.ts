@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readdirSync, readlinkSync, realpathSync } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { FileSink } from "../../lambdas/core/snapshot/file-sink.js";
 import { makeTempDir } from "../support/temp-dir.js";
 
@@ -14,6 +15,18 @@ async function withTempDir(use: (dir: string) => Promise<void>): Promise<void> {
   } finally {
     await dir.remove();
   }
+}
+
+/** This process's open file descriptors that point at `path` (Linux: /proc/self/fd). */
+function descriptorsOpenOn(path: string): string[] {
+  const target = realpathSync(path);
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === target;
+    } catch {
+      return false; // the descriptor readdir itself used, closed by now
+    }
+  });
 }
 
 describe("FileSink", () => {
@@ -44,14 +57,22 @@ describe("FileSink", () => {
 
   it("closes its file when the source fails mid-stream", async () => {
     await withTempDir(async (dir) => {
-      const sink = new FileSink(join(dir, "out.db"), 16);
+      const path = join(dir, "out.db");
+      const sink = new FileSink(path, 16);
+      let openWhileWriting: string[] = [];
       async function* failing() {
         yield Buffer.alloc(64);
+        // The 64 bytes fill the 16-byte batch: once they are on disk the sink holds the file open.
+        await vi.waitFor(async () => expect((await stat(path)).size).toBe(64));
+        openWhileWriting = descriptorsOpenOn(path);
         throw new Error("etcd went away");
       }
       await expect(pipeline(Readable.from(failing()), sink)).rejects.toThrow("etcd went away");
       if (!sink.closed) await new Promise((resolve) => sink.once("close", resolve));
       expect(sink.destroyed).toBe(true);
+      // The check below can see the sink's descriptor: it did while the sink was writing.
+      expect(openWhileWriting).toHaveLength(1);
+      expect(descriptorsOpenOn(path)).toEqual([]);
     });
   });
 });

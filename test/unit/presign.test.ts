@@ -128,6 +128,37 @@ describe("presignS3Url with a versionId", () => {
     expect(versioned.searchParams.get("X-Amz-Signature")).not.toBe(
       documentedSignature(swapped, documentationExample.credentials.secretAccessKey, "us-east-1"),
     );
+
+    // S3 checks a URL by signing what it receives and comparing with X-Amz-Signature. The signature in
+    // the versioned URL passes that check as sent...
+    const signature = versioned.searchParams.get("X-Amz-Signature");
+    const verify = (url: URL) =>
+      documentedSignature(url, documentationExample.credentials.secretAccessKey, "us-east-1") === signature;
+    expect(verify(versioned)).toBe(true);
+    // ...and fails it with the version swapped or dropped, the rest of the URL (signature included) kept.
+    const dropped = new URL(versioned);
+    dropped.searchParams.delete("versionId");
+    expect(dropped.searchParams.get("X-Amz-Signature")).toBe(signature);
+    expect(verify(swapped)).toBe(false);
+    expect(verify(dropped)).toBe(false);
+    // The code under test agrees on what those URLs would need: its own signatures for the other version
+    // and for none, which the same check accepts for them, are not the one the versioned URL carries.
+    const signedForOther = new URL(
+      await presignS3Url({ ...documentationExample, versionId: "another-version" }),
+    );
+    expect(signedForOther.searchParams.get("versionId")).toBe("another-version");
+    const needed = {
+      swapped: signedForOther.searchParams.get("X-Amz-Signature"),
+      dropped: unversioned.searchParams.get("X-Amz-Signature"),
+    };
+    expect(needed.swapped).toBe(
+      documentedSignature(swapped, documentationExample.credentials.secretAccessKey, "us-east-1"),
+    );
+    expect(needed.dropped).toBe(
+      documentedSignature(dropped, documentationExample.credentials.secretAccessKey, "us-east-1"),
+    );
+    expect(needed.swapped).not.toBe(signature);
+    expect(needed.dropped).not.toBe(signature);
   });
 
   it("refuses an empty versionId rather than signing the current version", async () => {

@@ -308,7 +308,39 @@ describe("applyRetentionPlan", () => {
     ]);
   });
 
-  it("marks an abandoned IN_PROGRESS row FAILED first, as of when it was last heard of, then cleans up and deletes it", async () => {
+  it("marks an abandoned IN_PROGRESS row FAILED first, as of when it started, then cleans up and deletes it", async () => {
+    // A run that stopped mid-upload: no completedAt and no version; its object was never stored.
+    const records = [
+      row("abandoned", { status: SnapshotStatus.InProgress, startedAt: "2026-11-19T23:00:00Z" }),
+    ];
+    s3Mock.on(HeadObjectCommand).callsFake(() => {
+      events.push("s3:HeadObject");
+      throw s3Error("NotFound", 404, "Not Found");
+    });
+
+    const { summary, failures } = await apply(records, planToDelete("abandoned"));
+
+    expect(failures).toEqual([]);
+    expect(events).toEqual([
+      "catalogue:recordFailed",
+      "s3:ListMultipartUploads",
+      "s3:HeadObject",
+      "catalogue:recordDeleted",
+    ]);
+    expect(s3Mock.commandCalls(DeleteObjectCommand)).toHaveLength(0);
+    expect(catalogue.rows.get("abandoned")).toMatchObject({
+      status: SnapshotStatus.Deleted,
+      failure: {
+        errorName: abandonedRunErrorName,
+        message: expect.stringContaining(`status ${SnapshotStatus.InProgress}`) as unknown as string,
+      },
+      // As of its startedAt: neither now (a retried prune would restart the grace period) nor unset.
+      failedAt: "2026-11-19T23:00:00.000Z",
+    });
+    expect(summary.deleted).toEqual([{ snapshotId: "abandoned", reason: "outside-tiers" }]);
+  });
+
+  it("marks an abandoned UPLOADED row FAILED first, as of when it was last heard of, then cleans up and deletes it", async () => {
     const records = [
       row("abandoned", {
         status: SnapshotStatus.Uploaded,

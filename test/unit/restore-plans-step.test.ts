@@ -62,9 +62,12 @@ function fakeDependencies(phaseTimeoutSeconds?: number, layoutExtras: Record<str
   const warnings: string[] = [];
   const lease = { lost: false };
   const signed: Array<SignRequest & { url: string }> = [];
+  /** The key of every PutObject, in order: a key put twice appears twice. */
+  const puts: string[] = [];
   const s3 = {
     send: async (command: unknown) => {
       if (command instanceof PutObjectCommand) {
+        puts.push(command.input.Key as string);
         objects.set(command.input.Key as string, command.input.Body as string);
         return {};
       }
@@ -133,20 +136,25 @@ function fakeDependencies(phaseTimeoutSeconds?: number, layoutExtras: Record<str
         ...status,
       }),
     );
-  return { dependencies, signed, planOf, reportStatus, renewals, warnings, lease, objects };
+  return { dependencies, signed, planOf, reportStatus, renewals, warnings, lease, objects, puts };
 }
 
 const input = { cluster, snapshotId: snapshot.snapshotId };
 
 describe("agent launch", () => {
   it("stages the script once and has each node fetch it, check its sha256 and run it", async () => {
-    const { dependencies, objects, signed } = fakeDependencies();
+    const { dependencies, objects, signed, puts } = fakeDependencies();
     const script = await dependencies.loadAgentScript();
     const { agents } = await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
     expect(objects.get("etcd/prod-eu/_restores/r-1/agent.sh")).toBe(script);
+    // Once for the whole restore, not once per member: put once and signed once.
+    expect(puts.filter((key) => key.endsWith("/agent.sh"))).toEqual(["etcd/prod-eu/_restores/r-1/agent.sh"]);
+    expect(signed.filter((request) => request.key.endsWith("/agent.sh"))).toHaveLength(1);
     const scriptUrl = signed.find((request) => request.key.endsWith("/agent.sh"));
     expect(scriptUrl).toMatchObject({ method: "GET", expiresInSeconds: launchUrlSeconds(900) });
     const sha256 = createHash("sha256").update(script).digest("hex");
+    expect(agents).toHaveLength(members.length);
+    expect(agents.map((agent) => agent.member)).toEqual(members.map((member) => member.name));
     for (const agent of agents) {
       const commands = agent.commands.join("\n");
       expect(commands).toContain(scriptUrl?.url);
@@ -163,12 +171,14 @@ describe("agent launch", () => {
       loadAgentScript: async () => `#!/usr/bin/env bash\n${"# a comment\n".repeat(6000)}`,
     };
     const { agents } = await writeRestorePlans(large, input, executionArn, snapshot, members);
+    expect(agents).toHaveLength(members.length);
     expect(JSON.stringify(agents).length).toBeLessThan(6000);
   });
 
   it("writes each member's script to a file of its own, so members sharing a host never rewrite one another's", async () => {
     const { dependencies } = fakeDependencies();
     const { agents } = await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    expect(agents).toHaveLength(members.length);
     const scriptPaths = agents.map((agent) => / --output (\S+)$/.exec(agent.commands[1] ?? "")?.[1]);
     expect(scriptPaths).toEqual([
       "/var/tmp/etcd-restore-agent-r-1-cp-1.sh",
