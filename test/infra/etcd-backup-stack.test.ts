@@ -908,6 +908,48 @@ describe("least privilege", () => {
     for (const statement of keyStatements) {
       expect(statement.Condition?.StringEquals).toHaveProperty("kms:ViaService");
     }
+    // Every statement naming the key, alone or in a list, and only S3 of the stack's region may use it.
+    const s3InRegion = {
+      "Fn::Join": ["", ["s3.", { Ref: "AWS::Region" }, ".", { Ref: "AWS::URLSuffix" }]],
+    };
+    const naming = identityStatements().filter(({ statement }) =>
+      asList(statement.Resource).some((arn) => JSON.stringify(arn) === JSON.stringify(keyArn)),
+    );
+    for (const { roles, statement } of naming) {
+      const where = `${roles.join(",")} ${JSON.stringify(statement.Action)}`;
+      expect(statement.Effect, where).toBe("Allow");
+      expect(statement.Resource, where).toEqual(keyArn);
+      expect(statement.Condition, where).toEqual({ StringEquals: { "kms:ViaService": s3InRegion } });
+      for (const action of asList(statement.Action)) {
+        expect(["kms:Decrypt", "kms:GenerateDataKey"], where).toContain(action);
+      }
+    }
+    // One statement per role that reads or writes encrypted objects, and one per PresignRole; no other.
+    const usesKey = new Set<string>([
+      "write-snapshots",
+      "verify-snapshots",
+      "write-restore-plans",
+      "read-restore-plans",
+    ]);
+    const presignRoleIds = Object.values(built.stack.restore.functions).flatMap((fn) =>
+      fn.presignRole ? [logicalIdOf(fn.presignRole.roleArn)] : [],
+    );
+    expect(presignRoleIds).toHaveLength(
+      restoreSteps.filter((step) => step.access.includes("presign-urls")).length,
+    );
+    const expectedRoles = [
+      ...backupSteps
+        .filter((step) => step.access.some((kind) => usesKey.has(kind)))
+        .map((step) => logicalIdOf(stepFunction(step.handler).role.roleArn)),
+      ...restoreSteps
+        .filter((step) => step.access.some((kind) => usesKey.has(kind)))
+        .map((step) => logicalIdOf(built.stack.restore.functions[step.placeholder]?.role.roleArn)),
+      ...presignRoleIds,
+    ];
+    // take-snapshot, verify-snapshot, write-restore-plans, set-restore-phase, check-restore-agents, 2 PresignRoles.
+    expect(expectedRoles).toHaveLength(7);
+    expect(naming.flatMap(({ roles }) => roles).sort()).toEqual([...expectedRoles].sort());
+    expect(keyStatements).toHaveLength(naming.length);
   });
 
   it("lets only the cluster-facing steps read the named secrets, describe the named EKS clusters, assume the named roles", () => {
@@ -916,9 +958,29 @@ describe("least privilege", () => {
       const statements = statementsOfRole(logicalIdOf(stepFunction(step.handler).role.roleArn));
       const find = (action: string) =>
         statements.find((statement) => asList(statement.Action).includes(action));
+      // Every statement that grants the action, not just the first: one where a step reaches clusters.
+      const granting = (action: string) =>
+        statements.filter((statement) => asList(statement.Action).includes(action));
+      const clusterActions = ["secretsmanager:GetSecretValue", "eks:DescribeCluster", "sts:AssumeRole"];
+      for (const action of clusterActions) {
+        expect(granting(action), `${step.handler} ${action}`).toHaveLength(
+          reaching.has(step.handler) ? 1 : 0,
+        );
+        // Each of these grants stands alone: no other action rides on its statement.
+        for (const statement of granting(action)) expect(statement.Action, step.handler).toBe(action);
+      }
+      // Nothing else of those services either (sts:AssumeRoleWithWebIdentity, secretsmanager:ListSecrets, …).
+      expect(
+        statements
+          .flatMap((statement) => asList(statement.Action))
+          .filter((action) => /^(secretsmanager|eks|sts):/.test(action))
+          .sort(),
+        step.handler,
+      ).toEqual(reaching.has(step.handler) ? [...clusterActions].sort() : []);
       if (!reaching.has(step.handler)) {
         expect(find("secretsmanager:GetSecretValue"), step.handler).toBeUndefined();
         expect(find("eks:DescribeCluster"), step.handler).toBeUndefined();
+        expect(find("sts:AssumeRole"), step.handler).toBeUndefined();
         continue;
       }
       expect(asList(find("secretsmanager:GetSecretValue")?.Resource).sort()).toEqual(

@@ -7,6 +7,8 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { Stack } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
+import * as iam from "aws-cdk-lib/aws-iam";
+import { AssetManifestArtifact } from "aws-cdk-lib/cx-api";
 import { mockClient } from "aws-sdk-client-mock";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { placeholdersIn } from "../../infra/asl-state-machine.js";
@@ -109,6 +111,35 @@ const bucketArn = () => ({ "Fn::GetAtt": [logicalIdOf(built.stack.storage.bucket
 const objects = (suffix: string) => ({ "Fn::Join": ["", [bucketArn(), `/backups/etcd/${suffix}`]] });
 const allClusters = () => testTargets().targets.map((target) => target.name);
 
+/** The bytes of the file asset the synthesized assembly stages for `bucket`/`key`; exactly one must match. */
+function stagedFileAsset(bucket: string, key: string): Buffer {
+  const assembly = built.app.synth();
+  const manifests = assembly
+    .getStackArtifact(built.stack.artifactId)
+    .dependencies.filter((artifact) => artifact instanceof AssetManifestArtifact);
+  expect(manifests).toHaveLength(1);
+  const files = (
+    JSON.parse(readFileSync((manifests[0] as AssetManifestArtifact).file, "utf8")) as {
+      files: Record<
+        string,
+        {
+          source: { path: string; packaging?: string };
+          destinations: Record<string, { bucketName: string; objectKey: string }>;
+        }
+      >;
+    }
+  ).files;
+  const matching = Object.values(files).filter((asset) =>
+    Object.values(asset.destinations).some(
+      (destination) => destination.bucketName === bucket && destination.objectKey === key,
+    ),
+  );
+  expect(matching).toHaveLength(1);
+  const asset = matching[0] as (typeof matching)[number];
+  expect(asset.source.packaging ?? "file").toBe("file");
+  return readFileSync(join(assembly.directory, asset.source.path));
+}
+
 describe("restore functions", () => {
   it("run every restore handler of restore.asl.json, each with a role of its own, apart from backup's", () => {
     const definition = readFileSync(join(projectRoot, "statemachine", "restore.asl.json"), "utf8");
@@ -208,6 +239,16 @@ describe("restore state machine", () => {
     const machine = restoreMachine();
     expect(machine.Properties.DefinitionS3Location).toBeDefined();
     expect(machine.Properties.DefinitionString).toBeUndefined();
+    // The object the state machine is created from is the file asset the cloud assembly stages for that
+    // bucket and key, and that asset is the file as committed, byte for byte.
+    const location = machine.Properties.DefinitionS3Location as {
+      Bucket: { "Fn::Sub": string };
+      Key: string;
+    };
+    const staged = stagedFileAsset(location.Bucket["Fn::Sub"], location.Key);
+    const committed = readFileSync(join(projectRoot, "statemachine", "restore.asl.json"));
+    expect(staged.toString("utf8")).toBe(committed.toString("utf8"));
+    expect(staged.equals(committed)).toBe(true);
     expect(machine.Properties).toMatchObject({
       StateMachineType: "STANDARD",
       TracingConfiguration: { Enabled: true },
@@ -525,6 +566,46 @@ describe("restore function grants", () => {
           "arn:aws:secretsmanager:eu-west-1:111122223333:secret:etcd-backup/prod-eu/etcd-client-??????",
         ]),
       );
+    }
+    // Stated outright rather than read from the steps' access lists: of every role of the restore workflow
+    // (step functions, their PresignRoles, the state machine), exactly these two may use Secrets Manager,
+    // each through one statement: GetSecretValue on the restorable clusters' etcd client TLS secret.
+    const expectedSecretStatements: Record<string, number> = {
+      "check-etcd-health": 1,
+      "validate-restore": 1,
+    };
+    const stepRoleIds = new Map(restoreSteps.map((step) => [roleOf(step.handler), step.handler]));
+    const restoreRoles = built.stack.restore.node
+      .findAll()
+      .filter((construct): construct is iam.Role => construct instanceof iam.Role)
+      .map((role) => logicalIdOf(role.roleArn));
+    expect(restoreRoles.length).toBeGreaterThan(restoreSteps.length);
+    for (const roleId of stepRoleIds.keys()) expect(restoreRoles).toContain(roleId);
+    const secretStatements = Object.fromEntries(
+      restoreRoles
+        .map(
+          (roleId) =>
+            [
+              stepRoleIds.get(roleId) ?? roleId,
+              withAction(statementsOfRole(roleId), "secretsmanager:"),
+            ] as const,
+        )
+        .filter(([, statements]) => statements.length > 0),
+    );
+    expect(Object.keys(secretStatements).sort()).toEqual(["check-etcd-health", "validate-restore"]);
+    for (const [handler, statements] of Object.entries(secretStatements)) {
+      expect(statements, handler).toHaveLength(expectedSecretStatements[handler] ?? 0);
+      for (const statement of statements) {
+        expect(statement.Effect, handler).toBe("Allow");
+        expect(statement.Action, handler).toBe("secretsmanager:GetSecretValue");
+        expect(statement.Condition, handler).toBeUndefined();
+        expect(sorted(asList(statement.Resource)), handler).toEqual(
+          sorted([
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:etcd-backup/prod-eu/etcd-client",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:etcd-backup/prod-eu/etcd-client-??????",
+          ]),
+        );
+      }
     }
     expect(
       restoreSteps
