@@ -256,7 +256,10 @@ export async function runCli(argv: string[]): Promise<number> {
         "--allow-cluster-id-change",
         "etcd's cluster id changed since the snapshot because the cluster was restored since",
       )
-      .option("--skip-safety-snapshot", "etcd is down: restore without saving the current state first")
+      .option(
+        "--skip-safety-snapshot",
+        "etcd is down: go on when the current state cannot be saved first (it is still tried)",
+      )
       .option(
         "--allow-without-revision-bump",
         "restore without --bump-revision where the node's restore tool lacks it (etcd 3.4, early 3.5; docs/restore.md)",

@@ -103,8 +103,14 @@ export async function runLocalRestore(
           executionName: undefined,
         });
         if (nested.status !== "SUCCEEDED") {
+          // As Step Functions fails a .sync task: States.TaskFailed, the nested execution described.
           const error = new Error(
-            `the safety snapshot failed: ${nested.error?.name}: ${nested.error?.cause}`,
+            JSON.stringify({
+              ExecutionArn: nested.executionArn,
+              Status: nested.status,
+              Error: nested.error?.name,
+              Cause: nested.error?.cause,
+            }),
           );
           error.name = "States.TaskFailed";
           throw error;

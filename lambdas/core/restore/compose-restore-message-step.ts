@@ -26,9 +26,23 @@ export async function composeRestoreMessage(
   const agents = (state.agents ?? state.rollbackAgents) as { summary?: string } | undefined;
   const health = state.health as { summary?: string } | undefined;
   const rollback = state.rollbackAgents as { state?: string; summary?: string } | undefined;
-  const safetySnapshotId = (
-    state.safetySnapshot as { output?: { snapshot?: { result?: { snapshotId?: string } } } } | undefined
-  )?.output?.snapshot?.result?.snapshotId;
+  // The backup execution's output; or, when it failed, its error as caught ({Error, Cause}), or as the
+  // SafetySnapshotSkipped state keeps it ({skipped, error, cause}).
+  const safetySnapshot = state.safetySnapshot as
+    | {
+        output?: { snapshot?: { result?: { snapshotId?: string } } };
+        skipped?: boolean;
+        cause?: string;
+        Error?: string;
+        Cause?: string;
+      }
+    | undefined;
+  const safetySnapshotId = safetySnapshot?.output?.snapshot?.result?.snapshotId;
+  const safetySnapshotFailure = safetySnapshot?.skipped
+    ? causeMessage(safetySnapshot.cause)
+    : safetySnapshot?.Error
+      ? causeMessage(safetySnapshot.Cause)
+      : undefined;
   const subject =
     outcome === "succeeded"
       ? `etcd-backup: restore of ${cluster} succeeded`
@@ -47,6 +61,10 @@ export async function composeRestoreMessage(
     outcome === "succeeded" && safetySnapshotId
       ? `Undo:      ${undoCommand(cluster, safetySnapshotId, input, dependencies.operatorCliFlags)} (the state before, saved as ${safetySnapshotId})`
       : undefined,
+    outcome === "succeeded" && safetySnapshot?.skipped
+      ? "Undo:      none — the state before could not be saved; skipSafetySnapshot let the restore go on"
+      : undefined,
+    safetySnapshotFailure ? `Safety:    the safety snapshot failed: ${safetySnapshotFailure}` : undefined,
     agents?.summary ? `Agents:    ${agents.summary}` : undefined,
     ...lines,
     `Execution: ${executionArn}`,
@@ -58,10 +76,17 @@ export async function composeRestoreMessage(
   return { subject: subject.slice(0, 99), message };
 }
 
+/**
+ * A Lambda failure's cause carries `errorMessage`; a nested execution's (startExecution.sync) is the whole
+ * execution description: its error and ARN say enough, its own notice said the rest.
+ */
 function causeMessage(cause: string | undefined): string {
   if (!cause) return "no cause reported";
   try {
-    return (JSON.parse(cause) as { errorMessage?: string }).errorMessage ?? cause;
+    const parsed = JSON.parse(cause) as { errorMessage?: string; Error?: string; ExecutionArn?: string };
+    if (parsed.errorMessage) return parsed.errorMessage;
+    if (parsed.ExecutionArn) return `${parsed.Error ?? "failed"} (execution ${parsed.ExecutionArn})`;
+    return cause;
   } catch {
     return cause;
   }

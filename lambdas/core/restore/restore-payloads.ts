@@ -10,7 +10,9 @@ export const restoreInputSchema = z.object({
   allowCrossCluster: z.boolean().optional(),
   /** The live etcd's cluster id differs from the snapshot's because the cluster was restored since. */
   allowClusterIdChange: z.boolean().optional(),
-  /** etcd is down, so no safety snapshot can be taken first. */
+  /**
+   * etcd is down (the disaster case): go on when the safety snapshot, still tried first, cannot be taken.
+   */
   skipSafetySnapshot: z.boolean().optional(),
   /** Restore with a tool that cannot bump the revision (etcd 3.4): Kubernetes watchers may miss changes. */
   allowWithoutRevisionBump: z.boolean().optional(),

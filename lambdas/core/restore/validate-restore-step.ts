@@ -2,7 +2,13 @@
 import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { findTarget, type RestoreLayout } from "../config/target-config.js";
-import { describeError, InvalidInputError, SnapshotCorruptError, SnapshotNotFoundError } from "../errors.js";
+import {
+  describeError,
+  EtcdUnavailableError,
+  InvalidInputError,
+  SnapshotCorruptError,
+  SnapshotNotFoundError,
+} from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import { clusterIdMetadataKey } from "../snapshot/stream-snapshot.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
@@ -60,6 +66,13 @@ export async function validateRestore(
     notes.push(...(await checkClusterLineage(dependencies, input, stored.metadata, live.status.clusterId)));
   } catch (error) {
     if (error instanceof InvalidInputError) throw error;
+    // The health check at the barrier reaches the members the same way, while the Kubernetes API is down:
+    // found now, before anyone is asked, rather than as a rollback after every member was restored.
+    if (!input.skipSafetySnapshot) {
+      throw new EtcdUnavailableError(
+        `etcd did not answer the restore at ${layout.members.map((member) => member.clientUrl).join(", ")} (${describeError(error)}). If etcd is down (the disaster case), restore with skipSafetySnapshot (CLI --skip-safety-snapshot); otherwise give the restore functions a route to every member's clientUrl (the vpc setting): the health check needs it while the API servers are stopped`,
+      );
+    }
     notes.push(
       `etcd did not answer (${describeError(error)}): the snapshot's cluster id could not be compared`,
     );
@@ -96,8 +109,8 @@ export async function validateRestore(
     `Taken: ${row.startedAt}; revision ${snapshot.revision}; ${snapshot.liveKeyCount} keys; ${snapshot.bytes} bytes; sha256 ${snapshot.sha256}.`,
     `Members: ${layout.members.map((member) => member.name).join(", ")} (every one is stopped and restored; the API servers are down meanwhile).`,
     input.skipSafetySnapshot
-      ? "No safety snapshot will be taken first (skipSafetySnapshot)."
-      : "A safety snapshot of the current state is taken first.",
+      ? "A safety snapshot of the current state is tried first; if it cannot be taken, the restore goes on without one (skipSafetySnapshot) and cannot be undone."
+      : "A safety snapshot of the current state is taken first; if it cannot be, nothing is changed.",
     ...notes,
   ].join("\n");
   return {
