@@ -11,6 +11,7 @@ import {
 } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import { clusterIdMetadataKey } from "../snapshot/stream-snapshot.js";
+import { checkMembership } from "./check-membership.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
 
@@ -54,15 +55,17 @@ export async function validateRestore(
   }
   const stored = await checkStoredObject(dependencies, row);
 
-  // A snapshot of another etcd cluster (another cluster id) is refused, unless asked for: a mix-up of
-  // clusters is the mistake this catches. When etcd is down (the disaster case) it cannot be checked.
+  // The running etcd's members must be the configured ones (check-membership.ts); a snapshot of another
+  // etcd cluster (another cluster id) is refused, unless asked for: a mix-up of clusters is the mistake
+  // this catches. When etcd is down (the disaster case) neither can be checked.
   const notes: string[] = [];
   try {
     const live = await chooseSnapshotMember(
       layout.members.map((member) => member.clientUrl),
       { tls: await dependencies.loadEtcdTls(target), callTimeoutMs: 3000 },
     );
-    live.client.close();
+    const liveMembers = await live.client.memberList().finally(() => live.client.close());
+    checkMembership(input.cluster, layout.members, liveMembers);
     notes.push(...(await checkClusterLineage(dependencies, input, stored.metadata, live.status.clusterId)));
   } catch (error) {
     if (error instanceof InvalidInputError) throw error;
