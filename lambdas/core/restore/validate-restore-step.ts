@@ -88,6 +88,8 @@ export async function validateRestore(
       `${layout.restoreTool} cannot bump revisions at restore, so Kubernetes watchers could miss changes: use etcdutl (etcd 3.5.x with the backport, or 3.6), or set allowWithoutRevisionBump (CLI --allow-without-revision-bump; see docs/restore.md)`,
     );
   }
+  const readiness = apiReadinessNote(layout);
+  if (readiness) notes.push(readiness);
   if (input.allowWithoutRevisionBump)
     notes.push(
       "allowWithoutRevisionBump: revisions are bumped where the restore tool has --bump-revision, and restored WITHOUT a bump where it has not: then restart every Kubernetes client",
@@ -185,4 +187,18 @@ async function checkStoredObject(
     }
     throw error;
   }
+}
+
+/** For the approvers: the members whose API servers the restore will not see ready before it ends. */
+export function apiReadinessNote(layout: {
+  apiServerManifest?: string;
+  apiServerReadyUrl?: string;
+  members: Array<{ name: string; apiServerReadyUrl?: string }>;
+}): string | undefined {
+  if (!layout.apiServerManifest) return undefined;
+  const unchecked = layout.members.filter(
+    (member) => !(member.apiServerReadyUrl ?? layout.apiServerReadyUrl),
+  );
+  if (unchecked.length === 0) return undefined;
+  return `API readiness will not be checked on ${unchecked.map((member) => member.name).join(", ")} (no apiServerReadyUrl): the restore ends once etcd is healthy and the API servers' manifests are back`;
 }
