@@ -45,6 +45,8 @@ export interface RestoreResources {
   agentPodClusterAccess: ClusterAccess;
   /** Some target stages its restore tool in the bucket (`<prefix>/_tools/`), which the agents' URLs read. */
   stagedRestoreTools: boolean;
+  /** Some ssm member names its node by tag, which validation looks up among the managed instances. */
+  taggedAgentInstances: boolean;
 }
 
 /** Where the restore agent's script lands in the write-restore-plans bundle, and so on Lambda. */
@@ -83,6 +85,8 @@ export type StepAccess =
   | "read-restore-plans"
   /** Restore: write the pending-approval item (task token) in the approvals partition. */
   | "approvals"
+  /** Restore: look up the managed instances that carry a member's instanceTag (only when one has a tag). */
+  | "find-agent-instances"
   /** Restore: publish to the approvers' topic (sets APPROVERS_TOPIC_ARN). */
   | "notify-approvers"
   /** Restore: sign the agents' URLs with a PresignRole session of its own (sets PRESIGN_ROLE_ARN). */
@@ -460,6 +464,16 @@ function grantAccess(
       break;
     case "notify-approvers":
       restoreResources().approvers.grantPublish(role);
+      break;
+    case "find-agent-instances":
+      if (restoreResources().taggedAgentInstances) {
+        allow(["ssm:DescribeInstanceInformation"], ["*"]);
+        acknowledgeWildcardResources(
+          scope,
+          ["*"],
+          "ssm:DescribeInstanceInformation supports no resource-level permissions; it only lists managed instances, to find the one a member's instanceTag names.",
+        );
+      }
       break;
     case "agent-pod-clusters":
       allowClusterAccess(restoreResources().agentPodClusterAccess);

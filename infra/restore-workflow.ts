@@ -31,7 +31,7 @@ export const restoreSteps: readonly WorkflowStep[] = [
     handler: "validate-restore",
     description: "etcd-backup restore: check the snapshot and the cluster before asking for approval",
     sizing: smallStep(60),
-    access: ["catalogue", "targets", "etcd-tls", "read-snapshot-versions"],
+    access: ["catalogue", "targets", "etcd-tls", "read-snapshot-versions", "find-agent-instances"],
     reachesClusters: true,
   },
   {
@@ -141,6 +141,18 @@ export function agentInstanceIds(targets: readonly Target[]): string[] {
   ].sort();
 }
 
+/** The tags that name ssm members' nodes instead of an instance id, each once. */
+export function agentInstanceTags(targets: readonly Target[]): Array<{ key: string; value: string }> {
+  const tags = targets.flatMap((target) =>
+    target.restore?.executor === "ssm"
+      ? target.restore.members.flatMap((member) => (member.instanceTag ? [member.instanceTag] : []))
+      : [],
+  );
+  return [...new Map(tags.map((tag) => [`${tag.key}=${tag.value}`, tag])).values()].sort((a, b) =>
+    `${a.key}=${a.value}`.localeCompare(`${b.key}=${b.value}`),
+  );
+}
+
 export interface RestoreWorkflowProps {
   resources: BackupResources;
   targets: readonly Target[];
@@ -183,6 +195,7 @@ export class RestoreWorkflow extends Construct {
       approvers: this.approvers,
       agentPodClusterAccess: agentPodClusterAccess(Stack.of(this), props.targets),
       stagedRestoreTools: restorable.some((target) => target.restore?.toolObject),
+      taggedAgentInstances: agentInstanceTags(props.targets).length > 0,
     };
 
     this.functions = createStepFunctions(this, restoreSteps, {
@@ -263,7 +276,13 @@ function grantSafetySnapshot(scope: Construct, role: iam.IRole, backup: sfn.ISta
 function grantAgentCommands(scope: Construct, role: iam.IRole, targets: readonly Target[]): void {
   const stack = Stack.of(scope);
   const instances = agentInstanceIds(targets);
-  if (instances.length === 0) return;
+  const tags = agentInstanceTags(targets);
+  if (instances.length === 0 && tags.length === 0) return;
+  // An on-premises or hybrid node registered with Systems Manager (mi-…) is a managed-instance resource.
+  const instanceArn = (id: string) =>
+    id.startsWith("mi-")
+      ? stack.formatArn({ service: "ssm", resource: "managed-instance", resourceName: id })
+      : stack.formatArn({ service: "ec2", resource: "instance", resourceName: id });
   role.addToPrincipalPolicy(
     new iam.PolicyStatement({
       actions: ["ssm:SendCommand"],
@@ -274,10 +293,29 @@ function grantAgentCommands(scope: Construct, role: iam.IRole, targets: readonly
           resource: "document",
           resourceName: agentDocumentName,
         }),
-        ...instances.map((instanceId) =>
-          stack.formatArn({ service: "ec2", resource: "instance", resourceName: instanceId }),
-        ),
+        ...instances.map(instanceArn),
       ],
     }),
   );
+  // Nodes named by tag are known only when a restore runs: the command may reach any instance that
+  // carries one of those tags, and no other.
+  const valuesByKey = new Map<string, string[]>();
+  for (const tag of tags) valuesByKey.set(tag.key, [...(valuesByKey.get(tag.key) ?? []), tag.value]);
+  const tagged = [instanceArn("*"), instanceArn("mi-*")];
+  for (const [key, values] of valuesByKey) {
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ["ssm:SendCommand"],
+        resources: tagged,
+        conditions: { StringEquals: { [`ssm:resourceTag/${key}`]: values } },
+      }),
+    );
+  }
+  if (tags.length > 0) {
+    acknowledgeWildcardResources(
+      scope,
+      tagged,
+      "Members named by instanceTag: ssm:SendCommand may reach only the instances that carry those tags (ssm:resourceTag condition), which are known when a restore runs.",
+    );
+  }
 }

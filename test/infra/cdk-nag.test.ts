@@ -44,9 +44,27 @@ describe("cdk-nag AwsSolutions checks", () => {
     expect(stack.restore.stateMachine).toBeDefined();
   });
 
-  it("pass with the optional parts on: Object Lock, e-mail alerts and approvers, VPC placement, a weekly schedule's age check", () => {
-    const example = JSON.parse(readFileSync(exampleTargetsFile(), "utf8")) as { targets: { name: string }[] };
-    const weekly = { ...example.targets[0], name: "archive", schedule: "cron(0 3 ? * SUN *)" };
+  it("pass with the optional parts on: Object Lock, e-mail alerts and approvers, VPC placement, a weekly schedule's age check, nodes named by tag", () => {
+    const example = JSON.parse(readFileSync(exampleTargetsFile(), "utf8")) as {
+      targets: { name: string; restore?: { members: Array<Record<string, unknown>> } }[];
+    };
+    const [first] = example.targets;
+    const weekly = {
+      ...first,
+      name: "archive",
+      schedule: "cron(0 3 ? * SUN *)",
+      ...(first?.restore
+        ? {
+            restore: {
+              ...first.restore,
+              members: first.restore.members.map(({ instanceId: _id, ...member }) => ({
+                ...member,
+                instanceTag: { key: "etcd-member", value: String(member.name) },
+              })),
+            },
+          }
+        : {}),
+    };
     const targets = join(mkdtempSync(join(tmpdir(), "etcd-backup-nag-")), "targets.json");
     writeFileSync(targets, JSON.stringify({ ...example, targets: [...example.targets, weekly] }));
     const { findings, stack } = synthWithChecks({

@@ -215,6 +215,110 @@ describe("restore functions", () => {
   });
 });
 
+describe("ssm members named by tag, or registered as managed instances (mi-…)", () => {
+  /** The example's ssm target with cp-2 named by tag and cp-3 a hybrid node. */
+  function taggedTargets() {
+    const base = testTargets();
+    return parseTargetsFile({
+      ...base,
+      targets: base.targets.map((target) =>
+        target.name === "prod-eu" && target.restore
+          ? {
+              ...target,
+              restore: {
+                ...target.restore,
+                members: target.restore.members.map((member) =>
+                  member.name === "cp-2"
+                    ? { ...member, instanceId: undefined, instanceTag: { key: "etcd-member", value: "cp-2" } }
+                    : member.name === "cp-3"
+                      ? { ...member, instanceId: "mi-0123456789abcdef0" }
+                      : member,
+                ),
+              },
+            }
+          : target,
+      ),
+    });
+  }
+  const arnOf = (service: string, account: unknown[], resourcePath: string) => ({
+    "Fn::Join": [
+      "",
+      [
+        "arn:",
+        { Ref: "AWS::Partition" },
+        `:${service}:`,
+        { Ref: "AWS::Region" },
+        ":",
+        ...account,
+        resourcePath,
+      ],
+    ],
+  });
+
+  it("lets the state machine reach a tagged node only through its tag, and a hybrid node by its ARN", () => {
+    const tagged = buildStack({ targets: taggedTargets() });
+    const policies = Object.values(tagged.template.findResources("AWS::IAM::Policy")) as Resource[];
+    const machineRole = (
+      tagged.stack.resolve(tagged.stack.restore.stateMachine.role.roleArn) as { "Fn::GetAtt": [string] }
+    )["Fn::GetAtt"][0];
+    const statements = policies
+      .filter((policy) =>
+        (policy.Properties.Roles as { Ref: string }[]).some((role) => role.Ref === machineRole),
+      )
+      .flatMap((policy) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement)
+      .filter((statement) => asList(statement.Action).includes("ssm:SendCommand"));
+    expect(statements).toHaveLength(2);
+    const account = [{ Ref: "AWS::AccountId" }];
+    const [byName, byTag] = [
+      statements.find((statement) => !statement.Condition),
+      statements.find((statement) => statement.Condition),
+    ];
+    expect(sorted(asList(byName?.Resource))).toEqual(
+      sorted([
+        {
+          "Fn::Join": [
+            "",
+            [
+              "arn:",
+              { Ref: "AWS::Partition" },
+              ":ssm:",
+              { Ref: "AWS::Region" },
+              `::document/${agentDocumentName}`,
+            ],
+          ],
+        },
+        arnOf("ec2", account, ":instance/i-0a1b2c3d4e5f60001"),
+        arnOf("ssm", account, ":managed-instance/mi-0123456789abcdef0"),
+      ]),
+    );
+    expect(sorted(asList(byTag?.Resource))).toEqual(
+      sorted([arnOf("ec2", account, ":instance/*"), arnOf("ssm", account, ":managed-instance/mi-*")]),
+    );
+    expect(byTag?.Condition).toEqual({ StringEquals: { "ssm:resourceTag/etcd-member": ["cp-2"] } });
+  });
+
+  it("lets validate-restore list managed instances only when some member is named by tag", () => {
+    const describeInstances = (stack: BuiltStack) => {
+      const step = restoreSteps.find((candidate) => candidate.handler === "validate-restore");
+      const role = stack.stack.resolve(
+        stack.stack.restore.functions[step?.placeholder ?? ""]?.role.roleArn,
+      ) as { "Fn::GetAtt": [string] };
+      return (Object.values(stack.template.findResources("AWS::IAM::Policy")) as Resource[])
+        .filter((policy) =>
+          (policy.Properties.Roles as { Ref: string }[]).some((ref) => ref.Ref === role["Fn::GetAtt"][0]),
+        )
+        .flatMap((policy) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement)
+        .filter((statement) => asList(statement.Action).includes("ssm:DescribeInstanceInformation"));
+    };
+    // (CDK merges it with X-Ray's actions, which also take no resource.)
+    const granted = describeInstances(buildStack({ targets: taggedTargets() }));
+    expect(granted).toHaveLength(1);
+    expect(granted[0]).toMatchObject({ Effect: "Allow", Resource: "*" });
+    expect(granted[0]?.Condition).toBeUndefined();
+    expect(describeInstances(built)).toEqual([]);
+  });
+});
+
 describe("commands quoted in restore notices", () => {
   it("name a stack deployed under another name, so that approve and undo find its outputs", () => {
     const other = buildStack({ targets: restoreTargets() }, { stackName: "EtcdBackupStaging" });

@@ -76,6 +76,21 @@ const restoreMemberSchema = z
     name: z.string().min(1),
     /** The control-plane EC2 instance that runs this member (ssm executor). */
     instanceId: z.string().optional(),
+    /**
+     * Or the tag that names it, for control planes whose nodes are replaced (ssm executor): it must match
+     * exactly one instance managed by Systems Manager, looked up when a restore is validated.
+     */
+    instanceTag: z
+      .object({
+        key: z
+          .string()
+          .min(1)
+          .max(128)
+          .regex(/^[^,=]+$/, "a tag key without ',' or '='"),
+        value: z.string().min(1).max(256),
+      })
+      .strict()
+      .optional(),
     /** The Kubernetes node that runs this member, where its agent pod is pinned (pod executor). */
     nodeName: z.string().min(1).optional(),
     dataDir: z.string().default("/var/lib/etcd"),
@@ -192,11 +207,11 @@ const restoreSchema = z
   .superRefine((layout, context) => {
     if (layout.executor === "ssm") {
       layout.members.forEach((member, index) => {
-        if (!member.instanceId) {
+        if (!member.instanceId === !member.instanceTag) {
           context.addIssue({
             code: "custom",
             path: ["members", index, "instanceId"],
-            message: `the ssm executor runs ${member.name}'s agent through Systems Manager: name its instance (i-… or mi-…)`,
+            message: `the ssm executor runs ${member.name}'s agent through Systems Manager: name its instance by instanceId (i-… or mi-…) or by instanceTag ({ key, value }), one of the two`,
           });
         }
       });

@@ -11,6 +11,7 @@ import {
 } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import { clusterIdMetadataKey } from "../snapshot/stream-snapshot.js";
+import { resolveAgentInstances } from "./agent-instances.js";
 import { checkMembership } from "./check-membership.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
@@ -109,6 +110,9 @@ export async function validateRestore(
     bumpRevision: revisionBump,
     ...(input.allowWithoutRevisionBump ? { revisionBumpOptional: true } : {}),
   };
+  // Checked last: a missing tag is found after the cheaper refusals, and still before anyone is asked.
+  const agents = await resolveAgentInstances(layout.members, dependencies.findManagedInstances);
+  notes.push(...agents.notes);
   const summary = [
     `Restore etcd cluster "${input.cluster}" from snapshot ${snapshot.snapshotId}${sourceCluster !== input.cluster ? ` of cluster "${sourceCluster}"` : ""}.`,
     `Taken: ${row.startedAt}; revision ${snapshot.revision}; ${snapshot.liveKeyCount} keys; ${snapshot.bytes} bytes; sha256 ${snapshot.sha256}.`,
@@ -120,7 +124,7 @@ export async function validateRestore(
   ].join("\n");
   return {
     snapshot,
-    members: layout.members.map((member) => ({ ...member })),
+    members: agents.members,
     summary,
     pollSeconds: layout.pollSeconds,
     approvalTimeoutSeconds: layout.approvalTimeoutSeconds,
