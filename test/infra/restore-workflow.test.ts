@@ -87,14 +87,33 @@ function resource(logicalId: string): Resource {
   if (!found) throw new Error(`no resource ${logicalId}`);
   return found;
 }
-function statementsOfRole(roleLogicalId: string): Statement[] {
-  return Object.values(resources)
+/** The statements of a role's policies, in this stack's template or another's. */
+function statementsOfRole(
+  roleLogicalId: string,
+  template: Record<string, Resource> = resources,
+): Statement[] {
+  return Object.values(template)
     .filter((candidate) => candidate.Type === "AWS::IAM::Policy")
     .filter((policy) =>
       (policy.Properties.Roles as { Ref: string }[]).some((role) => role.Ref === roleLogicalId),
     )
     .flatMap((policy) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
 }
+/** A regional ARN as the template spells it (`account` empty for AWS-owned resources). */
+const regionalArn = (service: string, account: unknown[], resourcePath: string) => ({
+  "Fn::Join": [
+    "",
+    [
+      "arn:",
+      { Ref: "AWS::Partition" },
+      `:${service}:`,
+      { Ref: "AWS::Region" },
+      ":",
+      ...account,
+      resourcePath,
+    ],
+  ],
+});
 function restoreFunction(handler: string) {
   const step = restoreSteps.find((candidate) => candidate.handler === handler);
   const construct = built.stack.restore.functions[step?.placeholder ?? ""];
@@ -240,33 +259,16 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
       ),
     });
   }
-  const arnOf = (service: string, account: unknown[], resourcePath: string) => ({
-    "Fn::Join": [
-      "",
-      [
-        "arn:",
-        { Ref: "AWS::Partition" },
-        `:${service}:`,
-        { Ref: "AWS::Region" },
-        ":",
-        ...account,
-        resourcePath,
-      ],
-    ],
-  });
 
   it("lets the state machine reach a tagged node only through its tag, and a hybrid node by its ARN", () => {
     const tagged = buildStack({ targets: taggedTargets() });
-    const policies = Object.values(tagged.template.findResources("AWS::IAM::Policy")) as Resource[];
     const machineRole = (
       tagged.stack.resolve(tagged.stack.restore.stateMachine.role.roleArn) as { "Fn::GetAtt": [string] }
     )["Fn::GetAtt"][0];
-    const statements = policies
-      .filter((policy) =>
-        (policy.Properties.Roles as { Ref: string }[]).some((role) => role.Ref === machineRole),
-      )
-      .flatMap((policy) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement)
-      .filter((statement) => asList(statement.Action).includes("ssm:SendCommand"));
+    const statements = statementsOfRole(
+      machineRole,
+      tagged.template.toJSON().Resources as Record<string, Resource>,
+    ).filter((statement) => asList(statement.Action).includes("ssm:SendCommand"));
     expect(statements).toHaveLength(2);
     const account = [{ Ref: "AWS::AccountId" }];
     const [byName, byTag] = [
@@ -287,12 +289,15 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
             ],
           ],
         },
-        arnOf("ec2", account, ":instance/i-0a1b2c3d4e5f60001"),
-        arnOf("ssm", account, ":managed-instance/mi-0123456789abcdef0"),
+        regionalArn("ec2", account, ":instance/i-0a1b2c3d4e5f60001"),
+        regionalArn("ssm", account, ":managed-instance/mi-0123456789abcdef0"),
       ]),
     );
     expect(sorted(asList(byTag?.Resource))).toEqual(
-      sorted([arnOf("ec2", account, ":instance/*"), arnOf("ssm", account, ":managed-instance/mi-*")]),
+      sorted([
+        regionalArn("ec2", account, ":instance/*"),
+        regionalArn("ssm", account, ":managed-instance/mi-*"),
+      ]),
     );
     expect(byTag?.Condition).toEqual({ StringEquals: { "ssm:resourceTag/etcd-member": ["cp-2"] } });
   });
@@ -303,12 +308,10 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
       const role = stack.stack.resolve(
         stack.stack.restore.functions[step?.placeholder ?? ""]?.role.roleArn,
       ) as { "Fn::GetAtt": [string] };
-      return (Object.values(stack.template.findResources("AWS::IAM::Policy")) as Resource[])
-        .filter((policy) =>
-          (policy.Properties.Roles as { Ref: string }[]).some((ref) => ref.Ref === role["Fn::GetAtt"][0]),
-        )
-        .flatMap((policy) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement)
-        .filter((statement) => asList(statement.Action).includes("ssm:DescribeInstanceInformation"));
+      return statementsOfRole(
+        role["Fn::GetAtt"][0],
+        stack.template.toJSON().Resources as Record<string, Resource>,
+      ).filter((statement) => asList(statement.Action).includes("ssm:DescribeInstanceInformation"));
     };
     // (CDK merges it with X-Ray's actions, which also take no resource.)
     const granted = describeInstances(buildStack({ targets: taggedTargets() }));
@@ -467,21 +470,7 @@ describe("restore state machine", () => {
 
   it("may send only AWS-RunShellScript, only to the instances of ssm-executor members", () => {
     const sendCommand = withAction(statementsOfRole(restoreMachineRole()), "ssm:");
-    const arn = (service: string, account: unknown[], resourcePath: string) => ({
-      "Fn::Join": [
-        "",
-        [
-          "arn:",
-          { Ref: "AWS::Partition" },
-          `:${service}:`,
-          { Ref: "AWS::Region" },
-          ":",
-          ...account,
-          resourcePath,
-        ],
-      ],
-    });
-    const instance = (id: string) => arn("ec2", [{ Ref: "AWS::AccountId" }], `:instance/${id}`);
+    const instance = (id: string) => regionalArn("ec2", [{ Ref: "AWS::AccountId" }], `:instance/${id}`);
     expect(sendCommand).toHaveLength(1);
     expect(sendCommand[0]?.Action).toBe("ssm:SendCommand");
     expect(sorted(asList(sendCommand[0]?.Resource))).toEqual(
