@@ -114,6 +114,13 @@ const regionalArn = (service: string, account: unknown[], resourcePath: string) 
     ],
   ],
 });
+/** The one document the agents' commands may run (an AWS-owned resource: no account in its ARN). */
+const agentDocumentArn = {
+  "Fn::Join": [
+    "",
+    ["arn:", { Ref: "AWS::Partition" }, ":ssm:", { Ref: "AWS::Region" }, `::document/${agentDocumentName}`],
+  ],
+};
 function restoreFunction(handler: string) {
   const step = restoreSteps.find((candidate) => candidate.handler === handler);
   const construct = built.stack.restore.functions[step?.placeholder ?? ""];
@@ -277,18 +284,7 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
     ];
     expect(sorted(asList(byName?.Resource))).toEqual(
       sorted([
-        {
-          "Fn::Join": [
-            "",
-            [
-              "arn:",
-              { Ref: "AWS::Partition" },
-              ":ssm:",
-              { Ref: "AWS::Region" },
-              `::document/${agentDocumentName}`,
-            ],
-          ],
-        },
+        agentDocumentArn,
         regionalArn("ec2", account, ":instance/i-0a1b2c3d4e5f60001"),
         regionalArn("ssm", account, ":managed-instance/mi-0123456789abcdef0"),
       ]),
@@ -475,18 +471,7 @@ describe("restore state machine", () => {
     expect(sendCommand[0]?.Action).toBe("ssm:SendCommand");
     expect(sorted(asList(sendCommand[0]?.Resource))).toEqual(
       sorted([
-        {
-          "Fn::Join": [
-            "",
-            [
-              "arn:",
-              { Ref: "AWS::Partition" },
-              ":ssm:",
-              { Ref: "AWS::Region" },
-              `::document/${agentDocumentName}`,
-            ],
-          ],
-        },
+        agentDocumentArn,
         instance("i-0a1b2c3d4e5f60001"),
         instance("i-0a1b2c3d4e5f60002"),
         instance("i-0a1b2c3d4e5f60003"),
