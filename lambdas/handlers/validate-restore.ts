@@ -1,8 +1,9 @@
 // The ValidateRestore state(s) of statemachine/restore.asl.json.
 import { validateRestoreInput } from "../core/restore/restore-payloads.js";
 import { validateRestore } from "../core/restore/validate-restore-step.js";
+import { findManagedInstances } from "./shared/managed-instances.js";
 import { restoreStepHandler } from "./shared/restore-step-handler.js";
 
 export const handler = restoreStepHandler("validate-restore", validateRestoreInput, (dependencies, event) =>
-  validateRestore(dependencies, event.input),
+  validateRestore(dependencies, event.input, findManagedInstances),
 );

@@ -6,7 +6,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
 import { ErrorNames } from "../../lambdas/core/errors.js";
 import { type ManagedInstance, resolveAgentInstances } from "../../lambdas/core/restore/agent-instances.js";
-import { findManagedInstances } from "../../lambdas/handlers/shared/restore-dependencies-from-environment.js";
+import { findManagedInstances } from "../../lambdas/handlers/shared/managed-instances.js";
 
 const ssm = mockClient(SSMClient);
 afterEach(() => ssm.reset());

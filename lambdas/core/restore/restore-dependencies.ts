@@ -2,7 +2,6 @@
 
 import type { BackupDependencies } from "../backup/backup-dependencies.js";
 import type { ApprovalTokens } from "../catalogue/approval-tokens.js";
-import type { FindManagedInstances } from "./agent-instances.js";
 
 export interface RestoreDependencies extends BackupDependencies {
   approvals: ApprovalTokens;
@@ -23,8 +22,6 @@ export interface RestoreDependencies extends BackupDependencies {
    * `--stack`/`--region` when deployed, `--local` against the local stack.
    */
   operatorCliFlags: string;
-  /** The ssm executor's members named by tag: the managed instances that carry it. */
-  findManagedInstances: FindManagedInstances;
   /** Publishes to the approvers' topic. */
   notifyApprovers(subject: string, message: string): Promise<void>;
 }

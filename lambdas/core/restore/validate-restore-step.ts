@@ -11,7 +11,7 @@ import {
 } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import { clusterIdMetadataKey } from "../snapshot/stream-snapshot.js";
-import { resolveAgentInstances } from "./agent-instances.js";
+import { type FindManagedInstances, resolveAgentInstances } from "./agent-instances.js";
 import { checkMembership } from "./check-membership.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
@@ -30,6 +30,7 @@ export interface ValidatedRestore {
 export async function validateRestore(
   dependencies: RestoreDependencies,
   input: RestoreInput,
+  findManagedInstances: FindManagedInstances,
 ): Promise<ValidatedRestore> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const layout: RestoreLayout | undefined = target.restore;
@@ -111,7 +112,7 @@ export async function validateRestore(
     ...(input.allowWithoutRevisionBump ? { revisionBumpOptional: true } : {}),
   };
   // Checked last: a missing tag is found after the cheaper refusals, and still before anyone is asked.
-  const agents = await resolveAgentInstances(layout.members, dependencies.findManagedInstances);
+  const agents = await resolveAgentInstances(layout.members, findManagedInstances);
   notes.push(...agents.notes);
   const summary = [
     `Restore etcd cluster "${input.cluster}" from snapshot ${snapshot.snapshotId}${sourceCluster !== input.cluster ? ` of cluster "${sourceCluster}"` : ""}.`,

@@ -4,11 +4,9 @@ import { appendFile, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
-import type { SSMClient } from "@aws-sdk/client-ssm";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import type { BackupDependencies } from "../../core/backup/backup-dependencies.js";
 import { ApprovalTokens } from "../../core/catalogue/approval-tokens.js";
-import type { InstanceTag, ManagedInstance } from "../../core/restore/agent-instances.js";
 import { chainedSessionSeconds, sessionReuseSeconds } from "../../core/restore/agent-url-lifetimes.js";
 import type { RestoreDependencies } from "../../core/restore/restore-dependencies.js";
 import { createDynamoDbClient } from "../../core/store/aws-clients.js";
@@ -46,7 +44,6 @@ export function createRestoreDependencies(
         ...(request.versionId ? { versionId: request.versionId } : {}),
         ...(environment.S3_ENDPOINT ? { endpoint: environment.S3_ENDPOINT, forcePathStyle: true } : {}),
       }),
-    findManagedInstances,
     operatorCliFlags: environment.OPERATOR_CLI_FLAGS ? ` ${environment.OPERATOR_CLI_FLAGS.trim()}` : "",
     loadAgentScript: () => {
       script ??= readFile(environment.RESTORE_AGENT_SCRIPT ?? defaultAgentScript, "utf8");
@@ -129,30 +126,4 @@ let sns: SNSClient | undefined;
 async function publishToSns(topicArn: string, subject: string, message: string): Promise<void> {
   sns ??= new SNSClient({});
   await sns.send(new PublishCommand({ TopicArn: topicArn, Subject: subject, Message: message }));
-}
-
-let ssm: SSMClient | undefined;
-
-/**
- * Instances that Systems Manager manages and that carry the tag, every page of them. The SSM client is
- * loaded only here, by the one restore that names a node by tag, not at every restore function's start.
- */
-export async function findManagedInstances(tag: InstanceTag, client?: SSMClient): Promise<ManagedInstance[]> {
-  const { SSMClient, paginateDescribeInstanceInformation } = await import("@aws-sdk/client-ssm");
-  let ssmClient = client;
-  if (!ssmClient) {
-    ssm ??= new SSMClient({});
-    ssmClient = ssm;
-  }
-  const found: ManagedInstance[] = [];
-  for await (const page of paginateDescribeInstanceInformation(
-    { client: ssmClient },
-    { Filters: [{ Key: `tag:${tag.key}`, Values: [tag.value] }] },
-  )) {
-    for (const instance of page.InstanceInformationList ?? []) {
-      if (instance.InstanceId)
-        found.push({ instanceId: instance.InstanceId, pingStatus: instance.PingStatus });
-    }
-  }
-  return found;
 }
