@@ -67,7 +67,7 @@ export async function runListCommand(
     for (const row of page.snapshots) {
       const size = row.bytes === undefined ? "" : formatBytes(row.bytes);
       process.stdout.write(
-        `${row.snapshotId}  ${row.status.padEnd(11)} ${size.padStart(10)}  rev ${row.revision ?? "-"}  ${row.tags.join(",")}\n`,
+        `${row.snapshotId}  ${row.status.padEnd(11)} ${size.padStart(10)}  rev ${row.revision ?? "-"}  ${row.tags.join(",")}${row.retentionTier ? `  kept by ${row.retentionTier}` : ""}\n`,
       );
     }
     if (page.nextToken) process.stdout.write(`more: --next-token ${page.nextToken}\n`);

@@ -36,6 +36,10 @@ describe("the backup state machine, executed locally", () => {
     expect(run.published).toEqual([]);
     const latest = await stack.catalogue.findLatestVerified("local");
     expect(latest).toMatchObject({ status: "VERIFIED", liveKeyCount: 200, executionArn: run.executionArn });
+    // The prune step wrote on the row what keeps it: the only snapshot is every tier's newest.
+    expect(latest?.retentionTier?.split(",")).toEqual(
+      expect.arrayContaining(["hourly", "daily", "weekly", "monthly", "newest-verified"]),
+    );
     expect(await stack.s3.listKeys(`${stack.prefix}/local/`)).toEqual([latest?.key]);
     expect((await stack.leases.getLease("local"))?.owner).toBeUndefined();
   });

@@ -201,6 +201,33 @@ describe("catalogue transitions", () => {
     expect(await catalogue.getSnapshot(cluster, id)).toEqual(deletion.record);
   });
 
+  it("records which retention tiers keep a VERIFIED snapshot, leaving a row deleted meanwhile as it is", async () => {
+    await rowIn("tiers", "s-1", SnapshotStatus.Verified);
+    const labelled = await catalogue.recordKeptBy({
+      cluster: "tiers",
+      snapshotId: "s-1",
+      keptBy: ["hourly", "daily"],
+    });
+    expect(labelled.changed).toBe(true);
+    expect((await catalogue.getSnapshot("tiers", "s-1"))?.retentionTier).toBe("hourly,daily");
+    expect((await catalogue.findLatestVerified("tiers"))?.retentionTier).toBe("hourly,daily");
+    const again = await catalogue.recordKeptBy({
+      cluster: "tiers",
+      snapshotId: "s-1",
+      keptBy: ["hourly", "daily"],
+    });
+    expect(again.changed).toBe(false);
+    await deleted("tiers", "s-1");
+    const late = await catalogue.recordKeptBy({ cluster: "tiers", snapshotId: "s-1", keptBy: ["daily"] });
+    expect(late).toMatchObject({
+      changed: false,
+      record: { status: SnapshotStatus.Deleted, retentionTier: "hourly,daily" },
+    });
+    await expect(
+      catalogue.recordKeptBy({ cluster: "tiers", snapshotId: "never-catalogued", keptBy: ["daily"] }),
+    ).rejects.toBeInstanceOf(CatalogueConflictError);
+  });
+
   it("records FAILED from IN_PROGRESS and from UPLOADED, and DELETED from FAILED", async () => {
     const cluster = newCluster();
     await started(cluster, snapshotIdAt(1));

@@ -89,6 +89,13 @@ class FakeCatalogue {
     });
   }
 
+  async recordKeptBy(input: { snapshotId: string; keptBy: readonly string[] }) {
+    events.push(`catalogue:recordKeptBy:${input.snapshotId}`);
+    const row = this.rows.get(input.snapshotId);
+    if (row === undefined) throw new Error(`no row ${input.snapshotId}`);
+    return this.move(input.snapshotId, row.status, { retentionTier: input.keptBy.join(",") });
+  }
+
   async recordDeleted(input: RecordDeletedInput) {
     events.push("catalogue:recordDeleted");
     return this.move(input.snapshotId, SnapshotStatus.Deleted, {
@@ -156,6 +163,26 @@ async function apply(records: SnapshotRecord[], plan: RetentionPlan) {
 }
 
 describe("applyRetentionPlan", () => {
+  it("writes on each kept VERIFIED row the tiers that keep it, where they changed, after the deletions", async () => {
+    const records = [
+      row("v3", { retentionTier: "hourly" }),
+      row("v2", { retentionTier: "hourly,daily" }),
+      row("f1", { status: SnapshotStatus.Failed }),
+      row("v1", { versionId: "version-of-v1" }),
+    ];
+    const { failures } = await apply(records, {
+      keep: [
+        { snapshotId: "v3", reasons: ["hourly", "newest-verified"] },
+        { snapshotId: "v2", reasons: ["hourly", "daily"] },
+        { snapshotId: "f1", reasons: ["failed-grace-period"] },
+      ],
+      delete: [{ snapshotId: "v1", reason: "outside-tiers" }],
+    });
+    expect(failures).toEqual([]);
+    expect(events).toEqual(["s3:DeleteObject", "catalogue:recordDeleted", "catalogue:recordKeptBy:v3"]);
+    expect(catalogue.rows.get("v3")?.retentionTier).toBe("hourly,newest-verified");
+  });
+
   it("deletes the catalogued object version by its VersionId, then marks the row DELETED", async () => {
     const records = [row("v1", { versionId: "version-of-v1" })];
 

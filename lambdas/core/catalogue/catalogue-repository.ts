@@ -257,6 +257,32 @@ export class CatalogueRepository {
     });
   }
 
+  /**
+   * Which retention tiers keep a VERIFIED snapshot, as the latest prune found them (`hourly,daily`): so
+   * that `list` and `show` say why a snapshot is still there. A row deleted meanwhile is left as it is.
+   */
+  recordKeptBy(input: {
+    cluster: string;
+    snapshotId: string;
+    keptBy: readonly string[];
+  }): Promise<TransitionResult> {
+    const retentionTier = input.keptBy.join(",");
+    return this.transition({
+      cluster: input.cluster,
+      snapshotId: input.snapshotId,
+      to: SnapshotStatus.Verified,
+      from: [SnapshotStatus.Verified],
+      set: { retentionTier },
+      // Unchanged, it is not written again.
+      condition: {
+        expression: "(attribute_not_exists(#retentionTier) OR #retentionTier <> :keptBy)",
+        values: { ":keptBy": retentionTier },
+      },
+      isRepeat: (existing) =>
+        existing.status !== SnapshotStatus.Verified || existing.retentionTier === retentionTier,
+    });
+  }
+
   /** VERIFIED or FAILED → DELETED, once the object version is gone. Repeating it is a no-op. */
   recordDeleted(input: RecordDeletedInput): Promise<TransitionResult> {
     return this.transition({

@@ -33,6 +33,7 @@ export interface SnapshotRecord {
   etcdVersion?: string;
   startedAt: string;
   executionArn?: string;
+  /** The retention tiers that keep it, as the latest prune found them: `hourly,daily`, `newest-verified`. */
   retentionTier?: string;
   /** Free-form labels, e.g. `pre-restore`. */
   tags: string[];

@@ -19,7 +19,7 @@ import type { DeleteReason, RetentionPlan } from "./retention-policy.js";
 
 export interface PruneContext {
   s3: S3Client;
-  catalogue: Pick<CatalogueRepository, "recordDeleted" | "recordFailed">;
+  catalogue: Pick<CatalogueRepository, "recordDeleted" | "recordFailed" | "recordKeptBy">;
   now(): Date;
 }
 
@@ -66,6 +66,16 @@ export async function applyRetentionPlan(
       const outcome = await pruneSnapshot(context, record);
       if (outcome.retainedBecause === undefined) summary.deleted.push({ snapshotId, reason });
       else summary.retained.push({ snapshotId, reason: outcome.retainedBecause });
+    } catch (error) {
+      failures.push({ snapshotId, error });
+    }
+  }
+  // What keeps each snapshot, on its row, written only where it changed.
+  for (const { snapshotId, reasons } of plan.keep) {
+    const record = byId.get(snapshotId);
+    if (record?.status !== SnapshotStatus.Verified || record.retentionTier === reasons.join(",")) continue;
+    try {
+      await context.catalogue.recordKeptBy({ cluster: record.cluster, snapshotId, keptBy: reasons });
     } catch (error) {
       failures.push({ snapshotId, error });
     }
