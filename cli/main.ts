@@ -81,17 +81,20 @@ export async function runCli(argv: string[]): Promise<number> {
       new Option(
         "--source <kind>",
         "how to read a pod's snapshot: grpc through a port-forward, or etcdctl through exec",
+      ).choices(["grpc", "exec"]),
+    )
+    .addOption(
+      new Option(
+        "--preset <who>",
+        "who runs the etcd pods: kubeadm (static pods in kube-system, grpc source) or bitnami (the chart's StatefulSet in --namespace, exec source)",
       )
-        .choices(["grpc", "exec"])
-        .default("grpc"),
+        .choices(["kubeadm", "bitnami"])
+        .default("kubeadm"),
     )
-    .option("--namespace <namespace>", "namespace of the etcd pods", "kube-system")
-    .option(
-      "--selector <labels>",
-      "label selector of the etcd pods (Bitnami chart: app.kubernetes.io/name=etcd)",
-      "component=etcd",
-    )
-    .option("--container <name>", "the etcd container in each pod", "etcd")
+    .option("--release <name>", "the Bitnami chart's release (with --preset bitnami)")
+    .option("--namespace <namespace>", "namespace of the etcd pods (default: the preset's)")
+    .option("--selector <labels>", "label selector of the etcd pods (default: the preset's)")
+    .option("--container <name>", "the etcd container in each pod (default: etcd)")
     .requiredOption("--to <destination>", "FILE, or s3://BUCKET/PREFIX")
     .option("--cacert <file>", "CA bundle that signed etcd's server certificate (direct or grpc source)")
     .option("--cert <file>", "client certificate for mutual TLS (direct or grpc source)")

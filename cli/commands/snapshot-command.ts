@@ -8,9 +8,10 @@ import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { chooseSnapshotMember } from "../../lambdas/core/etcd/choose-member.js";
 import type { EtcdTlsMaterial } from "../../lambdas/core/etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../../lambdas/core/etcd/grpc-snapshot-source.js";
-import { discoverEtcdMembers, kubeadmMembers } from "../../lambdas/core/kube/discover-members.js";
+import { discoverEtcdMembers } from "../../lambdas/core/kube/discover-members.js";
 import { createEksKubeConfig, kubeConfigFromFile } from "../../lambdas/core/kube/kube-config.js";
 import { chooseKubernetesMember } from "../../lambdas/core/kube/kubernetes-member-source.js";
+import { type MemberPreset, presetMemberSelector } from "../../lambdas/core/kube/member-presets.js";
 import { newSnapshotId, snapshotObjectKey } from "../../lambdas/core/snapshot/snapshot-naming.js";
 import type { SnapshotSource } from "../../lambdas/core/snapshot/snapshot-source.js";
 import {
@@ -37,6 +38,9 @@ export interface SnapshotCommandFlags {
   context?: string;
   eksCluster?: string;
   source?: "grpc" | "exec";
+  /** Who runs the etcd pods: the discovery defaults and the source's (member-presets.ts). */
+  preset?: MemberPreset;
+  release?: string;
   namespace?: string;
   selector?: string;
   container?: string;
@@ -222,17 +226,22 @@ async function openCommandSource(
     access.kind === "kubeconfig"
       ? await kubeConfigFromFile(access.path, access.context)
       : await createEksKubeConfig({ clusterName: access.clusterName, region: access.region });
-  const sourceKind = flags.source ?? "grpc";
+  const members = presetMemberSelector({
+    preset: flags.preset ?? "kubeadm",
+    release: flags.release,
+    namespace: flags.namespace,
+    selector: flags.selector,
+    container: flags.container,
+  });
+  if ("problem" in members)
+    throw new InvalidInputError(`--preset ${flags.preset}: ${members.problem} (--namespace, --release)`);
+  const sourceKind = flags.source ?? (flags.preset === "bitnami" ? "exec" : "grpc");
   if (sourceKind === "exec" && tls) {
     throw new InvalidInputError(
       "--cacert/--cert/--key are files on this machine, for the grpc source: the exec source uses the etcd pod's own certificate files",
     );
   }
-  const discovered = await discoverEtcdMembers(config, {
-    namespace: flags.namespace ?? kubeadmMembers.namespace,
-    selector: flags.selector ?? kubeadmMembers.selector,
-    container: flags.container ?? kubeadmMembers.container,
-  });
+  const discovered = await discoverEtcdMembers(config, members);
   const chosen = await chooseKubernetesMember(config, discovered, {
     source: sourceKind,
     tls,

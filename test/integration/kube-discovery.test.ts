@@ -338,6 +338,19 @@ describe("etcd-backup snapshot through Kubernetes", () => {
       "x",
     );
     expect(wrongSource.code).toBe(2);
+    const bitnamiWithoutNamespace = await etcdBackup(
+      "snapshot",
+      "--kubeconfig",
+      standIn.kubeconfigPath,
+      "--preset",
+      "bitnami",
+      "--to",
+      join(work.path, "x.db"),
+    );
+    expect(bitnamiWithoutNamespace.code).toBe(2);
+    expect(bitnamiWithoutNamespace.stderr).toContain(
+      "--preset bitnami: the bitnami preset needs the namespace of the chart's release",
+    );
   });
 
   it("reports no etcd pods in one line, naming the selector", async () => {

@@ -3,6 +3,7 @@
 // that name the field.
 import * as z from "zod";
 import { InvalidInputError } from "../errors.js";
+import { MemberPresets, presetMemberSelector } from "../kube/member-presets.js";
 import { defaultPhaseTimeoutSeconds, maxPhaseTimeoutSeconds } from "../restore/agent-url-lifetimes.js";
 import { checkRestartManifests, fileName, sha256Hex } from "../restore/restore-plan.js";
 import {
@@ -50,12 +51,19 @@ const accessSchema = z.discriminatedUnion("kind", [
 
 const etcdSchema = z
   .object({
-    source: z.enum(["grpc", "exec"]).default("grpc"),
+    /**
+     * Who runs the etcd pods, for the discovery defaults (member-presets.ts): kubeadm's static pods, or
+     * the Bitnami chart's StatefulSet (with its release's namespace, and the exec source by default).
+     */
+    preset: z.enum(MemberPresets).default("kubeadm"),
+    /** The Bitnami chart's release name, narrowing the selector to it. */
+    release: z.string().min(1).optional(),
+    source: z.enum(["grpc", "exec"]).optional(),
     /** Client URLs reached directly (access kind "direct"); otherwise members are discovered as pods. */
     endpoints: z.array(z.string().url()).optional(),
-    namespace: z.string().default("kube-system"),
-    selector: z.string().default("component=etcd"),
-    container: z.string().default("etcd"),
+    namespace: z.string().optional(),
+    selector: z.string().optional(),
+    container: z.string().optional(),
     /** Secrets Manager secret with `ca`, `cert`, `key` (PEM) for gRPC over mutual TLS. */
     tlsSecretArn: z.string().startsWith("arn:").optional(),
     /** Paths inside the etcd pod, for the exec source. */
@@ -68,7 +76,15 @@ const etcdSchema = z
       .strict()
       .optional(),
   })
-  .strict();
+  .strict()
+  .transform((etcd, context) => {
+    const members = presetMemberSelector(etcd);
+    if ("problem" in members) {
+      context.addIssue({ code: "custom", path: ["preset"], message: members.problem });
+      return z.NEVER;
+    }
+    return { ...etcd, ...members, source: etcd.source ?? (etcd.preset === "bitnami" ? "exec" : "grpc") };
+  });
 
 const restoreMemberSchema = z
   .object({

@@ -11,30 +11,9 @@ import {
 } from "@kubernetes/client-node";
 import { EtcdUnavailableError, InvalidInputError } from "../errors.js";
 import { apiServerOf, kubernetesApiFailure } from "./kube-config.js";
+import type { MemberSelector } from "./member-presets.js";
 
-export interface MemberSelector {
-  namespace: string;
-  /** A label selector, as `kubectl get pods -l` takes it. */
-  selector: string;
-  /** The etcd container in each pod. */
-  container: string;
-}
-
-/** kubeadm's static pods: /etc/kubernetes/manifests/etcd.yaml, mirrored into kube-system. */
-export const kubeadmMembers: MemberSelector = {
-  namespace: "kube-system",
-  selector: "component=etcd",
-  container: "etcd",
-};
-
-/** The Bitnami etcd chart's StatefulSet, in the release's namespace. */
-export function bitnamiMembers(namespace: string, release?: string): MemberSelector {
-  const selector = [
-    "app.kubernetes.io/name=etcd",
-    ...(release ? [`app.kubernetes.io/instance=${release}`] : []),
-  ];
-  return { namespace, selector: selector.join(","), container: "etcd" };
-}
+export { bitnamiMembers, kubeadmMembers, type MemberSelector } from "./member-presets.js";
 
 export interface EtcdMemberPod {
   namespace: string;
