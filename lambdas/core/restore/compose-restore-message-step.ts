@@ -26,23 +26,18 @@ export async function composeRestoreMessage(
   const agents = (state.agents ?? state.rollbackAgents) as { summary?: string } | undefined;
   const health = state.health as { summary?: string } | undefined;
   const rollback = state.rollbackAgents as { state?: string; summary?: string } | undefined;
-  // The backup execution's output; or, when it failed, its error as caught ({Error, Cause}), or as the
-  // SafetySnapshotSkipped state keeps it ({skipped, error, cause}).
+  // The backup execution's output; or, when it failed, its error as caught ({Error, Cause}), which the
+  // SafetySnapshotSkipped state keeps beside `skipped`.
   const safetySnapshot = state.safetySnapshot as
     | {
         output?: { snapshot?: { result?: { snapshotId?: string } } };
         skipped?: boolean;
-        cause?: string;
         Error?: string;
         Cause?: string;
       }
     | undefined;
   const safetySnapshotId = safetySnapshot?.output?.snapshot?.result?.snapshotId;
-  const safetySnapshotFailure = safetySnapshot?.skipped
-    ? causeMessage(safetySnapshot.cause)
-    : safetySnapshot?.Error
-      ? causeMessage(safetySnapshot.Cause)
-      : undefined;
+  const safetySnapshotFailure = safetySnapshot?.Error ? causeMessage(safetySnapshot.Cause) : undefined;
   const subject =
     outcome === "succeeded"
       ? `etcd-backup: restore of ${cluster} succeeded`
