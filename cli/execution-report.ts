@@ -1,6 +1,7 @@
 // How the CLI reports a workflow execution, deployed or local: a few lines (or the JSON), and the exit
 // code its failed step's error maps to.
 import { approvalRejectedError } from "../lambdas/core/catalogue/approval-tokens.js";
+import { readableCause } from "../lambdas/core/failure-cause.js";
 import type { ExecutionStatus } from "./execution-status.js";
 import { ExitCodes, exitCodeFor } from "./exit-codes.js";
 import { printJson } from "./terminal-output.js";
@@ -20,7 +21,7 @@ export function printStatus(status: ExecutionStatus, flags: { json?: boolean }):
   if (status.failure) {
     const where = status.failure.state ? ` at ${status.failure.state}` : "";
     lines.push(
-      `  failed${where}: ${status.failure.error ?? "unknown error"}${status.failure.cause ? `: ${causeMessage(status.failure.cause)}` : ""}`,
+      `  failed${where}: ${status.failure.error ?? "unknown error"}${status.failure.cause ? `: ${readableCause(status.failure.cause)}` : ""}`,
     );
   }
   process.stdout.write(`${lines.join("\n")}\n`);
@@ -57,14 +58,4 @@ function snapshotOf(output: unknown): { snapshotId: string; bytes: number; sha25
   return result?.snapshotId && result.bytes !== undefined && result.sha256
     ? { snapshotId: result.snapshotId, bytes: result.bytes, sha256: result.sha256 }
     : undefined;
-}
-
-/** Lambda failures carry `{"errorMessage": …}` as their cause; show the message. */
-function causeMessage(cause: string): string {
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: string };
-    return parsed.errorMessage ?? cause;
-  } catch {
-    return cause;
-  }
 }

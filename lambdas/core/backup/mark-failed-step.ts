@@ -4,6 +4,7 @@
 import type * as z from "zod";
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { describeError } from "../errors.js";
+import { readableCause } from "../failure-cause.js";
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
 import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
@@ -93,15 +94,7 @@ export async function markBackupFailed(
 
 /** Step Functions gives the error type and a Cause that, for Lambda errors, is JSON with errorMessage. */
 function describeFailure(failure: { Error?: string | undefined; Cause?: string | undefined } | undefined) {
-  const name = failure?.Error ?? "UnknownError";
-  let message = failure?.Cause ?? "no cause reported";
-  try {
-    const cause = JSON.parse(message) as { errorMessage?: string };
-    if (cause.errorMessage) message = cause.errorMessage;
-  } catch {
-    // the cause is plain text
-  }
-  return { name, message };
+  return { name: failure?.Error ?? "UnknownError", message: readableCause(failure?.Cause) };
 }
 
 export function consoleLink(executionArn: string): string {

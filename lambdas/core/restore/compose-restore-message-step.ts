@@ -3,6 +3,7 @@
 
 import { consoleLink } from "../backup/mark-failed-step.js";
 import { describeError } from "../errors.js";
+import { readableCause } from "../failure-cause.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput } from "./restore-payloads.js";
 
@@ -37,7 +38,7 @@ export async function composeRestoreMessage(
       }
     | undefined;
   const safetySnapshotId = safetySnapshot?.output?.snapshot?.result?.snapshotId;
-  const safetySnapshotFailure = safetySnapshot?.Error ? causeMessage(safetySnapshot.Cause) : undefined;
+  const safetySnapshotFailure = safetySnapshot?.Error ? readableCause(safetySnapshot.Cause) : undefined;
   const subject =
     outcome === "succeeded"
       ? `etcd-backup: restore of ${cluster} succeeded`
@@ -47,7 +48,7 @@ export async function composeRestoreMessage(
       ? `etcd cluster "${cluster}" was restored from snapshot ${input.snapshotId}.`
       : `The restore of etcd cluster "${cluster}" from snapshot ${input.snapshotId} failed.`,
     "",
-    failure ? `Error:     ${failure.Error ?? "unknown"}: ${causeMessage(failure.Cause)}` : undefined,
+    failure ? `Error:     ${failure.Error ?? "unknown"}: ${readableCause(failure.Cause)}` : undefined,
     state.rolledBack === "none" ? "Changes:   none — nothing on the nodes was touched." : undefined,
     rollback
       ? `Rollback:  ${rollback.state === "done" ? "old data dirs swapped back and etcd restarted" : "INCOMPLETE"} — ${rollback.summary ?? ""}`
@@ -69,22 +70,6 @@ export async function composeRestoreMessage(
     .join("\n");
   dependencies.reporter.metric(outcome === "succeeded" ? "RestoreSucceeded" : "RestoreFailed", "Count", 1);
   return { subject: subject.slice(0, 99), message };
-}
-
-/**
- * A Lambda failure's cause carries `errorMessage`; a nested execution's (startExecution.sync) is the whole
- * execution description: its error and ARN say enough, its own notice said the rest.
- */
-function causeMessage(cause: string | undefined): string {
-  if (!cause) return "no cause reported";
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: string; Error?: string; ExecutionArn?: string };
-    if (parsed.errorMessage) return parsed.errorMessage;
-    if (parsed.ExecutionArn) return `${parsed.Error ?? "failed"} (execution ${parsed.ExecutionArn})`;
-    return cause;
-  } catch {
-    return cause;
-  }
 }
 
 /**
