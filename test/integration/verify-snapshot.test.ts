@@ -9,6 +9,7 @@ import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SnapshotCorruptError } from "../../lambdas/core/errors.js";
+import { createEtcdClient, type EtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import {
   type SnapshotReport,
   verifySnapshotFile,
@@ -23,6 +24,7 @@ const run = promisify(execFile);
 
 let cluster: EtcdCluster;
 let writer: EtcdWriter;
+let client: EtcdClient;
 let temp: { path: string; remove: () => Promise<void> };
 /** The user keys alive in etcd, as the tests wrote them. */
 const live = new Set<string>();
@@ -32,9 +34,11 @@ beforeAll(async () => {
   temp = await makeTempDir("verify-snapshot");
   cluster = await startEtcdCluster();
   writer = createEtcdWriter(cluster);
+  client = createEtcdClient({ endpoint: cluster.endpoints[0] as string });
 });
 
 afterAll(async () => {
+  client?.close();
   await cluster?.stop();
   await temp?.remove();
 });
@@ -83,6 +87,10 @@ async function snapshotAndCompare(): Promise<{ path: string; report: SnapshotRep
   );
   expect(report.fileBytes).toBe(bytes.length);
   expect(report.totalSize).toBe(bytes.length - 32);
+  // Nothing was written since the snapshot: the member's HashKV at its revision is the file's.
+  const member = await client.hashKV(report.revision);
+  expect(report.kvHashAt(member.compactRevision)).toBe(member.hash);
+  expect(report.kvHash).toBe(report.kvHashAt(report.compactRevision ?? -1));
   return { path, report };
 }
 
@@ -173,6 +181,28 @@ describe("verifySnapshotFile on etcd 3.4 snapshots", () => {
     expect(report.compactRevision).toBe(revision);
     expect(report.scheduledCompactRevision).toBe(revision);
     expect(report.revision).toBe(revision + 1);
+  });
+
+  it("matches the member's HashKV after the member compacts history that the snapshot still holds", async () => {
+    // Below the compaction the member hashes only each live key's newest entry: the tombstone, the
+    // superseded puts and the one superseded exactly at the compact revision must all be left out.
+    await writer.put("/hashkv/gone", "1");
+    await writer.delete("/hashkv/gone");
+    await writer.put("/hashkv/kept", "1");
+    const compactAt = await writer.put("/hashkv/kept", "2");
+    await writer.put("/hashkv/kept", "3");
+    await putMany([["/hashkv/after", "1"]]);
+    live.add("/hashkv/kept");
+    const { report } = await snapshotAndCompare();
+    await writer.compact(compactAt);
+    const member = await client.hashKV(report.revision);
+    expect(member.compactRevision).toBe(compactAt);
+    expect(report.kvHashAt(compactAt)).toBe(member.hash);
+    // The same file hashes differently as the member would answer before that compaction.
+    expect(report.kvHash).not.toBe(member.hash);
+    // Writes after the snapshot do not change the member's answer at the snapshot's revision.
+    await writer.put("/hashkv/kept", "4");
+    expect((await client.hashKV(report.revision)).hash).toBe(member.hash);
   });
 
   it("gives the same report from a stream, and removes its staged file", async () => {

@@ -30,22 +30,24 @@ export class LiveKeySet {
     return this.#entries;
   }
 
-  /** Marks the key at [start, end) of `buffer` alive. */
-  add(buffer: Buffer, start: number, end: number): void {
+  /** Marks the key at [start, end) of `buffer` alive; returns the key's number (0, 1, … in first-seen order). */
+  add(buffer: Buffer, start: number, end: number): number {
     const entry = this.#find(buffer, start, end, true);
     if (this.#entryLive[entry] === 0) {
       this.#entryLive[entry] = 1;
       this.#live++;
     }
+    return entry;
   }
 
-  /** Marks the key at [start, end) of `buffer` dead, if it is known. */
-  delete(buffer: Buffer, start: number, end: number): void {
-    const entry = this.#find(buffer, start, end, false);
-    if (entry >= 0 && this.#entryLive[entry] === 1) {
+  /** Marks the key at [start, end) of `buffer` dead (known from now on); returns the key's number. */
+  delete(buffer: Buffer, start: number, end: number): number {
+    const entry = this.#find(buffer, start, end, true);
+    if (this.#entryLive[entry] === 1) {
       this.#entryLive[entry] = 0;
       this.#live--;
     }
+    return entry;
   }
 
   has(buffer: Buffer, start: number, end: number): boolean {

@@ -35,6 +35,7 @@ import {
   parseRevisionKey,
   tombstoneKeyBytes,
 } from "./etcd-schema.js";
+import { KeyHistoryHash } from "./key-history-hash.js";
 import { LiveKeySet } from "./live-key-set.js";
 import { hasTrailerSize, snapshotTrailerBytes, TrailerHoldingHash } from "./snapshot-format.js";
 import { readFully, WriteBatch } from "./write-fully.js";
@@ -52,6 +53,16 @@ export interface SnapshotReport {
   totalKey: number;
   /** Keys alive at the revision (etcd 3.6 `etcdutl` semantics: replay, a tombstone removes the key). */
   liveKeyCount: number;
+  /**
+   * etcd's HashKV at `revision` as a member compacted at this snapshot's compactRevision answers it (the
+   * member this snapshot is restored into, for one).
+   */
+  kvHash: number;
+  /**
+   * HashKV at `revision` for a member compacted at `compactRevision` (its HashKV answer says which): a live
+   * member that answers another hash holds other data at that revision. Not enumerable, so not in JSON.
+   */
+  readonly kvHashAt: (compactRevision: number) => number;
   /** `tx.Size()`: the chosen meta's pgid times the page size. */
   totalSize: number;
   /** `meta/storageVersion`, written from etcd 3.6. */
@@ -226,13 +237,15 @@ async function verifyOpenFile(
   const figures = walkEtcdDatabase(walker, meta);
   checkFreelist(file, walker, meta);
 
-  return {
+  const history = figures.history;
+  const report = {
     sha256,
     hasTrailer: withTrailer,
     hash: figures.hash,
     revision: figures.revision,
     totalKey: figures.totalKey,
     liveKeyCount: figures.liveKeys.size,
+    kvHash: history.hashAt(figures.compactRevision ?? -1),
     totalSize,
     ...(figures.storageVersion !== undefined ? { storageVersion: figures.storageVersion } : {}),
     ...(figures.compactRevision !== undefined ? { compactRevision: figures.compactRevision } : {}),
@@ -243,6 +256,10 @@ async function verifyOpenFile(
     pageCount: meta.pgid,
     fileBytes,
   };
+  return Object.defineProperty(report, "kvHashAt", {
+    value: (compactRevision: number) => history.hashAt(compactRevision),
+    enumerable: false,
+  }) as SnapshotReport;
 }
 
 function readSnapshotFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {
@@ -346,18 +363,20 @@ interface EtcdFigures {
   revision: number;
   totalKey: number;
   liveKeys: LiveKeySet;
+  history: KeyHistoryHash;
   storageVersion: string | undefined;
   compactRevision: number | undefined;
   scheduledCompactRevision: number | undefined;
 }
 
-/** Walks the whole database, computing what `etcdctl snapshot status` prints, plus the live key count. */
+/** Walks the whole database: what `etcdctl snapshot status` prints, the live key count, and the history for HashKV. */
 function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
   const figures: EtcdFigures = {
     hash: 0,
     revision: 0,
     totalKey: 0,
     liveKeys: new LiveKeySet(),
+    history: new KeyHistoryHash(),
     storageVersion: undefined,
     compactRevision: undefined,
     scheduledCompactRevision: undefined,
@@ -404,9 +423,11 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
             `bucket key: the value of revision ${main} in ${leaf.label} is not a KeyValue with a key`,
           );
         }
-        if (end - start === tombstoneKeyBytes)
-          liveKeys.delete(page, userKey[0] as number, userKey[1] as number);
-        else liveKeys.add(page, userKey[0] as number, userKey[1] as number);
+        const tombstone = end - start === tombstoneKeyBytes;
+        const keyNumber = tombstone
+          ? liveKeys.delete(page, userKey[0] as number, userKey[1] as number)
+          : liveKeys.add(page, userKey[0] as number, userKey[1] as number);
+        figures.history.record(main, page.subarray(start, valueEnd[index]), keyNumber, tombstone);
       }
     },
   };
