@@ -64,6 +64,29 @@ function expectedHash(buckets: Array<[string, BuildBucket]>): number {
   return hash;
 }
 
+/**
+ * etcd's HashKV at the last revision for a member compacted at `compactRevision`, straight from the
+ * operations: every entry above the compaction, and below it only each live key's newest put.
+ */
+function expectedKvHash(
+  history: Array<["put", string, string] | ["delete", string]>,
+  compactRevision: number,
+): number {
+  const entries = etcdKeyBucket(history).entries;
+  const newest = new Map<string, number>();
+  history.forEach(([, key], index) => newest.set(key, index));
+  let bytes = Buffer.from("key");
+  history.forEach((operation, index) => {
+    const revision = index + 2;
+    const keptByCompaction = newest.get(operation[1]) === index && operation[0] === "put";
+    if (revision > compactRevision || keptByCompaction) {
+      const entry = entries[index] as { key: Buffer; value: Buffer };
+      bytes = Buffer.concat([bytes, entry.key, entry.value]);
+    }
+  });
+  return crc32c(bytes, 0);
+}
+
 const operations: Array<["put", string, string] | ["delete", string]> = [];
 for (let index = 0; index < 150; index++)
   operations.push(["put", `/registry/item-${index % 60}`, `value-${index}`]);
@@ -118,6 +141,7 @@ describe("verifySnapshotFile on well-formed files", () => {
       revision: lastRevision,
       totalKey: operations.length + 4 + 1,
       liveKeyCount: 40,
+      kvHash: expectedKvHash(operations, 40),
       totalSize: built.pageCount * 4096,
       storageVersion: "3.6.0",
       compactRevision: 40,
@@ -126,6 +150,10 @@ describe("verifySnapshotFile on well-formed files", () => {
       pageCount: built.pageCount,
       fileBytes: built.bytes.length,
     });
+    expect(report.kvHashAt(-1)).toBe(expectedKvHash(operations, -1));
+    expect(report.kvHashAt(100)).toBe(expectedKvHash(operations, 100));
+    expect(report.kvHashAt(100)).not.toBe(report.kvHash);
+    expect(JSON.parse(JSON.stringify(report))).not.toHaveProperty("kvHashAt");
   });
 
   it("reads values spread over overflow pages and keys of every size, with other page sizes", async () => {
