@@ -42,6 +42,7 @@ export async function openCatalogueRecorder(
         revision: report.snapshotRevision,
         totalKey: report.totalKey,
         liveKeyCount: report.liveKeyCount,
+        memberHash: report.memberHash,
         verifiedAt: new Date(),
       });
     },

@@ -12,6 +12,10 @@ import { discoverEtcdMembers } from "../../lambdas/core/kube/discover-members.js
 import { createEksKubeConfig, kubeConfigFromFile } from "../../lambdas/core/kube/kube-config.js";
 import { chooseKubernetesMember } from "../../lambdas/core/kube/kubernetes-member-source.js";
 import { type MemberPreset, presetMemberSelector } from "../../lambdas/core/kube/member-presets.js";
+import {
+  describeMemberHashCheck,
+  type MemberHashCheck,
+} from "../../lambdas/core/snapshot/member-hash-check.js";
 import { newSnapshotId, snapshotObjectKey } from "../../lambdas/core/snapshot/snapshot-naming.js";
 import type { SnapshotSource } from "../../lambdas/core/snapshot/snapshot-source.js";
 import {
@@ -65,6 +69,8 @@ export interface SnapshotCommandResult {
   revision: number;
   totalKey: number;
   liveKeyCount: number;
+  /** The member's HashKV at the snapshot's revision against the snapshot's: matched, or why not compared. */
+  memberHash: MemberHashCheck | undefined;
   etcdVersion: string;
   source: string;
   location: string;
@@ -100,7 +106,11 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
       streamed = saved;
       location = saved.path;
       await catalogue?.uploaded(streamed, undefined);
-      verified = checkAgainstExpected(await verifySnapshotFile(saved.path), streamed, saved.path);
+      verified = checkAgainstExpected(
+        await verifySnapshotFile(saved.path, { member: source }),
+        streamed,
+        saved.path,
+      );
     } else {
       const client = s3 as NonNullable<typeof s3>;
       const key = snapshotObjectKey(destination.key, flags.cluster, snapshotId);
@@ -122,7 +132,7 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
       versionId = stored.object.versionId;
       location = `s3://${destination.bucket}/${stored.object.key}`;
       await catalogue?.uploaded(streamed, versionId);
-      verified = await verifyStoredSnapshot(client, stored.object, stored);
+      verified = await verifyStoredSnapshot(client, stored.object, stored, { member: source });
       await tagSnapshotObject(client, stored.object, {
         sha256: verified.sha256,
         revision: String(verified.snapshotRevision),
@@ -138,6 +148,7 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
       revision: verified.snapshotRevision,
       totalKey: verified.totalKey,
       liveKeyCount: verified.liveKeyCount,
+      memberHash: verified.memberHash,
       etcdVersion: streamed.etcdVersion,
       source: streamed.source,
       location,
@@ -259,6 +270,7 @@ function printSummary(result: SnapshotCommandResult): void {
     `  sha256     ${result.sha256}`,
     `  revision   ${result.revision}, ${result.liveKeyCount} live keys, ${result.totalKey} entries`,
     `  etcd       ${result.etcdVersion} at ${result.source}`,
+    ...(result.memberHash ? [`  hashkv     ${describeMemberHashCheck(result.memberHash)}`] : []),
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
 }

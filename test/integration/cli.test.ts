@@ -64,6 +64,13 @@ describe("etcd-backup snapshot and verify", () => {
     const result = JSON.parse(snapshot.stdout);
     expect(result).toMatchObject({ cluster: "default", location: file, liveKeyCount: 299 });
     expect(result.snapshotId).toMatch(/^\d{8}T\d{9}Z-[0-9a-f]{6}$/);
+    // The member it came from answers the snapshot's HashKV at its revision.
+    expect(result.memberHash).toEqual({
+      outcome: "matched",
+      revision: result.revision,
+      compactRevision: -1,
+      hash: expect.any(Number),
+    });
 
     const verify = await etcdBackup("verify", file, "--json");
     expect(verify.code).toBe(0);
@@ -116,6 +123,7 @@ describe("etcd-backup snapshot and verify", () => {
       sha256: result.sha256,
       revision: result.revision,
       liveKeyCount: 299,
+      memberHash: { outcome: "matched", revision: result.revision, hash: result.memberHash.hash },
     });
 
     const verify = await etcdBackup("verify", result.location, "--s3-endpoint", s3.endpoint, "--json");

@@ -237,6 +237,14 @@ describe("the exec source", () => {
       version: "3.4.23",
     });
     expect(BigInt(viaExec.memberId)).toBeGreaterThan(2n ** 53n);
+    // hashKV() through exec: `etcdctl endpoint hashkv`, the member's own answer.
+    const directHash = await createEtcdClient({ endpoint: etcd.endpoints[0] as string }).hashKV(
+      stored.revisionBefore,
+    );
+    expect(await source.hashKV(stored.revisionBefore)).toEqual({
+      hash: directHash.hash,
+      compactRevision: directHash.compactRevision,
+    });
     const execs = standIn.requests.filter(
       (request) => request.subresource === "exec" && request.name === "etcd-0",
     );
@@ -498,10 +506,18 @@ describe("the grpc source through a port-forward", () => {
   it("stores the snapshot a direct `etcdctl snapshot save` takes at the same revision", async () => {
     const reference = await referenceSnapshot(etcd, "port-forward-reference");
     const source = await createPortForwardSnapshotSource({ kubeConfig, pod: { namespace, name: "etcd-0" } });
-    const stored = await streamSnapshotToS3(source, destination("kube-port-forward")).finally(() =>
-      source.close(),
-    );
+    let viaTunnel: Awaited<ReturnType<typeof source.hashKV>> | undefined;
+    const stored = await streamSnapshotToS3(source, destination("kube-port-forward"))
+      .then(async (result) => {
+        viaTunnel = await source.hashKV(result.revisionBefore);
+        return result;
+      })
+      .finally(() => source.close());
     await expectStoredEqualsReference(stored, reference);
+    const directHash = await createEtcdClient({ endpoint: etcd.endpoints[0] as string }).hashKV(
+      stored.revisionBefore,
+    );
+    expect(viaTunnel).toEqual(directHash);
     expect(source.warnings).toEqual([]);
     expect(source.tunnel.connectionCount).toBeGreaterThanOrEqual(1);
     const forwards = standIn.requests.filter((request) => request.subresource === "portforward");

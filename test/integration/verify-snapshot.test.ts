@@ -67,10 +67,18 @@ async function etcdctlStatus(path: string): Promise<EtcdctlStatus> {
   return JSON.parse(stdout) as EtcdctlStatus;
 }
 
+/** The etcd member, as verification asks it for its HashKV. */
+function thisMember() {
+  return { description: "the etcd member", hashKV: (revision: number) => client.hashKV(revision) };
+}
+
 /** Snapshots etcd, verifies the file and checks the figures against etcdctl's. */
 async function snapshotAndCompare(): Promise<{ path: string; report: SnapshotReport }> {
   const path = await saveSnapshot();
-  const [report, status] = await Promise.all([verifySnapshotFile(path), etcdctlStatus(path)]);
+  const [report, status] = await Promise.all([
+    verifySnapshotFile(path, { member: thisMember() }),
+    etcdctlStatus(path),
+  ]);
   expect({
     hash: report.hash,
     revision: report.revision,
@@ -87,10 +95,17 @@ async function snapshotAndCompare(): Promise<{ path: string; report: SnapshotRep
   );
   expect(report.fileBytes).toBe(bytes.length);
   expect(report.totalSize).toBe(bytes.length - 32);
-  // Nothing was written since the snapshot: the member's HashKV at its revision is the file's.
+  // The member's HashKV at the snapshot's revision is the file's, and the member compacted where the
+  // file says, so both hashes are the one it answers.
   const member = await client.hashKV(report.revision);
-  expect(report.kvHashAt(member.compactRevision)).toBe(member.hash);
-  expect(report.kvHash).toBe(report.kvHashAt(report.compactRevision ?? -1));
+  expect(report.memberHash).toEqual({
+    outcome: "matched",
+    revision: report.revision,
+    compactRevision: member.compactRevision,
+    hash: member.hash,
+  });
+  expect(member.compactRevision).toBe(report.compactRevision ?? -1);
+  expect(report.kvHash).toBe(member.hash);
   return { path, report };
 }
 
@@ -193,16 +208,21 @@ describe("verifySnapshotFile on etcd 3.4 snapshots", () => {
     await writer.put("/hashkv/kept", "3");
     await putMany([["/hashkv/after", "1"]]);
     live.add("/hashkv/kept");
-    const { report } = await snapshotAndCompare();
+    const { path, report } = await snapshotAndCompare();
     await writer.compact(compactAt);
-    const member = await client.hashKV(report.revision);
-    expect(member.compactRevision).toBe(compactAt);
-    expect(report.kvHashAt(compactAt)).toBe(member.hash);
-    // The same file hashes differently as the member would answer before that compaction.
-    expect(report.kvHash).not.toBe(member.hash);
     // Writes after the snapshot do not change the member's answer at the snapshot's revision.
     await writer.put("/hashkv/kept", "4");
-    expect((await client.hashKV(report.revision)).hash).toBe(member.hash);
+    const member = await client.hashKV(report.revision);
+    expect(member.compactRevision).toBe(compactAt);
+    const again = await verifySnapshotFile(path, { member: thisMember() });
+    expect(again.memberHash).toEqual({
+      outcome: "matched",
+      revision: report.revision,
+      compactRevision: compactAt,
+      hash: member.hash,
+    });
+    // What the member answered before that compaction is another hash.
+    expect(report.kvHash).not.toBe(member.hash);
   });
 
   it("gives the same report from a stream, and removes its staged file", async () => {
@@ -275,6 +295,45 @@ describe("verifySnapshotFile on damaged etcd snapshots", () => {
       /^snapshot trailer mismatch: sha256 of the first \d+ bytes is [0-9a-f]{64}, trailer says [0-9a-f]{64}$/,
     );
     await expect(etcdctlStatus(path)).resolves.toBeDefined();
+  });
+
+  it("refuses, through the member's HashKV alone, a sound file whose value was changed and trailer resealed", async () => {
+    const bytes = Buffer.from(original);
+    const at = bytes.indexOf("BIG-C") + 500_000;
+    bytes.writeUInt8(bytes.readUInt8(at) ^ 0x01, at);
+    const path = await damaged("flipped-resealed", resealTrailer(bytes));
+    // Sound as a file: only the member knows that the value is not the one it holds.
+    const alone = await verifySnapshotFile(path);
+    expect(alone.memberHash).toBeUndefined();
+    await expectCorrupt(
+      verifySnapshotFile(path, { member: thisMember() }),
+      /^the snapshot does not hold what the etcd member holds at revision \d+: its HashKV is \d+ \(compacted at \d+\), the snapshot's \d+$/,
+    );
+  });
+
+  it("reports, without failing, a member that can no longer answer for the snapshot's revision", async () => {
+    const path = await saveSnapshot();
+    const report = await verifySnapshotFile(path);
+    await writer.put("/hashkv/later", "1");
+    await writer.compact(await writer.revision());
+    const verified = await verifySnapshotFile(path, { member: thisMember() });
+    expect(verified.memberHash).toEqual({
+      outcome: "not-compared",
+      revision: report.revision,
+      reason: `the etcd member has compacted past revision ${report.revision} since the snapshot`,
+    });
+    const unreachable = createEtcdClient({ endpoint: "http://127.0.0.1:9", callTimeoutMs: 1000 });
+    try {
+      const answered = await verifySnapshotFile(path, {
+        member: { description: "a stopped member", hashKV: (revision) => unreachable.hashKV(revision) },
+      });
+      expect(answered.memberHash).toMatchObject({ outcome: "not-compared" });
+      expect((answered.memberHash as { reason: string }).reason).toMatch(
+        /^a stopped member did not answer HashKV: /,
+      );
+    } finally {
+      unreachable.close();
+    }
   });
 
   it("refuses a truncated snapshot", async () => {

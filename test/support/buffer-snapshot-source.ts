@@ -24,6 +24,9 @@ export function bufferSnapshotSource(
   return {
     description: "buffer",
     status: async () => status,
+    hashKV: async () => {
+      throw new Error("a buffer has no member to ask for its HashKV");
+    },
     openStream: () =>
       Readable.from(
         (function* () {

@@ -150,10 +150,34 @@ describe("verifySnapshotFile on well-formed files", () => {
       pageCount: built.pageCount,
       fileBytes: built.bytes.length,
     });
-    expect(report.kvHashAt(-1)).toBe(expectedKvHash(operations, -1));
-    expect(report.kvHashAt(100)).toBe(expectedKvHash(operations, 100));
-    expect(report.kvHashAt(100)).not.toBe(report.kvHash);
-    expect(JSON.parse(JSON.stringify(report))).not.toHaveProperty("kvHashAt");
+    // A member's HashKV is compared for whatever compact revision it reports.
+    for (const compactRevision of [-1, 40, 100]) {
+      const asked: number[] = [];
+      const member = {
+        description: "member m1",
+        hashKV: async (revision: number) => {
+          asked.push(revision);
+          return { hash: expectedKvHash(operations, compactRevision), compactRevision };
+        },
+      };
+      const compared = await verifySnapshotFile(await writeTemp(built.bytes), { member });
+      expect(compared.memberHash).toEqual({
+        outcome: "matched",
+        revision: lastRevision,
+        compactRevision,
+        hash: expectedKvHash(operations, compactRevision),
+      });
+      expect(asked).toEqual([lastRevision]);
+    }
+    expect(expectedKvHash(operations, 100)).not.toBe(expectedKvHash(operations, 40));
+    const wrong = {
+      description: "member m1",
+      hashKV: async () => ({ hash: expectedKvHash(operations, 40), compactRevision: 100 }),
+    };
+    await expectCorrupt(
+      verifySnapshotFile(await writeTemp(built.bytes), { member: wrong }),
+      new RegExp(`^the snapshot does not hold what member m1 holds at revision ${lastRevision}: `),
+    );
   });
 
   it("reads values spread over overflow pages and keys of every size, with other page sizes", async () => {

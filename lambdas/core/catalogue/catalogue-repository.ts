@@ -11,6 +11,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { CatalogueConflictError, InvalidInputError } from "../errors.js";
+import type { MemberHashCheck } from "../snapshot/member-hash-check.js";
 import { CatalogueTable, SortKeyPrefixes, snapshotSortKey } from "./catalogue-table.js";
 import {
   type CatalogueDocuments,
@@ -64,6 +65,7 @@ export interface RecordVerifiedInput {
   revision: number;
   totalKey: number;
   liveKeyCount: number;
+  memberHash?: MemberHashCheck | undefined;
   etcdVersion?: string;
   verifiedAt: Date;
 }
@@ -216,6 +218,7 @@ export class CatalogueRepository {
         revision: input.revision,
         totalKey: input.totalKey,
         liveKeyCount: input.liveKeyCount,
+        ...(input.memberHash ? { memberHash: input.memberHash } : {}),
         etcdVersion: input.etcdVersion,
         verifiedAt: input.verifiedAt.toISOString(),
         [CatalogueTable.verifiedByClusterIndex.partitionKey.name]: input.cluster,

@@ -1,5 +1,6 @@
 // What the catalogue knows about one snapshot, as read back from the table. Times are ISO 8601 strings
 // so that records pass through Step Functions as they are.
+import type { MemberHashCheck } from "../snapshot/member-hash-check.js";
 
 export const SnapshotStatus = {
   InProgress: "IN_PROGRESS",
@@ -46,6 +47,8 @@ export interface SnapshotRecord {
   revision?: number;
   totalKey?: number;
   liveKeyCount?: number;
+  /** The source member's HashKV at the revision against the snapshot's: matched, or why not compared. */
+  memberHash?: MemberHashCheck;
   verifiedAt?: string;
   /** Set on FAILED. */
   failure?: SnapshotFailure;

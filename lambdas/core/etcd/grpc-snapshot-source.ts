@@ -113,6 +113,7 @@ export function createGrpcSnapshotSource(client: EtcdClient): SnapshotSource {
   return {
     description: client.endpoint,
     status: () => client.status(),
+    hashKV: (revision) => client.hashKV(revision),
     openStream: () => openGrpcSnapshotStream(client),
     close: () => client.close(),
   };

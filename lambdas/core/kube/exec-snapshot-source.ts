@@ -18,7 +18,7 @@ import {
 } from "../errors.js";
 import type { MemberStatus } from "../etcd/etcd-client.js";
 import { snapshotTrailerBytes } from "../snapshot/snapshot-format.js";
-import type { SnapshotSource } from "../snapshot/snapshot-source.js";
+import type { MemberKvHash, SnapshotSource } from "../snapshot/snapshot-source.js";
 import { describeConnectError } from "./kube-websocket.js";
 import { type ExecFailure, type PodContainer, PodExecStream, runPodCommand } from "./pod-exec.js";
 
@@ -98,13 +98,14 @@ printf '${sizeMarker}%s\\n' "$size" >&2
 cat "$snapshot" || fail 13 "reading $snapshot failed"
 `;
 
-const statusScript = `
+// Arguments: $1 timeout, then etcdctl's connection flags and command (endpoint status, endpoint hashkv).
+const queryScript = `
 timeout=$1
 shift
 unset ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY ETCDCTL_COMMAND_TIMEOUT ETCDCTL_WRITE_OUT
 ETCDCTL_API=3
 export ETCDCTL_API
-exec etcdctl "$@" --command-timeout="\${timeout}s" endpoint status -w json
+exec etcdctl "$@" --command-timeout="\${timeout}s" -w json
 `;
 
 export function createExecSnapshotSource(options: ExecSnapshotSourceOptions): SnapshotSource {
@@ -123,18 +124,32 @@ export function createExecSnapshotSource(options: ExecSnapshotSourceOptions): Sn
   }
   const description = `pod ${pod.namespace}/${pod.name} container ${pod.container} (exec, etcdctl ${endpoint})`;
   const open = new Set<PodExecStream>();
+  const query = async (...command: string[]) => {
+    const output = await runPodCommand({
+      kubeConfig: options.kubeConfig,
+      pod,
+      command: [
+        "sh",
+        "-c",
+        queryScript,
+        "etcd-backup-query",
+        String(statusTimeout),
+        ...connectionFlags,
+        ...command,
+      ],
+      describeFailure: (failure) =>
+        describeFailure(description, `etcdctl ${command.slice(0, 2).join(" ")}`, failure, "status"),
+    });
+    return output.toString("utf8");
+  };
 
   return {
     description,
     async status() {
-      const output = await runPodCommand({
-        kubeConfig: options.kubeConfig,
-        pod,
-        command: ["sh", "-c", statusScript, "etcd-backup-status", String(statusTimeout), ...connectionFlags],
-        describeFailure: (failure) =>
-          describeFailure(description, "etcdctl endpoint status", failure, "status"),
-      });
-      return parseEndpointStatus(output.toString("utf8"), endpoint, description);
+      return parseEndpointStatus(await query("endpoint", "status"), endpoint, description);
+    },
+    async hashKV(revision) {
+      return parseEndpointHashKV(await query("endpoint", "hashkv", `--rev=${revision}`), description);
     },
     openStream() {
       const snapshotName = `etcd-backup-${randomBytes(8).toString("hex")}.db`;
@@ -314,6 +329,25 @@ export function parseEndpointStatus(text: string, endpoint: string, description:
     isLearner: status.isLearner ?? false,
     errors: status.errors ?? [],
   };
+}
+
+/** `etcdctl endpoint hashkv -w json`: `[{"Endpoint": …, "HashKV": {"header": …, "hash": …, "compact_revision": …}}]`. */
+export function parseEndpointHashKV(text: string, description: string): MemberKvHash {
+  let entries: Array<{ HashKV?: { hash?: number; compact_revision?: number } }>;
+  try {
+    entries = JSON.parse(text) as typeof entries;
+  } catch {
+    throw new EtcdUnavailableError(
+      `etcdctl endpoint hashkv in ${description} printed no JSON: ${text.slice(0, 300)}`,
+    );
+  }
+  const answer = Array.isArray(entries) ? entries[0]?.HashKV : undefined;
+  if (typeof answer?.hash !== "number") {
+    throw new EtcdUnavailableError(
+      `etcdctl endpoint hashkv in ${description} reported no hash: ${text.slice(0, 300)}`,
+    );
+  }
+  return { hash: answer.hash, compactRevision: answer.compact_revision ?? -1 };
 }
 
 function checkEndpoint(endpoint: string): string {

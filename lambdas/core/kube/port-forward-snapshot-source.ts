@@ -73,6 +73,14 @@ export async function createPortForwardSnapshotSource(
         throw withTunnelErrors(error, tunnel.errors.slice(seen));
       }
     },
+    async hashKV(revision) {
+      const seen = tunnel.errors.length;
+      try {
+        return await grpcSource.hashKV(revision);
+      } catch (error) {
+        throw withTunnelErrors(error, tunnel.errors.slice(seen));
+      }
+    },
     openStream() {
       const seen = tunnel.errors.length;
       const stream = grpcSource.openStream();

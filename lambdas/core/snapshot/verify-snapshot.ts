@@ -37,7 +37,9 @@ import {
 } from "./etcd-schema.js";
 import { KeyHistoryHash } from "./key-history-hash.js";
 import { LiveKeySet } from "./live-key-set.js";
+import { checkMemberHash, type MemberHashCheck } from "./member-hash-check.js";
 import { hasTrailerSize, snapshotTrailerBytes, TrailerHoldingHash } from "./snapshot-format.js";
+import type { MemberKvHash } from "./snapshot-source.js";
 import { readFully, WriteBatch } from "./write-fully.js";
 
 export interface SnapshotReport {
@@ -54,15 +56,12 @@ export interface SnapshotReport {
   /** Keys alive at the revision (etcd 3.6 `etcdutl` semantics: replay, a tombstone removes the key). */
   liveKeyCount: number;
   /**
-   * etcd's HashKV at `revision` as a member compacted at this snapshot's compactRevision answers it (the
-   * member this snapshot is restored into, for one).
+   * etcd's HashKV at the snapshot's revision as a member compacted at this snapshot's compactRevision
+   * answers it (key-history-hash.ts).
    */
   kvHash: number;
-  /**
-   * HashKV at `revision` for a member compacted at `compactRevision` (its HashKV answer says which): a live
-   * member that answers another hash holds other data at that revision. Not enumerable, so not in JSON.
-   */
-  readonly kvHashAt: (compactRevision: number) => number;
+  /** The member's own HashKV compared with the snapshot's, when verification was given the member. */
+  memberHash?: MemberHashCheck;
   /** `tx.Size()`: the chosen meta's pgid times the page size. */
   totalSize: number;
   /** `meta/storageVersion`, written from etcd 3.6. */
@@ -79,7 +78,15 @@ export interface SnapshotReport {
   fileBytes: number;
 }
 
+/** The member the snapshot was taken from, asked for its HashKV once the file is verified. */
+export interface SnapshotMember {
+  description: string;
+  hashKV(revision: number): Promise<MemberKvHash>;
+}
+
 export interface VerifyOptions {
+  /** Compare the snapshot's HashKV with this member's (member-hash-check.ts). */
+  member?: SnapshotMember | undefined;
   /**
    * Refuse a file without a sha256 trailer (default true). `etcdutl snapshot restore` accepts one only
    * with --skip-hash-check; a plain bbolt file (a copied member `db`) needs `requireTrailer: false`.
@@ -238,7 +245,16 @@ async function verifyOpenFile(
   checkFreelist(file, walker, meta);
 
   const history = figures.history;
-  const report = {
+  // HashKV at the revision the snapshot restores to, which a compaction may set above the last entry's.
+  const hashRevision = Math.max(figures.revision, figures.compactRevision ?? 0, 1);
+  const memberHash = options.member
+    ? await checkMemberHash(
+        { revision: hashRevision, kvHashAt: (compactRevision) => history.hashAt(compactRevision) },
+        (revision) => (options.member as SnapshotMember).hashKV(revision),
+        options.member.description,
+      )
+    : undefined;
+  return {
     sha256,
     hasTrailer: withTrailer,
     hash: figures.hash,
@@ -255,11 +271,8 @@ async function verifyOpenFile(
     pageSize,
     pageCount: meta.pgid,
     fileBytes,
+    ...(memberHash ? { memberHash } : {}),
   };
-  return Object.defineProperty(report, "kvHashAt", {
-    value: (compactRevision: number) => history.hashAt(compactRevision),
-    enumerable: false,
-  }) as SnapshotReport;
 }
 
 function readSnapshotFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {

@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SnapshotCorruptError, SnapshotNotFoundError } from "../errors.js";
 import { storageError } from "../store/s3-errors.js";
-import { type SnapshotReport, verifySnapshotStream } from "./verify-snapshot.js";
+import { type SnapshotMember, type SnapshotReport, verifySnapshotStream } from "./verify-snapshot.js";
 
 export interface StoredObjectLocation {
   bucket: string;
@@ -30,12 +30,18 @@ export async function verifyStoredSnapshot(
   client: S3Client,
   location: StoredObjectLocation,
   expected: ExpectedSnapshot,
-  options: { stagingDir?: string; onStaged?: (bytes: number, totalBytes: number | undefined) => void } = {},
+  options: {
+    stagingDir?: string | undefined;
+    onStaged?: (bytes: number, totalBytes: number | undefined) => void;
+    /** The member the snapshot came from, whose HashKV is compared with the snapshot's. */
+    member?: SnapshotMember | undefined;
+  } = {},
 ): Promise<VerifiedSnapshot> {
   const body = await openStoredObject(client, location);
   const { onStaged } = options;
   const report = await verifySnapshotStream(body.stream, {
     stagingDir: options.stagingDir,
+    member: options.member,
     expectedBytes: body.bytes,
     ...(onStaged ? { onStaged: (bytes: number) => onStaged(bytes, body.bytes) } : {}),
   });
