@@ -74,7 +74,9 @@ function expectedKvHash(
 ): number {
   const entries = etcdKeyBucket(history).entries;
   const newest = new Map<string, number>();
-  history.forEach(([, key], index) => newest.set(key, index));
+  history.forEach(([, key], index) => {
+    newest.set(key, index);
+  });
   let bytes = Buffer.from("key");
   history.forEach((operation, index) => {
     const revision = index + 2;
