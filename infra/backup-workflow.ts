@@ -53,12 +53,13 @@ export const backupSteps: readonly WorkflowStep[] = [
   {
     placeholder: "VerifySnapshotFunctionArn",
     handler: "verify-snapshot",
-    description: "etcd-backup: read the stored snapshot back and prove it sound",
+    description: "etcd-backup: read the stored snapshot back, prove it sound, compare the member's HashKV",
     // Verification stages the object in /tmp: as large as Lambda allows.
     sizing: { ...streaming, ephemeralStorage: Size.mebibytes(10240) },
-    // Reads back from S3 only; the optional live HashKV comparison would add "targets" and "clusters".
-    access: ["catalogue", "verify-snapshots"],
+    // Reads back from S3, then asks the source member for its HashKV the way the snapshot step reached it.
+    access: ["catalogue", "verify-snapshots", "targets", "clusters"],
     nativeCrc32c: true,
+    reachesClusters: true,
   },
   {
     placeholder: "PruneSnapshotsFunctionArn",

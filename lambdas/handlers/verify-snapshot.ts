@@ -5,5 +5,5 @@ import { verifySnapshot } from "../core/backup/verify-snapshot-step.js";
 import { backupStepHandler } from "./shared/step-handler.js";
 
 export const handler = backupStepHandler("VerifySnapshot", verifySnapshotInput, (dependencies, event) =>
-  verifySnapshot(dependencies, event.input, event.snapshot),
+  verifySnapshot(dependencies, event.input, event.snapshot, event.target),
 );

@@ -367,7 +367,7 @@ describe("Lambda functions", () => {
         "Fn::GetAtt"
       ][0];
     const expected = [
-      ...["resolve-target", "take-snapshot"].map((handler) =>
+      ...["resolve-target", "take-snapshot", "verify-snapshot"].map((handler) =>
         logicalIdIn(
           stack.backup.functions,
           backupSteps.find((candidate) => candidate.handler === handler)?.placeholder ?? "",
@@ -953,7 +953,7 @@ describe("least privilege", () => {
   });
 
   it("lets only the cluster-facing steps read the named secrets, describe the named EKS clusters, assume the named roles", () => {
-    const reaching = new Set(["resolve-target", "take-snapshot"]);
+    const reaching = new Set(["resolve-target", "take-snapshot", "verify-snapshot"]);
     for (const step of backupSteps) {
       const statements = statementsOfRole(logicalIdOf(stepFunction(step.handler).role.roleArn));
       const find = (action: string) =>
@@ -1016,7 +1016,9 @@ describe("least privilege", () => {
 describe("EKS access", () => {
   it("maps the cluster-facing roles into the named EKS cluster, to the etcd-backup group and no access policy", () => {
     const entries = ofType("AWS::EKS::AccessEntry").map(([, entry]) => entry);
-    const roles = ["resolve-target", "take-snapshot"].map((handler) => stepFunction(handler).role.roleArn);
+    const roles = ["resolve-target", "take-snapshot", "verify-snapshot"].map(
+      (handler) => stepFunction(handler).role.roleArn,
+    );
     expect(asSet(entries.map((entry) => entry.Properties.PrincipalArn))).toEqual(
       asSet(roles.map((arn) => resolved(built.stack, arn))),
     );

@@ -22,6 +22,7 @@ import { backupFunctions } from "../../cli/local/backup-functions.js";
 import type { LocalHandler } from "../../cli/local/local-state-machine.js";
 import { ErrorNames } from "../../lambdas/core/errors.js";
 import { snapshotObjectKey } from "../../lambdas/core/snapshot/snapshot-naming.js";
+import { resealTrailer } from "../support/bbolt-builder.js";
 import { createEtcdWriter, type EtcdWriter } from "../support/etcd-writer.js";
 import { type KubeApiStandIn, startKubeApiStandIn } from "../support/kube-api-server/index.js";
 import { type LocalBackupStack, startLocalBackupStack } from "../support/local-backup-stack.js";
@@ -338,6 +339,74 @@ describe("the backup state machine's failure and retry paths, executed locally",
     expect(TagSet).toContainEqual({ Key: "etcd-backup-status", Value: "corrupt" });
     expect(await stack.s3.listOpenMultipartUploads()).toEqual([]);
     expect((await stack.leases.getLease("local"))?.owner).toBeUndefined();
+  });
+
+  it("fails VerifySnapshot as corrupt when a sound snapshot does not hold what its member holds (HashKV)", async () => {
+    let damagedKey: string | undefined;
+    const functions = wrapping("VerifySnapshotFunctionArn", (real) => async (event, context) => {
+      const payload = event as { snapshot: { key: string; sha256: string } };
+      damagedKey = payload.snapshot.key;
+      const object = await stack.s3.client.send(
+        new GetObjectCommand({ Bucket: stack.s3.bucket, Key: damagedKey }),
+      );
+      const bytes = Buffer.from(
+        await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+      );
+      // One value changed, the trailer resealed: a sound file, as if the source had streamed it so.
+      const at = bytes.indexOf("data-42") + "data-4".length;
+      bytes[at] = "7".charCodeAt(0);
+      const resealed = resealTrailer(bytes);
+      await stack.s3.client.send(
+        new PutObjectCommand({ Bucket: stack.s3.bucket, Key: damagedKey, Body: resealed }),
+      );
+      const sha256 = resealed.subarray(resealed.length - 32).toString("hex");
+      return real({ ...payload, snapshot: { ...payload.snapshot, sha256, versionId: undefined } }, context);
+    });
+    const run = await runBackupMachine(
+      { cluster: "local", scheduledTime: "2026-11-24T12:30:00Z" },
+      functions,
+    );
+    expect(run.status).toBe("FAILED");
+    expect(run.retried("VerifySnapshot")).toBe(0);
+    expect(run.entered.slice(-3)).toEqual(["MarkFailed", "NotifyOnCall", "BackupFailed"]);
+    expect(run.published[0]?.message).toMatch(
+      /the snapshot does not hold what \S+ holds at revision \d+: its HashKV is \d+/,
+    );
+    const rows = await rowsOf("local", run.executionArn);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ status: "FAILED", failure: { errorName: ErrorNames.SnapshotCorrupt } });
+    const { TagSet } = await stack.s3.client.send(
+      new GetObjectTaggingCommand({ Bucket: stack.s3.bucket, Key: damagedKey as string }),
+    );
+    expect(TagSet).toContainEqual({ Key: "etcd-backup-status", Value: "corrupt" });
+  });
+
+  it("verifies and says why, when the member cannot be asked for its HashKV", async () => {
+    const functions = wrapping("VerifySnapshotFunctionArn", (real) => async (event, context) => {
+      const payload = event as { target: { member: { endpoint: string } } };
+      // The member went away between the snapshot and its verification.
+      const gone = {
+        ...payload.target,
+        member: { ...payload.target.member, endpoint: "http://127.0.0.1:9" },
+      };
+      return real({ ...payload, target: gone }, context);
+    });
+    const run = await runBackupMachine(
+      { cluster: "local", scheduledTime: "2026-11-24T13:30:00Z" },
+      functions,
+    );
+    expect(run.status).toBe("SUCCEEDED");
+    const rows = await rowsOf("local", run.executionArn);
+    expect(rows).toEqual([
+      expect.objectContaining({
+        status: "VERIFIED",
+        memberHash: {
+          outcome: "not-compared",
+          revision: rows[0]?.revision,
+          reason: expect.stringMatching(/^http:\/\/127\.0\.0\.1:9 did not answer HashKV: /),
+        },
+      }),
+    ]);
   });
 
   it("fails at ResolveTarget, naming the selector, when no etcd pod matches it, and leaves nothing behind", async () => {

@@ -36,6 +36,8 @@ describe("the backup state machine, executed locally", () => {
     expect(run.published).toEqual([]);
     const latest = await stack.catalogue.findLatestVerified("local");
     expect(latest).toMatchObject({ status: "VERIFIED", liveKeyCount: 200, executionArn: run.executionArn });
+    // The member the snapshot came from answered the snapshot's own HashKV at its revision.
+    expect(latest?.memberHash).toMatchObject({ outcome: "matched", revision: latest?.revision });
     // The prune step wrote on the row what keeps it: the only snapshot is every tier's newest.
     expect(latest?.retentionTier?.split(",")).toEqual(
       expect.arrayContaining(["hourly", "daily", "weekly", "monthly", "newest-verified"]),

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BackupDependencies, silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
 import { resolveTarget } from "../../lambdas/core/backup/resolve-target-step.js";
 import { takeSnapshot } from "../../lambdas/core/backup/take-snapshot-step.js";
+import { verifySnapshot } from "../../lambdas/core/backup/verify-snapshot-step.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { createCatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { ClusterLeases } from "../../lambdas/core/catalogue/cluster-lease.js";
@@ -21,7 +22,6 @@ import { loadKubeConfigForAccess } from "../../lambdas/core/kube/kube-config.js"
 import { agentPodName, agentSecretName } from "../../lambdas/core/restore/agent-pods.js";
 import { removeAgentPods, startAgentPods } from "../../lambdas/core/restore/agent-pods-step.js";
 import type { RestoreDependencies } from "../../lambdas/core/restore/restore-dependencies.js";
-import { verifyStoredSnapshot } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
 import { type LocalDynamoDb, startLocalDynamoDb } from "../support/dynamodb-server.js";
 import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
 import { createEtcdWriter } from "../support/etcd-writer.js";
@@ -194,7 +194,7 @@ describe("deploy/rbac/etcd-backup-rbac.yaml", () => {
 
 describe("the backup steps under exactly that Role", () => {
   for (const source of ["exec", "grpc"] as const) {
-    it(`${source}: resolve and snapshot succeed, and every request is one the Role allows`, async () => {
+    it(`${source}: resolve, snapshot and verify (with the member's HashKV) succeed, and every request is one the Role allows`, async () => {
       authorizer = rbacAuthorizerFromManifest(manifest);
       const from = standIn.requests.length;
       const input = { cluster: `kubeadm-${source}` };
@@ -206,21 +206,21 @@ describe("the backup steps under exactly that Role", () => {
         pod: { namespace: "kube-system", name: "etcd-cp-0", container: "etcd", nodeName: "cp-0" },
       });
       const stored = await takeSnapshot(dependencies(), input, executionArn, resolved);
-      const verified = await verifyStoredSnapshot(
-        s3.client,
-        { bucket: stored.bucket, key: stored.key },
-        stored,
-      );
+      const verified = await verifySnapshot(dependencies(), input, stored, resolved);
       expect(verified.liveKeyCount).toBe(120);
+      // Asked through the same source as the snapshot: `etcdctl endpoint hashkv` in the pod, or gRPC
+      // through a port-forward.
+      expect(verified.memberHash).toMatchObject({ outcome: "matched", revision: verified.revision });
       const row = await dependencies().catalogue.getSnapshot(input.cluster, resolved.snapshotId);
       expect(row).toMatchObject({
-        status: SnapshotStatus.Uploaded,
+        status: SnapshotStatus.Verified,
         sourceMember: `pod kube-system/etcd-cp-0 (${source})`,
         sha256: stored.sha256,
       });
 
       const subresource = source === "exec" ? "pods/exec" : "pods/portforward";
-      // Discovery lists; the status call and the snapshot each open a stream; the snapshot step reads the pod again.
+      // Discovery lists; the status call, the snapshot and the HashKV each open a stream; the snapshot and
+      // verify steps read the pod again.
       expect(new Set(requestedSince(from))).toEqual(new Set(["list pods", `get ${subresource}`, "get pods"]));
       const recorded = standIn.requests.slice(from);
       expect(recorded.every((request) => request.namespace === "kube-system")).toBe(true);

@@ -56,7 +56,12 @@ const step = { input: executionInputSchema, executionArn };
 export const leaseStepInput = z.object(step);
 export const resolveTargetInput = z.object(step);
 export const takeSnapshotInput = z.object({ ...step, target: resolvedTargetSchema });
-export const verifySnapshotInput = z.object({ ...step, snapshot: storedSnapshotSchema });
+export const verifySnapshotInput = z.object({
+  ...step,
+  snapshot: storedSnapshotSchema,
+  /** The member, for the HashKV comparison; absent from executions of an older definition. */
+  target: resolvedTargetSchema.optional(),
+});
 export const pruneSnapshotsInput = z.object(step);
 export const markFailedInput = z.object({
   /** Lenient: the failure path must run whatever the input was, even one without a cluster. */

@@ -2,17 +2,13 @@
 // UPLOADED. A retry (same execution, same snapshot id) first aborts what an earlier attempt left open,
 // and returns the recorded result if that attempt had in fact finished.
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
-import { findTarget, type Target } from "../config/target-config.js";
-import { createEtcdClient } from "../etcd/etcd-client.js";
-import { createGrpcSnapshotSource } from "../etcd/grpc-snapshot-source.js";
-import { loadKubeConfig } from "../kube/step-kube-config.js";
+import { findTarget } from "../config/target-config.js";
 import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
-import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { discardAfter, streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
 import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
+import { describeSourceMember, openMemberSource } from "./member-source.js";
 import { progressLog } from "./progress-log.js";
-import { kubernetesSourceSettings } from "./resolve-target-step.js";
 import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
 
 export async function takeSnapshot(
@@ -46,9 +42,7 @@ export async function takeSnapshot(
     snapshotId,
     bucket: dependencies.bucket,
     key,
-    sourceMember: member.pod
-      ? `pod ${member.pod.namespace}/${member.pod.name} (${member.source ?? "grpc"})`
-      : member.endpoint,
+    sourceMember: describeSourceMember(member),
     startedAt: dependencies.now(),
     executionArn,
     tags: input.tags,
@@ -56,7 +50,7 @@ export async function takeSnapshot(
   await abortOpenUploads(dependencies.s3, dependencies.bucket, key);
 
   const target = findTarget(await dependencies.loadTargets(), cluster);
-  const source = await openSnapshotSource(dependencies, target, member);
+  const source = await openMemberSource(dependencies, target, member);
   const progress = progressLog(dependencies.reporter, "streaming", () => ({ snapshotId }));
   const stored = await streamSnapshotToS3(
     source,
@@ -112,29 +106,4 @@ export async function takeSnapshot(
     etcdVersion: stored.etcdVersion,
     durationMs: stored.durationMs,
   };
-}
-
-/**
- * The chosen member's source: gRPC to its endpoint (direct access), or through the Kubernetes API to its
- * pod, read again so that a retry sees the pod as it is now — exec (etcdctl in the pod) or grpc through
- * a port-forward, as the target says.
- */
-async function openSnapshotSource(
-  dependencies: BackupDependencies,
-  target: Target,
-  member: ResolvedTarget["member"],
-): Promise<SnapshotSource> {
-  if (!member.pod) {
-    const client = createEtcdClient({
-      endpoint: member.endpoint,
-      tls: await dependencies.loadEtcdTls(target),
-    });
-    return createGrpcSnapshotSource(client);
-  }
-  const config = await loadKubeConfig(dependencies, target);
-  // Loaded here, not at import: a direct target's cold start need not evaluate the Kubernetes client.
-  const { openMemberSnapshotSource, readMemberPod } = await import("../kube/kubernetes-member-source.js");
-  const pod = await readMemberPod(config, member.pod);
-  const settings = await kubernetesSourceSettings(dependencies, target);
-  return openMemberSnapshotSource(config, pod, { ...settings, source: member.source ?? settings.source });
 }

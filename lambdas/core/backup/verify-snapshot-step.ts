@@ -1,12 +1,18 @@
 // The verify state: read the stored object back from S3, prove it sound, check it against what the
-// snapshot step streamed, and catalogue it VERIFIED. A corrupt snapshot is tagged and marked FAILED here,
-// then the error goes on to the state machine's failure path (and is never retried).
+// snapshot step streamed and against the member's own HashKV at its revision, and catalogue it VERIFIED.
+// A corrupt snapshot is tagged and marked FAILED here, then the error goes on to the state machine's
+// failure path (and is never retried).
+import { findTarget } from "../config/target-config.js";
 import { ErrorNames } from "../errors.js";
+import { describeMemberHashCheck, type MemberHashCheck } from "../snapshot/member-hash-check.js";
+import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { tagSnapshotObject } from "../snapshot/stream-snapshot.js";
+import type { SnapshotMember } from "../snapshot/verify-snapshot.js";
 import { verifyStoredSnapshot } from "../snapshot/verify-stored-snapshot.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
+import { describeSourceMember, openMemberSource } from "./member-source.js";
 import { progressLog } from "./progress-log.js";
-import type { ExecutionInput, StoredSnapshotPayload } from "./step-payloads.js";
+import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
 
 export interface VerificationPayload {
   snapshotId: string;
@@ -15,24 +21,36 @@ export interface VerificationPayload {
   liveKeyCount: number;
   hash: number;
   sha256: string;
+  memberHash?: MemberHashCheck;
 }
 
 export async function verifySnapshot(
   dependencies: BackupDependencies,
   input: ExecutionInput,
   snapshot: StoredSnapshotPayload,
+  /** The member the snapshot came from; absent in executions of a definition that did not pass it. */
+  resolved?: ResolvedTarget,
 ): Promise<VerificationPayload> {
   const { cluster } = input;
   const object = { bucket: snapshot.bucket, key: snapshot.key, versionId: snapshot.versionId };
   const progress = progressLog(dependencies.reporter, "reading back", () => ({
     snapshotId: snapshot.snapshotId,
   }));
+  const member = resolved ? sourceMember(dependencies, cluster, resolved) : undefined;
   try {
     const verified = await verifyStoredSnapshot(dependencies.s3, object, snapshot, {
       stagingDir: dependencies.stagingDir,
       // Reading back a large snapshot takes minutes: say how far it got, as the snapshot step does.
       onStaged: (bytes, totalBytes) => progress(bytes, totalBytes),
+      member: member?.asked,
     });
+    const { memberHash } = verified;
+    if (memberHash?.outcome === "not-compared") {
+      dependencies.reporter.warn("snapshot not compared with the member's HashKV", {
+        snapshotId: snapshot.snapshotId,
+        reason: memberHash.reason,
+      });
+    }
     await tagSnapshotObject(dependencies.s3, object, {
       sha256: verified.sha256,
       revision: String(verified.snapshotRevision),
@@ -45,6 +63,7 @@ export async function verifySnapshot(
       revision: verified.snapshotRevision,
       totalKey: verified.totalKey,
       liveKeyCount: verified.liveKeyCount,
+      memberHash,
       etcdVersion: snapshot.etcdVersion,
       verifiedAt: dependencies.now(),
     });
@@ -53,6 +72,7 @@ export async function verifySnapshot(
       snapshotId: snapshot.snapshotId,
       revision: verified.snapshotRevision,
       liveKeyCount: verified.liveKeyCount,
+      ...(memberHash ? { memberHash: describeMemberHashCheck(memberHash) } : {}),
     });
     return {
       snapshotId: snapshot.snapshotId,
@@ -61,6 +81,7 @@ export async function verifySnapshot(
       liveKeyCount: verified.liveKeyCount,
       hash: verified.hash,
       sha256: verified.sha256,
+      ...(memberHash ? { memberHash } : {}),
     };
   } catch (error) {
     if ((error as Error).name === ErrorNames.SnapshotCorrupt) {
@@ -78,5 +99,34 @@ export async function verifySnapshot(
       });
     }
     throw error;
+  } finally {
+    member?.close();
   }
+}
+
+/**
+ * The member the snapshot came from, reached again the way the snapshot step reached it — but only when
+ * verification asks, after the file proved sound; a member that cannot be reached then is a reason not to
+ * compare (member-hash-check.ts), not a failed backup.
+ */
+function sourceMember(
+  dependencies: BackupDependencies,
+  cluster: string,
+  resolved: ResolvedTarget,
+): { asked: SnapshotMember; close(): void } {
+  let opened: Promise<SnapshotSource> | undefined;
+  return {
+    asked: {
+      description: describeSourceMember(resolved.member),
+      async hashKV(revision) {
+        opened ??= dependencies
+          .loadTargets()
+          .then((targets) => openMemberSource(dependencies, findTarget(targets, cluster), resolved.member));
+        return (await opened).hashKV(revision);
+      },
+    },
+    close() {
+      opened?.then((source) => source.close()).catch(() => undefined);
+    },
+  };
 }

@@ -100,6 +100,9 @@ function etcdServices(): EtcdServices {
   return services;
 }
 
+/** How long HashKV may take: the member reads every revision in its key bucket to answer. */
+const hashKvTimeoutMs = 120_000;
+
 export function createEtcdClient(connection: EtcdConnection): EtcdClient {
   const url = parseEndpoint(connection.endpoint);
   const secure = url.protocol === "https:";
@@ -143,9 +146,10 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
     method: UnaryMethod<Request, Response>,
     stub: grpc.Client,
     request: Request,
+    timeoutMs = callTimeoutMs,
   ): Promise<Response> =>
     new Promise((resolve, reject) => {
-      method.call(stub, request, { deadline: Date.now() + callTimeoutMs }, (error, response) => {
+      method.call(stub, request, { deadline: Date.now() + timeoutMs }, (error, response) => {
         if (error) {
           const message = `etcd ${connection.endpoint} ${name} failed: ${describeGrpcError(error)}`;
           reject(
@@ -176,7 +180,14 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
       };
     },
     async hashKV(revision) {
-      const reply = await unary("HashKV", maintenance.HashKV, maintenance, { revision: String(revision) });
+      // The member reads its whole key history to answer: far longer than a status on a large database.
+      const reply = await unary(
+        "HashKV",
+        maintenance.HashKV,
+        maintenance,
+        { revision: String(revision) },
+        Math.max(callTimeoutMs, hashKvTimeoutMs),
+      );
       return {
         hash: reply.hash,
         compactRevision: Number(reply.compact_revision),

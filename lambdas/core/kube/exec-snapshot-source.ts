@@ -124,7 +124,7 @@ export function createExecSnapshotSource(options: ExecSnapshotSourceOptions): Sn
   }
   const description = `pod ${pod.namespace}/${pod.name} container ${pod.container} (exec, etcdctl ${endpoint})`;
   const open = new Set<PodExecStream>();
-  const query = async (...command: string[]) => {
+  const query = async (timeout: number, ...command: string[]) => {
     const output = await runPodCommand({
       kubeConfig: options.kubeConfig,
       pod,
@@ -133,7 +133,7 @@ export function createExecSnapshotSource(options: ExecSnapshotSourceOptions): Sn
         "-c",
         queryScript,
         "etcd-backup-query",
-        String(statusTimeout),
+        String(timeout),
         ...connectionFlags,
         ...command,
       ],
@@ -146,10 +146,15 @@ export function createExecSnapshotSource(options: ExecSnapshotSourceOptions): Sn
   return {
     description,
     async status() {
-      return parseEndpointStatus(await query("endpoint", "status"), endpoint, description);
+      return parseEndpointStatus(await query(statusTimeout, "endpoint", "status"), endpoint, description);
     },
     async hashKV(revision) {
-      return parseEndpointHashKV(await query("endpoint", "hashkv", `--rev=${revision}`), description);
+      // The member reads its whole key history to answer: longer than a status on a large database.
+      const timeout = Math.max(statusTimeout, 120);
+      return parseEndpointHashKV(
+        await query(timeout, "endpoint", "hashkv", `--rev=${revision}`),
+        description,
+      );
     },
     openStream() {
       const snapshotName = `etcd-backup-${randomBytes(8).toString("hex")}.db`;
