@@ -4,6 +4,10 @@
 // Progress goes to stderr, the summary (or the JSON with --json) to stdout.
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { preRestoreTag } from "../../lambdas/core/retention/retention-policy.js";
+import {
+  describeMemberHashCheck,
+  type MemberHashCheck,
+} from "../../lambdas/core/snapshot/member-hash-check.js";
 import { createEtcdWriter } from "../local/etcd-writer.js";
 import { kubernetesShapedKeys } from "../local/kubernetes-shaped-keys.js";
 import { localCluster, startLocalStack } from "../local/local-stack.js";
@@ -132,6 +136,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
     client.close();
     const checks = {
       backupSucceeded: backup.status === "SUCCEEDED",
+      backupMatchesMember: snapshot.memberHash?.outcome === "matched",
       restoreSucceeded: restore.status === "SUCCEEDED",
       keysBack: keysRestored === keyCount,
       keysAfterSnapshotGone: keysAfterSnapshotLeft === 0,
@@ -148,6 +153,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
         revision: snapshot.revision,
         totalKey: snapshot.totalKey,
         liveKeyCount: snapshot.liveKeyCount,
+        memberHash: snapshot.memberHash,
         durationMs: backupMs,
       },
       restore: {
@@ -185,6 +191,7 @@ function printSummary(result: {
     sha256: string;
     revision: number;
     liveKeyCount: number;
+    memberHash: MemberHashCheck | undefined;
     durationMs: number;
   };
   restore: {
@@ -210,6 +217,7 @@ function printSummary(result: {
     `  size       ${formatBytes(result.backup.bytes)}`,
     `  sha256     ${result.backup.sha256}`,
     `  revision   ${result.backup.revision}, ${result.backup.liveKeyCount} keys`,
+    `  hashkv     ${result.backup.memberHash ? describeMemberHashCheck(result.backup.memberHash) : "not compared"}`,
     `  took       ${(result.backup.durationMs / 1000).toFixed(1)} s`,
     "restore",
     `  outcome    ${result.restore.status}`,
