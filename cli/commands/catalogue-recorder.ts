@@ -43,6 +43,7 @@ export async function openCatalogueRecorder(
         totalKey: report.totalKey,
         liveKeyCount: report.liveKeyCount,
         memberHash: report.memberHash,
+        kvHash: { hash: report.kvHash, compactRevision: report.compactRevision ?? -1 },
         verifiedAt: new Date(),
       });
     },

@@ -12,6 +12,8 @@ import { createEtcdWriter } from "../support/etcd-writer.js";
 
 let etcd: EtcdCluster;
 let live: { revision: number; count: number };
+/** The member's own HashKV at its revision, as a snapshot of it would catalogue it. */
+let liveHash: { hash: number; compactRevision: number };
 let members: RestoreMember[];
 
 beforeAll(async () => {
@@ -21,6 +23,8 @@ beforeAll(async () => {
   const client = createEtcdClient({ endpoint: etcd.endpoints[0] as string });
   try {
     live = await client.countKeys();
+    const { hash, compactRevision } = await client.hashKV(live.revision);
+    liveHash = { hash, compactRevision };
   } finally {
     client.close();
   }
@@ -92,5 +96,21 @@ describe("checkEtcdHealth", () => {
     await expect(check(snapshotAt({ liveKeyCount: live.count + 1 }))).rejects.toThrow(
       `etcd holds ${live.count} keys, the snapshot ${live.count + 1}`,
     );
+  });
+
+  it("compares each member's HashKV with the snapshot's when the revision was not bumped", async () => {
+    const result = await check(snapshotAt({ kvHash: liveHash }));
+    expect(result.summary).toBe(
+      `1 member(s) healthy, one leader, revision ${live.revision}, ${live.count} keys, content as the snapshot's (HashKV)`,
+    );
+    // Same revision and key count, other values: only the content check sees it.
+    await expect(check(snapshotAt({ kvHash: { ...liveHash, hash: liveHash.hash ^ 1 } }))).rejects.toThrow(
+      `member ${members[0]?.name}'s HashKV at revision ${live.revision} is ${liveHash.hash}, the snapshot's ${liveHash.hash ^ 1}: its content is not the snapshot's`,
+    );
+    // Bumped: nothing to compare, and the summary does not claim it.
+    const bumped = await check(
+      snapshotAt({ revision: live.revision - 3, bumpRevision: 3, kvHash: liveHash }),
+    );
+    expect(bumped.summary).not.toContain("HashKV");
   });
 });

@@ -165,6 +165,7 @@ describe("the restore state machine on three members", () => {
     const run = await restore();
     expect(run.status, JSON.stringify(run.error)).toBe("SUCCEEDED");
     expect(run.published.at(-1)?.message).toContain("3 member(s) healthy, one leader");
+    expect(run.published.at(-1)?.message).toContain("content as the snapshot's (HashKV)");
     await stack.etcd.waitUntilHealthy(30_000);
     const expected = new Map(
       Array.from({ length: 60 }, (_, index) => [`/registry/pods/default/p-${index}`, `v-${index}`]),

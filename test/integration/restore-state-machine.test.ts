@@ -251,6 +251,8 @@ describe("the restore state machine renewing the agents' URLs", () => {
     expect(run.published.at(-1)?.message).toMatch(
       /revision \d+ \(NOT bumped: the restore tool has no --bump-revision; restart every Kubernetes client\)/,
     );
+    // Not bumped, so the restored member answers the snapshot's own HashKV at its revision.
+    expect(run.published.at(-1)?.message).toContain("content as the snapshot's (HashKV)");
     const safety = (await stack.catalogue.listSnapshots(localCluster)).snapshots.find((row) =>
       row.tags?.includes("pre-restore"),
     );

@@ -64,6 +64,7 @@ export async function verifySnapshot(
       totalKey: verified.totalKey,
       liveKeyCount: verified.liveKeyCount,
       memberHash,
+      kvHash: { hash: verified.kvHash, compactRevision: verified.compactRevision ?? -1 },
       etcdVersion: snapshot.etcdVersion,
       verifiedAt: dependencies.now(),
     });

@@ -21,6 +21,7 @@ import {
 } from "./dynamodb-documents.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import {
+  type SnapshotKvHashFigure,
   type SnapshotRecord,
   SnapshotStatus,
   snapshotStatuses,
@@ -66,6 +67,7 @@ export interface RecordVerifiedInput {
   totalKey: number;
   liveKeyCount: number;
   memberHash?: MemberHashCheck | undefined;
+  kvHash?: SnapshotKvHashFigure;
   etcdVersion?: string;
   verifiedAt: Date;
 }
@@ -219,6 +221,7 @@ export class CatalogueRepository {
         totalKey: input.totalKey,
         liveKeyCount: input.liveKeyCount,
         ...(input.memberHash ? { memberHash: input.memberHash } : {}),
+        ...(input.kvHash ? { kvHash: input.kvHash } : {}),
         etcdVersion: input.etcdVersion,
         verifiedAt: input.verifiedAt.toISOString(),
         [CatalogueTable.verifiedByClusterIndex.partitionKey.name]: input.cluster,

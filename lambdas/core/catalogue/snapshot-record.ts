@@ -2,6 +2,12 @@
 // so that records pass through Step Functions as they are.
 import type { MemberHashCheck } from "../snapshot/member-hash-check.js";
 
+export interface SnapshotKvHashFigure {
+  hash: number;
+  /** -1: the snapshot was never compacted. */
+  compactRevision: number;
+}
+
 export const SnapshotStatus = {
   InProgress: "IN_PROGRESS",
   Uploaded: "UPLOADED",
@@ -49,6 +55,11 @@ export interface SnapshotRecord {
   liveKeyCount?: number;
   /** The source member's HashKV at the revision against the snapshot's: matched, or why not compared. */
   memberHash?: MemberHashCheck;
+  /**
+   * etcd's HashKV at the revision, computed from the snapshot for its own compact revision: what each
+   * member restored from it must answer (unless the restore bumped its revision).
+   */
+  kvHash?: SnapshotKvHashFigure;
   verifiedAt?: string;
   /** Set on FAILED. */
   failure?: SnapshotFailure;

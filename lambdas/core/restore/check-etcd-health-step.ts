@@ -1,6 +1,8 @@
 // The barrier check after etcd restarts and before any API server does: every member healthy and in
-// one cluster with one leader, at the catalogued revision (plus the bump) with the catalogued key count.
-// Until the API servers start nothing writes to etcd, so both must match exactly.
+// one cluster with one leader, at the catalogued revision (plus the bump) with the catalogued key count,
+// and — where the revision was not bumped — holding the snapshot's content: each member's HashKV at the
+// revision equals the snapshot's, as catalogued at verification. Until the API servers start nothing
+// writes to etcd, so all must match exactly.
 import { findTarget } from "../config/target-config.js";
 import { describeError, EtcdUnavailableError } from "../errors.js";
 import { createEtcdClient, type MemberStatus } from "../etcd/etcd-client.js";
@@ -16,12 +18,27 @@ export async function checkEtcdHealth(
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const tls = await dependencies.loadEtcdTls(target);
   const statuses: MemberStatus[] = [];
+  const contentProblems: string[] = [];
+  let contentCompared = 0;
   let keys: { count: number; revision: number } | undefined;
   for (const member of members) {
     const client = createEtcdClient({ endpoint: member.clientUrl, tls, callTimeoutMs: 5000 });
     try {
-      statuses.push(await client.status());
+      const status = await client.status();
+      statuses.push(status);
       keys ??= await client.countKeys();
+      // A bump moves every revision (and --mark-compacted compacts there): no HashKV to compare then.
+      if (snapshot.kvHash && status.revision === snapshot.revision) {
+        const answer = await client.hashKV(snapshot.revision);
+        if (answer.compactRevision === snapshot.kvHash.compactRevision) {
+          contentCompared++;
+          if (answer.hash !== snapshot.kvHash.hash) {
+            contentProblems.push(
+              `member ${member.name}'s HashKV at revision ${snapshot.revision} is ${answer.hash}, the snapshot's ${snapshot.kvHash.hash}: its content is not the snapshot's`,
+            );
+          }
+        }
+      }
     } catch (error) {
       throw new EtcdUnavailableError(
         `member ${member.name} is not healthy after the restore: ${describeError(error)}`,
@@ -53,6 +70,7 @@ export async function checkEtcdHealth(
   if (keys && keys.count !== snapshot.liveKeyCount) {
     problems.push(`etcd holds ${keys.count} keys, the snapshot ${snapshot.liveKeyCount}`);
   }
+  problems.push(...contentProblems);
   if (problems.length > 0) {
     // Retried a few times by the state machine (members may still be electing), then rolled back.
     throw new EtcdUnavailableError(`etcd is not as restored: ${problems.join("; ")}`);
@@ -64,7 +82,9 @@ export async function checkEtcdHealth(
       : revision === bumpedRevision
         ? ` (the snapshot's ${snapshot.revision}, bumped by ${snapshot.bumpRevision})`
         : " (NOT bumped: the restore tool has no --bump-revision; restart every Kubernetes client)";
-  const summary = `${statuses.length} member(s) healthy, one leader, revision ${revision}${bump}, ${keys?.count ?? 0} keys`;
+  const content =
+    contentCompared === statuses.length && statuses.length > 0 ? ", content as the snapshot's (HashKV)" : "";
+  const summary = `${statuses.length} member(s) healthy, one leader, revision ${revision}${bump}, ${keys?.count ?? 0} keys${content}`;
   dependencies.reporter.info("etcd healthy after restore", { summary });
   return { healthy: true, summary };
 }

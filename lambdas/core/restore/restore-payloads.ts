@@ -28,6 +28,8 @@ export const restoreSnapshotSchema = z.object({
   bytes: z.number(),
   revision: z.number(),
   liveKeyCount: z.number(),
+  /** The snapshot's HashKV at `revision` (catalogued from verification; absent on older rows). */
+  kvHash: z.object({ hash: z.number(), compactRevision: z.number() }).optional(),
   etcdVersion: z.string().optional(),
   /** Added to every revision at restore (etcdutl --bump-revision), when the tool has it. */
   bumpRevision: z.number().optional(),

@@ -107,6 +107,7 @@ export async function validateRestore(
     bytes: row.bytes ?? stored.bytes,
     revision: row.revision,
     liveKeyCount: row.liveKeyCount ?? 0,
+    ...(row.kvHash ? { kvHash: row.kvHash } : {}),
     etcdVersion: row.etcdVersion,
     bumpRevision: revisionBump,
     ...(input.allowWithoutRevisionBump ? { revisionBumpOptional: true } : {}),
