@@ -3,7 +3,7 @@
 // to its own data; then a restore brings every member to the snapshot. Only the state machine, its handlers
 // and the agents it starts touch etcd.
 import { execFile } from "node:child_process";
-import { existsSync, renameSync } from "node:fs";
+import { existsSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -166,6 +166,9 @@ describe("the restore state machine on three members", () => {
     expect(run.status, JSON.stringify(run.error)).toBe("SUCCEEDED");
     expect(run.published.at(-1)?.message).toContain("3 member(s) healthy, one leader");
     expect(run.published.at(-1)?.message).toContain("content as the snapshot's (HashKV)");
+    // Each agent ran its script from an unlinked file: none is left in /var/tmp.
+    const restoreId = restoreIdFor(run.executionArn);
+    expect(readdirSync("/var/tmp").filter((name) => name.includes(restoreId))).toEqual([]);
     await stack.etcd.waitUntilHealthy(30_000);
     const expected = new Map(
       Array.from({ length: 60 }, (_, index) => [`/registry/pods/default/p-${index}`, `v-${index}`]),

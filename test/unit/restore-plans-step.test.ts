@@ -185,7 +185,12 @@ describe("agent launch", () => {
       "/var/tmp/etcd-restore-agent-r-1-cp-2.sh",
     ]);
     for (const [index, agent] of agents.entries()) {
-      expect(agent.commands.at(-1)).toMatch(new RegExp(`^exec bash ${scriptPaths[index]} `));
+      // Checked, opened, unlinked, then run from the open descriptor: no file stays on the node.
+      expect(agent.commands.slice(-3)).toEqual([
+        `exec 9<${scriptPaths[index]}`,
+        `rm -f ${scriptPaths[index]}`,
+        expect.stringMatching(/^exec bash \/dev\/fd\/9 '/),
+      ]);
     }
   });
 });

@@ -224,6 +224,8 @@ async function stageAgentScript(
  * the agent, and reach curl on its standard input, not its command line. POSIX sh: Systems Manager's
  * AWS-RunShellScript runs the lines with sh. The file is named after the member too: members sharing one
  * host (the local mode) would otherwise rewrite the script under an agent that bash is still reading.
+ * Once checked, the file is opened and unlinked, and bash runs it from that descriptor: nothing is left on
+ * the node however the agent ends, and `exec` keeps the agent the process that signals reach.
  */
 function agentCommands(
   script: { url: string; sha256: string },
@@ -239,7 +241,9 @@ function agentCommands(
     `printf 'url = "%s"\\n' ${quote(script.url)} | curl -K - --fail --silent --show-error --retry 3 --output ${path}`,
     `echo '${script.sha256}  ${path}' | sha256sum --check --quiet`,
     `chmod 700 ${path}`,
-    `exec bash ${path} ${quote(planUrl)} ${quote(statusUrl)}`,
+    `exec 9<${path}`,
+    `rm -f ${path}`,
+    `exec bash /dev/fd/9 ${quote(planUrl)} ${quote(statusUrl)}`,
   ];
 }
 
