@@ -3,6 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    setupFiles: ["test/support/private-tmpdir.ts"],
     // Integration tests start real etcd, s3rver and dynalite processes: give them room on 2 cores.
     testTimeout: 60_000,
     hookTimeout: 60_000,
