@@ -30,14 +30,21 @@ const zeroBytePowers = (() => {
   return powers;
 })();
 
-/** CRC-32C of A‖B, given crc(A), crc(B) and B's length in bytes. */
-export function crc32cCombine(crcA: number, crcB: number, lengthB: number): number {
-  let shifted = crcA >>> 0;
-  let remaining = lengthB;
+/**
+ * crc(A) carried past `length` more bytes: crc(A‖B) = crc32cShift(crc(A), |B|) ⊕ crc(B), whatever B holds.
+ */
+export function crc32cShift(crc: number, length: number): number {
+  let shifted = crc >>> 0;
+  let remaining = length;
   for (let k = 0; remaining > 0; k++) {
     // Lengths above 2^32 are split with division, not bit operators (which truncate to 32 bits).
     if (remaining % 2 === 1) shifted = multiplyModPolynomial(zeroBytePowers[k] as number, shifted);
     remaining = Math.floor(remaining / 2);
   }
-  return (shifted ^ crcB) >>> 0;
+  return shifted;
+}
+
+/** CRC-32C of A‖B, given crc(A), crc(B) and B's length in bytes. */
+export function crc32cCombine(crcA: number, crcB: number, lengthB: number): number {
+  return (crc32cShift(crcA, lengthB) ^ crcB) >>> 0;
 }

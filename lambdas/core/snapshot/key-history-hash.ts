@@ -7,26 +7,32 @@
 // revision are those of the keys alive in the snapshot, each at its newest revision.
 //
 // The member's compact revision is known only from its answer, and whether an early entry counts only
-// once the bucket has been read to its end; so each entry's CRC and length are kept (21 bytes per revision,
-// in typed arrays) and joined at the end with crc32cCombine, without the bytes.
+// once the bucket has been read to its end. So the CRC of everything read so far is kept after each entry
+// (25 bytes per revision, in typed arrays), and the hash for a compact revision is put together from the
+// runs of entries it keeps: a run's own CRC follows from the CRCs before and after it (crc32c-combine.ts),
+// so the work grows with the entries left out, not with all of them, and no byte is read twice.
 import { crc32c } from "../checksum/crc32c.js";
-import { crc32cCombine } from "../checksum/crc32c-combine.js";
+import { crc32cCombine, crc32cShift } from "../checksum/crc32c-combine.js";
 
 const initialCapacity = 1024;
-const bucketNameCrc = crc32c(Buffer.from("key", "latin1"), 0);
+const bucketName = Buffer.from("key", "latin1");
 
 export class KeyHistoryHash {
+  /** CRC-32C of `key` and every entry up to and including this one. */
+  #crcThrough = new Uint32Array(initialCapacity);
+  /** Bytes of the entries up to and including this one (the bucket name not counted). */
+  #bytesThrough = new Float64Array(initialCapacity);
   #main = new Float64Array(initialCapacity);
-  #crc = new Uint32Array(initialCapacity);
-  #length = new Uint32Array(initialCapacity);
   #key = new Int32Array(initialCapacity);
   #tombstone = new Uint8Array(initialCapacity);
   #entries = 0;
+  #crc = crc32c(bucketName, 0);
+  #bytes = 0;
   /** Per user key (numbered as LiveKeySet numbers them): its newest entry so far. */
   #newestEntry = new Int32Array(initialCapacity);
 
-  /** Notes the next entry of bucket `key`, in bucket order (ascending revision). */
-  record(main: number, entry: Buffer, key: number, tombstone: boolean): void {
+  /** Reads the next entry of bucket `key` (its key and value bytes), in bucket order (ascending revision). */
+  record(main: number, entry: Uint8Array, key: number, tombstone: boolean): void {
     if (this.#entries === this.#main.length) this.#grow();
     if (key >= this.#newestEntry.length) {
       const newest = new Int32Array(Math.max(this.#newestEntry.length * 2, key + 1));
@@ -34,17 +40,19 @@ export class KeyHistoryHash {
       this.#newestEntry = newest;
     }
     const index = this.#entries++;
+    this.#crc = crc32c(entry, this.#crc);
+    this.#bytes += entry.length;
+    this.#crcThrough[index] = this.#crc;
+    this.#bytesThrough[index] = this.#bytes;
     this.#main[index] = main;
-    this.#crc[index] = crc32c(entry, 0);
-    this.#length[index] = entry.length;
     this.#key[index] = key;
     this.#tombstone[index] = tombstone ? 1 : 0;
     this.#newestEntry[key] = index;
   }
 
-  /** Revision entries recorded. */
-  get entries(): number {
-    return this.#entries;
+  /** CRC-32C and length of the bucket's name and all its entries: its share of the status hash. */
+  get bucket(): { crc: number; bytes: number } {
+    return { crc: this.#crc, bytes: bucketName.length + this.#bytes };
   }
 
   /**
@@ -53,22 +61,34 @@ export class KeyHistoryHash {
    */
   hashAt(compactRevision: number): number {
     const count = this.#entries;
-    const kept = new Uint8Array(count);
+    const kept = (index: number) =>
+      this.#newestEntry[this.#key[index] as number] === index && this.#tombstone[index] === 0;
     let anyKept = false;
-    for (let index = 0; index < count; index++) {
-      const isNewest = this.#newestEntry[this.#key[index] as number] === index;
-      if (isNewest && this.#tombstone[index] === 0) {
-        kept[index] = 1;
-        anyKept = true;
-      }
-    }
-    let hash = bucketNameCrc;
-    for (let index = 0; index < count; index++) {
-      // etcd skips compactable entries only when a compaction would keep anything at all.
-      if ((this.#main[index] as number) <= compactRevision && anyKept && kept[index] === 0) continue;
-      hash = crc32cCombine(hash, this.#crc[index] as number, this.#length[index] as number);
+    for (let index = 0; index < count && !anyKept; index++) anyKept = kept(index);
+    // etcd skips compactable entries only when a compaction would keep anything at all.
+    const left = (index: number) =>
+      anyKept && (this.#main[index] as number) <= compactRevision && !kept(index);
+
+    let hash = crc32c(bucketName, 0);
+    let runStart = 0;
+    for (let index = 0; index <= count; index++) {
+      if (index < count && !left(index)) continue;
+      if (index > runStart) hash = this.#appendRun(hash, runStart, index - 1);
+      runStart = index + 1;
     }
     return hash;
+  }
+
+  /** `hash` followed by the entries first…last, from the CRCs through `first - 1` and through `last`. */
+  #appendRun(hash: number, first: number, last: number): number {
+    // The first run, from the bucket's start, is what was read: its CRC through `last` is the answer.
+    if (first === 0) return this.#crcThrough[last] as number;
+    const crcBefore = this.#crcThrough[first - 1] as number;
+    const bytesBefore = this.#bytesThrough[first - 1] as number;
+    const length = (this.#bytesThrough[last] as number) - bytesBefore;
+    // crc(A‖B) = shift(crc(A), |B|) ⊕ crc(B), so crc(B) = crc(A‖B) ⊕ shift(crc(A), |B|).
+    const runCrc = ((this.#crcThrough[last] as number) ^ crc32cShift(crcBefore, length)) >>> 0;
+    return crc32cCombine(hash, runCrc, length);
   }
 
   #grow(): void {
@@ -77,9 +97,9 @@ export class KeyHistoryHash {
       to.set(from);
       return to;
     };
+    this.#crcThrough = grow(this.#crcThrough, new Uint32Array(capacity));
+    this.#bytesThrough = grow(this.#bytesThrough, new Float64Array(capacity));
     this.#main = grow(this.#main, new Float64Array(capacity));
-    this.#crc = grow(this.#crc, new Uint32Array(capacity));
-    this.#length = grow(this.#length, new Uint32Array(capacity));
     this.#key = grow(this.#key, new Int32Array(capacity));
     this.#tombstone = grow(this.#tombstone, new Uint8Array(capacity));
   }

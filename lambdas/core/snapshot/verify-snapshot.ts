@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { crc32c } from "../checksum/crc32c.js";
+import { crc32cCombine } from "../checksum/crc32c-combine.js";
 import { InvalidInputError, SnapshotCorruptError, SnapshotStreamInterruptedError } from "../errors.js";
 import { BboltFile } from "./bbolt/bbolt-file.js";
 import {
@@ -418,8 +419,8 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
   const userKey = new Int32Array(2);
   const keyBucket: BucketVisitor = {
     visitLeaf(leaf) {
-      hashLeaf(leaf);
       const { page, count, keyStart, keyEnd, valueEnd, flags } = leaf;
+      figures.totalKey += count;
       const liveKeys = figures.liveKeys;
       for (let index = 0; index < count; index++) {
         const start = keyStart[index] as number;
@@ -440,6 +441,7 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
         const keyNumber = tombstone
           ? liveKeys.delete(page, userKey[0] as number, userKey[1] as number)
           : liveKeys.add(page, userKey[0] as number, userKey[1] as number);
+        // Hashed once, here: the bucket's share of the status hash is joined in when it ends.
         figures.history.record(main, page.subarray(start, valueEnd[index]), keyNumber, tombstone);
       }
     },
@@ -470,6 +472,16 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
 
   const otherBucket: BucketVisitor = { visitLeaf: hashLeaf };
 
+  // Bucket `key` is hashed by the history (each entry once); its name and entries join the status hash
+  // when the walk leaves it, before the next bucket's name.
+  let beforeKeyBucket: number | undefined;
+  const joinKeyBucket = () => {
+    if (beforeKeyBucket === undefined) return;
+    const { crc, bytes } = figures.history.bucket;
+    figures.hash = crc32cCombine(beforeKeyBucket, crc, bytes);
+    beforeKeyBucket = undefined;
+  };
+
   const root: BucketVisitor = {
     visitLeaf(leaf) {
       for (let index = 0; index < leaf.count; index++) {
@@ -482,16 +494,21 @@ function walkEtcdDatabase(walker: TreeWalker, meta: Meta): EtcdFigures {
       }
     },
     enterBucket(leaf, index) {
+      joinKeyBucket();
       const name = leaf.page.subarray(leaf.keyStart[index], leaf.keyEnd[index]);
-      figures.hash = crc32c(name, figures.hash);
       const text = name.toString("latin1");
-      if (text === EtcdBuckets.key) return keyBucket;
+      if (text === EtcdBuckets.key) {
+        beforeKeyBucket = figures.hash;
+        return keyBucket;
+      }
+      figures.hash = crc32c(name, figures.hash);
       if (text === EtcdBuckets.meta) return metaBucket;
       return otherBucket;
     },
   };
 
   walker.walkBucket({ pgid: meta.root }, root, "(root)");
+  joinKeyBucket();
   return figures;
 }
 
