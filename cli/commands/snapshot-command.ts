@@ -6,12 +6,17 @@ import { access, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { chooseSnapshotMember } from "../../lambdas/core/etcd/choose-member.js";
-import type { EtcdTlsMaterial } from "../../lambdas/core/etcd/etcd-client.js";
+import { createEtcdClient, type EtcdTlsMaterial } from "../../lambdas/core/etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../../lambdas/core/etcd/grpc-snapshot-source.js";
+import type { CertificateExpiryWarning } from "../../lambdas/core/kube/certificate-expiry.js";
 import { discoverEtcdMembers } from "../../lambdas/core/kube/discover-members.js";
 import { createEksKubeConfig, kubeConfigFromFile } from "../../lambdas/core/kube/kube-config.js";
-import { chooseKubernetesMember } from "../../lambdas/core/kube/kubernetes-member-source.js";
+import {
+  chooseKubernetesMember,
+  openMemberSnapshotSource,
+} from "../../lambdas/core/kube/kubernetes-member-source.js";
 import { type MemberPreset, presetMemberSelector } from "../../lambdas/core/kube/member-presets.js";
+import { type LazyMember, lazyMember } from "../../lambdas/core/snapshot/lazy-member.js";
 import {
   describeMemberHashCheck,
   type MemberHashCheck,
@@ -88,7 +93,8 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
   const progress = createProgressLine("snapshot", Boolean(process.stderr.isTTY) && !flags.json);
   const onProgress = (bytes: number) => progress.update(bytes);
 
-  const source = await openCommandSource(access, flags, tls);
+  const { source, peers } = await openCommandSource(access, flags, tls);
+  const members = [source, ...peers];
   const s3 =
     destination.kind === "s3"
       ? createS3Client({ endpoint: flags.s3Endpoint, region: flags.region })
@@ -107,7 +113,7 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
       location = saved.path;
       await catalogue?.uploaded(streamed, undefined);
       verified = checkAgainstExpected(
-        await verifySnapshotFile(saved.path, { member: source }),
+        await verifySnapshotFile(saved.path, { members }),
         streamed,
         saved.path,
       );
@@ -132,7 +138,7 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
       versionId = stored.object.versionId;
       location = `s3://${destination.bucket}/${stored.object.key}`;
       await catalogue?.uploaded(streamed, versionId);
-      verified = await verifyStoredSnapshot(client, stored.object, stored, { member: source });
+      verified = await verifyStoredSnapshot(client, stored.object, stored, { members });
       await tagSnapshotObject(client, stored.object, {
         sha256: verified.sha256,
         revision: String(verified.snapshotRevision),
@@ -164,6 +170,7 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
     throw error;
   } finally {
     source.close();
+    for (const peer of peers) peer.close();
     s3?.destroy();
     catalogue?.close();
   }
@@ -223,15 +230,23 @@ async function checkDestinationFile(path: string): Promise<void> {
   }
 }
 
-/** The member to read: a healthy follower among the endpoints, or among the etcd pods Kubernetes lists. */
+/**
+ * The member to read — a healthy follower among the endpoints, or among the etcd pods Kubernetes lists —
+ * and its peers, asked for their HashKV once the snapshot is verified.
+ */
 async function openCommandSource(
   access: CommandAccess,
   flags: SnapshotCommandFlags,
   tls: EtcdTlsMaterial | undefined,
-): Promise<SnapshotSource> {
+): Promise<{ source: SnapshotSource; peers: LazyMember[] }> {
   if (access.kind === "endpoints") {
     const member = await chooseSnapshotMember(access.endpoints, { tls });
-    return createGrpcSnapshotSource(member.client);
+    const peers = access.endpoints
+      .filter((endpoint) => endpoint !== member.client.endpoint)
+      .map((endpoint) =>
+        lazyMember(endpoint, async () => createGrpcSnapshotSource(createEtcdClient({ endpoint, tls }))),
+      );
+    return { source: createGrpcSnapshotSource(member.client), peers };
   }
   const config =
     access.kind === "kubeconfig"
@@ -253,12 +268,21 @@ async function openCommandSource(
     );
   }
   const discovered = await discoverEtcdMembers(config, members);
-  const chosen = await chooseKubernetesMember(config, discovered, {
+  const settings = {
     source: sourceKind,
     tls,
-    onWarning: (warning) => process.stderr.write(`etcd-backup: warning: ${warning.message}\n`),
-  });
-  return chosen.source;
+    onWarning: (warning: CertificateExpiryWarning) =>
+      process.stderr.write(`etcd-backup: warning: ${warning.message}\n`),
+  };
+  const chosen = await chooseKubernetesMember(config, discovered, settings);
+  const peers = discovered.members
+    .filter((peer) => peer.ready && peer.podName !== chosen.member.podName)
+    .map((peer) =>
+      lazyMember(`pod ${peer.namespace}/${peer.podName} (${sourceKind})`, () =>
+        openMemberSnapshotSource(config, peer, { ...settings, onWarning: () => {} }),
+      ),
+    );
+  return { source: chosen.source, peers };
 }
 
 function printSummary(result: SnapshotCommandResult): void {

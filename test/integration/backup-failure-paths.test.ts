@@ -370,7 +370,7 @@ describe("the backup state machine's failure and retry paths, executed locally",
     expect(run.retried("VerifySnapshot")).toBe(0);
     expect(run.entered.slice(-3)).toEqual(["MarkFailed", "NotifyOnCall", "BackupFailed"]);
     expect(run.published[0]?.message).toMatch(
-      /the snapshot does not hold what \S+ holds at revision \d+: its HashKV is \d+/,
+      /the snapshot does not hold what \S+ holds at revision \d+: HashKV \d+/,
     );
     const rows = await rowsOf("local", run.executionArn);
     expect(rows).toHaveLength(1);
@@ -403,7 +403,7 @@ describe("the backup state machine's failure and retry paths, executed locally",
         memberHash: {
           outcome: "not-compared",
           revision: rows[0]?.revision,
-          reason: expect.stringMatching(/^http:\/\/127\.0\.0\.1:9 did not answer HashKV: /),
+          reason: expect.stringMatching(/^http:\/\/127\.0\.0\.1:9: did not answer HashKV: /),
         },
       }),
     ]);

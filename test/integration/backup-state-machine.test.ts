@@ -36,8 +36,12 @@ describe("the backup state machine, executed locally", () => {
     expect(run.published).toEqual([]);
     const latest = await stack.catalogue.findLatestVerified("local");
     expect(latest).toMatchObject({ status: "VERIFIED", liveKeyCount: 200, executionArn: run.executionArn });
-    // The member the snapshot came from answered the snapshot's own HashKV at its revision.
+    // The member the snapshot came from, then its two peers, answered the snapshot's own HashKV.
     expect(latest?.memberHash).toMatchObject({ outcome: "matched", revision: latest?.revision });
+    expect(latest?.memberHash?.outcome === "matched" && latest.memberHash.agreeing).toEqual(
+      expect.arrayContaining(stack.etcd.endpoints),
+    );
+    expect(latest?.memberHash).not.toHaveProperty("diverged");
     // The prune step wrote on the row what keeps it: the only snapshot is every tier's newest.
     expect(latest?.retentionTier?.split(",")).toEqual(
       expect.arrayContaining(["hourly", "daily", "weekly", "monthly", "newest-verified"]),

@@ -64,13 +64,15 @@ describe("etcd-backup snapshot and verify", () => {
     const result = JSON.parse(snapshot.stdout);
     expect(result).toMatchObject({ cluster: "default", location: file, liveKeyCount: 299 });
     expect(result.snapshotId).toMatch(/^\d{8}T\d{9}Z-[0-9a-f]{6}$/);
-    // The member it came from answers the snapshot's HashKV at its revision.
+    // The member it came from, then the other two, answer the snapshot's HashKV at its revision.
     expect(result.memberHash).toEqual({
       outcome: "matched",
       revision: result.revision,
       compactRevision: -1,
       hash: expect.any(Number),
+      agreeing: expect.arrayContaining(etcd.endpoints),
     });
+    expect(result.memberHash.agreeing).toHaveLength(3);
 
     const verify = await etcdBackup("verify", file, "--json");
     expect(verify.code).toBe(0);

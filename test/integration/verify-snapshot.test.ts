@@ -76,7 +76,7 @@ function thisMember() {
 async function snapshotAndCompare(): Promise<{ path: string; report: SnapshotReport }> {
   const path = await saveSnapshot();
   const [report, status] = await Promise.all([
-    verifySnapshotFile(path, { member: thisMember() }),
+    verifySnapshotFile(path, { members: [thisMember()] }),
     etcdctlStatus(path),
   ]);
   expect({
@@ -103,6 +103,7 @@ async function snapshotAndCompare(): Promise<{ path: string; report: SnapshotRep
     revision: report.revision,
     compactRevision: member.compactRevision,
     hash: member.hash,
+    agreeing: ["the etcd member"],
   });
   expect(member.compactRevision).toBe(report.compactRevision ?? -1);
   expect(report.kvHash).toBe(member.hash);
@@ -214,12 +215,13 @@ describe("verifySnapshotFile on etcd 3.4 snapshots", () => {
     await writer.put("/hashkv/kept", "4");
     const member = await client.hashKV(report.revision);
     expect(member.compactRevision).toBe(compactAt);
-    const again = await verifySnapshotFile(path, { member: thisMember() });
+    const again = await verifySnapshotFile(path, { members: [thisMember()] });
     expect(again.memberHash).toEqual({
       outcome: "matched",
       revision: report.revision,
       compactRevision: compactAt,
       hash: member.hash,
+      agreeing: ["the etcd member"],
     });
     // What the member answered before that compaction is another hash.
     expect(report.kvHash).not.toBe(member.hash);
@@ -306,8 +308,8 @@ describe("verifySnapshotFile on damaged etcd snapshots", () => {
     const alone = await verifySnapshotFile(path);
     expect(alone.memberHash).toBeUndefined();
     await expectCorrupt(
-      verifySnapshotFile(path, { member: thisMember() }),
-      /^the snapshot does not hold what the etcd member holds at revision \d+: its HashKV is \d+ \(compacted at \d+\), the snapshot's \d+$/,
+      verifySnapshotFile(path, { members: [thisMember()] }),
+      /^the snapshot does not hold what the etcd member holds at revision \d+: HashKV \d+ \(compacted at \d+\), the snapshot's \d+$/,
     );
   });
 
@@ -316,20 +318,20 @@ describe("verifySnapshotFile on damaged etcd snapshots", () => {
     const report = await verifySnapshotFile(path);
     await writer.put("/hashkv/later", "1");
     await writer.compact(await writer.revision());
-    const verified = await verifySnapshotFile(path, { member: thisMember() });
+    const verified = await verifySnapshotFile(path, { members: [thisMember()] });
     expect(verified.memberHash).toEqual({
       outcome: "not-compared",
       revision: report.revision,
-      reason: `the etcd member has compacted past revision ${report.revision} since the snapshot`,
+      reason: `the etcd member: compacted past revision ${report.revision} since the snapshot`,
     });
     const unreachable = createEtcdClient({ endpoint: "http://127.0.0.1:9", callTimeoutMs: 1000 });
     try {
       const answered = await verifySnapshotFile(path, {
-        member: { description: "a stopped member", hashKV: (revision) => unreachable.hashKV(revision) },
+        members: [{ description: "a stopped member", hashKV: (revision) => unreachable.hashKV(revision) }],
       });
       expect(answered.memberHash).toMatchObject({ outcome: "not-compared" });
       expect((answered.memberHash as { reason: string }).reason).toMatch(
-        /^a stopped member did not answer HashKV: /,
+        /^a stopped member: did not answer HashKV: /,
       );
     } finally {
       unreachable.close();

@@ -162,12 +162,13 @@ describe("verifySnapshotFile on well-formed files", () => {
           return { hash: expectedKvHash(operations, compactRevision), compactRevision };
         },
       };
-      const compared = await verifySnapshotFile(await writeTemp(built.bytes), { member });
+      const compared = await verifySnapshotFile(await writeTemp(built.bytes), { members: [member] });
       expect(compared.memberHash).toEqual({
         outcome: "matched",
         revision: lastRevision,
         compactRevision,
         hash: expectedKvHash(operations, compactRevision),
+        agreeing: ["member m1"],
       });
       expect(asked).toEqual([lastRevision]);
     }
@@ -177,7 +178,7 @@ describe("verifySnapshotFile on well-formed files", () => {
       hashKV: async () => ({ hash: expectedKvHash(operations, 40), compactRevision: 100 }),
     };
     await expectCorrupt(
-      verifySnapshotFile(await writeTemp(built.bytes), { member: wrong }),
+      verifySnapshotFile(await writeTemp(built.bytes), { members: [wrong] }),
       new RegExp(`^the snapshot does not hold what member m1 holds at revision ${lastRevision}: `),
     );
   });

@@ -9,12 +9,12 @@ import { loadKubeConfig } from "../kube/step-kube-config.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
 import { kubernetesSourceSettings } from "./resolve-target-step.js";
-import type { ResolvedTarget } from "./step-payloads.js";
+import type { MemberReach } from "./step-payloads.js";
 
 export async function openMemberSource(
   dependencies: BackupDependencies,
   target: Target,
-  member: ResolvedTarget["member"],
+  member: MemberReach,
 ): Promise<SnapshotSource> {
   if (!member.pod) {
     const client = createEtcdClient({
@@ -29,11 +29,4 @@ export async function openMemberSource(
   const pod = await readMemberPod(config, member.pod);
   const settings = await kubernetesSourceSettings(dependencies, target);
   return openMemberSnapshotSource(config, pod, { ...settings, source: member.source ?? settings.source });
-}
-
-/** How the source member is named in messages: its pod, or its endpoint. */
-export function describeSourceMember(member: ResolvedTarget["member"]): string {
-  return member.pod
-    ? `pod ${member.pod.namespace}/${member.pod.name} (${member.source ?? "grpc"})`
-    : member.endpoint;
 }

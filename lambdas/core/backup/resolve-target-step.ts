@@ -7,12 +7,13 @@
 import { directEndpoints, findTarget, type Target } from "../config/target-config.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import { readCertificateExpiry } from "../kube/certificate-expiry.js";
+import type { EtcdMemberPod } from "../kube/discover-members.js";
 import type { KubernetesSourceSettings } from "../kube/kubernetes-member-source.js";
 import { loadKubeConfig } from "../kube/step-kube-config.js";
 import { MetricNames } from "../metric-names.js";
 import { newSnapshotId } from "../snapshot/snapshot-naming.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
-import type { ExecutionInput, ResolvedTarget } from "./step-payloads.js";
+import type { ExecutionInput, MemberReach, ResolvedTarget } from "./step-payloads.js";
 
 export async function resolveTarget(
   dependencies: BackupDependencies,
@@ -37,6 +38,9 @@ export async function resolveTarget(
       memberId: chosen.status.memberId,
       revision: chosen.status.revision,
     },
+    peers: endpoints
+      .filter((endpoint) => endpoint !== chosen.client.endpoint)
+      .map((endpoint) => ({ endpoint })),
   };
 }
 
@@ -77,13 +81,20 @@ async function resolveKubernetesTarget(
       memberId: status.memberId,
       revision: status.revision,
       source: target.etcd.source,
-      pod: {
-        namespace: member.namespace,
-        name: member.podName,
-        container: member.container,
-        nodeName: member.nodeName,
-      },
+      pod: podOf(member),
     },
+    peers: discovered.members
+      .filter((candidate) => candidate.ready && candidate.podName !== member.podName)
+      .map((peer) => ({ endpoint: peer.localClientUrl, source: target.etcd.source, pod: podOf(peer) })),
+  };
+}
+
+function podOf(member: EtcdMemberPod): NonNullable<MemberReach["pod"]> {
+  return {
+    namespace: member.namespace,
+    name: member.podName,
+    container: member.container,
+    nodeName: member.nodeName,
   };
 }
 

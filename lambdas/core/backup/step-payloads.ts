@@ -24,7 +24,15 @@ export const memberSchema = z.object({
     .optional(),
 });
 
-export const resolvedTargetSchema = z.object({ snapshotId: z.string(), member: memberSchema });
+/** How another member is reached: asked for its HashKV when the snapshot is verified. */
+export const peerSchema = memberSchema.pick({ endpoint: true, source: true, pod: true });
+
+export const resolvedTargetSchema = z.object({
+  snapshotId: z.string(),
+  member: memberSchema,
+  /** The cluster's other members (absent from executions of an older definition). */
+  peers: z.array(peerSchema).optional(),
+});
 
 export const storedSnapshotSchema = z.object({
   snapshotId: z.string(),
@@ -83,6 +91,14 @@ export const markFailedInput = z.object({
 
 export type ExecutionInput = z.infer<typeof executionInputSchema>;
 export type ResolvedTarget = z.infer<typeof resolvedTargetSchema>;
+export type MemberReach = z.infer<typeof peerSchema>;
+
+/** How a member is named in messages and on the catalogue row: its pod, or its endpoint. */
+export function describeMemberReach(member: MemberReach): string {
+  return member.pod
+    ? `pod ${member.pod.namespace}/${member.pod.name} (${member.source ?? "grpc"})`
+    : member.endpoint;
+}
 export type StoredSnapshotPayload = z.infer<typeof storedSnapshotSchema>;
 
 /** Parses a step's input, naming every invalid field. */

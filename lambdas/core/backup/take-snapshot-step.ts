@@ -7,9 +7,14 @@ import { snapshotObjectKey } from "../snapshot/snapshot-naming.js";
 import { discardAfter, streamSnapshotToS3 } from "../snapshot/stream-snapshot.js";
 import { abortOpenUploads } from "../store/abort-open-uploads.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
-import { describeSourceMember, openMemberSource } from "./member-source.js";
+import { openMemberSource } from "./member-source.js";
 import { progressLog } from "./progress-log.js";
-import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
+import {
+  describeMemberReach,
+  type ExecutionInput,
+  type ResolvedTarget,
+  type StoredSnapshotPayload,
+} from "./step-payloads.js";
 
 export async function takeSnapshot(
   dependencies: BackupDependencies,
@@ -42,7 +47,7 @@ export async function takeSnapshot(
     snapshotId,
     bucket: dependencies.bucket,
     key,
-    sourceMember: describeSourceMember(member),
+    sourceMember: describeMemberReach(member),
     startedAt: dependencies.now(),
     executionArn,
     tags: input.tags,

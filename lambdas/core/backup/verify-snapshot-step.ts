@@ -4,15 +4,18 @@
 // failure path (and is never retried).
 import { findTarget } from "../config/target-config.js";
 import { ErrorNames } from "../errors.js";
+import { lazyMember } from "../snapshot/lazy-member.js";
 import { describeMemberHashCheck, type MemberHashCheck } from "../snapshot/member-hash-check.js";
-import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import { tagSnapshotObject } from "../snapshot/stream-snapshot.js";
-import type { SnapshotMember } from "../snapshot/verify-snapshot.js";
 import { verifyStoredSnapshot } from "../snapshot/verify-stored-snapshot.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
-import { describeSourceMember, openMemberSource } from "./member-source.js";
 import { progressLog } from "./progress-log.js";
-import type { ExecutionInput, ResolvedTarget, StoredSnapshotPayload } from "./step-payloads.js";
+import {
+  describeMemberReach,
+  type ExecutionInput,
+  type ResolvedTarget,
+  type StoredSnapshotPayload,
+} from "./step-payloads.js";
 
 export interface VerificationPayload {
   snapshotId: string;
@@ -36,19 +39,32 @@ export async function verifySnapshot(
   const progress = progressLog(dependencies.reporter, "reading back", () => ({
     snapshotId: snapshot.snapshotId,
   }));
-  const member = resolved ? sourceMember(dependencies, cluster, resolved) : undefined;
+  // The member the snapshot was read from first, then its peers (member-hash-check.ts).
+  const members = resolved
+    ? [resolved.member, ...(resolved.peers ?? [])].map((reach) =>
+        // Reached again the way the snapshot step reached the source, only once the file proved sound;
+        // loaded then too, so that the step's cold start evaluates neither gRPC nor the Kubernetes client.
+        lazyMember(describeMemberReach(reach), async () => {
+          const { openMemberSource } = await import("./member-source.js");
+          return openMemberSource(dependencies, findTarget(await dependencies.loadTargets(), cluster), reach);
+        }),
+      )
+    : [];
   try {
     const verified = await verifyStoredSnapshot(dependencies.s3, object, snapshot, {
       stagingDir: dependencies.stagingDir,
       // Reading back a large snapshot takes minutes: say how far it got, as the snapshot step does.
       onStaged: (bytes, totalBytes) => progress(bytes, totalBytes),
-      member: member?.asked,
+      members,
     });
     const { memberHash } = verified;
-    if (memberHash?.outcome === "not-compared") {
-      dependencies.reporter.warn("snapshot not compared with the member's HashKV", {
+    if (
+      memberHash &&
+      (memberHash.outcome === "not-compared" || memberHash.diverged || memberHash.notCompared)
+    ) {
+      dependencies.reporter.warn("snapshot's HashKV not matched by every member", {
         snapshotId: snapshot.snapshotId,
-        reason: memberHash.reason,
+        memberHash: describeMemberHashCheck(memberHash),
       });
     }
     await tagSnapshotObject(dependencies.s3, object, {
@@ -101,33 +117,6 @@ export async function verifySnapshot(
     }
     throw error;
   } finally {
-    member?.close();
+    for (const member of members) member.close();
   }
-}
-
-/**
- * The member the snapshot came from, reached again the way the snapshot step reached it — but only when
- * verification asks, after the file proved sound; a member that cannot be reached then is a reason not to
- * compare (member-hash-check.ts), not a failed backup.
- */
-function sourceMember(
-  dependencies: BackupDependencies,
-  cluster: string,
-  resolved: ResolvedTarget,
-): { asked: SnapshotMember; close(): void } {
-  let opened: Promise<SnapshotSource> | undefined;
-  return {
-    asked: {
-      description: describeSourceMember(resolved.member),
-      async hashKV(revision) {
-        opened ??= dependencies
-          .loadTargets()
-          .then((targets) => openMemberSource(dependencies, findTarget(targets, cluster), resolved.member));
-        return (await opened).hashKV(revision);
-      },
-    },
-    close() {
-      opened?.then((source) => source.close()).catch(() => undefined);
-    },
-  };
 }

@@ -1,18 +1,37 @@
-// The snapshot against the member it came from: the member's HashKV at the snapshot's revision must equal
-// the one computed from the verified file (key-history-hash.ts) — proof that the copy holds what etcd
-// holds, beyond a sound file. A different hash fails the snapshot as corrupt; a member that can no longer
-// answer (it compacted past the revision since, or is out of reach) leaves the snapshot verified, with the
-// reason the comparison was not made.
+// The snapshot against the cluster it came from: each member's HashKV at the snapshot's revision is
+// compared with the one computed from the verified file (key-history-hash.ts) — proof that the copy holds
+// what etcd holds, beyond a sound file. The member it was read from is asked first, then its peers: the
+// product reads from a follower, and a follower whose data has diverged from the others (a data
+// corruption etcd's own corruption check exists for) would hand over a sound file of the wrong data.
+//
+// The snapshot is corrupt when the members that hold other data at that revision are at least as many as
+// those that hold the snapshot's. A minority that differs is reported, not failed: the backup holds what
+// the cluster agrees on, and on-call hears of the diverged member. A member that can no longer answer
+// (it compacted past the revision since, or is out of reach) is left out, with the reason.
 import { describeError, SnapshotCorruptError } from "../errors.js";
 import type { MemberKvHash } from "./snapshot-source.js";
 
-export type MemberHashCheck =
-  | { outcome: "matched"; revision: number; compactRevision: number; hash: number }
-  | { outcome: "not-compared"; revision: number; reason: string };
+/** A member to ask: how it is named in messages, and its HashKV. */
+export interface HashedMember {
+  description: string;
+  hashKV(revision: number): Promise<MemberKvHash>;
+}
 
-/** etcd's refusals that mean "not at this revision any more / yet", not a fault of the snapshot. */
-const compactedPattern = /required revision has been compacted/i;
-const futurePattern = /required revision is a future revision/i;
+export type MemberHashCheck =
+  | {
+      outcome: "matched";
+      revision: number;
+      /** The first agreeing member's answer (the source member's, when it answered). */
+      compactRevision: number;
+      hash: number;
+      /** The members whose HashKV is the snapshot's. */
+      agreeing: string[];
+      /** Members that hold other data at the revision: fewer than those agreeing. */
+      diverged?: string[];
+      /** Members that could not answer, each with why. */
+      notCompared?: string[];
+    }
+  | { outcome: "not-compared"; revision: number; reason: string };
 
 /** The snapshot's side: its revision, and its HashKV there for a given compact revision of the member. */
 export interface SnapshotKvHash {
@@ -20,36 +39,68 @@ export interface SnapshotKvHash {
   kvHashAt(compactRevision: number): number;
 }
 
-export async function checkMemberHash(
-  report: SnapshotKvHash,
-  askMember: (revision: number) => Promise<MemberKvHash>,
-  member: string,
+/** etcd's refusals that mean "not at this revision any more / yet", not a fault of the snapshot. */
+const compactedPattern = /required revision has been compacted/i;
+const futurePattern = /required revision is a future revision/i;
+
+export async function checkMemberHashes(
+  snapshot: SnapshotKvHash,
+  members: readonly HashedMember[],
 ): Promise<MemberHashCheck> {
-  const { revision } = report;
-  let answer: MemberKvHash;
-  try {
-    answer = await askMember(revision);
-  } catch (error) {
-    const detail = describeError(error);
-    const reason = compactedPattern.test(detail)
-      ? `${member} has compacted past revision ${revision} since the snapshot`
-      : futurePattern.test(detail)
-        ? `${member} has not reached revision ${revision}`
-        : `${member} did not answer HashKV: ${detail}`;
-    return { outcome: "not-compared", revision, reason };
+  const { revision } = snapshot;
+  const agreeing: Array<{ member: string; answer: MemberKvHash }> = [];
+  const diverged: Array<{ member: string; answer: MemberKvHash; expected: number }> = [];
+  const notCompared: string[] = [];
+  for (const member of members) {
+    const answer = await member.hashKV(revision).catch((error: unknown) => {
+      notCompared.push(`${member.description}: ${whyNotAnswered(error, revision)}`);
+      return undefined;
+    });
+    if (!answer) continue;
+    const expected = snapshot.kvHashAt(answer.compactRevision);
+    if (answer.hash === expected) agreeing.push({ member: member.description, answer });
+    else diverged.push({ member: member.description, answer, expected });
   }
-  const expected = report.kvHashAt(answer.compactRevision);
-  if (expected !== answer.hash) {
+  if (agreeing.length === 0 && diverged.length === 0) {
+    return { outcome: "not-compared", revision, reason: notCompared.join("; ") };
+  }
+  if (diverged.length >= agreeing.length) {
+    const holders = agreeing.map((entry) => entry.member);
     throw new SnapshotCorruptError(
-      `the snapshot does not hold what ${member} holds at revision ${revision}: its HashKV is ${answer.hash} (compacted at ${answer.compactRevision}), the snapshot's ${expected}`,
+      `the snapshot does not hold what ${diverged.map((entry) => entry.member).join(" and ")} ${diverged.length === 1 ? "holds" : "hold"} at revision ${revision}: ${diverged
+        .map(
+          (entry) =>
+            `HashKV ${entry.answer.hash} (compacted at ${entry.answer.compactRevision}), the snapshot's ${entry.expected}`,
+        )
+        .join(
+          "; ",
+        )}${holders.length > 0 ? `; only ${holders.join(" and ")} agree${holders.length === 1 ? "s" : ""} with it` : ""}`,
     );
   }
-  return { outcome: "matched", revision, compactRevision: answer.compactRevision, hash: answer.hash };
+  const first = agreeing[0] as { answer: MemberKvHash };
+  return {
+    outcome: "matched",
+    revision,
+    compactRevision: first.answer.compactRevision,
+    hash: first.answer.hash,
+    agreeing: agreeing.map((entry) => entry.member),
+    ...(diverged.length > 0 ? { diverged: diverged.map((entry) => entry.member) } : {}),
+    ...(notCompared.length > 0 ? { notCompared } : {}),
+  };
+}
+
+function whyNotAnswered(error: unknown, revision: number): string {
+  const detail = describeError(error);
+  if (compactedPattern.test(detail)) return `compacted past revision ${revision} since the snapshot`;
+  if (futurePattern.test(detail)) return `has not reached revision ${revision}`;
+  return `did not answer HashKV: ${detail}`;
 }
 
 /** One line for logs and the CLI. */
 export function describeMemberHashCheck(check: MemberHashCheck): string {
-  return check.outcome === "matched"
-    ? `matches the member's HashKV at revision ${check.revision} (${check.hash})`
-    : `not compared with the member: ${check.reason}`;
+  if (check.outcome === "not-compared") return `not compared with the members: ${check.reason}`;
+  const parts = [`matches the HashKV of ${check.agreeing.join(", ")} at revision ${check.revision}`];
+  if (check.diverged) parts.push(`DIVERGED: ${check.diverged.join(", ")} hold other data`);
+  if (check.notCompared) parts.push(`not compared: ${check.notCompared.join("; ")}`);
+  return parts.join("; ");
 }

@@ -38,9 +38,8 @@ import {
 } from "./etcd-schema.js";
 import { KeyHistoryHash } from "./key-history-hash.js";
 import { LiveKeySet } from "./live-key-set.js";
-import { checkMemberHash, type MemberHashCheck } from "./member-hash-check.js";
+import { checkMemberHashes, type HashedMember, type MemberHashCheck } from "./member-hash-check.js";
 import { hasTrailerSize, snapshotTrailerBytes, TrailerHoldingHash } from "./snapshot-format.js";
-import type { MemberKvHash } from "./snapshot-source.js";
 import { readFully, WriteBatch } from "./write-fully.js";
 
 export interface SnapshotReport {
@@ -61,7 +60,7 @@ export interface SnapshotReport {
    * answers it (key-history-hash.ts).
    */
   kvHash: number;
-  /** The member's own HashKV compared with the snapshot's, when verification was given the member. */
+  /** The members' HashKV compared with the snapshot's, when verification was given members. */
   memberHash?: MemberHashCheck;
   /** `tx.Size()`: the chosen meta's pgid times the page size. */
   totalSize: number;
@@ -79,15 +78,12 @@ export interface SnapshotReport {
   fileBytes: number;
 }
 
-/** The member the snapshot was taken from, asked for its HashKV once the file is verified. */
-export interface SnapshotMember {
-  description: string;
-  hashKV(revision: number): Promise<MemberKvHash>;
-}
-
 export interface VerifyOptions {
-  /** Compare the snapshot's HashKV with this member's (member-hash-check.ts). */
-  member?: SnapshotMember | undefined;
+  /**
+   * Compare the snapshot's HashKV with these members' (member-hash-check.ts), once the file is verified:
+   * the member it was read from first, then its peers.
+   */
+  members?: readonly HashedMember[] | undefined;
   /**
    * Refuse a file without a sha256 trailer (default true). `etcdutl snapshot restore` accepts one only
    * with --skip-hash-check; a plain bbolt file (a copied member `db`) needs `requireTrailer: false`.
@@ -248,13 +244,13 @@ async function verifyOpenFile(
   const history = figures.history;
   // HashKV at the revision the snapshot restores to, which a compaction may set above the last entry's.
   const hashRevision = Math.max(figures.revision, figures.compactRevision ?? 0, 1);
-  const memberHash = options.member
-    ? await checkMemberHash(
-        { revision: hashRevision, kvHashAt: (compactRevision) => history.hashAt(compactRevision) },
-        (revision) => (options.member as SnapshotMember).hashKV(revision),
-        options.member.description,
-      )
-    : undefined;
+  const memberHash =
+    options.members && options.members.length > 0
+      ? await checkMemberHashes(
+          { revision: hashRevision, kvHashAt: (compactRevision) => history.hashAt(compactRevision) },
+          options.members,
+        )
+      : undefined;
   return {
     sha256,
     hasTrailer: withTrailer,

@@ -5,7 +5,8 @@ import type { Readable } from "node:stream";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SnapshotCorruptError, SnapshotNotFoundError } from "../errors.js";
 import { storageError } from "../store/s3-errors.js";
-import { type SnapshotMember, type SnapshotReport, verifySnapshotStream } from "./verify-snapshot.js";
+import type { HashedMember } from "./member-hash-check.js";
+import { type SnapshotReport, verifySnapshotStream } from "./verify-snapshot.js";
 
 export interface StoredObjectLocation {
   bucket: string;
@@ -33,15 +34,15 @@ export async function verifyStoredSnapshot(
   options: {
     stagingDir?: string | undefined;
     onStaged?: (bytes: number, totalBytes: number | undefined) => void;
-    /** The member the snapshot came from, whose HashKV is compared with the snapshot's. */
-    member?: SnapshotMember | undefined;
+    /** The member the snapshot came from, then its peers: their HashKV is compared with the snapshot's. */
+    members?: readonly HashedMember[] | undefined;
   } = {},
 ): Promise<VerifiedSnapshot> {
   const body = await openStoredObject(client, location);
   const { onStaged } = options;
   const report = await verifySnapshotStream(body.stream, {
     stagingDir: options.stagingDir,
-    member: options.member,
+    members: options.members,
     expectedBytes: body.bytes,
     ...(onStaged ? { onStaged: (bytes: number) => onStaged(bytes, body.bytes) } : {}),
   });
