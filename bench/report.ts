@@ -321,7 +321,8 @@ export function renderReport(results: BenchResults): string {
       "## 2. Verify",
       "",
       "The product's `verifySnapshotFile` (sha256 of the database against the trailer, both meta pages, a " +
-        "full tree walk with the CRC-32C `etcdctl snapshot status` prints, the freelist), in its own " +
+        "full tree walk with the CRC-32C `etcdctl snapshot status` prints and the history etcd's HashKV is " +
+        "computed from, the freelist; not the members' own HashKV, which they compute), in its own " +
         "process, against `sha256sum FILE` (the read-and-hash limit) and `etcdctl snapshot status FILE`. " +
         "The file is the product's snapshot from section 1, in the page cache for all three. The last " +
         "column is one run of `etcd-backup verify FILE` as a user runs it (`bin/etcd-backup.mjs`, which " +
