@@ -6,12 +6,17 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type BackupDependencies, silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
+import { openMemberSource } from "../../lambdas/core/backup/member-source.js";
+import { resolveTarget } from "../../lambdas/core/backup/resolve-target-step.js";
+import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
 import {
   EtcdUnavailableError,
   InvalidInputError,
   KubernetesAccessDeniedError,
   KubernetesApiError,
 } from "../../lambdas/core/errors.js";
+import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { discoverEtcdMembers, kubeadmMembers } from "../../lambdas/core/kube/discover-members.js";
 import { kubeConfigFromFile } from "../../lambdas/core/kube/kube-config.js";
 import { chooseKubernetesMember, readMemberPod } from "../../lambdas/core/kube/kubernetes-member-source.js";
@@ -257,6 +262,57 @@ describe("choosing a member through its source", () => {
   }
 });
 
+describe("the backup's ResolveTarget through Kubernetes", () => {
+  for (const source of ["exec", "grpc"] as const) {
+    it(`${source}: names the other ready members as peers, each of which answers HashKV through its pod`, async () => {
+      const targets = parseTargetsFile({
+        prefix: "etcd-backup",
+        targets: [
+          {
+            name: "kubeadm",
+            schedule: "rate(1 hour)",
+            access: { kind: "kubeconfig", secretArn: "arn:aws:secretsmanager:us-east-1:1:secret:k" },
+            etcd: { source },
+          },
+        ],
+      });
+      const dependencies = {
+        loadTargets: async () => targets,
+        loadEtcdTls: async () => undefined,
+        loadKubeConfig: () => kubeConfigFromFile(standIn.kubeconfigPath),
+        reporter: silentReporter,
+        now: () => new Date(),
+      } as unknown as BackupDependencies;
+      const resolved = await resolveTarget(dependencies, { cluster: "kubeadm" });
+      const peers = resolved.peers ?? [];
+      expect(peers.map((peer) => peer.pod?.name).sort()).toEqual(
+        ["etcd-cp-0", "etcd-cp-1", "etcd-cp-2"].filter((name) => name !== resolved.member.pod?.name),
+      );
+      expect(peers.every((peer) => peer.source === source && peer.pod?.namespace === "kube-system")).toBe(
+        true,
+      );
+      const target = targets.targets[0] as (typeof targets.targets)[number];
+      for (const peer of peers) {
+        const index = Number(peer.pod?.name.at(-1));
+        const member = await openMemberSource(dependencies, target, peer);
+        const direct = createEtcdClient({ endpoint: etcd.members[index]?.clientUrl as string });
+        try {
+          const revision = (await direct.status()).revision;
+          const { hash, compactRevision } = await direct.hashKV(revision);
+          expect(await member.hashKV(revision)).toEqual(
+            source === "exec"
+              ? { hash, compactRevision }
+              : expect.objectContaining({ hash, compactRevision }),
+          );
+        } finally {
+          member.close();
+          direct.close();
+        }
+      }
+    });
+  }
+});
+
 describe("etcd-backup snapshot through Kubernetes", () => {
   for (const source of ["exec", "grpc"] as const) {
     it(`--kubeconfig --source ${source} streams a verified snapshot into S3 whose figures equal a direct etcdctl snapshot save`, async () => {
@@ -299,6 +355,14 @@ describe("etcd-backup snapshot through Kubernetes", () => {
       });
       expect(stored.sha256).toBe(result.sha256);
       expect(result.liveKeyCount).toBe(250);
+      // The member it was read from, then the other two pods through the same kind of source, answer
+      // the snapshot's HashKV.
+      expect(result.memberHash).toMatchObject({ outcome: "matched", revision: result.revision });
+      const agreeing = result.memberHash.agreeing as string[];
+      expect(agreeing).toHaveLength(3);
+      for (const pod of ["etcd-cp-0", "etcd-cp-1", "etcd-cp-2"]) {
+        expect(agreeing.filter((member) => member.startsWith(`pod kube-system/${pod} `))).toHaveLength(1);
+      }
     });
   }
 
