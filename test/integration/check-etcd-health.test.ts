@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
 import type { TargetsFile } from "../../lambdas/core/config/target-config.js";
+import { SnapshotCorruptError } from "../../lambdas/core/errors.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { checkEtcdHealth } from "../../lambdas/core/restore/check-etcd-health-step.js";
 import type { RestoreDependencies } from "../../lambdas/core/restore/restore-dependencies.js";
@@ -104,8 +105,11 @@ describe("checkEtcdHealth", () => {
       `1 member(s) healthy, one leader, revision ${live.revision}, ${live.count} keys, content as the snapshot's (HashKV)`,
     );
     // Same revision and key count, other values: only the content check sees it.
+    // Not retried (SnapshotCorruptError, not EtcdUnavailableError): the restore rolls back at once.
     await expect(check(snapshotAt({ kvHash: { ...liveHash, hash: liveHash.hash ^ 1 } }))).rejects.toThrow(
-      `member ${members[0]?.name}'s HashKV at revision ${live.revision} is ${liveHash.hash}, the snapshot's ${liveHash.hash ^ 1}: its content is not the snapshot's`,
+      new SnapshotCorruptError(
+        `etcd is not as restored: member ${members[0]?.name}'s HashKV at revision ${live.revision} is ${liveHash.hash}, the snapshot's ${liveHash.hash ^ 1}: its content is not the snapshot's`,
+      ),
     );
     // Bumped: nothing to compare, and the summary does not claim it.
     const bumped = await check(

@@ -1,21 +1,25 @@
 // The restore state machine on a three-member etcd run as static pods: a download that fails its check,
-// and one member whose etcd cannot start after the others restarted on the snapshot, roll every member back
-// to its own data; then a restore brings every member to the snapshot. Only the state machine, its handlers
+// one member whose etcd cannot start after the others restarted on the snapshot, and restored members whose
+// content is not the snapshot's catalogued HashKV roll every member back to its own data; then a restore
+// brings every member to the snapshot. Only the state machine, its handlers
 // and the agents it starts touch etcd.
 import { execFile } from "node:child_process";
 import { existsSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
 import { type LocalStack, localCluster, startLocalStack } from "../../cli/local/local-stack.js";
 import type { PublishedMessage } from "../../cli/local/local-state-machine.js";
 import { runLocalBackup, runLocalRestore } from "../../cli/local/local-workflows.js";
 import { etcdManifestName } from "../../cli/local/static-pod-etcd.js";
+import { snapshotSortKey } from "../../lambdas/core/catalogue/catalogue-table.js";
 import type { SnapshotRecord } from "../../lambdas/core/catalogue/snapshot-record.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { parkedManifestDirFor, restoreIdFor } from "../../lambdas/core/restore/restore-plans-step.js";
+import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 
 const run = promisify(execFile);
 
@@ -161,6 +165,43 @@ describe("the restore state machine on three members", () => {
     expect(clusterAfter.leaders.size).toBe(1);
   }, 180_000);
 
+  it("rolls every member back when the restored members do not hold the snapshot's catalogued HashKV", async () => {
+    const before = await registry(0);
+    // As if the object restored were not the one verification read: same size and sha256 on the row,
+    // but the content catalogued at verification is another. Only the content check can tell.
+    const documents = DynamoDBDocumentClient.from(createDynamoDbClient({ endpoint: stack.dynamo.endpoint }));
+    const key = { cluster: localCluster, sk: snapshotSortKey(snapshot.snapshotId) };
+    const row = (await documents.send(new GetCommand({ TableName: stack.tableName, Key: key }))).Item;
+    const kvHash = row?.kvHash as { hash: number; compactRevision: number };
+    expect(kvHash.hash).toBeGreaterThan(0);
+    const setKvHash = (value: typeof kvHash) =>
+      documents.send(
+        new UpdateCommand({
+          TableName: stack.tableName,
+          Key: key,
+          UpdateExpression: "SET kvHash = :kvHash",
+          ExpressionAttributeValues: { ":kvHash": value },
+        }),
+      );
+    await setKvHash({ ...kvHash, hash: kvHash.hash ^ 1 });
+    try {
+      const run = await restore();
+      expect(run.status).toBe("FAILED");
+      expect(run.entered).toContain("CheckEtcdHealth");
+      expect(run.entered).toContain("StartRollback");
+      expect(run.entered).not.toContain("Phase_start_apiserver");
+      expect(run.published.at(-1)?.message).toContain("its content is not the snapshot's");
+      // Not retried: nothing about it changes with time.
+      expect(
+        run.states.filter((event) => event.type === "retried" && event.state === "CheckEtcdHealth"),
+      ).toEqual([]);
+    } finally {
+      await setKvHash(kvHash);
+    }
+    await stack.etcd.waitUntilHealthy(30_000);
+    for (const index of [0, 1, 2]) expect(await registry(index)).toEqual(before);
+  }, 240_000);
+
   it("restores every member to the snapshot: its keys back with their values, later ones gone", async () => {
     const run = await restore();
     expect(run.status, JSON.stringify(run.error)).toBe("SUCCEEDED");
@@ -181,7 +222,7 @@ describe("the restore state machine on three members", () => {
     const safety = (
       await stack.catalogue.listSnapshots(localCluster, { status: "VERIFIED" })
     ).snapshots.filter((row) => row.tags.includes("pre-restore"));
-    // One safety snapshot per restore that got past approval: the two rolled back and this one.
-    expect(safety).toHaveLength(3);
+    // One safety snapshot per restore that got past approval: the three rolled back and this one.
+    expect(safety).toHaveLength(4);
   }, 180_000);
 });

@@ -4,7 +4,7 @@
 // revision equals the snapshot's, as catalogued at verification. Until the API servers start nothing
 // writes to etcd, so all must match exactly.
 import { findTarget } from "../config/target-config.js";
-import { describeError, EtcdUnavailableError } from "../errors.js";
+import { describeError, EtcdUnavailableError, SnapshotCorruptError } from "../errors.js";
 import { createEtcdClient, type MemberStatus } from "../etcd/etcd-client.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
@@ -69,6 +69,11 @@ export async function checkEtcdHealth(
   }
   if (keys && keys.count !== snapshot.liveKeyCount) {
     problems.push(`etcd holds ${keys.count} keys, the snapshot ${snapshot.liveKeyCount}`);
+  }
+  if (problems.length === 0 && contentProblems.length > 0) {
+    // Every member is up at the snapshot's revision with its key count, and holds other data: no retry
+    // changes that, so the restore rolls back at once.
+    throw new SnapshotCorruptError(`etcd is not as restored: ${contentProblems.join("; ")}`);
   }
   problems.push(...contentProblems);
   if (problems.length > 0) {
