@@ -74,7 +74,7 @@ export interface SnapshotCommandResult {
   revision: number;
   totalKey: number;
   liveKeyCount: number;
-  /** The member's HashKV at the snapshot's revision against the snapshot's: matched, or why not compared. */
+  /** The members' HashKV at the snapshot's revision against the snapshot's: who agrees, who differs, who could not answer. */
   memberHash: MemberHashCheck | undefined;
   etcdVersion: string;
   source: string;

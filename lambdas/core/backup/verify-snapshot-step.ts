@@ -1,5 +1,5 @@
 // The verify state: read the stored object back from S3, prove it sound, check it against what the
-// snapshot step streamed and against the member's own HashKV at its revision, and catalogue it VERIFIED.
+// snapshot step streamed and against the members' own HashKV at its revision, and catalogue it VERIFIED.
 // A corrupt snapshot is tagged and marked FAILED here, then the error goes on to the state machine's
 // failure path (and is never retried).
 import { findTarget } from "../config/target-config.js";
@@ -31,7 +31,7 @@ export async function verifySnapshot(
   dependencies: BackupDependencies,
   input: ExecutionInput,
   snapshot: StoredSnapshotPayload,
-  /** The member the snapshot came from; absent in executions of a definition that did not pass it. */
+  /** The member the snapshot came from and its peers; absent in executions of an older definition. */
   resolved?: ResolvedTarget,
 ): Promise<VerificationPayload> {
   const { cluster } = input;

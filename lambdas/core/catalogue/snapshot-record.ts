@@ -53,7 +53,7 @@ export interface SnapshotRecord {
   revision?: number;
   totalKey?: number;
   liveKeyCount?: number;
-  /** The source member's HashKV at the revision against the snapshot's: matched, or why not compared. */
+  /** The members' HashKV at the revision against the snapshot's: who agrees, who differs, who could not answer. */
   memberHash?: MemberHashCheck;
   /**
    * etcd's HashKV at the revision, computed from the snapshot for its own compact revision: what each
