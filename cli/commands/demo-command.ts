@@ -136,7 +136,11 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
     client.close();
     const checks = {
       backupSucceeded: backup.status === "SUCCEEDED",
-      backupMatchesMember: snapshot.memberHash?.outcome === "matched",
+      // Every member holds the snapshot's content at its revision: none diverged, none left unasked.
+      backupMatchesMembers:
+        snapshot.memberHash?.outcome === "matched" &&
+        snapshot.memberHash.diverged === undefined &&
+        snapshot.memberHash.notCompared === undefined,
       restoreSucceeded: restore.status === "SUCCEEDED",
       keysBack: keysRestored === keyCount,
       keysAfterSnapshotGone: keysAfterSnapshotLeft === 0,

@@ -17,7 +17,7 @@ describe("etcd-backup demo", () => {
     const result = JSON.parse(stdout);
     expect(result.checks).toEqual({
       backupSucceeded: true,
-      backupMatchesMember: true,
+      backupMatchesMembers: true,
       restoreSucceeded: true,
       keysBack: true,
       keysAfterSnapshotGone: true,
