@@ -16,12 +16,15 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { DynamoDBDocumentClient, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { backupFunctions } from "../../cli/local/backup-functions.js";
 import type { LocalHandler } from "../../cli/local/local-state-machine.js";
+import { snapshotSortKey } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { ErrorNames } from "../../lambdas/core/errors.js";
 import { snapshotObjectKey } from "../../lambdas/core/snapshot/snapshot-naming.js";
+import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { resealTrailer } from "../support/bbolt-builder.js";
 import { createEtcdWriter, type EtcdWriter } from "../support/etcd-writer.js";
 import { type KubeApiStandIn, startKubeApiStandIn } from "../support/kube-api-server/index.js";
@@ -93,6 +96,45 @@ function wrapping(name: keyof Functions & string, wrap: (real: LocalHandler) => 
 /** The payload the state machine gives TakeSnapshot: the execution input and ResolveTarget's result. */
 function snapshotTaskPayload(event: unknown) {
   return event as { executionArn: string; input: { cluster: string }; target: { snapshotId: string } };
+}
+
+/**
+ * The backup functions with VerifySnapshot seeing a stored snapshot whose one value was changed and whose
+ * trailer was resealed, as if the source had streamed it so (the snapshot step's payload and catalogue row
+ * say its sha256): a sound file that only the members' HashKV can tell apart.
+ */
+function alteringTheStoredSnapshot() {
+  let storedKey: string | undefined;
+  const functions = wrapping("VerifySnapshotFunctionArn", (real) => async (event, context) => {
+    const payload = event as {
+      input: { cluster: string };
+      snapshot: { key: string; sha256: string; snapshotId: string };
+    };
+    storedKey = payload.snapshot.key;
+    const object = await stack.s3.client.send(
+      new GetObjectCommand({ Bucket: stack.s3.bucket, Key: storedKey }),
+    );
+    const bytes = Buffer.from(
+      await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+    const at = bytes.indexOf("data-42") + "data-4".length;
+    bytes[at] = "7".charCodeAt(0);
+    const resealed = resealTrailer(bytes);
+    await stack.s3.client.send(
+      new PutObjectCommand({ Bucket: stack.s3.bucket, Key: storedKey, Body: resealed }),
+    );
+    const sha256 = resealed.subarray(resealed.length - 32).toString("hex");
+    await DynamoDBDocumentClient.from(createDynamoDbClient({ endpoint: stack.dynamo.endpoint })).send(
+      new UpdateCommand({
+        TableName: stack.tableName,
+        Key: { cluster: payload.input.cluster, sk: snapshotSortKey(payload.snapshot.snapshotId) },
+        UpdateExpression: "SET sha256 = :sha256",
+        ExpressionAttributeValues: { ":sha256": sha256 },
+      }),
+    );
+    return real({ ...payload, snapshot: { ...payload.snapshot, sha256, versionId: undefined } }, context);
+  });
+  return { functions, key: () => storedKey as string };
 }
 
 /** What the catalogue holds for one execution, over every status. */
@@ -342,29 +384,10 @@ describe("the backup state machine's failure and retry paths, executed locally",
   });
 
   it("fails VerifySnapshot as corrupt when a sound snapshot does not hold what its member holds (HashKV)", async () => {
-    let damagedKey: string | undefined;
-    const functions = wrapping("VerifySnapshotFunctionArn", (real) => async (event, context) => {
-      const payload = event as { snapshot: { key: string; sha256: string } };
-      damagedKey = payload.snapshot.key;
-      const object = await stack.s3.client.send(
-        new GetObjectCommand({ Bucket: stack.s3.bucket, Key: damagedKey }),
-      );
-      const bytes = Buffer.from(
-        await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
-      );
-      // One value changed, the trailer resealed: a sound file, as if the source had streamed it so.
-      const at = bytes.indexOf("data-42") + "data-4".length;
-      bytes[at] = "7".charCodeAt(0);
-      const resealed = resealTrailer(bytes);
-      await stack.s3.client.send(
-        new PutObjectCommand({ Bucket: stack.s3.bucket, Key: damagedKey, Body: resealed }),
-      );
-      const sha256 = resealed.subarray(resealed.length - 32).toString("hex");
-      return real({ ...payload, snapshot: { ...payload.snapshot, sha256, versionId: undefined } }, context);
-    });
+    const altered = alteringTheStoredSnapshot();
     const run = await runBackupMachine(
       { cluster: "local", scheduledTime: "2026-11-24T12:30:00Z" },
-      functions,
+      altered.functions,
     );
     expect(run.status).toBe("FAILED");
     expect(run.retried("VerifySnapshot")).toBe(0);
@@ -376,9 +399,33 @@ describe("the backup state machine's failure and retry paths, executed locally",
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ status: "FAILED", failure: { errorName: ErrorNames.SnapshotCorrupt } });
     const { TagSet } = await stack.s3.client.send(
-      new GetObjectTaggingCommand({ Bucket: stack.s3.bucket, Key: damagedKey as string }),
+      new GetObjectTaggingCommand({ Bucket: stack.s3.bucket, Key: altered.key() }),
     );
     expect(TagSet).toContainEqual({ Key: "etcd-backup-status", Value: "corrupt" });
+  });
+
+  it("keeps the same snapshot VERIFIED and records the mismatch where the target says memberHashCheck report", async () => {
+    const altered = alteringTheStoredSnapshot();
+    const run = await runBackupMachine(
+      { cluster: "local-report", scheduledTime: "2026-11-24T12:45:00Z" },
+      altered.functions,
+    );
+    expect(run.status, JSON.stringify(run.published)).toBe("SUCCEEDED");
+    expect(run.published).toEqual([]);
+    const rows = await rowsOf("local-report", run.executionArn);
+    expect(rows).toEqual([
+      expect.objectContaining({
+        status: "VERIFIED",
+        memberHash: expect.objectContaining({
+          outcome: "mismatched",
+          agreeing: [],
+          diverged: [stack.etcd.endpoints[0]],
+          reason: expect.stringMatching(
+            /^the snapshot does not hold what \S+ holds at revision \d+: HashKV \d+/,
+          ),
+        }),
+      }),
+    ]);
   });
 
   it("verifies and says why, when the member cannot be asked for its HashKV", async () => {

@@ -24,8 +24,9 @@ export interface LocalBackupStack {
 }
 
 /**
- * Targets: the real cluster as `local`, `unreachable`, whose only endpoint answers nothing, and any the
- * caller adds (written before a handler runs: the handlers read the targets file once).
+ * Targets: the real cluster as `local`, and again as `local-report` (memberHashCheck `report`),
+ * `unreachable`, whose only endpoint answers nothing, and any the caller adds (written before a handler
+ * runs: the handlers read the targets file once).
  */
 export async function startLocalBackupStack(
   options: { members?: 1 | 3; extraTargets?: Array<Record<string, unknown>> } = {},
@@ -51,6 +52,12 @@ export async function startLocalBackupStack(
           schedule: "rate(1 hour)",
           access: { kind: "direct" },
           etcd: { endpoints: etcd.endpoints },
+        },
+        {
+          name: "local-report",
+          schedule: "rate(1 hour)",
+          access: { kind: "direct" },
+          etcd: { endpoints: etcd.endpoints, memberHashCheck: "report" },
         },
         {
           name: "unreachable",

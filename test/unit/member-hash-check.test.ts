@@ -58,6 +58,23 @@ describe("checkMemberHashes", () => {
     );
   });
 
+  it("returns what it would have failed as mismatched when the target says report", async () => {
+    const check = await checkMemberHashes(
+      snapshot,
+      [answering("m1", 1010), answering("m2", 7), answering("m3", 7)],
+      "report",
+    );
+    expect(check).toEqual({
+      outcome: "mismatched",
+      revision: 50,
+      reason:
+        "the snapshot does not hold what m2 and m3 hold at revision 50: HashKV 7 (compacted at 10), the snapshot's 1010; HashKV 7 (compacted at 10), the snapshot's 1010; only m1 agrees with it",
+      agreeing: ["m1"],
+      diverged: ["m2", "m3"],
+    });
+    expect(describeMemberHashCheck(check)).toMatch(/^MISMATCHED \(reported, not failed\): the snapshot/);
+  });
+
   it("fails on a tie, and when the only member that answers differs", async () => {
     await expect(checkMemberHashes(snapshot, [answering("m1", 1010), answering("m2", 7)])).rejects.toThrow(
       SnapshotCorruptError,

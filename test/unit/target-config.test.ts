@@ -27,6 +27,18 @@ describe("the targets file", () => {
     expect(problemsOf({ etcd: { endpoints: ["https://10.0.1.10:2379"] } })).toBe("");
   });
 
+  it("enforces the members' HashKV unless the target says report, and accepts nothing else", () => {
+    const etcd = { endpoints: [member.clientUrl] };
+    const parse = (extra: Record<string, unknown>) =>
+      parseTargetsFile({ targets: [{ name: "prod", schedule: "rate(1 hour)", etcd: { ...etcd, ...extra } }] })
+        .targets[0]?.etcd.memberHashCheck;
+    expect(parse({})).toBe("enforce");
+    expect(parse({ memberHashCheck: "report" })).toBe("report");
+    expect(problemsOf({ etcd: { ...etcd, memberHashCheck: "off" } })).toMatch(
+      /targets\.0\.etcd\.memberHashCheck/,
+    );
+  });
+
   it("lets direct access reach etcd at the restore members' client URLs when it lists none", () => {
     const file = parseTargetsFile({
       targets: [

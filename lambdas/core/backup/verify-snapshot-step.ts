@@ -39,6 +39,7 @@ export async function verifySnapshot(
   const progress = progressLog(dependencies.reporter, "reading back", () => ({
     snapshotId: snapshot.snapshotId,
   }));
+  const target = findTarget(await dependencies.loadTargets(), cluster);
   // The member the snapshot was read from first, then its peers (member-hash-check.ts).
   const members = resolved
     ? [resolved.member, ...(resolved.peers ?? [])].map((reach) =>
@@ -46,7 +47,7 @@ export async function verifySnapshot(
         // loaded then too, so that the step's cold start evaluates neither gRPC nor the Kubernetes client.
         lazyMember(describeMemberReach(reach), async () => {
           const { openMemberSource } = await import("./member-source.js");
-          return openMemberSource(dependencies, findTarget(await dependencies.loadTargets(), cluster), reach);
+          return openMemberSource(dependencies, target, reach);
         }),
       )
     : [];
@@ -56,12 +57,10 @@ export async function verifySnapshot(
       // Reading back a large snapshot takes minutes: say how far it got, as the snapshot step does.
       onStaged: (bytes, totalBytes) => progress(bytes, totalBytes),
       members,
+      memberHashCheck: target.etcd.memberHashCheck,
     });
     const { memberHash } = verified;
-    if (
-      memberHash &&
-      (memberHash.outcome === "not-compared" || memberHash.diverged || memberHash.notCompared)
-    ) {
+    if (memberHash && (memberHash.outcome !== "matched" || memberHash.diverged || memberHash.notCompared)) {
       dependencies.reporter.warn("snapshot's HashKV not matched by every member", {
         snapshotId: snapshot.snapshotId,
         memberHash: describeMemberHashCheck(memberHash),

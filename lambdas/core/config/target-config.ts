@@ -75,6 +75,13 @@ const etcdSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * What the verify step does when more members hold other data at the snapshot's revision than hold
+     * its own (member-hash-check.ts): fail the backup as corrupt (`enforce`), or keep it VERIFIED and
+     * record and warn of the mismatch (`report`) — for an etcd whose HashKV this product has not been
+     * proven against (it has been against 3.4), until a first comparison has matched.
+     */
+    memberHashCheck: z.enum(["enforce", "report"]).default("enforce"),
   })
   .strict()
   .transform((etcd, context) => {

@@ -5,8 +5,9 @@
 // corruption etcd's own corruption check exists for) would hand over a sound file of the wrong data.
 //
 // The snapshot is corrupt when the members that hold other data at that revision are at least as many as
-// those that hold the snapshot's. A minority that differs is reported, not failed: the backup holds what
-// the cluster agrees on, and on-call hears of the diverged member. A member that can no longer answer
+// those that hold the snapshot's (or, in `report` mode, recorded as mismatched). A minority that differs is
+// reported, not failed: the backup holds what the cluster agrees on, and on-call hears of the diverged
+// member. A member that can no longer answer
 // (it compacted past the revision since, or is out of reach) is left out, with the reason.
 import { describeError, SnapshotCorruptError } from "../errors.js";
 import type { MemberKvHash } from "./snapshot-source.js";
@@ -31,6 +32,15 @@ export type MemberHashCheck =
       /** Members that could not answer, each with why. */
       notCompared?: string[];
     }
+  | {
+      /** Reported, not failed, as the target's memberHashCheck `report` asks. */
+      outcome: "mismatched";
+      revision: number;
+      reason: string;
+      agreeing: string[];
+      diverged: string[];
+      notCompared?: string[];
+    }
   | { outcome: "not-compared"; revision: number; reason: string };
 
 /** The snapshot's side: its revision, and its HashKV there for a given compact revision of the member. */
@@ -46,6 +56,8 @@ const futurePattern = /required revision is a future revision/i;
 export async function checkMemberHashes(
   snapshot: SnapshotKvHash,
   members: readonly HashedMember[],
+  /** `report`: a snapshot most members disagree with is returned as mismatched instead of thrown. */
+  mode: "enforce" | "report" = "enforce",
 ): Promise<MemberHashCheck> {
   const { revision } = snapshot;
   const agreeing: Array<{ member: string; answer: MemberKvHash }> = [];
@@ -66,16 +78,27 @@ export async function checkMemberHashes(
   }
   if (diverged.length >= agreeing.length) {
     const holders = agreeing.map((entry) => entry.member);
-    throw new SnapshotCorruptError(
-      `the snapshot does not hold what ${diverged.map((entry) => entry.member).join(" and ")} ${diverged.length === 1 ? "holds" : "hold"} at revision ${revision}: ${diverged
-        .map(
-          (entry) =>
-            `HashKV ${entry.answer.hash} (compacted at ${entry.answer.compactRevision}), the snapshot's ${entry.expected}`,
-        )
-        .join(
-          "; ",
-        )}${holders.length > 0 ? `; only ${holders.join(" and ")} agree${holders.length === 1 ? "s" : ""} with it` : ""}`,
-    );
+    const answers = diverged
+      .map(
+        (entry) =>
+          `HashKV ${entry.answer.hash} (compacted at ${entry.answer.compactRevision}), the snapshot's ${entry.expected}`,
+      )
+      .join("; ");
+    const agreeingNote =
+      holders.length > 0
+        ? `; only ${holders.join(" and ")} agree${holders.length === 1 ? "s" : ""} with it`
+        : "";
+    const names = diverged.map((entry) => entry.member);
+    const reason = `the snapshot does not hold what ${names.join(" and ")} ${names.length === 1 ? "holds" : "hold"} at revision ${revision}: ${answers}${agreeingNote}`;
+    if (mode === "enforce") throw new SnapshotCorruptError(reason);
+    return {
+      outcome: "mismatched",
+      revision,
+      reason,
+      agreeing: holders,
+      diverged: names,
+      ...(notCompared.length > 0 ? { notCompared } : {}),
+    };
   }
   const first = agreeing[0] as { answer: MemberKvHash };
   return {
@@ -99,6 +122,7 @@ function whyNotAnswered(error: unknown, revision: number): string {
 /** One line for logs and the CLI. */
 export function describeMemberHashCheck(check: MemberHashCheck): string {
   if (check.outcome === "not-compared") return `not compared with the members: ${check.reason}`;
+  if (check.outcome === "mismatched") return `MISMATCHED (reported, not failed): ${check.reason}`;
   const parts = [`matches the HashKV of ${check.agreeing.join(", ")} at revision ${check.revision}`];
   if (check.diverged) parts.push(`DIVERGED: ${check.diverged.join(", ")} hold other data`);
   if (check.notCompared) parts.push(`not compared: ${check.notCompared.join("; ")}`);

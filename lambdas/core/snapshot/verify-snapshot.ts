@@ -84,6 +84,8 @@ export interface VerifyOptions {
    * the member it was read from first, then its peers.
    */
   members?: readonly HashedMember[] | undefined;
+  /** `report`: most members disagreeing is recorded as mismatched, not thrown (target memberHashCheck). */
+  memberHashCheck?: "enforce" | "report" | undefined;
   /**
    * Refuse a file without a sha256 trailer (default true). `etcdutl snapshot restore` accepts one only
    * with --skip-hash-check; a plain bbolt file (a copied member `db`) needs `requireTrailer: false`.
@@ -249,6 +251,7 @@ async function verifyOpenFile(
       ? await checkMemberHashes(
           { revision: hashRevision, kvHashAt: (compactRevision) => history.hashAt(compactRevision) },
           options.members,
+          options.memberHashCheck,
         )
       : undefined;
   return {

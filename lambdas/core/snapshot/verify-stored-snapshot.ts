@@ -36,6 +36,7 @@ export async function verifyStoredSnapshot(
     onStaged?: (bytes: number, totalBytes: number | undefined) => void;
     /** The member the snapshot came from, then its peers: their HashKV is compared with the snapshot's. */
     members?: readonly HashedMember[] | undefined;
+    memberHashCheck?: "enforce" | "report" | undefined;
   } = {},
 ): Promise<VerifiedSnapshot> {
   const body = await openStoredObject(client, location);
@@ -43,6 +44,7 @@ export async function verifyStoredSnapshot(
   const report = await verifySnapshotStream(body.stream, {
     stagingDir: options.stagingDir,
     members: options.members,
+    memberHashCheck: options.memberHashCheck,
     expectedBytes: body.bytes,
     ...(onStaged ? { onStaged: (bytes: number) => onStaged(bytes, body.bytes) } : {}),
   });
