@@ -46,7 +46,18 @@ const dependencies = {
   loadTargets: async () =>
     ({
       prefix: "etcd-backup",
-      targets: [{ name: "c", access: { kind: "direct" }, etcd: { endpoints: etcd.endpoints } }],
+      targets: [
+        {
+          name: "c",
+          access: { kind: "direct" },
+          etcd: { endpoints: etcd.endpoints, memberHashCheck: "enforce" },
+        },
+        {
+          name: "r",
+          access: { kind: "direct" },
+          etcd: { endpoints: etcd.endpoints, memberHashCheck: "report" },
+        },
+      ],
     }) as unknown as TargetsFile,
   loadEtcdTls: async () => undefined,
   reporter: silentReporter,
@@ -110,6 +121,16 @@ describe("checkEtcdHealth", () => {
       new SnapshotCorruptError(
         `etcd is not as restored: member ${members[0]?.name}'s HashKV at revision ${live.revision} is ${liveHash.hash}, the snapshot's ${liveHash.hash ^ 1}: its content is not the snapshot's`,
       ),
+    );
+    // A target that only reports mismatches keeps the restore, and its notice says what differed.
+    const reported = await checkEtcdHealth(
+      dependencies,
+      { cluster: "r", snapshotId: "20261125T000000000Z-000000" },
+      snapshotAt({ kvHash: { ...liveHash, hash: liveHash.hash ^ 1 } }),
+      members,
+    );
+    expect(reported.summary).toContain(
+      `; content NOT as the snapshot's, reported as memberHashCheck asks: member ${members[0]?.name}'s HashKV at revision ${live.revision} is ${liveHash.hash}`,
     );
     // Bumped: nothing to compare, and the summary does not claim it.
     const bumped = await check(

@@ -70,12 +70,14 @@ export async function checkEtcdHealth(
   if (keys && keys.count !== snapshot.liveKeyCount) {
     problems.push(`etcd holds ${keys.count} keys, the snapshot ${snapshot.liveKeyCount}`);
   }
-  if (problems.length === 0 && contentProblems.length > 0) {
+  // A target that only reports HashKV mismatches (memberHashCheck `report`) keeps the restore, and says so.
+  const enforceContent = target.etcd.memberHashCheck !== "report";
+  if (enforceContent && problems.length === 0 && contentProblems.length > 0) {
     // Every member is up at the snapshot's revision with its key count, and holds other data: no retry
     // changes that, so the restore rolls back at once.
     throw new SnapshotCorruptError(`etcd is not as restored: ${contentProblems.join("; ")}`);
   }
-  problems.push(...contentProblems);
+  if (enforceContent) problems.push(...contentProblems);
   if (problems.length > 0) {
     // Retried a few times by the state machine (members may still be electing), then rolled back.
     throw new EtcdUnavailableError(`etcd is not as restored: ${problems.join("; ")}`);
@@ -88,7 +90,13 @@ export async function checkEtcdHealth(
         ? ` (the snapshot's ${snapshot.revision}, bumped by ${snapshot.bumpRevision})`
         : " (NOT bumped: the restore tool has no --bump-revision; restart every Kubernetes client)";
   const content =
-    contentCompared === statuses.length && statuses.length > 0 ? ", content as the snapshot's (HashKV)" : "";
+    contentProblems.length > 0
+      ? `; content NOT as the snapshot's, reported as memberHashCheck asks: ${contentProblems.join("; ")}`
+      : contentCompared === statuses.length && statuses.length > 0
+        ? ", content as the snapshot's (HashKV)"
+        : "";
+  if (contentProblems.length > 0)
+    dependencies.reporter.warn("restored content not as the snapshot's", { contentProblems });
   const summary = `${statuses.length} member(s) healthy, one leader, revision ${revision}${bump}, ${keys?.count ?? 0} keys${content}`;
   dependencies.reporter.info("etcd healthy after restore", { summary });
   return { healthy: true, summary };
