@@ -47,6 +47,8 @@ export class Monitoring extends Construct {
   readonly ageCheck?: SnapshotAgeCheck;
   /** Per target that holds an etcd client certificate: it expires within 30 days. */
   readonly certificateAlarms: Record<string, cloudwatch.Alarm> = {};
+  /** Per target: a member's HashKV at a snapshot's revision differs from the snapshot's. */
+  readonly divergenceAlarms: Record<string, cloudwatch.Alarm> = {};
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
@@ -124,6 +126,22 @@ export class Monitoring extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       });
       this.freshnessAlarms[target.name] = alarm;
+    }
+    for (const target of props.targets) {
+      this.divergenceAlarms[target.name] = clusterAlarm(this, `MembersDiverged-${target.name}`, {
+        cluster: target.name,
+        metricName: MetricNames.membersHashMismatched,
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: Duration.hours(1),
+        nameSuffix: "etcd-members-diverged",
+        onCall: props.onCall,
+        alarmDescription: `etcd-backup: at the last verified snapshot of cluster ${target.name}, some etcd members held other data at its revision than the snapshot (memberHash on its catalogue row): compare them (etcdctl endpoint hashkv --cluster --rev <revision>) and replace the diverged member.`,
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        // Published at each verification: between backups the last verdict stands.
+        treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      });
     }
     for (const target of props.targets) {
       // exec runs etcdctl with the pod's own certificates, which the product never holds.

@@ -21,6 +21,11 @@ export const MetricNames = {
   clientCertificateDaysLeft: "ClientCertificateDaysLeft",
   snapshotsPruned: "SnapshotsPruned",
   snapshotsRetainedByObjectLock: "SnapshotsRetainedByObjectLock",
+  /**
+   * Members whose HashKV at a verified snapshot's revision is not the snapshot's (member-hash-check.ts):
+   * published at every comparison, 0 when all that answered agree.
+   */
+  membersHashMismatched: "MembersHashMismatched",
   /** Seconds since the newest verified snapshot started: the freshness check of schedules beyond a week. */
   newestVerifiedSnapshotAge: "NewestVerifiedSnapshotAge",
 } as const;

@@ -666,6 +666,26 @@ describe("alerts", () => {
     }
   });
 
+  it("alarms for every target when a member's HashKV at a verified snapshot's revision differs from the snapshot's", () => {
+    const alarms = built.stack.monitoring.divergenceAlarms;
+    const clusters = testTargets().targets.map((target) => target.name);
+    expect(Object.keys(alarms).sort()).toEqual([...clusters].sort());
+    for (const cluster of clusters) {
+      const properties = resource(logicalIdOf(alarms[cluster]?.alarmArn)).Properties;
+      expect(properties).toMatchObject({
+        Namespace: "EtcdBackup",
+        MetricName: "MembersHashMismatched",
+        Statistic: "Maximum",
+        Threshold: 1,
+        ComparisonOperator: "GreaterThanOrEqualToThreshold",
+        EvaluationPeriods: 1,
+        TreatMissingData: "ignore",
+        AlarmActions: [{ Ref: logicalIdOf(built.stack.onCall.topic.topicArn) }],
+      });
+      expect(properties.Dimensions).toEqual(expect.arrayContaining([{ Name: "Cluster", Value: cluster }]));
+    }
+  });
+
   describe("schedules beyond a week", () => {
     let week: BuiltStack;
     let weekResources: Record<string, Resource>;
@@ -775,7 +795,17 @@ describe("alerts", () => {
 
     it("warns, and creates no alarm, for a schedule that stops firing", () => {
       expect(week.stack.monitoring.freshnessAlarms["until-2030"]).toBeUndefined();
-      Template.fromStack(week.stack).resourceCountIs("AWS::CloudWatch::Alarm", 3);
+      // Three alarms on freshness, beside the divergence alarm every target has.
+      const alarms = Object.values(
+        Template.fromStack(week.stack).findResources("AWS::CloudWatch::Alarm") as Record<
+          string,
+          { Properties: { MetricName?: string } }
+        >,
+      );
+      const divergence = alarms.filter((alarm) => alarm.Properties.MetricName === "MembersHashMismatched");
+      expect(divergence).toHaveLength(Object.keys(week.stack.monitoring.divergenceAlarms).length);
+      expect(divergence.length).toBeGreaterThan(0);
+      expect(alarms.length - divergence.length).toBe(3);
       Annotations.fromStack(week.stack).hasWarning(
         "/EtcdBackup/Monitoring",
         Match.stringLikeRegexp("target until-2030: .* no freshness alarm is created"),

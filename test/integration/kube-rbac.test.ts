@@ -206,7 +206,18 @@ describe("the backup steps under exactly that Role", () => {
         pod: { namespace: "kube-system", name: "etcd-cp-0", container: "etcd", nodeName: "cp-0" },
       });
       const stored = await takeSnapshot(dependencies(), input, executionArn, resolved);
-      const verified = await verifySnapshot(dependencies(), input, stored, resolved);
+      const metrics: Array<[string, number]> = [];
+      const verified = await verifySnapshot(
+        {
+          ...dependencies(),
+          reporter: { ...silentReporter, metric: (name, _unit, value) => metrics.push([name, value]) },
+        },
+        input,
+        stored,
+        resolved,
+      );
+      // What the divergence alarm watches: no member held other data.
+      expect(metrics).toContainEqual(["MembersHashMismatched", 0]);
       expect(verified.liveKeyCount).toBe(120);
       // Asked through the same source as the snapshot: `etcdctl endpoint hashkv` in the pod, or gRPC
       // through a port-forward.

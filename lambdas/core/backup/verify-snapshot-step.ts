@@ -4,6 +4,7 @@
 // failure path (and is never retried).
 import { findTarget } from "../config/target-config.js";
 import { ErrorNames } from "../errors.js";
+import { MetricNames } from "../metric-names.js";
 import { lazyMember } from "../snapshot/lazy-member.js";
 import { describeMemberHashCheck, type MemberHashCheck } from "../snapshot/member-hash-check.js";
 import { tagSnapshotObject } from "../snapshot/stream-snapshot.js";
@@ -60,6 +61,14 @@ export async function verifySnapshot(
       memberHashCheck: target.etcd.memberHashCheck,
     });
     const { memberHash } = verified;
+    if (memberHash && memberHash.outcome !== "not-compared") {
+      // A diverged member is the cluster's fault, not the backup's: it reaches on-call through an alarm.
+      dependencies.reporter.metric(
+        MetricNames.membersHashMismatched,
+        "Count",
+        memberHash.diverged?.length ?? 0,
+      );
+    }
     if (memberHash && (memberHash.outcome !== "matched" || memberHash.diverged || memberHash.notCompared)) {
       dependencies.reporter.warn("snapshot's HashKV not matched by every member", {
         snapshotId: snapshot.snapshotId,
