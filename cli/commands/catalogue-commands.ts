@@ -6,6 +6,7 @@ import { ApprovalTokens, approvalRejectedError } from "../../lambdas/core/catalo
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { type SnapshotStatus, snapshotStatuses } from "../../lambdas/core/catalogue/snapshot-record.js";
 import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
+import type { MemberHashCheck } from "../../lambdas/core/snapshot/member-hash-check.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { readLocalExecution } from "../local/local-executions.js";
@@ -67,13 +68,21 @@ export async function runListCommand(
     for (const row of page.snapshots) {
       const size = row.bytes === undefined ? "" : formatBytes(row.bytes);
       process.stdout.write(
-        `${row.snapshotId}  ${row.status.padEnd(11)} ${size.padStart(10)}  rev ${row.revision ?? "-"}  ${row.tags.join(",")}${row.retentionTier ? `  kept by ${row.retentionTier}` : ""}\n`,
+        `${row.snapshotId}  ${row.status.padEnd(11)} ${size.padStart(10)}  rev ${row.revision ?? "-"}  ${row.tags.join(",")}${row.retentionTier ? `  kept by ${row.retentionTier}` : ""}${memberHashNote(row.memberHash)}\n`,
       );
     }
     if (page.nextToken) process.stdout.write(`more: --next-token ${page.nextToken}\n`);
   } finally {
     client.destroy();
   }
+}
+
+/** What `list` says of the members' HashKV: only what needs a look (`show` has the whole comparison). */
+function memberHashNote(check: MemberHashCheck | undefined): string {
+  if (check?.outcome === "mismatched") return `  HASHKV MISMATCHED: ${check.diverged.join(", ")} differ`;
+  if (check?.outcome === "matched" && check.diverged)
+    return `  MEMBERS DIVERGED: ${check.diverged.join(", ")}`;
+  return "";
 }
 
 export async function runShowCommand(snapshotId: string, flags: CatalogueFlags & { cluster: string }) {

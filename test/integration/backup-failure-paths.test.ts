@@ -26,6 +26,7 @@ import { ErrorNames } from "../../lambdas/core/errors.js";
 import { snapshotObjectKey } from "../../lambdas/core/snapshot/snapshot-naming.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { resealTrailer } from "../support/bbolt-builder.js";
+import { runCliInProcess } from "../support/cli-in-process.js";
 import { createEtcdWriter, type EtcdWriter } from "../support/etcd-writer.js";
 import { type KubeApiStandIn, startKubeApiStandIn } from "../support/kube-api-server/index.js";
 import { type LocalBackupStack, startLocalBackupStack } from "../support/local-backup-stack.js";
@@ -426,6 +427,19 @@ describe("the backup state machine's failure and retry paths, executed locally",
         }),
       }),
     ]);
+    // `list` points at it, where a person scans the catalogue.
+    const list = await runCliInProcess([
+      "list",
+      "--cluster",
+      "local-report",
+      "--table",
+      stack.tableName,
+      "--dynamodb-endpoint",
+      stack.dynamo.endpoint,
+    ]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain(`${rows[0]?.snapshotId}  VERIFIED`);
+    expect(list.stdout).toContain(`HASHKV MISMATCHED: ${stack.etcd.endpoints[0]} differ`);
   });
 
   it("verifies and says why, when the member cannot be asked for its HashKV", async () => {
