@@ -100,6 +100,10 @@ describe("the restore state machine refuses and changes nothing", () => {
     // Locally the commands it quotes carry --local, as the approver must type them.
     expect(approval?.message).toContain(`etcd-backup approve ${run.executionArn.split(":").at(-1)} --local`);
     expect(approval?.message).not.toMatch(/local-task-token/);
+    // The approver sees what the members said of the snapshot when it was verified.
+    expect(approval?.message).toMatch(
+      /Members' HashKV at backup: matches the HashKV of \S+ at revision \d+\./,
+    );
   });
 
   it("ends when nobody answers before the approval's deadline, and a late answer finds nothing waiting", async () => {

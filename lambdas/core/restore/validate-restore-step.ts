@@ -10,6 +10,7 @@ import {
   SnapshotNotFoundError,
 } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
+import { describeMemberHashCheck } from "../snapshot/member-hash-check.js";
 import { clusterIdMetadataKey } from "../snapshot/stream-snapshot.js";
 import { type FindManagedInstances, resolveAgentInstances } from "./agent-instances.js";
 import { checkMembership } from "./check-membership.js";
@@ -118,6 +119,8 @@ export async function validateRestore(
   const summary = [
     `Restore etcd cluster "${input.cluster}" from snapshot ${snapshot.snapshotId}${sourceCluster !== input.cluster ? ` of cluster "${sourceCluster}"` : ""}.`,
     `Taken: ${row.startedAt}; revision ${snapshot.revision}; ${snapshot.liveKeyCount} keys; ${snapshot.bytes} bytes; sha256 ${snapshot.sha256}.`,
+    // What the members said of it when it was verified: the approver's best evidence that it is sound.
+    ...(row.memberHash ? [`Members' HashKV at backup: ${describeMemberHashCheck(row.memberHash)}.`] : []),
     `Members: ${layout.members.map((member) => member.name).join(", ")} (every one is stopped and restored; the API servers are down meanwhile).`,
     input.skipSafetySnapshot
       ? "A safety snapshot of the current state is tried first; if it cannot be taken, the restore goes on without one (skipSafetySnapshot) and cannot be undone."
