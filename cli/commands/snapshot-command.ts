@@ -4,12 +4,13 @@
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { describeMemberReach } from "../../lambdas/core/backup/step-payloads.js";
 import { InvalidInputError } from "../../lambdas/core/errors.js";
 import { chooseSnapshotMember } from "../../lambdas/core/etcd/choose-member.js";
 import { createEtcdClient, type EtcdTlsMaterial } from "../../lambdas/core/etcd/etcd-client.js";
 import { createGrpcSnapshotSource } from "../../lambdas/core/etcd/grpc-snapshot-source.js";
 import type { CertificateExpiryWarning } from "../../lambdas/core/kube/certificate-expiry.js";
-import { discoverEtcdMembers } from "../../lambdas/core/kube/discover-members.js";
+import { discoverEtcdMembers, readyPeersOf } from "../../lambdas/core/kube/discover-members.js";
 import { createEksKubeConfig, kubeConfigFromFile } from "../../lambdas/core/kube/kube-config.js";
 import {
   chooseKubernetesMember,
@@ -275,13 +276,16 @@ async function openCommandSource(
       process.stderr.write(`etcd-backup: warning: ${warning.message}\n`),
   };
   const chosen = await chooseKubernetesMember(config, discovered, settings);
-  const peers = discovered.members
-    .filter((peer) => peer.ready && peer.podName !== chosen.member.podName)
-    .map((peer) =>
-      lazyMember(`pod ${peer.namespace}/${peer.podName} (${sourceKind})`, () =>
-        openMemberSnapshotSource(config, peer, { ...settings, onWarning: () => {} }),
-      ),
-    );
+  const peers = readyPeersOf(discovered.members, chosen.member).map((peer) =>
+    lazyMember(
+      describeMemberReach({
+        endpoint: peer.localClientUrl,
+        source: sourceKind,
+        pod: { namespace: peer.namespace, name: peer.podName, container: peer.container },
+      }),
+      () => openMemberSnapshotSource(config, peer, { ...settings, onWarning: () => {} }),
+    ),
+  );
   return { source: chosen.source, peers };
 }
 

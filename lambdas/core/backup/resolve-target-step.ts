@@ -50,7 +50,7 @@ async function resolveKubernetesTarget(
 ): Promise<ResolvedTarget> {
   const config = await loadKubeConfig(dependencies, target);
   // Loaded here, not at import: a direct target's cold start need not evaluate the Kubernetes client.
-  const { discoverEtcdMembers } = await import("../kube/discover-members.js");
+  const { discoverEtcdMembers, readyPeersOf } = await import("../kube/discover-members.js");
   const { chooseKubernetesMember } = await import("../kube/kubernetes-member-source.js");
   const { namespace, selector, container } = target.etcd;
   const discovered = await discoverEtcdMembers(config, { namespace, selector, container });
@@ -83,9 +83,11 @@ async function resolveKubernetesTarget(
       source: target.etcd.source,
       pod: podOf(member),
     },
-    peers: discovered.members
-      .filter((candidate) => candidate.ready && candidate.podName !== member.podName)
-      .map((peer) => ({ endpoint: peer.localClientUrl, source: target.etcd.source, pod: podOf(peer) })),
+    peers: readyPeersOf(discovered.members, member).map((peer) => ({
+      endpoint: peer.localClientUrl,
+      source: target.etcd.source,
+      pod: podOf(peer),
+    })),
   };
 }
 

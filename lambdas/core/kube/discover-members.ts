@@ -305,6 +305,11 @@ export function readyMembers(members: EtcdMemberPod[]): EtcdMemberPod[] {
   return members.filter((member) => member.ready);
 }
 
+/** The ready members other than the chosen one: asked for their HashKV once its snapshot is verified. */
+export function readyPeersOf(members: EtcdMemberPod[], chosen: EtcdMemberPod): EtcdMemberPod[] {
+  return readyMembers(members).filter((member) => memberKey(member) !== memberKey(chosen));
+}
+
 /**
  * The member to snapshot: ready and not reported unhealthy; a known follower before a member of unknown
  * role, and the leader last, so that the leader keeps its attention for the cluster. Pure.
