@@ -5,6 +5,7 @@
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { preRestoreTag } from "../../lambdas/core/retention/retention-policy.js";
 import {
+  allMembersAgreed,
   describeMemberHashCheck,
   type MemberHashCheck,
 } from "../../lambdas/core/snapshot/member-hash-check.js";
@@ -137,10 +138,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
     const checks = {
       backupSucceeded: backup.status === "SUCCEEDED",
       // Every member holds the snapshot's content at its revision: none diverged, none left unasked.
-      backupMatchesMembers:
-        snapshot.memberHash?.outcome === "matched" &&
-        snapshot.memberHash.diverged === undefined &&
-        snapshot.memberHash.notCompared === undefined,
+      backupMatchesMembers: snapshot.memberHash !== undefined && allMembersAgreed(snapshot.memberHash),
       restoreSucceeded: restore.status === "SUCCEEDED",
       keysBack: keysRestored === keyCount,
       keysAfterSnapshotGone: keysAfterSnapshotLeft === 0,

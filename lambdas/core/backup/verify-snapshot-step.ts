@@ -6,7 +6,11 @@ import { findTarget } from "../config/target-config.js";
 import { ErrorNames } from "../errors.js";
 import { MetricNames } from "../metric-names.js";
 import { lazyMember } from "../snapshot/lazy-member.js";
-import { describeMemberHashCheck, type MemberHashCheck } from "../snapshot/member-hash-check.js";
+import {
+  allMembersAgreed,
+  describeMemberHashCheck,
+  type MemberHashCheck,
+} from "../snapshot/member-hash-check.js";
 import { tagSnapshotObject } from "../snapshot/stream-snapshot.js";
 import { verifyStoredSnapshot } from "../snapshot/verify-stored-snapshot.js";
 import type { BackupDependencies } from "./backup-dependencies.js";
@@ -69,7 +73,7 @@ export async function verifySnapshot(
         memberHash.diverged?.length ?? 0,
       );
     }
-    if (memberHash && (memberHash.outcome !== "matched" || memberHash.diverged || memberHash.notCompared)) {
+    if (memberHash && !allMembersAgreed(memberHash)) {
       dependencies.reporter.warn("snapshot's HashKV not matched by every member", {
         snapshotId: snapshot.snapshotId,
         memberHash: describeMemberHashCheck(memberHash),

@@ -11,6 +11,7 @@ import {
   agentStopWaitSeconds,
   maxApprovalTimeoutSeconds,
 } from "../restore/restore-timeouts.js";
+import { MemberHashCheckModes } from "../snapshot/member-hash-check.js";
 import { longestScheduleGapSeconds } from "./schedule-interval.js";
 
 const clusterName = z
@@ -81,7 +82,7 @@ const etcdSchema = z
      * record and warn of the mismatch (`report`) — for an etcd whose HashKV this product has not been
      * proven against (it has been against 3.4), until a first comparison has matched.
      */
-    memberHashCheck: z.enum(["enforce", "report"]).default("enforce"),
+    memberHashCheck: z.enum(MemberHashCheckModes).default("enforce"),
   })
   .strict()
   .transform((etcd, context) => {

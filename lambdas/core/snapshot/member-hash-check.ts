@@ -12,6 +12,10 @@
 import { describeError, SnapshotCorruptError } from "../errors.js";
 import type { MemberKvHash } from "./snapshot-source.js";
 
+/** What a target's etcd.memberHashCheck may say (target-config.ts); `enforce` unless it says otherwise. */
+export const MemberHashCheckModes = ["enforce", "report"] as const;
+export type MemberHashCheckMode = (typeof MemberHashCheckModes)[number];
+
 /** A member to ask: how it is named in messages, and its HashKV. */
 export interface HashedMember {
   description: string;
@@ -57,7 +61,7 @@ export async function checkMemberHashes(
   snapshot: SnapshotKvHash,
   members: readonly HashedMember[],
   /** `report`: a snapshot most members disagree with is returned as mismatched instead of thrown. */
-  mode: "enforce" | "report" = "enforce",
+  mode: MemberHashCheckMode = "enforce",
 ): Promise<MemberHashCheck> {
   const { revision } = snapshot;
   const agreeing: Array<{ member: string; answer: MemberKvHash }> = [];
@@ -117,6 +121,11 @@ function whyNotAnswered(error: unknown, revision: number): string {
   if (compactedPattern.test(detail)) return `compacted past revision ${revision} since the snapshot`;
   if (futurePattern.test(detail)) return `has not reached revision ${revision}`;
   return `did not answer HashKV: ${detail}`;
+}
+
+/** Every member was asked and answered the snapshot's own HashKV: nothing for a person to look at. */
+export function allMembersAgreed(check: MemberHashCheck): boolean {
+  return check.outcome === "matched" && check.diverged === undefined && check.notCompared === undefined;
 }
 
 /** One line for logs and the CLI. */

@@ -38,7 +38,12 @@ import {
 } from "./etcd-schema.js";
 import { KeyHistoryHash } from "./key-history-hash.js";
 import { LiveKeySet } from "./live-key-set.js";
-import { checkMemberHashes, type HashedMember, type MemberHashCheck } from "./member-hash-check.js";
+import {
+  checkMemberHashes,
+  type HashedMember,
+  type MemberHashCheck,
+  type MemberHashCheckMode,
+} from "./member-hash-check.js";
 import { hasTrailerSize, snapshotTrailerBytes, TrailerHoldingHash } from "./snapshot-format.js";
 import { readFully, WriteBatch } from "./write-fully.js";
 
@@ -85,7 +90,7 @@ export interface VerifyOptions {
    */
   members?: readonly HashedMember[] | undefined;
   /** `report`: most members disagreeing is recorded as mismatched, not thrown (target memberHashCheck). */
-  memberHashCheck?: "enforce" | "report" | undefined;
+  memberHashCheck?: MemberHashCheckMode | undefined;
   /**
    * Refuse a file without a sha256 trailer (default true). `etcdutl snapshot restore` accepts one only
    * with --skip-hash-check; a plain bbolt file (a copied member `db`) needs `requireTrailer: false`.

@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SnapshotCorruptError, SnapshotNotFoundError } from "../errors.js";
 import { storageError } from "../store/s3-errors.js";
-import type { HashedMember } from "./member-hash-check.js";
+import type { HashedMember, MemberHashCheckMode } from "./member-hash-check.js";
 import { type SnapshotReport, verifySnapshotStream } from "./verify-snapshot.js";
 
 export interface StoredObjectLocation {
@@ -36,7 +36,7 @@ export async function verifyStoredSnapshot(
     onStaged?: (bytes: number, totalBytes: number | undefined) => void;
     /** The member the snapshot came from, then its peers: their HashKV is compared with the snapshot's. */
     members?: readonly HashedMember[] | undefined;
-    memberHashCheck?: "enforce" | "report" | undefined;
+    memberHashCheck?: MemberHashCheckMode | undefined;
   } = {},
 ): Promise<VerifiedSnapshot> {
   const body = await openStoredObject(client, location);
