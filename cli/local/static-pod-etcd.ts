@@ -56,7 +56,13 @@ export const apiServerManifestName = "kube-apiserver.json";
 export const schedulerManifestName = "kube-scheduler.json";
 export const controllerManagerManifestName = "kube-controller-manager.json";
 
-export async function startStaticPodEtcd(options: { members: 1 | 3 }): Promise<StaticPodEtcd> {
+export interface StaticPodEtcdOptions {
+  members: 1 | 3;
+  /** Runs once the nodes' directories exist and before any member starts (a test mounts a volume there). */
+  beforeStart?: (nodes: readonly StaticPodNode[]) => Promise<void>;
+}
+
+export async function startStaticPodEtcd(options: StaticPodEtcdOptions): Promise<StaticPodEtcd> {
   const temp = await makeTempDir("static-pods");
   const nodes: StaticPodNode[] = [];
   for (let index = 0; index < options.members; index++) {
@@ -110,6 +116,12 @@ export async function startStaticPodEtcd(options: { members: 1 | 3 }): Promise<S
         command: standInProcess(component, [`--kubeconfig=${join(kubeDir, kubeconfig)}`]),
       });
     }
+  }
+  try {
+    await options.beforeStart?.(nodes);
+  } catch (error) {
+    await temp.remove();
+    throw error;
   }
   const events: StaticPodEvent[] = [];
   const supervisor = startStaticPodSupervisor({

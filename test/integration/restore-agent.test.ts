@@ -33,6 +33,7 @@ import {
   schedulerManifestName,
   startStaticPodEtcd,
 } from "../support/static-pod-etcd.js";
+import { makeTempDir } from "../support/temp-dir.js";
 import { createTestCertificates, type TestCertificates } from "../support/test-certificates.js";
 
 interface UploadedSnapshot {
@@ -371,6 +372,126 @@ describe("restore agent on a three-member etcd run as static pods", () => {
   });
 });
 
+/**
+ * Whether this process may mount a tmpfs: root with CAP_SYS_ADMIN, as on this project's machines (and the
+ * CI's). Probed, so that an unprivileged run says why the volume test did not run instead of failing it.
+ */
+async function mayMount(): Promise<boolean> {
+  const probe = await makeTempDir("mount-probe");
+  try {
+    await promisify(execFile)("mount", ["-t", "tmpfs", "-o", "size=1m", "mount-probe", probe.path]);
+    await promisify(execFile)("umount", [probe.path]);
+    return true;
+  } catch (error) {
+    console.warn(`the data-dir-volume tests need to mount a tmpfs, which failed here: ${String(error)}`);
+    return false;
+  } finally {
+    await probe.remove();
+  }
+}
+
+describe.skipIf(!(await mayMount()))("restore agent on a node whose data dir is a volume of its own", () => {
+  let s3: LocalS3;
+  let etcd: StaticPodEtcd;
+  let snapshot: UploadedSnapshot;
+  let node: StaticPodNode;
+  const mounted: string[] = [];
+  const volumeBytes = 256 * 1024 * 1024;
+  const restoreId = "r-volume";
+
+  beforeAll(async () => {
+    [s3, etcd] = await Promise.all([
+      startLocalS3(),
+      // A tmpfs at the data dir, as an EBS volume mounted at /var/lib/etcd: neither the data dir nor a
+      // sibling of it can be renamed onto that filesystem.
+      startStaticPodEtcd({
+        members: 1,
+        beforeStart: async (nodes) => {
+          for (const { dataDir } of nodes) {
+            await mkdir(dataDir, { recursive: true });
+            await promisify(execFile)("mount", [
+              "-t",
+              "tmpfs",
+              "-o",
+              `size=${volumeBytes}`,
+              "etcd-data",
+              dataDir,
+            ]);
+            mounted.push(dataDir);
+          }
+        },
+      }),
+    ]);
+    node = etcd.nodes[0] as StaticPodNode;
+    await putKeys(etcd, "/before/", 5, (index) => `value-${index}`);
+    snapshot = await snapshotToS3(etcd, s3, "volume");
+    await putKeys(etcd, "/after/", 3, (index) => `late-${index}`);
+  });
+
+  afterAll(async () => {
+    // Detached at once; etcd's open files keep it until the supervisor stops etcd.
+    for (const dataDir of mounted) await promisify(execFile)("umount", ["--lazy", dataDir]);
+    await etcd?.stop();
+    await s3?.stop();
+  });
+
+  const isMountPoint = async (path: string) =>
+    promisify(execFile)("mountpoint", ["-q", path]).then(
+      () => true,
+      () => false,
+    );
+
+  it("restores by swapping the member dir inside the volume, keeps the old one there, and rolls back the same way", async () => {
+    const plan = await planFor(s3, etcd, node, snapshot, restoreId);
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "prepare" });
+    try {
+      const prepared = await agents.waitForPhase("prepare");
+      expect(prepared.failed, messages(prepared.statuses)).toBe(false);
+      // The free space is the volume's, not that of the filesystem the data dir's parent is on.
+      expect(prepared.statuses[0]?.freeBytes).toBeLessThanOrEqual(volumeBytes);
+      expect(agents.agents[0]?.stderr()).toContain(`${node.dataDir} is a mount point`);
+
+      for (const phase of ["stop-apiserver", "stop", "restore"] as const) {
+        const outcome = await agents.advance(phase);
+        expect(outcome.failed, `${phase}: ${messages(outcome.statuses)}`).toBe(false);
+      }
+      const oldDataDir = join(node.dataDir, `pre-restore-${restoreId}`);
+      expect((await agents.readStatus(node.memberName))?.status.oldDataDir).toBe(oldDataDir);
+      expect(existsSync(join(oldDataDir, "member", "snap", "db"))).toBe(true);
+      expect(await isMountPoint(node.dataDir)).toBe(true);
+      // Nothing landed outside the volume, and no download or half-restored dir is left in it.
+      expect(await readdir(dirname(node.dataDir))).toEqual([basename(node.dataDir)]);
+      expect((await readdir(node.dataDir)).sort()).toEqual([
+        "member",
+        `pre-restore-${restoreId}`,
+        `restored-${restoreId}`,
+      ]);
+
+      for (const phase of ["start", "start-apiserver"] as const) {
+        const outcome = await agents.advance(phase);
+        expect(outcome.failed, `${phase}: ${messages(outcome.statuses)}`).toBe(false);
+      }
+      expect(await readKeys(etcd, "/before/")).toEqual(
+        new Map(Array.from({ length: 5 }, (_unused, index) => [`/before/${index}`, `value-${index}`])),
+      );
+      expect((await readKeys(etcd, "/after/")).size).toBe(0);
+
+      // As when the health check at the barrier fails: the original member dir goes back in the volume.
+      const rolledBack = await agents.advance("rollback");
+      expect(rolledBack.failed, messages(rolledBack.statuses)).toBe(false);
+      expect(rolledBack.statuses[0]?.message).toMatch(/^rolled back/);
+      await etcd.waitUntilHealthy();
+      expect((await readKeys(etcd, "/after/")).size).toBe(3);
+      expect(await isMountPoint(node.dataDir)).toBe(true);
+      expect((await readdir(node.dataDir)).sort()).toEqual([`failed-${restoreId}`, "member"]);
+      expect(existsSync(join(node.dataDir, `failed-${restoreId}`, "member", "snap", "db"))).toBe(true);
+      expect(await exitCodesWithin(agents, 10_000)).toEqual([0]);
+    } finally {
+      await agents.stop();
+    }
+  }, 120_000);
+});
+
 describe("restore agent refusing what would not be safe on a one-member etcd", () => {
   let s3: LocalS3;
   let etcd: StaticPodEtcd;
@@ -446,6 +567,37 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
       expect(aborted.statuses[0]?.message).toBe("aborted; the agent changed nothing in this phase");
     } finally {
       await agents.stop();
+    }
+  });
+
+  it("fails prepare, changing nothing, when etcd's manifest keeps the WAL outside the data dir", async () => {
+    // A copy of the member's manifest with --wal-dir, parked, where the supervisor does not run it.
+    const walManifest = "etcd-wal-dir.json";
+    const manifest = await readFile(join(node.manifestDir, etcdManifestName), "utf8");
+    const walDir = join(etcd.baseDir, "wal");
+    expect(manifest).toContain('"--data-dir=');
+    await mkdir(node.parkedManifestDir, { recursive: true });
+    await writeFile(
+      join(node.parkedManifestDir, walManifest),
+      manifest.replace('"--data-dir=', `"--wal-dir=${walDir}", "--data-dir=`),
+    );
+    const plan = await planFor(s3, etcd, node, snapshot, "r-wal-dir");
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, member: { ...plan.member, etcdManifest: walManifest } }],
+      initialPhase: "prepare",
+    });
+    try {
+      const outcome = await agents.waitForPhase("prepare");
+      expect(outcome.failed).toBe(true);
+      expect(outcome.statuses[0]?.message).toBe(
+        `etcd's manifest sets --wal-dir=${walDir}, which the agent does not restore: restore this member by hand (docs/restore.md)`,
+      );
+      expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+      await expectAgentsToAnswer(agents, "abort");
+    } finally {
+      await agents.stop();
+      await rm(join(node.parkedManifestDir, walManifest), { force: true });
     }
   });
 

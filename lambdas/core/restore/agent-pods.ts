@@ -110,7 +110,8 @@ interface HostMount {
 
 /**
  * The host directories the agent touches: the data dir's parent (the restored, pre-restore and failed dirs
- * and the download are its siblings), the manifest dir's parent (the manifest dir and its parked sibling),
+ * and the download are its siblings; a volume mounted at the data dir comes with it, as the runtime binds
+ * hostPath volumes recursively), the manifest dir's parent (the manifest dir and its parked sibling),
  * the restore tool's dir and the API server CA's dir (read-only). Nested or repeated paths
  * are mounted once, at the outermost.
  */

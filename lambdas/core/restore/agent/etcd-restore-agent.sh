@@ -27,7 +27,8 @@
 #                    etcd's port closes and its database lock is released
 #   restore          download, check size and sha256 (content == trailer == plan), restore into
 #                    <dataDir>.restore-<id>, keep the old dir as <dataDir>.pre-restore-<id>, swap, mark
-#                    <dataDir>.restored-<id>
+#                    <dataDir>.restored-<id>; where the data dir is a mount point, the same names are
+#                    inside it (<dataDir>/restore-<id>, ...) and the swap moves its member dir
 #   start            etcd's manifest back; wait until it answers healthy: at the plan's member.healthUrl, else
 #                    where etcd's manifest serves /health (see resolve_etcd_health)
 #   start-apiserver  kube-apiserver's manifest back; wait until member.apiServerReadyUrl answers 200 `ok`
@@ -537,13 +538,33 @@ adopt_plan() {
   restart_manifests=()
   # The list was checked to be comma-separated file names: no space, glob character or empty item.
   [[ -n ${plan[member.restartManifests]:-} ]] && IFS=, read -r -a restart_manifests <<<"${plan[member.restartManifests]}"
-  new_dir=$data_dir.restore-$restore_id
-  pre_restore_dir=$data_dir.pre-restore-$restore_id
-  failed_dir=$data_dir.failed-$restore_id
-  restored_marker=$data_dir.restored-$restore_id
-  download=$data_dir.download-$restore_id.db
-  # Beside the data dir rather than in $work_dir: /tmp is often mounted noexec on hardened nodes.
-  tool_dir=$data_dir.tool-$restore_id
+  # What the swap renames, and where the restore's own files go: a rename cannot cross filesystems. Most
+  # nodes: the data dir itself, with the rest beside it (<dataDir>.restore-<id>, ...). A data dir that is
+  # a volume of its own (a mount point, which cannot be renamed, and whose siblings are on another
+  # filesystem): its member dir, the only thing etcd keeps there, with the rest inside it
+  # (<dataDir>/restore-<id>, ...; etcd logs a warning for each such entry and ignores it).
+  local stem
+  if is_mount_point "$data_dir"; then
+    work_home=$data_dir
+    stem=$data_dir/
+    member_suffix=/member
+  else
+    work_home=$(dirname -- "$data_dir")
+    stem=$data_dir.
+    member_suffix=""
+  fi
+  live_dir=$data_dir$member_suffix
+  # The restore tool's --data-dir; new_dir is what moves into live_dir's place.
+  restore_root=${stem}restore-$restore_id
+  new_dir=$restore_root$member_suffix
+  # A data dir etcd could run on, reported as the old one kept; pre_restore_dir is what moved there.
+  pre_restore_root=${stem}pre-restore-$restore_id
+  pre_restore_dir=$pre_restore_root$member_suffix
+  failed_root=${stem}failed-$restore_id
+  restored_marker=${stem}restored-$restore_id
+  download=${stem}download-$restore_id.db
+  # Beside (or in) the data dir rather than in $work_dir: /tmp is often mounted noexec on hardened nodes.
+  tool_dir=${stem}tool-$restore_id
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -554,6 +575,22 @@ available_bytes() {
   { read -r _ && read -r _fs _size _used available _; } < <(df -Pk -- "$1" 2>/dev/null) || return 1
   is_count "$available" || return 1
   printf '%s' $((available * 1024))
+}
+
+# Whether DIR is a mount point. stat's device number is the fallback where util-linux's mountpoint is
+# missing; it cannot see a bind mount within one filesystem.
+is_mount_point() {
+  [[ -d $1 ]] || return 1
+  if command -v mountpoint >/dev/null; then
+    mountpoint -q -- "$1"
+  else
+    [[ $(stat -c %d -- "$1") != "$(stat -c %d -- "$1/..")" ]]
+  fi
+}
+
+# move_dir FROM TO: a rename, creating TO's parent (a dir inside a data dir that is a volume).
+move_dir() {
+  mkdir -p -- "$(dirname -- "$2")" && mv -T -- "$1" "$2"
 }
 
 # port_open URL DEFAULT_PORT: whether anything accepts a TCP connection on the URL's host and port.
@@ -913,7 +950,7 @@ tool_can_bump() {
 # A download that failed its checks is worthless and as large as the database: it goes before the report,
 # with the data dir restored from it, if any.
 reject_download() {
-  rm -rf -- "$new_dir"
+  rm -rf -- "$restore_root"
   rm -f -- "$download" "$download.part"
   fail "$1"
 }
@@ -990,7 +1027,7 @@ run_restore_tool() {
   tool=$(restore_tool_path)
   args=(snapshot restore "$download" "--name=${plan[member.name]}" "--initial-cluster=${plan[initialCluster]}"
     "--initial-cluster-token=${plan[initialClusterToken]}"
-    "--initial-advertise-peer-urls=${plan[member.peerUrl]}" "--data-dir=$new_dir")
+    "--initial-advertise-peer-urls=${plan[member.peerUrl]}" "--data-dir=$restore_root")
   # An optional bump is checked again here: the prepare phase may have run in an agent before this one.
   if [[ -n ${plan[bumpRevision]:-} ]] && { [[ ${plan[revisionBumpOptional]:-} != true ]] || tool_can_bump "$tool"; }; then
     args+=("--bump-revision=${plan[bumpRevision]}")
@@ -999,13 +1036,13 @@ run_restore_tool() {
   elif [[ -n ${plan[bumpRevision]:-} ]]; then
     revision_note="; WITHOUT a revision bump (the restore tool has no --bump-revision)"
   fi
-  log "running ${plan[restoreTool]} snapshot restore into $new_dir"
+  log "running ${plan[restoreTool]} snapshot restore into $restore_root"
   ETCDCTL_API=3 "$tool" "${args[@]}" >"$work_dir/restore.out" 2>&1
   status=$?
   local line
   while IFS= read -r line; do log "  $line"; done < <(tail -n 5 -- "$work_dir/restore.out")
   if ((status != 0)); then
-    rm -rf -- "$new_dir"
+    rm -rf -- "$restore_root"
     # A corrupt snapshot fails the tool too: the hash names the cause.
     verify_download
     fail "${plan[restoreTool]} snapshot restore failed with exit code $status: $(tail -n 1 -- "$work_dir/restore.out")"
@@ -1016,22 +1053,24 @@ run_restore_tool() {
 # The phases
 
 phase_prepare() {
-  local parent free minimum=${plan[minimumFreeBytes]}
-  parent=$(dirname -- "$data_dir")
-  [[ -d $parent ]] || fail "the data dir's parent $parent does not exist"
-  free=$(available_bytes "$parent") || fail "cannot read the free space of $parent"
+  local free minimum=${plan[minimumFreeBytes]}
+  [[ -d $work_home ]] || fail "the data dir's parent $work_home does not exist"
+  free=$(available_bytes "$work_home") || fail "cannot read the free space of $work_home"
   free_bytes=$free
-  # The swap renames the data dir within its parent's filesystem; a dedicated volume mounted at the data
-  # dir itself cannot be renamed, and the download and the new dir would land outside it.
-  if [[ -d $data_dir && $(stat -c %d -- "$data_dir") != "$(stat -c %d -- "$parent")" ]]; then
-    fail "$data_dir is a mount point: the agent swaps the data dir with a sibling, which cannot cross filesystems; mount the volume one level up"
+  if [[ $work_home == "$data_dir" ]]; then
+    log "$data_dir is a mount point: the restore swaps its member dir and keeps its files inside it"
   fi
-  log "$free bytes free beside $data_dir; the restore needs ${plan[minimumFreeBytes]}"
+  log "$free bytes free on the filesystem of $data_dir; the restore needs ${plan[minimumFreeBytes]}"
   ((free >= minimum)) ||
     fail "only $free bytes free on the filesystem of $data_dir; the restore needs ${plan[minimumFreeBytes]} (download, new data dir and the old one kept)"
   check_restore_tool
-  [[ -e $manifest_dir/$etcd_manifest || -e $parked_dir/$etcd_manifest ]] ||
-    fail "no etcd manifest $etcd_manifest in $manifest_dir"
+  local manifest=$manifest_dir/$etcd_manifest wal_dir
+  [[ -e $manifest ]] || manifest=$parked_dir/$etcd_manifest
+  [[ -e $manifest ]] || fail "no etcd manifest $etcd_manifest in $manifest_dir"
+  # The restore writes the WAL into the new data dir: etcd would start on the old one kept elsewhere.
+  if wal_dir=$(manifest_flag wal-dir "$manifest"); then
+    fail "etcd's manifest sets --wal-dir=$wal_dir, which the agent does not restore: restore this member by hand (docs/restore.md)"
+  fi
   if [[ -n $apiserver_manifest && ! -e $manifest_dir/$apiserver_manifest && ! -e $parked_dir/$apiserver_manifest ]]; then
     fail "no API server manifest $apiserver_manifest in $manifest_dir"
   fi
@@ -1086,29 +1125,29 @@ phase_restore() {
   local free need
   [[ -e $manifest_dir/$etcd_manifest ]] && fail "etcd's manifest is still in $manifest_dir: run the stop phase first"
   etcd_port_open && fail "etcd still accepts connections on $client_url: it must be stopped before a restore"
-  [[ -e $pre_restore_dir ]] && old_data_dir=$pre_restore_dir
+  [[ -e $pre_restore_dir ]] && old_data_dir=$pre_restore_root
   if [[ -e $restored_marker ]]; then
     message="already restored from the snapshot at revision ${plan[snapshot.revision]}"
     return
   fi
-  if [[ -d $pre_restore_dir && -d $new_dir && ! -e $data_dir ]]; then
+  if [[ -d $pre_restore_dir && -d $new_dir && ! -e $live_dir ]]; then
     log "completing an interrupted swap"
-    mv -T -- "$new_dir" "$data_dir" || fail "cannot move $new_dir to $data_dir"
+    mv -T -- "$new_dir" "$live_dir" || fail "cannot move $new_dir to $live_dir"
     complete_restore
     return
   fi
-  if [[ -d $pre_restore_dir && -d $data_dir && ! -e $new_dir ]]; then
+  if [[ -d $pre_restore_dir && -d $live_dir && ! -e $new_dir ]]; then
     log "the swap was done before the agent stopped"
     complete_restore
     return
   fi
   [[ -e $pre_restore_dir ]] &&
-    fail "$pre_restore_dir exists but $data_dir and $new_dir are not as a swap leaves them: inspect by hand"
+    fail "$pre_restore_dir exists but $live_dir and $new_dir are not as a swap leaves them: inspect by hand"
 
-  rm -rf -- "$new_dir" "$download" "$download.part"
-  free=$(available_bytes "$(dirname -- "$data_dir")") || fail "cannot read the free space beside $data_dir"
+  rm -rf -- "$restore_root" "$download" "$download.part"
+  free=$(available_bytes "$work_home") || fail "cannot read the free space of $work_home"
   need=$((${plan[snapshot.bytes]} * 2))
-  ((free >= need)) || fail "only $free bytes free beside $data_dir; the download and the new data dir need $need"
+  ((free >= need)) || fail "only $free bytes free on the filesystem of $data_dir; the download and the new data dir need $need"
 
   download_snapshot
   check_download_size
@@ -1120,21 +1159,23 @@ phase_restore() {
   rm -f -- "$download"
 
   # The restored dir takes the old one's owner, for an etcd that does not run as root.
-  if [[ -d $data_dir && $(id -u) == 0 ]]; then
-    chown -R --reference="$data_dir" -- "$new_dir" || fail "cannot give $new_dir the owner of $data_dir"
+  if [[ -d $live_dir && $(id -u) == 0 ]]; then
+    chown -R --reference="$live_dir" -- "$restore_root" || fail "cannot give $restore_root the owner of $live_dir"
   fi
-  if [[ -e $data_dir ]]; then
-    mv -T -- "$data_dir" "$pre_restore_dir" || fail "cannot move $data_dir to $pre_restore_dir"
-    old_data_dir=$pre_restore_dir
-    log "kept the old data dir as $pre_restore_dir"
+  if [[ -e $live_dir ]]; then
+    move_dir "$live_dir" "$pre_restore_dir" || fail "cannot move $live_dir to $pre_restore_dir"
+    old_data_dir=$pre_restore_root
+    log "kept the old data dir as $pre_restore_root"
   else
-    log "there was no data dir at $data_dir to keep"
+    log "there was no data dir at $live_dir to keep"
   fi
-  mv -T -- "$new_dir" "$data_dir" || fail "cannot move $new_dir to $data_dir"
+  mv -T -- "$new_dir" "$live_dir" || fail "cannot move $new_dir to $live_dir"
   complete_restore
 }
 
 complete_restore() {
+  # Left empty by the swap when the member dir moved out of it.
+  [[ $restore_root != "$new_dir" ]] && rm -rf -- "$restore_root"
   sync
   : >"$restored_marker" || fail "cannot write $restored_marker"
   rm -f -- "$download" "$download.part"
@@ -1198,19 +1239,21 @@ phase_rollback() {
     wait_until_etcd_stopped || fail "etcd still accepts connections on $client_url ${stop_timeout} s after its manifest was parked"
   fi
   if [[ -d $pre_restore_dir ]]; then
-    if [[ -e $data_dir ]]; then
-      target=$failed_dir
-      [[ -e $target ]] && target=$failed_dir.$(date -u +%Y%m%dT%H%M%S)
-      mv -T -- "$data_dir" "$target" || fail "cannot move $data_dir to $target"
+    if [[ -e $live_dir ]]; then
+      target=$failed_root
+      [[ -e $target ]] && target=$failed_root.$(date -u +%Y%m%dT%H%M%S)
+      move_dir "$live_dir" "$target$member_suffix" || fail "cannot move $live_dir to $target"
       log "moved the restored data dir aside to $target"
     fi
-    mv -T -- "$pre_restore_dir" "$data_dir" || fail "cannot move $pre_restore_dir back to $data_dir"
+    mv -T -- "$pre_restore_dir" "$live_dir" || fail "cannot move $pre_restore_dir back to $live_dir"
+    # Left empty when the member dir moved out of it.
+    [[ $pre_restore_root != "$pre_restore_dir" ]] && rmdir -- "$pre_restore_root"
     sync
     rolled_back=1
     log "moved the original data dir back to $data_dir"
   fi
   rm -f -- "$restored_marker" "$download" "$download.part"
-  rm -rf -- "$new_dir"
+  rm -rf -- "$restore_root"
   old_data_dir=""
   unpark_manifest "$etcd_manifest"
   wait_until_etcd_healthy || healthy=0
