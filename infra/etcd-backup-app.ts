@@ -7,7 +7,7 @@ import { type App, Validations } from "aws-cdk-lib";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { parseTargetsFile, type TargetsFile } from "../lambdas/core/config/target-config.js";
 import { EtcdBackupStack, type EtcdBackupStackProps, type VpcPlacement } from "./etcd-backup-stack.js";
-import type { ObjectLockSettings } from "./snapshot-storage.js";
+import type { ObjectLockSettings, ReplicaSettings } from "./snapshot-storage.js";
 import { defaultStackName } from "./stack-outputs.js";
 
 export const defaultTargetsFile = "etcd-backup.targets.json";
@@ -19,6 +19,7 @@ export interface AppSettings {
   alertEmails: string[];
   approverEmails: string[];
   objectLock?: ObjectLockSettings;
+  replica?: ReplicaSettings;
   eksAccessEntries: boolean;
   vpc?: VpcPlacement;
 }
@@ -26,7 +27,8 @@ export interface AppSettings {
 /**
  * Reads the app's settings from CDK context (`-c key=value` or cdk.json):
  * `targets` (path of the targets file), `alertEmails` and `approverEmails` (comma-separated), `objectLockMode` +
- * `objectLockDays`, `stackName`, `eksAccessEntries` (`false` for EKS clusters in CONFIG_MAP mode), `vpc`
+ * `objectLockDays`, `replicaBucketArn` + `replicaKmsKeyArn` (+ `replicaAccount` when it is another account's),
+ * `stackName`, `eksAccessEntries` (`false` for EKS clusters in CONFIG_MAP mode), `vpc`
  * (JSON: `{"vpcId": "vpc-…", "subnetIds": ["subnet-…"], "securityGroupIds": ["sg-…"]}`, the last optional).
  */
 export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
@@ -88,9 +90,34 @@ export function readAppSettings(app: App, cwd = process.cwd()): AppSettings {
     }
     settings.objectLock = { mode, days };
   }
+  const replica = readReplicaSettings(context);
+  if (replica) settings.replica = replica;
   const vpc = context("vpc");
   if (vpc !== undefined) settings.vpc = parseVpcPlacement(vpc);
   return settings;
+}
+
+function readReplicaSettings(context: (key: string) => unknown): ReplicaSettings | undefined {
+  const [bucketArn, kmsKeyArn, account] = ["replicaBucketArn", "replicaKmsKeyArn", "replicaAccount"].map(
+    (key) => {
+      const value = context(key);
+      return value === undefined ? undefined : String(value).trim();
+    },
+  );
+  if (bucketArn === undefined && kmsKeyArn === undefined && account === undefined) return undefined;
+  if (!bucketArn || !/^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucketArn)) {
+    throw new Error(`replicaBucketArn: expected arn:aws:s3:::<bucket>, got "${bucketArn ?? ""}"`);
+  }
+  // Replicas are encrypted with a key of the replica's region: snapshots hold the cluster's Secrets.
+  if (!kmsKeyArn || !/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/.test(kmsKeyArn)) {
+    throw new Error(
+      `replicaKmsKeyArn: expected the ARN of a KMS key in the replica's region (arn:aws:kms:<region>:<account>:key/<id>), got "${kmsKeyArn ?? ""}"`,
+    );
+  }
+  if (account !== undefined && !/^\d{12}$/.test(account)) {
+    throw new Error(`replicaAccount: expected a 12-digit account id, got "${account}"`);
+  }
+  return { bucketArn, kmsKeyArn, ...(account ? { account } : {}) };
 }
 
 function parseVpcPlacement(value: unknown): VpcPlacement {
@@ -134,6 +161,7 @@ export function buildEtcdBackupApp(
     approverEmails: settings.approverEmails,
     eksAccessEntries: settings.eksAccessEntries,
     ...(settings.objectLock ? { objectLock: settings.objectLock } : {}),
+    ...(settings.replica ? { replica: settings.replica } : {}),
     ...(settings.vpc ? { vpc: settings.vpc } : {}),
     ...overrides,
   });

@@ -16,7 +16,7 @@ import { Monitoring } from "./monitoring.js";
 import { OnCallTopic } from "./on-call-topic.js";
 import { OperatorPolicies } from "./operator-policies.js";
 import { RestoreWorkflow } from "./restore-workflow.js";
-import { type ObjectLockSettings, SnapshotStorage } from "./snapshot-storage.js";
+import { type ObjectLockSettings, type ReplicaSettings, SnapshotStorage } from "./snapshot-storage.js";
 import { StackOutputs } from "./stack-outputs.js";
 import { TargetsParameter } from "./targets-parameter.js";
 
@@ -41,6 +41,8 @@ export interface EtcdBackupStackProps extends StackProps {
   /** E-mail addresses subscribed to the restore approvers' topic. */
   approverEmails?: readonly string[];
   objectLock?: ObjectLockSettings;
+  /** A bucket in another region or account that every object under the targets' prefix is replicated to. */
+  replica?: ReplicaSettings;
   noncurrentVersionDays?: number;
   logRetention?: logs.RetentionDays;
   /** EKS access entries for the named EKS clusters (default true; off for clusters in CONFIG_MAP mode). */
@@ -69,6 +71,7 @@ export class EtcdBackupStack extends Stack {
     this.storage = new SnapshotStorage(this, "Storage", {
       ...(props.objectLock ? { objectLock: props.objectLock } : {}),
       ...(props.noncurrentVersionDays ? { noncurrentVersionDays: props.noncurrentVersionDays } : {}),
+      ...(props.replica ? { replica: { ...props.replica, prefix: props.targets.prefix } } : {}),
     });
     this.catalogue = new Catalogue(this, "Catalogue");
     this.targetsParameter = new TargetsParameter(this, "Targets", { targets: props.targets });
@@ -109,6 +112,9 @@ export class EtcdBackupStack extends Stack {
       stateMachines: { backup: this.backup.stateMachine, restore: this.restore.stateMachine },
       targets: props.targets.targets,
       ageCheck: { ...functions, resources },
+      ...(this.storage.replicaBucket
+        ? { replication: { source: this.storage.bucket, destination: this.storage.replicaBucket } }
+        : {}),
     });
 
     this.operatorPolicies = new OperatorPolicies(this, "OperatorPolicies", {
@@ -155,6 +161,13 @@ export class EtcdBackupStack extends Stack {
       this.operatorPolicies.restoreOperator.managedPolicyArn,
       "Managed policy for people who start, approve and reject restores",
     );
+    if (this.storage.bucket.replicationRoleArn) {
+      output(
+        StackOutputs.replicationRoleArn,
+        this.storage.bucket.replicationRoleArn,
+        "Role S3 replicates snapshots with: the replica bucket's policy and its KMS key must allow it",
+      );
+    }
     const [createdGroup] = network?.securityGroups ?? [];
     if (props.vpc && !props.vpc.securityGroupIds && createdGroup) {
       output(

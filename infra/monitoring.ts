@@ -1,11 +1,14 @@
 // What tells on-call that backups stopped working without any step noticing: executions that ended
 // FAILED, TIMED_OUT or ABORTED (a Catch does not run on timeout or abort), and clusters without a
 // verified snapshot for twice their schedule's interval (the schedule or the state machine may never
-// have started at all); and, ahead of time, etcd client certificates within 30 days of expiry.
+// have started at all); and, ahead of time, etcd client certificates within 30 days of expiry; snapshots
+// that S3 failed to replicate.
 import { Annotations, Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
 import * as events from "aws-cdk-lib/aws-events";
 import type * as logs from "aws-cdk-lib/aws-logs";
+import type * as s3 from "aws-cdk-lib/aws-s3";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import {
@@ -22,6 +25,7 @@ import type { BackupResources } from "./lambda-step-function.js";
 import type { OnCallTopic } from "./on-call-topic.js";
 import { serviceRole } from "./service-role.js";
 import { SnapshotAgeCheck } from "./snapshot-age-check.js";
+import { replicationRuleId } from "./snapshot-storage.js";
 
 /** A run takes at most the state machine's own timeout: a window shorter than interval + this misfires. */
 const longestRunSeconds = 3600;
@@ -38,6 +42,8 @@ export interface MonitoringProps {
     handlersDirectory: string;
     logRetention: logs.RetentionDays;
   };
+  /** The snapshot bucket and its replica, when snapshots are replicated. */
+  replication?: { source: s3.IBucket; destination: s3.IBucket };
 }
 
 export class Monitoring extends Construct {
@@ -49,6 +55,8 @@ export class Monitoring extends Construct {
   readonly certificateAlarms: Record<string, cloudwatch.Alarm> = {};
   /** Per target: a member's HashKV at a snapshot's revision differs from the snapshot's. */
   readonly divergenceAlarms: Record<string, cloudwatch.Alarm> = {};
+  /** S3 failed to replicate an object to the replica bucket. */
+  readonly replicationAlarm?: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
@@ -169,6 +177,31 @@ export class Monitoring extends Construct {
         ...props.ageCheck,
       });
       Object.assign(this.freshnessAlarms, this.ageCheck.alarms);
+    }
+    if (props.replication) {
+      const { source, destination } = props.replication;
+      this.replicationAlarm = new cloudwatch.Alarm(this, "ReplicationFailed", {
+        alarmName: `${stack.stackName}-replication-failed`,
+        alarmDescription: `etcd-backup: S3 failed to replicate snapshot objects from ${source.bucketName} to ${destination.bucketName} in the last hour, so the replica lacks them: check the replication role's access to the replica bucket and its KMS key (S3 console, Replication metrics; docs/operations.md).`,
+        metric: new cloudwatch.Metric({
+          namespace: "AWS/S3",
+          metricName: "OperationsFailedReplication",
+          dimensionsMap: {
+            SourceBucket: source.bucketName,
+            DestinationBucket: destination.bucketName,
+            RuleId: replicationRuleId,
+          },
+          statistic: "Sum",
+          period: Duration.hours(1),
+        }),
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        // S3 publishes the metric only when there is replication to report.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      this.replicationAlarm.addAlarmAction(new cloudwatchActions.SnsAction(props.onCall.topic));
+      this.replicationAlarm.addOkAction(new cloudwatchActions.SnsAction(props.onCall.topic));
     }
   }
 }

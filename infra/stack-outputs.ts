@@ -18,6 +18,8 @@ export const StackOutputs = {
   /** Managed policies to attach to the people who use the CLI against the stack. */
   catalogueReaderPolicyArn: "CatalogueReaderPolicyArn",
   restoreOperatorPolicyArn: "RestoreOperatorPolicyArn",
+  /** Only with a replica bucket: whom the replica's bucket policy and KMS key policy must allow. */
+  replicationRoleArn: "ReplicationRoleArn",
   /** Only with a VPC placement and no security groups given: allow it to etcd's client port. */
   clusterAccessSecurityGroupId: "ClusterAccessSecurityGroupId",
 } as const;

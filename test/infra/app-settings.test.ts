@@ -72,6 +72,9 @@ describe("readAppSettings", () => {
         stackName: "EtcdBackupProd",
         eksAccessEntries: "false",
         vpc: '{"vpcId":"vpc-1","subnetIds":["subnet-1","subnet-2"],"securityGroupIds":["sg-1"]}',
+        replicaBucketArn: "arn:aws:s3:::etcd-snapshots-replica",
+        replicaKmsKeyArn: "arn:aws:kms:eu-central-1:210987654321:key/mrk-0123456789abcdef",
+        replicaAccount: "210987654321",
       }),
       directory,
     );
@@ -82,6 +85,11 @@ describe("readAppSettings", () => {
       objectLock: { mode: "COMPLIANCE", days: 30 },
       eksAccessEntries: false,
       vpc: { vpcId: "vpc-1", subnetIds: ["subnet-1", "subnet-2"], securityGroupIds: ["sg-1"] },
+      replica: {
+        bucketArn: "arn:aws:s3:::etcd-snapshots-replica",
+        kmsKeyArn: "arn:aws:kms:eu-central-1:210987654321:key/mrk-0123456789abcdef",
+        account: "210987654321",
+      },
     });
   });
 
@@ -91,6 +99,14 @@ describe("readAppSettings", () => {
     [{ objectLockMode: "FOREVER", objectLockDays: 3 }, /objectLockMode: expected GOVERNANCE or COMPLIANCE/],
     [{ objectLockDays: 0 }, /objectLockDays: expected a whole number/],
     [{ vpc: "vpc-1" }, /vpc: expected JSON/],
+    [{ replicaBucketArn: "etcd-snapshots-replica" }, /replicaBucketArn: expected arn:aws:s3:::<bucket>/],
+    // A replica without its own key would be encrypted with S3's default: refused, snapshots hold Secrets.
+    [{ replicaBucketArn: "arn:aws:s3:::replica" }, /replicaKmsKeyArn: expected the ARN of a KMS key/],
+    [
+      { replicaBucketArn: "arn:aws:s3:::replica", replicaKmsKeyArn: "alias/replica" },
+      /replicaKmsKeyArn: expected the ARN/,
+    ],
+    [{ replicaAccount: "123" }, /replicaBucketArn: expected/],
     [{ vpc: { vpcId: "vpc-1", subnetIds: [] } }, /vpc.subnetIds: expected a non-empty list/],
     [
       { vpc: { vpcId: "vpc-1", subnetIds: ["subnet-1"], securityGroupIds: ["default"] } },

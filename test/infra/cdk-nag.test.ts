@@ -74,8 +74,12 @@ describe("cdk-nag AwsSolutions checks", () => {
       alertEmails: "oncall@example.com",
       approverEmails: "approver@example.com",
       vpc: JSON.stringify({ vpcId: "vpc-0123456789abcdef0", subnetIds: ["subnet-0aaaaaaaaaaaaaaaa"] }),
+      replicaBucketArn: "arn:aws:s3:::etcd-snapshots-replica",
+      replicaKmsKeyArn: "arn:aws:kms:eu-central-1:210987654321:key/0123abcd-0123-abcd-0123-0123456789ab",
+      replicaAccount: "210987654321",
     });
     expect(findings).toEqual([]);
+    expect(stack.monitoring.replicationAlarm).toBeDefined();
     expect(stack.node.tryFindChild("ClusterAccess")).toBeDefined();
     expect(stack.monitoring.ageCheck?.alarms.archive).toBeDefined();
   });

@@ -177,6 +177,104 @@ describe("snapshot storage", () => {
   });
 });
 
+describe("snapshot replication", () => {
+  const replica = {
+    bucketArn: "arn:aws:s3:::etcd-snapshots-replica",
+    kmsKeyArn: "arn:aws:kms:eu-central-1:210987654321:key/0123abcd-0123-abcd-0123-0123456789ab",
+    account: "210987654321",
+  };
+
+  it("is off unless a replica is given", () => {
+    expect(JSON.stringify(built.template.findResources("AWS::S3::Bucket"))).not.toContain("Replication");
+    expect(built.stack.monitoring.replicationAlarm).toBeUndefined();
+    expect(built.template.findOutputs(StackOutputs.replicationRoleArn)).toEqual({});
+  });
+
+  it("copies every object under the prefix into the replica, re-encrypted with its key, deletes not copied", () => {
+    const { stack, template } = buildStack({ replica, objectLock: { mode: "GOVERNANCE", days: 7 } });
+    const prefix = testTargets().prefix;
+    template.hasResourceProperties("AWS::S3::Bucket", {
+      ReplicationConfiguration: {
+        Role: resolved(stack, stack.storage.replicationRole?.roleArn),
+        Rules: [
+          {
+            Id: "snapshots-to-replica",
+            Status: "Enabled",
+            Filter: { Prefix: `${prefix}/` },
+            Destination: {
+              Account: replica.account,
+              Bucket: replica.bucketArn,
+              EncryptionConfiguration: { ReplicaKmsKeyID: replica.kmsKeyArn },
+              Metrics: { Status: "Enabled" },
+            },
+            SourceSelectionCriteria: { SseKmsEncryptedObjects: { Status: "Enabled" } },
+            DeleteMarkerReplication: { Status: "Disabled" },
+          },
+        ],
+      },
+    });
+    template.hasOutput(StackOutputs.replicationRoleArn, {
+      Value: resolved(stack, stack.storage.replicationRole?.roleArn),
+    });
+  });
+
+  it("lets S3 read versions under the prefix and write them to the replica, and nothing else", () => {
+    const { stack, template } = buildStack({ replica, objectLock: { mode: "GOVERNANCE", days: 7 } });
+    const role = stack.storage.replicationRole;
+    expect(role).toBeDefined();
+    const policies = Object.values(template.findResources("AWS::IAM::Policy")).filter((policy) =>
+      JSON.stringify(policy.Properties.Roles).includes(JSON.stringify(resolved(stack, role?.roleName))),
+    );
+    expect(policies).toHaveLength(1);
+    const statements = (policies[0]?.Properties.PolicyDocument.Statement ?? []) as Statement[];
+    const bucketArn = resolved(stack, stack.storage.bucket.bucketArn);
+    const keyArn = resolved(stack, stack.storage.key.keyArn);
+    const prefix = testTargets().prefix;
+    expect(statements.map(({ Action, Resource }) => ({ Action: asList(Action).sort(), Resource }))).toEqual([
+      { Action: ["s3:GetReplicationConfiguration", "s3:ListBucket"], Resource: bucketArn },
+      {
+        Action: [
+          "s3:GetObjectLegalHold",
+          "s3:GetObjectRetention",
+          "s3:GetObjectVersionAcl",
+          "s3:GetObjectVersionForReplication",
+          "s3:GetObjectVersionTagging",
+        ],
+        Resource: { "Fn::Join": ["", [bucketArn, `/${prefix}/*`]] },
+      },
+      {
+        Action: ["s3:ReplicateDelete", "s3:ReplicateObject", "s3:ReplicateTags"],
+        Resource: `${replica.bucketArn}/${prefix}/*`,
+      },
+      { Action: ["kms:Decrypt"], Resource: keyArn },
+      { Action: ["kms:Encrypt", "kms:GenerateDataKey"], Resource: replica.kmsKeyArn },
+    ]);
+    // A role of its own, not CDK's fixed CDKReplicationRole name, which a second stack would collide with.
+    expect(JSON.stringify(template.findResources("AWS::IAM::Role"))).not.toContain("CDKReplicationRole");
+  });
+
+  it("tells on-call when S3 fails to replicate an object", () => {
+    const { stack, template } = buildStack({ replica });
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      AlarmName: "EtcdBackup-replication-failed",
+      Namespace: "AWS/S3",
+      MetricName: "OperationsFailedReplication",
+      Dimensions: [
+        { Name: "DestinationBucket", Value: "etcd-snapshots-replica" },
+        { Name: "RuleId", Value: "snapshots-to-replica" },
+        { Name: "SourceBucket", Value: resolved(stack, stack.storage.bucket.bucketName) },
+      ],
+      Statistic: "Sum",
+      Period: 3600,
+      Threshold: 0,
+      ComparisonOperator: "GreaterThanThreshold",
+      TreatMissingData: "notBreaching",
+      AlarmActions: [resolved(stack, stack.onCall.topic.topicArn)],
+      OKActions: [resolved(stack, stack.onCall.topic.topicArn)],
+    });
+  });
+});
+
 describe("catalogue table", () => {
   it("has the key schema and sparse verified index of CatalogueTable", () => {
     const index = CatalogueTable.verifiedByClusterIndex;
@@ -1135,9 +1233,8 @@ describe("outputs", () => {
   it("exports the names the CLI looks up", () => {
     const { stack } = built;
     const outputs = built.template.toJSON().Outputs as Record<string, { Value: unknown }>;
-    const always = Object.values(StackOutputs).filter(
-      (name) => name !== StackOutputs.clusterAccessSecurityGroupId,
-    );
+    const optional: string[] = [StackOutputs.clusterAccessSecurityGroupId, StackOutputs.replicationRoleArn];
+    const always = Object.values(StackOutputs).filter((name) => !optional.includes(name));
     expect(Object.keys(outputs).sort()).toEqual(always.sort());
     expect(outputs[StackOutputs.snapshotBucketName]?.Value).toEqual(
       resolved(stack, stack.storage.bucket.bucketName),
