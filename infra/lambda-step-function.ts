@@ -411,6 +411,9 @@ function grantAccess(
         "s3:PutObjectTagging",
         "s3:PutObjectVersionTagging",
         "s3:AbortMultipartUpload",
+        // A whole object whose tagging or catalogue row failed is deleted by its version (discardAfter):
+        // without it the version would stay, known to nobody, for the noncurrent-version lifecycle.
+        "s3:DeleteObjectVersion",
       ]);
       listUploads();
       // A multipart upload under SSE-KMS generates data keys and decrypts them again for each part.

@@ -970,7 +970,13 @@ describe("least privilege", () => {
     ["resolve-target", []],
     [
       "take-snapshot",
-      ["s3:AbortMultipartUpload", "s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+      [
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObjectVersion",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "s3:PutObjectVersionTagging",
+      ],
     ],
     [
       "verify-snapshot",

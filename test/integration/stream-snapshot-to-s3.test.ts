@@ -6,7 +6,12 @@ import { PassThrough, Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import {
+  GetObjectCommand,
+  GetObjectTaggingCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+} from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorNames } from "../../lambdas/core/errors.js";
 import { chooseSnapshotMember } from "../../lambdas/core/etcd/choose-member.js";
@@ -276,6 +281,37 @@ describe("streaming a snapshot from a real etcd into S3", () => {
         name: ErrorNames.EtcdAccessDenied,
         message: expect.stringMatching(/unable to verify.*check the CA, client certificate and key/),
       });
+    } finally {
+      await secure.stop();
+    }
+  });
+
+  it("fails a snapshot that etcd's RBAC refuses to a non-root user as access denied, not as a broken stream", async () => {
+    const secure = await startEtcdCluster({ tls: true });
+    try {
+      // The client certificate's CN (etcd-backup) is its etcd user once auth is on: a reader, not root.
+      const etcdctl = (...args: string[]) =>
+        run("etcdctl", [...secure.etcdctlArgs(), ...args], { env: { ...process.env, ETCDCTL_API: "3" } });
+      await etcdctl("user", "add", "root:root-password");
+      await etcdctl("user", "add", "etcd-backup:unused-password");
+      await etcdctl("role", "add", "reader");
+      await etcdctl("role", "grant-permission", "reader", "--prefix=true", "read", "/");
+      await etcdctl("user", "grant-role", "etcd-backup", "reader");
+      await etcdctl("auth", "enable");
+
+      const source = createGrpcSnapshotSource(
+        createEtcdClient({ endpoint: secure.endpoints[0] as string, tls: secure.clientTls }),
+      );
+      const target = destination("rbac-cluster");
+      // Maintenance.Snapshot needs root (etcd's IsAdminPermitted): no retry changes that.
+      await expect(streamSnapshotToS3(source, target).finally(() => source.close())).rejects.toMatchObject({
+        name: ErrorNames.EtcdAccessDenied,
+        message: expect.stringMatching(/refused the snapshot: .*permission denied/),
+      });
+      const uploads = await s3.client.send(
+        new ListMultipartUploadsCommand({ Bucket: s3.bucket, Prefix: `${target.prefix}/rbac-cluster/` }),
+      );
+      expect(uploads.Uploads ?? []).toEqual([]);
     } finally {
       await secure.stop();
     }

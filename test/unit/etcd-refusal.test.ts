@@ -23,6 +23,8 @@ describe("isRefusedByEtcd", () => {
       "No connection established. Last error: Error: unable to verify the first certificate",
     ],
     [grpc.status.UNAVAILABLE, "Hostname/IP does not match certificate's altnames: Host: etcd.example.com"],
+    // etcd 3.4's Snapshot to a user without the root role (seen in stream-snapshot-to-s3.test.ts).
+    [grpc.status.UNKNOWN, "auth: permission denied"],
   ])("refuses %s: %s", (code, details) => {
     expect(isRefusedByEtcd(failure(code, details))).toBe(true);
   });
@@ -31,6 +33,7 @@ describe("isRefusedByEtcd", () => {
     [grpc.status.UNAVAILABLE, "No connection established. Last error: connect ECONNREFUSED 10.0.1.10:2379"],
     [grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded after 3.001s"],
     [grpc.status.UNAVAILABLE, "etcdserver: leader changed"],
+    [grpc.status.UNKNOWN, "etcdserver: request timed out"],
   ])("may retry %s: %s", (code, details) => {
     expect(isRefusedByEtcd(failure(code, details))).toBe(false);
   });

@@ -244,8 +244,16 @@ export function describeGrpcError(error: grpc.ServiceError): string {
 const tlsRefusal =
   /alert (bad certificate|unknown ca|certificate (required|expired|revoked|unknown))|unable to verify|self[- ]signed certificate|certificate verify failed|certificate has expired|does not match certificate's altnames/i;
 
+/**
+ * etcd's auth errors as its streaming calls return them: etcd 3.4 refuses Snapshot to a user without the
+ * root role with code UNKNOWN and `auth: permission denied`, not with PERMISSION_DENIED.
+ */
+const authRefusal =
+  /\bauth: (permission denied|user name is empty|invalid auth token|authentication failed)/i;
+
 /** Whether a failed call is a refusal of the product's identity, which no retry changes. */
 export function isRefusedByEtcd(error: grpc.ServiceError): boolean {
   if (error.code === grpc.status.UNAUTHENTICATED || error.code === grpc.status.PERMISSION_DENIED) return true;
-  return tlsRefusal.test(`${error.details ?? ""} ${error.message ?? ""}`);
+  const text = `${error.details ?? ""} ${error.message ?? ""}`;
+  return tlsRefusal.test(text) || authRefusal.test(text);
 }

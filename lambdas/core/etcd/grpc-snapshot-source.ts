@@ -3,10 +3,10 @@
 // is paused while the consumer is full, so HTTP/2 flow control stops the server.
 import { Readable } from "node:stream";
 import type { ClientReadableStream, ServiceError } from "@grpc/grpc-js";
-import { SnapshotCorruptError, SnapshotStreamInterruptedError } from "../errors.js";
+import { EtcdAccessDeniedError, SnapshotCorruptError, SnapshotStreamInterruptedError } from "../errors.js";
 import { snapshotTrailerBytes } from "../snapshot/snapshot-format.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
-import { describeGrpcError, type EtcdClient } from "./etcd-client.js";
+import { describeGrpcError, type EtcdClient, isRefusedByEtcd } from "./etcd-client.js";
 import type { SnapshotResponse } from "./etcd-rpc-descriptor.js";
 
 export interface SnapshotByteStream extends Readable {
@@ -95,11 +95,17 @@ class GrpcSnapshotStream extends Readable implements SnapshotByteStream {
 
   private fail(error: ServiceError): void {
     if (this.destroyed) return;
+    // A refusal (etcd's RBAC lets Snapshot only to root; a certificate it rejects) is not retried.
     this.destroy(
-      new SnapshotStreamInterruptedError(
-        `snapshot stream from ${this.client.endpoint} broke off after ${this.received} bytes: ${describeGrpcError(error)}`,
-        { cause: error },
-      ),
+      isRefusedByEtcd(error)
+        ? new EtcdAccessDeniedError(
+            `etcd ${this.client.endpoint} refused the snapshot: ${describeGrpcError(error)}`,
+            { cause: error },
+          )
+        : new SnapshotStreamInterruptedError(
+            `snapshot stream from ${this.client.endpoint} broke off after ${this.received} bytes: ${describeGrpcError(error)}`,
+            { cause: error },
+          ),
     );
   }
 
