@@ -103,7 +103,7 @@ export async function runCli(argv: string[]): Promise<number> {
     .option("--s3-endpoint <url>", "S3 endpoint (e.g. a local s3rver)")
     .option("--region <region>", "AWS region (of the bucket, and of the EKS cluster)")
     .option("--kms-key-id <id>", "SSE-KMS key for the object")
-    .option("--table <name>", "DynamoDB catalogue table")
+    .option("--table <name>", "DynamoDB catalogue table (with --to s3://…)")
     .option(
       "--dynamodb-endpoint <url>",
       "DynamoDB endpoint (e.g. a local dynalite; the table is created there)",

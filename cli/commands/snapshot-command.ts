@@ -87,6 +87,12 @@ export interface SnapshotCommandResult {
 export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<SnapshotCommandResult> {
   const access = parseAccess(flags);
   const destination = parseSnapshotLocation(flags.to);
+  if (destination.kind === "file" && flags.table) {
+    // A catalogue row names an S3 object version, which is what a restore downloads and checks.
+    throw new InvalidInputError(
+      `--table catalogues snapshots stored in S3, which a restore can use; ${flags.to} is a file: drop --table, or give --to s3://BUCKET/PREFIX`,
+    );
+  }
   if (destination.kind === "file") await checkDestinationFile(destination.path);
   const snapshotId = newSnapshotId();
   const started = Date.now();
@@ -107,12 +113,10 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
     let location: string;
     let versionId: string | undefined;
     if (destination.kind === "file") {
-      await catalogue?.started({ bucket: "", key: destination.path, sourceMember: source.description });
       const saved = await streamSnapshotToFile(source, destination.path, { onProgress });
       progress.done();
       streamed = saved;
       location = saved.path;
-      await catalogue?.uploaded(streamed, undefined);
       verified = checkAgainstExpected(
         await verifySnapshotFile(saved.path, { members }),
         streamed,

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -217,6 +218,24 @@ describe("etcd-backup snapshot and verify", () => {
     );
     expect(directory.code).toBe(2);
     expect(directory.stderr).toContain(`--to ${work.path} is a directory`);
+
+    // A catalogue row names an S3 object version: a file is not catalogued, and nothing is written.
+    const file = join(work.path, "catalogued.db");
+    const catalogued = await etcdBackup(
+      "snapshot",
+      "--endpoints",
+      etcd.endpoints.join(","),
+      "--to",
+      file,
+      "--table",
+      "etcd-backup-catalogue",
+    );
+    expect(catalogued.code).toBe(2);
+    expect(catalogued.stderr.trim().split("\n")).toHaveLength(1);
+    expect(catalogued.stderr).toContain(
+      `--table catalogues snapshots stored in S3, which a restore can use; ${file} is a file`,
+    );
+    expect(existsSync(file) || existsSync(`${file}.part`)).toBe(false);
   });
 
   it("reports a missing snapshot file in one line with exit code 6, and a directory with exit code 2", async () => {
