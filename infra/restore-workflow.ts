@@ -53,7 +53,7 @@ export const restoreSteps: readonly WorkflowStep[] = [
     handler: "write-restore-plans",
     description: "etcd-backup restore: write each member's plan and presign the agents' URLs",
     sizing: smallStep(60),
-    access: ["targets", "write-restore-plans", "presign-urls"],
+    access: ["targets", "read-snapshot-versions", "write-restore-plans", "presign-urls"],
     restoreAgentScript: true,
   },
   {

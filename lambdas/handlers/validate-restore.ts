@@ -5,5 +5,5 @@ import { findManagedInstances } from "./shared/managed-instances.js";
 import { restoreStepHandler } from "./shared/restore-step-handler.js";
 
 export const handler = restoreStepHandler("validate-restore", validateRestoreInput, (dependencies, event) =>
-  validateRestore(dependencies, event.input, findManagedInstances),
+  validateRestore(dependencies, event.input, event.executionArn, findManagedInstances),
 );

@@ -605,7 +605,17 @@ describe("restore function grants", () => {
     ],
     ["request-approval", []],
     ["acquire-lease", []],
-    ["write-restore-plans", [[["s3:PutObject"], "_restores/*"]]],
+    [
+      "write-restore-plans",
+      [
+        [["s3:PutObject"], "_restores/*"],
+        // The snapshot version checked again once the lease is held (stored-snapshot-object.ts).
+        [
+          ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion", "s3:GetObjectVersionTagging"],
+          "*.db",
+        ],
+      ],
+    ],
     ["set-restore-phase", [[["s3:GetObject", "s3:PutObject"], "_restores/*"]]],
     ["check-restore-agents", [[["s3:GetObject"], "_restores/*"]]],
     ["check-etcd-health", []],

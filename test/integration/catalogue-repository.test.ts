@@ -228,6 +228,49 @@ describe("catalogue transitions", () => {
     ).rejects.toBeInstanceOf(CatalogueConflictError);
   });
 
+  it("holds a VERIFIED snapshot for a restore, a later hold replacing an earlier one, and nothing else", async () => {
+    await rowIn("held", "s-1", SnapshotStatus.Verified);
+    const first = await catalogue.holdForRestore({
+      cluster: "held",
+      snapshotId: "s-1",
+      execution: "restore-1",
+      until: new Date("2026-12-01T00:00:00Z"),
+    });
+    expect(first.changed).toBe(true);
+    expect(first.record).toMatchObject({
+      restoreHeldBy: "restore-1",
+      restoreHeldUntil: "2026-12-01T00:00:00.000Z",
+    });
+    // An earlier end does not shorten the hold another restore needs.
+    const earlier = await catalogue.holdForRestore({
+      cluster: "held",
+      snapshotId: "s-1",
+      execution: "restore-2",
+      until: new Date("2026-11-30T00:00:00Z"),
+    });
+    expect(earlier).toMatchObject({ changed: false, record: { restoreHeldBy: "restore-1" } });
+    const later = await catalogue.holdForRestore({
+      cluster: "held",
+      snapshotId: "s-1",
+      execution: "restore-3",
+      until: new Date("2026-12-02T00:00:00Z"),
+    });
+    expect(later.record).toMatchObject({
+      restoreHeldBy: "restore-3",
+      restoreHeldUntil: "2026-12-02T00:00:00.000Z",
+    });
+    // A snapshot retention deleted first cannot be held: the restore is refused before anyone is asked.
+    await deleted("held", "s-1");
+    await expect(
+      catalogue.holdForRestore({
+        cluster: "held",
+        snapshotId: "s-1",
+        execution: "restore-4",
+        until: new Date("2026-12-03T00:00:00Z"),
+      }),
+    ).rejects.toThrow(/cannot record VERIFIED for snapshot s-1 of cluster held: it is DELETED/);
+  });
+
   it("records FAILED from IN_PROGRESS and from UPLOADED, and DELETED from FAILED", async () => {
     const cluster = newCluster();
     await started(cluster, snapshotIdAt(1));

@@ -96,6 +96,10 @@ describe("the restore state machine refuses and changes nothing", () => {
     expect(run.entered).not.toContain("WritePlans");
     expect(run.published[0]?.message).toContain("nothing on the nodes was touched");
     expect(await keysNow()).toBe(51);
+    // Validation held the snapshot from retention for the approval wait and the restore's work.
+    const held = await stack.catalogue.getSnapshot(localCluster, snapshotId);
+    expect(held?.restoreHeldBy).toBe(run.executionArn);
+    expect(Date.parse(held?.restoreHeldUntil ?? "")).toBeGreaterThan(Date.now() + 3600 * 1000);
     const approval = (await stack.readNotifications()).at(-1);
     // Locally the commands it quotes carry --local, as the approver must type them.
     expect(approval?.message).toContain(`etcd-backup approve ${run.executionArn.split(":").at(-1)} --local`);

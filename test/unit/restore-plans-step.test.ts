@@ -1,11 +1,17 @@
 import { createHash } from "node:crypto";
 // The barrier steps' rolling URLs: every plan written (prepare, each later phase, rollback) names URLs
 // signed at that write, with the lifetimes agent-url-lifetimes.ts argues for, over an in-memory bucket.
-import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  GetObjectCommand,
+  GetObjectTaggingCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import { restoreLeaseSeconds, silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
 import { parseTargetsFile } from "../../lambdas/core/config/target-config.js";
-import { LeaseHeldError } from "../../lambdas/core/errors.js";
+import { LeaseHeldError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
 import {
   launchUrlSeconds,
   maxPhaseTimeoutSeconds,
@@ -61,6 +67,8 @@ function fakeDependencies(phaseTimeoutSeconds?: number, layoutExtras: Record<str
   const renewals: Array<{ cluster: string; owner: string; ttlSeconds: number }> = [];
   const warnings: string[] = [];
   const lease = { lost: false };
+  /** The catalogued snapshot version is in the bucket, until a test deletes it. */
+  const stored = { present: true };
   const signed: Array<SignRequest & { url: string }> = [];
   /** The key of every PutObject, in order: a key put twice appears twice. */
   const puts: string[] = [];
@@ -70,6 +78,15 @@ function fakeDependencies(phaseTimeoutSeconds?: number, layoutExtras: Record<str
         puts.push(command.input.Key as string);
         objects.set(command.input.Key as string, command.input.Body as string);
         return {};
+      }
+      if (command instanceof HeadObjectCommand || command instanceof GetObjectTaggingCommand) {
+        const { Key, VersionId } = command.input;
+        if (!stored.present || Key !== snapshot.key || VersionId !== snapshot.versionId) {
+          throw Object.assign(new Error("no such version"), { name: "NoSuchVersion" });
+        }
+        return command instanceof HeadObjectCommand
+          ? { Metadata: {}, ContentLength: snapshot.bytes }
+          : { TagSet: [{ Key: "sha256", Value: snapshot.sha256 }] };
       }
       if (command instanceof GetObjectCommand) {
         const text = objects.get(command.input.Key as string);
@@ -136,12 +153,24 @@ function fakeDependencies(phaseTimeoutSeconds?: number, layoutExtras: Record<str
         ...status,
       }),
     );
-  return { dependencies, signed, planOf, reportStatus, renewals, warnings, lease, objects, puts };
+  return { dependencies, signed, planOf, reportStatus, renewals, warnings, lease, objects, puts, stored };
 }
 
 const input = { cluster, snapshotId: snapshot.snapshotId };
 
 describe("agent launch", () => {
+  it("writes no plan when the snapshot version is gone since validation (a prune that began before its hold)", async () => {
+    const { dependencies, puts, signed, stored } = fakeDependencies();
+    stored.present = false;
+    await expect(writeRestorePlans(dependencies, input, executionArn, snapshot, members)).rejects.toThrow(
+      new SnapshotNotFoundError(
+        `snapshot ${snapshot.snapshotId} is catalogued, but s3://snapshots/${snapshot.key} version v-42 does not exist`,
+      ),
+    );
+    expect(puts).toEqual([]);
+    expect(signed).toEqual([]);
+  });
+
   it("stages the script once and has each node fetch it, check its sha256 and run it", async () => {
     const { dependencies, objects, signed, puts } = fakeDependencies();
     const script = await dependencies.loadAgentScript();

@@ -27,6 +27,7 @@ interface Row {
   tags?: string[];
   completedAt?: string;
   failedAt?: string;
+  restoreHeldUntil?: string;
 }
 
 function record(row: Row): SnapshotRecord {
@@ -41,6 +42,12 @@ function record(row: Row): SnapshotRecord {
     tags: row.tags ?? [],
     ...(row.completedAt === undefined ? {} : { completedAt: row.completedAt }),
     ...(row.failedAt === undefined ? {} : { failedAt: row.failedAt }),
+    ...(row.restoreHeldUntil === undefined
+      ? {}
+      : {
+          restoreHeldBy: "arn:aws:states:eu-west-1:123456789012:execution:restore:r1",
+          restoreHeldUntil: row.restoreHeldUntil,
+        }),
   };
 }
 
@@ -232,6 +239,29 @@ const planCases: PlanCase[] = [
       "pre-29d": ["pre-restore"],
     },
     delete: { "pre-30d": "pre-restore-expired", "pre-60d": "pre-restore-expired" },
+  },
+  {
+    name: "a snapshot a restore chose is kept until its hold ends, then retention applies again",
+    policy: { hourly: 1, preRestoreDays: 1 },
+    now: "2026-11-30T12:00:00Z",
+    rows: [
+      { id: "newest", at: "2026-11-30T11:00:00Z" },
+      // Chosen yesterday; its approval may still be pending.
+      { id: "chosen", at: "2026-11-29T09:00:00Z", restoreHeldUntil: "2026-12-01T13:00:00Z" },
+      {
+        id: "chosen-safety",
+        at: "2026-11-20T09:00:00Z",
+        tags: [preRestoreTag],
+        restoreHeldUntil: "2026-11-30T12:00:01Z",
+      },
+      { id: "hold-ended", at: "2026-11-28T09:00:00Z", restoreHeldUntil: "2026-11-30T12:00:00Z" },
+    ],
+    keep: {
+      newest: ["newest-verified", "hourly"],
+      chosen: ["restore-pending"],
+      "chosen-safety": ["restore-pending"],
+    },
+    delete: { "hold-ended": "outside-tiers" },
   },
   {
     name: "an expired pre-restore snapshot that is the newest verified one is still kept",

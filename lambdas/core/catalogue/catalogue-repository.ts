@@ -289,6 +289,32 @@ export class CatalogueRepository {
     });
   }
 
+  /**
+   * Keeps a VERIFIED snapshot from retention until `until`, for the restore that chose it: the approval
+   * may take days, while scheduled backups go on pruning. A later hold than the one there replaces it.
+   */
+  holdForRestore(input: {
+    cluster: string;
+    snapshotId: string;
+    execution: string;
+    until: Date;
+  }): Promise<TransitionResult> {
+    const until = input.until.toISOString();
+    return this.transition({
+      cluster: input.cluster,
+      snapshotId: input.snapshotId,
+      to: SnapshotStatus.Verified,
+      from: [SnapshotStatus.Verified],
+      set: { restoreHeldBy: input.execution, restoreHeldUntil: until },
+      condition: {
+        expression: "(attribute_not_exists(#restoreHeldUntil) OR #restoreHeldUntil < :heldUntil)",
+        values: { ":heldUntil": until },
+      },
+      isRepeat: (existing) =>
+        existing.status === SnapshotStatus.Verified && (existing.restoreHeldUntil ?? "") >= until,
+    });
+  }
+
   /** VERIFIED or FAILED → DELETED, once the object version is gone. Repeating it is a no-op. */
   recordDeleted(input: RecordDeletedInput): Promise<TransitionResult> {
     return this.transition({

@@ -61,6 +61,12 @@ export interface SnapshotRecord {
    */
   kvHash?: SnapshotKvHashFigure;
   verifiedAt?: string;
+  /**
+   * A restore that chose this snapshot and may still be waiting for its approval: retention keeps the
+   * snapshot until then (the restore's execution, and the end of its approval wait and work).
+   */
+  restoreHeldBy?: string;
+  restoreHeldUntil?: string;
   /** Set on FAILED. */
   failure?: SnapshotFailure;
   failedAt?: string;

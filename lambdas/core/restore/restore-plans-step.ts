@@ -22,6 +22,7 @@ import {
   restorePlanSchema,
 } from "./restore-plan.js";
 import { agentWaitSeconds } from "./restore-timeouts.js";
+import { checkStoredObject } from "./stored-snapshot-object.js";
 
 /** The JSON copy beside a plan: the plan, and the objects (snapshot, staged tool) whose URLs each plan write signs again. */
 const storedPlanSchema = z
@@ -70,6 +71,9 @@ export async function writeRestorePlans(
   const layout = target.restore;
   if (!layout) throw new InvalidInputError(`target ${target.name} has no restore layout`);
   const restoreId = restoreIdFor(executionArn);
+  // Again, now that the cluster's lease keeps every prune away: a snapshot a prune that began before the
+  // validation's hold deleted is found here, while nothing has stopped, not by the agents' download.
+  await checkStoredObject(dependencies, snapshot);
   const snapshotObject = {
     key: snapshot.key,
     ...(snapshot.versionId ? { versionId: snapshot.versionId } : {}),

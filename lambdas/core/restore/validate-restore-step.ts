@@ -1,14 +1,7 @@
 // The first restore state: refuse anything unsafe before a person is asked to approve it.
-import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
 import { findTarget, type RestoreLayout } from "../config/target-config.js";
-import {
-  describeError,
-  EtcdUnavailableError,
-  InvalidInputError,
-  SnapshotCorruptError,
-  SnapshotNotFoundError,
-} from "../errors.js";
+import { describeError, EtcdUnavailableError, InvalidInputError, SnapshotNotFoundError } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import { describeMemberHashCheck } from "../snapshot/member-hash-check.js";
 import { clusterIdMetadataKey } from "../snapshot/stream-snapshot.js";
@@ -16,6 +9,8 @@ import { type FindManagedInstances, resolveAgentInstances } from "./agent-instan
 import { checkMembership } from "./check-membership.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
+import { restoreWorkSeconds } from "./restore-timeouts.js";
+import { checkStoredObject } from "./stored-snapshot-object.js";
 
 /** What etcdutl's --bump-revision adds; Kubernetes' documentation suggests a billion. */
 export const revisionBump = 1_000_000_000;
@@ -31,6 +26,7 @@ export interface ValidatedRestore {
 export async function validateRestore(
   dependencies: RestoreDependencies,
   input: RestoreInput,
+  executionArn: string,
   findManagedInstances: FindManagedInstances,
 ): Promise<ValidatedRestore> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
@@ -56,6 +52,17 @@ export async function validateRestore(
       `snapshot ${input.snapshotId} is ${row.status}: only a VERIFIED snapshot can be restored`,
     );
   }
+  // Scheduled backups go on pruning while approvers think it over: retention keeps this snapshot until
+  // the restore could have ended. Once the restore holds the cluster's lease no prune runs at all. Held
+  // before the object is checked, so that a prune that got there first shows here, before anyone is asked.
+  await dependencies.catalogue.holdForRestore({
+    cluster: sourceCluster,
+    snapshotId: input.snapshotId,
+    execution: executionArn,
+    until: new Date(
+      dependencies.now().getTime() + (layout.approvalTimeoutSeconds + restoreWorkSeconds) * 1000,
+    ),
+  });
   const stored = await checkStoredObject(dependencies, row);
 
   // The running etcd's members must be the configured ones (check-membership.ts); a snapshot of another
@@ -165,37 +172,6 @@ async function checkClusterLineage(
   throw new InvalidInputError(
     `snapshot ${input.snapshotId} was taken from etcd cluster id ${snapshotClusterId}, but ${input.cluster}'s etcd is ${liveClusterId}, and no snapshot of ${input.cluster} comes from it yet. A restore changes the id: if ${input.cluster} was restored since, set allowClusterIdChange (CLI --allow-cluster-id-change); if the snapshot is another cluster's, allowCrossCluster (CLI --allow-cross-cluster)`,
   );
-}
-
-async function checkStoredObject(
-  dependencies: RestoreDependencies,
-  row: { bucket: string; key: string; versionId?: string; sha256?: string; snapshotId: string },
-) {
-  const where = `s3://${row.bucket}/${row.key}${row.versionId ? ` version ${row.versionId}` : ""}`;
-  try {
-    const head = await dependencies.s3.send(
-      new HeadObjectCommand({ Bucket: row.bucket, Key: row.key, VersionId: row.versionId }),
-    );
-    const tags = await dependencies.s3.send(
-      new GetObjectTaggingCommand({ Bucket: row.bucket, Key: row.key, VersionId: row.versionId }),
-    );
-    const storedSha = tags.TagSet?.find((tag) => tag.Key === "sha256")?.Value;
-    if (storedSha !== row.sha256) {
-      throw new SnapshotCorruptError(
-        `${where} carries sha256 ${storedSha ?? "(none)"}, but the catalogue says ${row.sha256}`,
-      );
-    }
-    return { metadata: head.Metadata ?? {}, bytes: head.ContentLength ?? 0 };
-  } catch (error) {
-    if (error instanceof SnapshotCorruptError) throw error;
-    const name = (error as { name?: string }).name;
-    if (name === "NotFound" || name === "NoSuchKey" || name === "NoSuchVersion") {
-      throw new SnapshotNotFoundError(
-        `snapshot ${row.snapshotId} is catalogued, but ${where} does not exist`,
-      );
-    }
-    throw error;
-  }
 }
 
 /** For the approvers: the members whose API servers the restore will not see ready before it ends. */

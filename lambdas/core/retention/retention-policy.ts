@@ -33,6 +33,8 @@ export const KeepReason = {
   NewestVerified: "newest-verified",
   /** A restore's safety snapshot within its `preRestoreDays`. */
   PreRestore: "pre-restore",
+  /** Chosen by a restore that may still be waiting for approval (`restoreHeldUntil` not passed). */
+  RestorePending: "restore-pending",
   /** A FAILED row younger than `failedGraceHours`, left for inspection. */
   FailedGracePeriod: "failed-grace-period",
   /** An IN_PROGRESS or UPLOADED row that may still belong to a running backup. */
@@ -108,7 +110,9 @@ export function planRetention(records: SnapshotRecord[], policy: RetentionPolicy
     const { snapshotId } = record;
     switch (record.status) {
       case SnapshotStatus.Verified:
-        if (!record.tags.includes(preRestoreTag)) {
+        if (record.restoreHeldUntil !== undefined && now.getTime() < Date.parse(record.restoreHeldUntil)) {
+          keep(snapshotId, KeepReason.RestorePending);
+        } else if (!record.tags.includes(preRestoreTag)) {
           if (!keepReasons.has(snapshotId)) deleteReasons.set(snapshotId, DeleteReason.OutsideTiers);
         } else if (now.getTime() < time + policy.preRestoreDays * dayMs) {
           keep(snapshotId, KeepReason.PreRestore);
