@@ -57,9 +57,13 @@ function unlessAccessDenied(error: unknown): undefined {
   throw error;
 }
 
-/** `--poll-seconds` (default 10) in ms, never below 10 ms. */
+/** `--poll-seconds` (default 10) in ms, never below 10 ms; anything but a positive number is refused. */
 export function pollIntervalMs(pollSeconds: string | undefined): number {
-  return Math.max(Number(pollSeconds ?? 10), 0.01) * 1000;
+  const seconds = Number(pollSeconds ?? 10);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw new InvalidInputError(`--poll-seconds: expected a number of seconds above 0, got "${pollSeconds}"`);
+  }
+  return Math.max(seconds, 0.01) * 1000;
 }
 
 /**

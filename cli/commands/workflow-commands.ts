@@ -114,7 +114,7 @@ export async function runStatusCommand(execution: string, flags: StatusFlags): P
     ? execution
     : executionArnFor(await stateMachineOf(execution, flags), execution);
   return withSfn(flags, async (sfn) => {
-    if (flags.wait) return follow(sfn, executionArn, flags);
+    if (flags.wait) return follow(sfn, executionArn, flags, pollIntervalMs(flags.pollSeconds));
     const status = await describeExecution(sfn, executionArn);
     printStatus(status, flags);
     return exitCodeOf(status);
@@ -148,6 +148,8 @@ async function startAndFollow(
   input: object,
   nextStep: (name: string) => string,
 ): Promise<number> {
+  // A bad --poll-seconds is refused before anything starts, not after.
+  const pollMs = pollIntervalMs(flags.pollSeconds);
   return withSfn(flags, async (sfn) => {
     const reply = await sfn.send(
       new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input) }),
@@ -156,7 +158,7 @@ async function startAndFollow(
     const started = { executionArn, executionName: name, input };
     if (flags.wait) {
       process.stderr.write(`started ${name}; ${nextStep(name)}\n`);
-      return follow(sfn, executionArn, flags);
+      return follow(sfn, executionArn, flags, pollMs);
     }
     if (flags.json) printJson(started);
     else process.stdout.write(`started: ${name}\n${nextStep(name)}\n`);
@@ -164,9 +166,14 @@ async function startAndFollow(
   });
 }
 
-async function follow(sfn: SFNClient, executionArn: string, flags: FollowFlags): Promise<number> {
+async function follow(
+  sfn: SFNClient,
+  executionArn: string,
+  flags: FollowFlags,
+  pollMs: number,
+): Promise<number> {
   const status = await waitForExecution(() => describeExecution(sfn, executionArn), {
-    pollMs: pollIntervalMs(flags.pollSeconds),
+    pollMs,
     onChange: (current) => {
       if (current.status === "RUNNING") process.stderr.write(`${current.name}: running\n`);
     },

@@ -100,6 +100,16 @@ describe("takeSnapshot when the catalogue fails after the upload", () => {
     const row = await stack.catalogue.getSnapshot("local", resolved.snapshotId);
     expect(row?.status).toBe("UPLOADED");
     expect(await stack.s3.listKeys(row?.key)).toEqual([row?.key]);
+    // The step's retry finds the row UPLOADED and passes on what the upload recorded, the etcd version too.
+    const resumed = await takeSnapshot(
+      dependencies(stack.catalogue),
+      { cluster: "local" },
+      "run-2",
+      resolved,
+    );
+    expect(resumed).toMatchObject({ key: row?.key, versionId: row?.versionId, sha256: row?.sha256 });
+    expect(resumed.etcdVersion).toMatch(/^3\.\d+\.\d+$/);
+    expect(row?.etcdVersion).toBe(resumed.etcdVersion);
   }, 60_000);
 });
 

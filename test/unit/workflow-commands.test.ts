@@ -119,6 +119,27 @@ describe("etcd-backup backup", () => {
   });
 });
 
+describe("etcd-backup backup --poll-seconds", () => {
+  it.each(["abc", "1m", "0", "-5"])(
+    "refuses %j in one line with exit code 2, before starting anything",
+    async (value) => {
+      const result = await cli([
+        "backup",
+        "--cluster",
+        "prod-eu",
+        "--state-machine-arn",
+        backupMachine,
+        "--wait",
+        "--poll-seconds",
+        value,
+      ]);
+      expect(result.code).toBe(ExitCodes.usage);
+      expect(result.stderr).toContain(`--poll-seconds: expected a number of seconds above 0, got "${value}"`);
+      expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+    },
+  );
+});
+
 describe("etcd-backup status", () => {
   it("names the step that failed and its error, and exits as the local command would", async () => {
     const executionArn = executionArnFor(backupMachine, "backup-prod-eu-1");

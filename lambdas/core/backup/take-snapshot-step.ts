@@ -81,6 +81,7 @@ export async function takeSnapshot(
       sha256: stored.sha256,
       completedAt: dependencies.now(),
       durationMs: stored.durationMs,
+      etcdVersion: stored.etcdVersion,
     })
     .catch(async (error: unknown) => {
       // The write may have landed with only its answer lost: delete the version only when the row

@@ -56,6 +56,8 @@ export interface RecordUploadedInput {
   sha256: string;
   completedAt: Date;
   durationMs: number;
+  /** The version the member reported: what a retried step that finds the row already UPLOADED passes on. */
+  etcdVersion?: string;
 }
 
 export interface RecordVerifiedInput {
@@ -195,6 +197,7 @@ export class CatalogueRepository {
         sha256: input.sha256,
         completedAt: input.completedAt.toISOString(),
         durationMs: input.durationMs,
+        ...(input.etcdVersion ? { etcdVersion: input.etcdVersion } : {}),
       },
       isRepeat: (existing) => existing.status === SnapshotStatus.Uploaded && existing.sha256 === input.sha256,
       explain: (existing) =>
