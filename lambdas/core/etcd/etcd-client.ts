@@ -48,8 +48,11 @@ export interface EtcdClient {
   status(): Promise<MemberStatus>;
   hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
   memberList(): Promise<MemberListResponse["members"]>;
-  /** How many keys exist now (under `prefix`, or all), with the revision the count was taken at. */
-  countKeys(prefix?: string): Promise<{ count: number; revision: number }>;
+  /**
+   * How many keys exist (under `prefix`, or all) now, or at `atRevision` (not yet compacted), with the
+   * member's current revision.
+   */
+  countKeys(prefix?: string, atRevision?: number): Promise<{ count: number; revision: number }>;
   /** The raw Maintenance.Snapshot message stream; see grpc-snapshot-source.ts for the byte stream. */
   openSnapshotCall(): grpc.ClientReadableStream<SnapshotResponse>;
   close(): void;
@@ -197,8 +200,12 @@ export function createEtcdClient(connection: EtcdConnection): EtcdClient {
     async memberList() {
       return (await unary("MemberList", cluster.MemberList, cluster, { linearizable: false })).members;
     },
-    async countKeys(prefix) {
-      const reply = await unary("Range", kv.Range, kv, { ...keyRange(prefix), count_only: true });
+    async countKeys(prefix, atRevision) {
+      const reply = await unary("Range", kv.Range, kv, {
+        ...keyRange(prefix),
+        count_only: true,
+        ...(atRevision === undefined ? {} : { revision: String(atRevision) }),
+      });
       return { count: Number(reply.count), revision: Number(reply.header?.revision ?? 0) };
     },
     openSnapshotCall() {

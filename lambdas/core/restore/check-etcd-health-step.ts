@@ -1,13 +1,25 @@
 // The barrier check after etcd restarts and before any API server does: every member healthy and in
-// one cluster with one leader, at the catalogued revision (plus the bump) with the catalogued key count,
-// and — where the revision was not bumped — holding the snapshot's content: each member's HashKV at the
-// revision equals the snapshot's, as catalogued at verification. Until the API servers start nothing
-// writes to etcd, so all must match exactly.
+// one cluster with one leader, restored at the catalogued revision (plus the bump) with the catalogued key
+// count there, and — where the revision was not bumped — holding the snapshot's content: each member's
+// HashKV at the revision equals the snapshot's, as catalogued at verification.
+//
+// No API server writes until this passes, but etcd itself does: a lease in the snapshot (kube-apiserver's
+// /registry/masterleases/ keys live 15 s, Events an hour) is revoked when its TTL runs out after the new
+// leader takes over, and each revocation deletes its keys at a new revision. So the revision may have
+// moved on, and the key count is read at the restored revision, not now.
 import { findTarget } from "../config/target-config.js";
 import { describeError, EtcdUnavailableError, SnapshotCorruptError } from "../errors.js";
 import { createEtcdClient, type MemberStatus } from "../etcd/etcd-client.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
+
+interface MemberFindings {
+  status: MemberStatus;
+  /** The revision the member was restored at: the snapshot's, plus the bump where it was applied. */
+  restoredRevision: number;
+  /** Keys at the restored revision; undefined when the member is below it. */
+  keysThen?: number;
+}
 
 export async function checkEtcdHealth(
   dependencies: RestoreDependencies,
@@ -17,18 +29,23 @@ export async function checkEtcdHealth(
 ): Promise<{ healthy: true; summary: string }> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const tls = await dependencies.loadEtcdTls(target);
-  const statuses: MemberStatus[] = [];
+  const bumpedRevision = snapshot.revision + (snapshot.bumpRevision ?? 0);
+  // An optional bump was skipped where the node's tool lacks the flag; the bump (a billion) tells which.
+  const restoredRevisionOf = (revision: number) =>
+    snapshot.revisionBumpOptional && revision < bumpedRevision ? snapshot.revision : bumpedRevision;
+  const findings: MemberFindings[] = [];
   const contentProblems: string[] = [];
   let contentCompared = 0;
-  let keys: { count: number; revision: number } | undefined;
   for (const member of members) {
     const client = createEtcdClient({ endpoint: member.clientUrl, tls, callTimeoutMs: 5000 });
     try {
       const status = await client.status();
-      statuses.push(status);
-      keys ??= await client.countKeys();
+      const restoredRevision = restoredRevisionOf(status.revision);
+      const reached = status.revision >= restoredRevision;
+      const keysThen = reached ? (await client.countKeys(undefined, restoredRevision)).count : undefined;
+      findings.push({ status, restoredRevision, ...(keysThen === undefined ? {} : { keysThen }) });
       // A bump moves every revision (and --mark-compacted compacts there): no HashKV to compare then.
-      if (snapshot.kvHash && status.revision === snapshot.revision) {
+      if (snapshot.kvHash && reached && restoredRevision === snapshot.revision) {
         const answer = await client.hashKV(snapshot.revision);
         if (answer.compactRevision === snapshot.kvHash.compactRevision) {
           contentCompared++;
@@ -47,6 +64,7 @@ export async function checkEtcdHealth(
       client.close();
     }
   }
+  const statuses = findings.map((finding) => finding.status);
   const problems: string[] = [];
   const leaders = new Set(statuses.map((status) => status.leaderId));
   const clusters = new Set(statuses.map((status) => status.clusterId));
@@ -54,21 +72,24 @@ export async function checkEtcdHealth(
     problems.push(`members disagree on the leader (${[...leaders].join(", ")})`);
   if (clusters.size !== 1)
     problems.push(`members belong to different clusters (${[...clusters].join(", ")})`);
-  const bumpedRevision = snapshot.revision + (snapshot.bumpRevision ?? 0);
-  // An optional bump was skipped where the node's tool lacks the flag; every member must still agree.
-  const expected = snapshot.revisionBumpOptional ? [bumpedRevision, snapshot.revision] : [bumpedRevision];
-  const revisions = new Set(statuses.map((status) => status.revision));
-  if (revisions.size > 1) problems.push(`members disagree on the revision (${[...revisions].join(", ")})`);
-  for (const status of statuses) {
+  const restoredRevisions = new Set(findings.map((finding) => finding.restoredRevision));
+  if (restoredRevisions.size > 1) {
+    problems.push(
+      `members were restored at different revisions (${findings.map(({ status }) => `${status.endpoint} at ${status.revision}`).join(", ")})`,
+    );
+  }
+  for (const { status, restoredRevision, keysThen } of findings) {
     if (status.errors.length > 0) problems.push(`${status.endpoint} reports ${status.errors.join("; ")}`);
-    if (!expected.includes(status.revision)) {
+    if (keysThen === undefined) {
+      const expected = snapshot.revisionBumpOptional
+        ? `${bumpedRevision} or ${snapshot.revision}`
+        : `${bumpedRevision}`;
+      problems.push(`${status.endpoint} is at revision ${status.revision}, expected ${expected} or later`);
+    } else if (keysThen !== snapshot.liveKeyCount) {
       problems.push(
-        `${status.endpoint} is at revision ${status.revision}, expected ${expected.join(" or ")}`,
+        `${status.endpoint} held ${keysThen} keys at revision ${restoredRevision}, the snapshot ${snapshot.liveKeyCount}`,
       );
     }
-  }
-  if (keys && keys.count !== snapshot.liveKeyCount) {
-    problems.push(`etcd holds ${keys.count} keys, the snapshot ${snapshot.liveKeyCount}`);
   }
   // A target that only reports HashKV mismatches (memberHashCheck `report`) keeps the restore, and says so.
   const enforceContent = target.etcd.memberHashCheck !== "report";
@@ -82,13 +103,18 @@ export async function checkEtcdHealth(
     // Retried a few times by the state machine (members may still be electing), then rolled back.
     throw new EtcdUnavailableError(`etcd is not as restored: ${problems.join("; ")}`);
   }
-  const revision = statuses[0]?.revision ?? bumpedRevision;
+  const restoredRevision = findings[0]?.restoredRevision ?? bumpedRevision;
   const bump =
     snapshot.bumpRevision === undefined
       ? ""
-      : revision === bumpedRevision
+      : restoredRevision === bumpedRevision
         ? ` (the snapshot's ${snapshot.revision}, bumped by ${snapshot.bumpRevision})`
         : " (NOT bumped: the restore tool has no --bump-revision; restart every Kubernetes client)";
+  const latest = Math.max(...statuses.map((status) => status.revision));
+  const since =
+    latest > restoredRevision
+      ? `; now at revision ${latest}: ${latest - restoredRevision} revision(s) written since, as etcd expires the snapshot's leases`
+      : "";
   const content =
     contentProblems.length > 0
       ? `; content NOT as the snapshot's, reported as memberHashCheck asks: ${contentProblems.join("; ")}`
@@ -97,7 +123,7 @@ export async function checkEtcdHealth(
         : "";
   if (contentProblems.length > 0)
     dependencies.reporter.warn("restored content not as the snapshot's", { contentProblems });
-  const summary = `${statuses.length} member(s) healthy, one leader, revision ${revision}${bump}, ${keys?.count ?? 0} keys${content}`;
+  const summary = `${statuses.length} member(s) healthy, one leader, revision ${restoredRevision}${bump}, ${snapshot.liveKeyCount} keys${content}${since}`;
   dependencies.reporter.info("etcd healthy after restore", { summary });
   return { healthy: true, summary };
 }
