@@ -1,6 +1,7 @@
 // The last restore state, on either path: release the lease if this execution holds it, and tell
 // on-call what happened — with timings on success, and on failure what failed and what was rolled back.
 
+import { restoreLeaseSeconds } from "../backup/backup-dependencies.js";
 import { consoleLink } from "../backup/mark-failed-step.js";
 import { describeError } from "../errors.js";
 import { readableCause } from "../failure-cause.js";
@@ -16,7 +17,17 @@ export async function composeRestoreMessage(
 ): Promise<{ subject: string; message: string }> {
   const cluster = input.cluster ?? "(no cluster given)";
   const lines: string[] = [];
-  if (outcome === "failed" && state.lease !== undefined && input.cluster) {
+  const rollback = state.rollbackAgents as { state?: string; summary?: string } | undefined;
+  // StartRollback or Check_rollback failed: the phase's own failure stays in `failure`.
+  const rollbackFailure = state.rollbackFailure as { Error?: string; Cause?: string } | undefined;
+  const rollbackIncomplete =
+    rollbackFailure !== undefined || (rollback !== undefined && rollback.state !== "done");
+  if (outcome === "failed" && state.lease !== undefined && input.cluster && rollbackIncomplete) {
+    // Members may be stopped, or swapped and not back: no scheduled backup should run against that.
+    lines.push(
+      `Lease:     kept, so that no backup runs while members are as the rollback left them; it lapses by itself ${Math.floor(restoreLeaseSeconds / 3600)} h ${(restoreLeaseSeconds % 3600) / 60} min after the restore's last phase`,
+    );
+  } else if (outcome === "failed" && state.lease !== undefined && input.cluster) {
     const released = await dependencies.leases
       .releaseLease({ cluster: input.cluster, owner: executionArn })
       .then((result) => (result.released ? "lease released" : "lease was not held"))
@@ -26,7 +37,6 @@ export async function composeRestoreMessage(
   const failure = state.failure as { Error?: string; Cause?: string } | undefined;
   const agents = (state.agents ?? state.rollbackAgents) as { summary?: string } | undefined;
   const health = state.health as { summary?: string } | undefined;
-  const rollback = state.rollbackAgents as { state?: string; summary?: string } | undefined;
   // The backup execution's output; or, when it failed, its error as caught ({Error, Cause}), which the
   // SafetySnapshotSkipped state keeps beside `skipped`.
   const safetySnapshot = state.safetySnapshot as
@@ -42,7 +52,7 @@ export async function composeRestoreMessage(
   const subject =
     outcome === "succeeded"
       ? `etcd-backup: restore of ${cluster} succeeded`
-      : `etcd-backup: restore of ${cluster} FAILED${rollback ? (rollback.state === "done" ? ", rolled back" : ", rollback incomplete") : ""}`;
+      : `etcd-backup: restore of ${cluster} FAILED${rollbackIncomplete ? ", rollback incomplete" : rollback ? ", rolled back" : ""}`;
   const message = [
     outcome === "succeeded"
       ? `etcd cluster "${cluster}" was restored from snapshot ${input.snapshotId}.`
@@ -50,9 +60,11 @@ export async function composeRestoreMessage(
     "",
     failure ? `Error:     ${failure.Error ?? "unknown"}: ${readableCause(failure.Cause)}` : undefined,
     state.rolledBack === "none" ? "Changes:   none — nothing on the nodes was touched." : undefined,
-    rollback
-      ? `Rollback:  ${rollback.state === "done" ? "old data dirs swapped back and etcd restarted" : "INCOMPLETE"} — ${rollback.summary ?? ""}`
-      : undefined,
+    rollbackFailure
+      ? `Rollback:  INCOMPLETE — it could not be driven (${rollbackFailure.Error ?? "unknown"}: ${readableCause(rollbackFailure.Cause)}): do the manual rollback (docs/restore.md) on every member`
+      : rollback
+        ? `Rollback:  ${rollback.state === "done" ? "old data dirs swapped back and etcd restarted" : "INCOMPLETE"} — ${rollback.summary ?? ""}`
+        : undefined,
     health?.summary ? `Health:    ${health.summary}` : undefined,
     outcome === "succeeded" && safetySnapshotId
       ? `Undo:      ${undoCommand(cluster, safetySnapshotId, input, dependencies.operatorCliFlags)} (the state before, saved as ${safetySnapshotId})`
