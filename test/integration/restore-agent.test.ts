@@ -1091,6 +1091,42 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
   }, 60_000);
 
+  it("rolls back a stop that never completed (a hung kubelet) at once: nothing swapped, both manifests back", async () => {
+    // etcd's manifest parked but etcd still serving, as when the kubelet does not act on the move: a
+    // manifest of a process that is not etcd stands for it, while the node's etcd goes on answering.
+    const hungManifest = "etcd-under-hung-kubelet.json";
+    await writeStandInComponentManifest({
+      manifestDir: node.parkedManifestDir,
+      component: "etcd-under-hung-kubelet",
+      fileName: hungManifest,
+      command: ["sleep", "infinity"],
+    });
+    await parkApiServer(0);
+    const plan = await planFor(s3, etcd, node, snapshot, "r-rollback-hung-stop");
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, member: { ...plan.member, etcdManifest: hungManifest }, stopTimeoutSeconds: 60 }],
+      initialPhase: "rollback",
+      env: shortWaits,
+    });
+    const started = Date.now();
+    try {
+      const rolledBack = await agents.waitForPhase("rollback");
+      expect(rolledBack.failed, messages(rolledBack.statuses)).toBe(false);
+      expect(rolledBack.statuses[0]?.message).toBe(
+        "nothing was swapped on this node; etcd's and kube-apiserver's manifests are back, etcd is healthy",
+      );
+      // It did not wait out the stop bound for an etcd that was never going to stop.
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(existsSync(join(node.manifestDir, hungManifest))).toBe(true);
+      expect(existsSync(join(node.parkedManifestDir, hungManifest))).toBe(false);
+      await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(true);
+    } finally {
+      await agents.stop();
+      await rm(join(node.manifestDir, hungManifest), { force: true });
+    }
+  }, 60_000);
+
   it("skips the readiness check without a URL, says so through finish, and restarts a component it can see by its command line", async () => {
     await parkApiServer(null);
     const before = restartCounts(etcd, node);

@@ -1227,12 +1227,13 @@ phase_start_apiserver() {
 }
 
 phase_rollback() {
-  local rolled_back=0 target healthy=1 etcd_stopped=1
-  # etcd's manifest in place and no data dir swapped: the failure came before the stop barrier reached this
-  # node, and etcd still runs on its own data. Stopping it now would take every member down at once for
-  # nothing; only what was parked goes back.
-  if [[ -e $manifest_dir/$etcd_manifest && ! -d $pre_restore_dir ]]; then
-    etcd_stopped=0
+  local rolled_back=0 target healthy=1 etcd_stopped=0
+  # No data dir swapped: etcd's data is its own, whether it still runs (the failure came before the stop
+  # barrier reached this node) or its manifest is parked (stopped, or still stopping under a hung kubelet).
+  # Stopping it now would take members down for nothing, and waiting for a stop that does not come would
+  # leave both manifests parked; only what was parked goes back.
+  if [[ ! -d $pre_restore_dir ]]; then
+    [[ -e $parked_dir/$etcd_manifest ]] && etcd_stopped=1
   else
     if [[ -n $apiserver_manifest && -e $manifest_dir/$apiserver_manifest ]]; then park_manifest "$apiserver_manifest"; fi
     if [[ -e $manifest_dir/$etcd_manifest ]]; then park_manifest "$etcd_manifest"; fi
@@ -1264,7 +1265,7 @@ phase_rollback() {
   if ((rolled_back)); then
     message="rolled back: the original data dir is in place and etcd is healthy"
   elif ((etcd_stopped)); then
-    message="nothing was swapped on this node; etcd and kube-apiserver restarted, etcd is healthy"
+    message="nothing was swapped on this node; etcd's and kube-apiserver's manifests are back, etcd is healthy"
   else
     message="etcd was never stopped on this node and kept running; what was parked is back, etcd is healthy"
   fi
