@@ -75,3 +75,20 @@ describe("composeRestoreMessage after a failure on the nodes", () => {
     expect(released).toEqual([]);
   });
 });
+
+describe("composeRestoreMessage after a restore that succeeded", () => {
+  it("says when the lease could not be released, and when backups resume", async () => {
+    const { dependencies } = fakeDependencies();
+    const { subject, message } = await composeRestoreMessage(dependencies, input, executionArn, "succeeded", {
+      lease: {},
+      releaseFailure: {
+        Error: "CatalogueUnavailableError",
+        Cause: JSON.stringify({ errorMessage: "UpdateItem throttled" }),
+      },
+    });
+    expect(subject).toBe("etcd-backup: restore of prod-eu succeeded");
+    expect(message).toContain(
+      "Lease:     could not be released (CatalogueUnavailableError: UpdateItem throttled); scheduled backups resume when it lapses, 4 h 15 min after the restore's last phase",
+    );
+  });
+});

@@ -8,6 +8,9 @@ import { readableCause } from "../failure-cause.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput } from "./restore-payloads.js";
 
+/** How long the restore's lease outlives its last renewal (every phase renews it). */
+const leaseLife = `${Math.floor(restoreLeaseSeconds / 3600)} h ${(restoreLeaseSeconds % 3600) / 60} min`;
+
 export async function composeRestoreMessage(
   dependencies: RestoreDependencies,
   input: Partial<RestoreInput>,
@@ -25,7 +28,7 @@ export async function composeRestoreMessage(
   if (outcome === "failed" && state.lease !== undefined && input.cluster && rollbackIncomplete) {
     // Members may be stopped, or swapped and not back: no scheduled backup should run against that.
     lines.push(
-      `Lease:     kept, so that no backup runs while members are as the rollback left them; it lapses by itself ${Math.floor(restoreLeaseSeconds / 3600)} h ${(restoreLeaseSeconds % 3600) / 60} min after the restore's last phase`,
+      `Lease:     kept, so that no backup runs while members are as the rollback left them; it lapses by itself ${leaseLife} after the restore's last phase`,
     );
   } else if (outcome === "failed" && state.lease !== undefined && input.cluster) {
     const released = await dependencies.leases
@@ -33,6 +36,12 @@ export async function composeRestoreMessage(
       .then((result) => (result.released ? "lease released" : "lease was not held"))
       .catch((error: unknown) => `could not release the lease: ${describeError(error)}`);
     lines.push(`Lease:     ${released}`);
+  }
+  const releaseFailure = state.releaseFailure as { Error?: string; Cause?: string } | undefined;
+  if (outcome === "succeeded" && releaseFailure) {
+    lines.push(
+      `Lease:     could not be released (${releaseFailure.Error ?? "unknown"}: ${readableCause(releaseFailure.Cause)}); scheduled backups resume when it lapses, ${leaseLife} after the restore's last phase`,
+    );
   }
   const failure = state.failure as { Error?: string; Cause?: string } | undefined;
   const agents = (state.agents ?? state.rollbackAgents) as { summary?: string } | undefined;
