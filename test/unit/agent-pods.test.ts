@@ -180,6 +180,7 @@ describe("the agent pod of a member", () => {
         name: "STATUS_URL",
         valueFrom: { secretKeyRef: { name: agentSecretName(restoreId), key: "0-status-url" } },
       },
+      { name: "ETCD_RESTORE_AGENT_RUNS_AS_POD", value: "1" },
     ]);
     expect(container?.command?.join(" ")).toContain('"$PLAN_URL" "$STATUS_URL"');
   });

@@ -231,6 +231,8 @@ export function buildAgentPod(
           env: [
             { name: "PLAN_URL", ...url("plan") },
             { name: "STATUS_URL", ...url("status") },
+            // The kubelet may stop it once another node's restored API server serves (the agent's on_signal).
+            { name: "ETCD_RESTORE_AGENT_RUNS_AS_POD", value: "1" },
           ],
           volumeMounts,
           securityContext: {

@@ -50,6 +50,8 @@
 #                                         how long a parked restart manifest stays out when the agent cannot
 #                                         see the component's process (no pgrep, or no host PID namespace):
 #                                         the kubelet's sync period (20)
+#   ETCD_RESTORE_AGENT_RUNS_AS_POD        1 when the pod executor runs the agent (set in its pod spec): the
+#                                         kubelet may stop it before this node's API server answers ready
 
 set -u -o pipefail
 export LC_ALL=C
@@ -63,6 +65,7 @@ poll_seconds=${ETCD_RESTORE_AGENT_POLL_SECONDS:-1}
 heartbeat_seconds=${ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS:-30}
 plan_wait_seconds=${ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS:-600}
 restart_grace_seconds=${ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS:-20}
+runs_as_pod=${ETCD_RESTORE_AGENT_RUNS_AS_POD:-0}
 
 # kubeadm's cluster CA, which verifies kube-apiserver's serving certificate when the plan names no CA file.
 readonly kubeadm_ca_file=/etc/kubernetes/pki/ca.crt
@@ -289,6 +292,18 @@ on_signal() {
       message="kube-apiserver started; the API answered ready at $ready_url; the agent was stopped by SIG$1 (the kubelet, once the restored API serves) while restarting the scheduler and controller manager"
     fi
     ((${#put_back[@]})) && message+="; put back ${put_back[*]} without waiting for it to stop"
+    log "$message"
+    put_status 3 || true
+    exit 0
+  fi
+  # In a pod, the kubelet stops the agent once any API server of the restored cluster serves: another
+  # node's too, when kubelets reach the API through a shared endpoint, before this node's answered ready.
+  # etcd passed the barrier's check already: failing here would roll a good restore back.
+  if [[ $phase == start-apiserver && $runs_as_pod == 1 && -n $apiserver_manifest && -e $manifest_dir/$apiserver_manifest ]]; then
+    put_back_parked_restarts
+    state="done"
+    message="kube-apiserver's manifest is back; the agent was stopped by SIG$1 before ${ready_url:-the API} answered ready (the kubelet stops agent pods once an API server of the restored cluster serves, maybe another node's): WARNING: this node's API readiness was not confirmed"
+    ((${#restart_manifests[@]})) && message+="; ${restart_manifests[*]} not restarted: restart them by hand"
     log "$message"
     put_status 3 || true
     exit 0
