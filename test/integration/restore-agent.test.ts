@@ -106,6 +106,23 @@ async function planFor(
   };
 }
 
+/** A restore tool in the bucket, as `toolObject` stages it: etcdctl behind a script that logs its calls. */
+async function stageRestoreTool(s3: LocalS3, etcd: StaticPodEtcd, name: string) {
+  const realTool = (await promisify(execFile)("bash", ["-c", "command -v etcdctl"])).stdout.trim();
+  const invocations = join(etcd.baseDir, `${name}.invocations`);
+  const content = Buffer.from(`#!/bin/sh\nprintf '%s\\n' "$*" >>'${invocations}'\nexec '${realTool}' "$@"\n`);
+  const key = stagedToolKey("etcd-backup", name);
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: content }));
+  const url = await presignWithClient(s3.client, {
+    bucket: s3.bucket,
+    key,
+    method: "GET",
+    expiresInSeconds: 3600,
+    endpoint: s3.endpoint,
+  });
+  return { tool: { url, sha256: createHash("sha256").update(content).digest("hex") }, invocations };
+}
+
 /** Puts keys in one transaction through etcd's JSON gateway: one etcdctl process per key is slow. */
 async function putKeys(etcd: StaticPodEtcd, prefix: string, count: number, value: (index: number) => string) {
   const base64 = (text: string) => Buffer.from(text).toString("base64");
@@ -490,6 +507,27 @@ describe.skipIf(!(await mayMount()))("restore agent on a node whose data dir is 
       await agents.stop();
     }
   }, 120_000);
+
+  it("says why a restore tool staged in a volume mounted noexec cannot run, at prepare, with etcd running", async () => {
+    const { tool, invocations } = await stageRestoreTool(s3, etcd, "etcdctl-noexec");
+    await promisify(execFile)("mount", ["-o", "remount,noexec", node.dataDir]);
+    const plan = { ...(await planFor(s3, etcd, node, snapshot, "r-noexec")), tool };
+    const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "prepare" });
+    try {
+      const prepared = await agents.waitForPhase("prepare");
+      expect(prepared.failed).toBe(true);
+      expect(prepared.statuses[0]?.message).toBe(
+        `cannot execute the staged etcdctl at ${node.dataDir}/tool-r-noexec/etcdctl: is ${node.dataDir} on a filesystem mounted noexec? Use toolPath instead`,
+      );
+      expect(existsSync(invocations)).toBe(false);
+      expect(etcd.supervisor.running(node.name, "etcd")).toBe(true);
+      await expectAgentsToAnswer(agents, "abort");
+      expect(existsSync(join(node.dataDir, "tool-r-noexec"))).toBe(false);
+    } finally {
+      await agents.stop();
+      await promisify(execFile)("mount", ["-o", "remount,exec", node.dataDir]);
+    }
+  }, 60_000);
 });
 
 describe("restore agent refusing what would not be safe on a one-member etcd", () => {
@@ -754,27 +792,9 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
    * Stages a stand-in for the restore tool in the bucket: a script that records each invocation and runs
    * this machine's etcdctl. Returns the plan's `tool` and where the invocations are recorded.
    */
-  async function stageRestoreTool(name: string) {
-    const realTool = (await promisify(execFile)("bash", ["-c", "command -v etcdctl"])).stdout.trim();
-    const invocations = join(etcd.baseDir, `${name}.invocations`);
-    const content = Buffer.from(
-      `#!/bin/sh\nprintf '%s\\n' "$*" >>'${invocations}'\nexec '${realTool}' "$@"\n`,
-    );
-    const key = stagedToolKey("etcd-backup", name);
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: content }));
-    const url = await presignWithClient(s3.client, {
-      bucket: s3.bucket,
-      key,
-      method: "GET",
-      expiresInSeconds: 3600,
-      endpoint: s3.endpoint,
-    });
-    return { tool: { url, sha256: createHash("sha256").update(content).digest("hex") }, invocations };
-  }
-
   it("refuses a staged restore tool whose sha256 differs, at prepare, without ever running it", async () => {
     const restoreId = "r-tool-tampered";
-    const { tool, invocations } = await stageRestoreTool("etcdctl-tampered");
+    const { tool, invocations } = await stageRestoreTool(s3, etcd, "etcdctl-tampered");
     const expected = "0".repeat(64);
     const plan = {
       ...(await planFor(s3, etcd, node, snapshot, restoreId)),
@@ -800,7 +820,7 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
 
   it("restores with a restore tool staged in the bucket, run only after its sha256 matched, and removes it", async () => {
     const restoreId = "r-staged-tool";
-    const { tool, invocations } = await stageRestoreTool("etcdctl-staged");
+    const { tool, invocations } = await stageRestoreTool(s3, etcd, "etcdctl-staged");
     const plan = { ...(await planFor(s3, etcd, node, snapshot, restoreId)), tool };
     const agents = await startRestoreAgents({ s3, plans: [plan], initialPhase: "prepare" });
     try {

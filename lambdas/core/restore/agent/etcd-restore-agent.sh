@@ -938,7 +938,12 @@ check_restore_tool() {
   tool_name=${plan[restoreTool]}
   [[ -n ${plan[tool.url]:-} ]] && fetch_restore_tool
   tool=$(restore_tool_path)
-  command -v "$tool" >/dev/null 2>&1 || fail "$tool_name not found (looked for $tool)"
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    # Staged, made executable, and still refused: the filesystem it is on does not run programs.
+    [[ -n ${plan[tool.url]:-} && -f $tool ]] &&
+      fail "cannot execute the staged $tool_name at $tool: is $(dirname -- "$tool_dir") on a filesystem mounted noexec? Use toolPath instead"
+    fail "$tool_name not found (looked for $tool)"
+  fi
   output=$(ETCDCTL_API=3 "$tool" version 2>&1) || fail "$tool version failed: ${output:0:200}"
   [[ $output =~ version:\ *v?([0-9]+)\.([0-9]+)\.([0-9]+) ]] || fail "cannot read a version from '$tool version'"
   major=${BASH_REMATCH[1]}
