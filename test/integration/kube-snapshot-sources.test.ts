@@ -632,4 +632,43 @@ describe("both sources against etcd with mutual TLS", () => {
     await expectStoredEqualsReference(stored, reference);
     expect((await stat(join(work.path, "tls-reference.db"))).size).toBe(stored.bytes);
   });
+
+  // Last: it turns etcd's auth on. The client certificate's CN (etcd-backup) is then its etcd user, a
+  // reader without the root role that Maintenance.Snapshot requires.
+  it("both: a snapshot etcd's RBAC refuses to the client's user is access denied, which is not retried", async () => {
+    const etcdctl = (...args: string[]) => run("etcdctl", [...secure.etcdctlArgs(), ...args]);
+    await etcdctl("user", "add", "root:root-password");
+    await etcdctl("user", "add", "etcd-backup:unused-password");
+    await etcdctl("role", "add", "reader");
+    await etcdctl("role", "grant-permission", "reader", "--prefix=true", "read", "/");
+    await etcdctl("user", "grant-role", "etcd-backup", "reader");
+    await etcdctl("auth", "enable");
+    const certificates = secure.certificates as NonNullable<EtcdCluster["certificates"]>;
+    const exec = await execSource("etcd-tls-0", {
+      cluster: secure,
+      etcdctl: {
+        endpoint: secure.endpoints[0],
+        cacert: certificates.caFile,
+        cert: certificates.clientCertFile,
+        key: certificates.clientKeyFile,
+      },
+    });
+    await expect(
+      streamSnapshotToS3(exec, destination("kube-rbac")).finally(() => exec.close()),
+    ).rejects.toMatchObject({
+      name: ErrorNames.EtcdAccessDenied,
+      message: expect.stringMatching(/permission denied/),
+    });
+    const forwarded = await createPortForwardSnapshotSource({
+      kubeConfig,
+      pod: { namespace, name: "etcd-tls-0" },
+      tls: { ...secure.clientTls, serverName: "localhost" },
+    });
+    await expect(
+      streamSnapshotToS3(forwarded, destination("kube-rbac")).finally(() => forwarded.close()),
+    ).rejects.toMatchObject({
+      name: ErrorNames.EtcdAccessDenied,
+      message: expect.stringMatching(/refused the snapshot: .*permission denied/),
+    });
+  });
 });

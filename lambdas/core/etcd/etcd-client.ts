@@ -4,6 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { fromJSON } from "@grpc/proto-loader";
 import { EtcdAccessDeniedError, EtcdUnavailableError, InvalidInputError } from "../errors.js";
+import { isRefusalText } from "./etcd-refusal.js";
 import {
   etcdRpcDescriptor,
   type HashKVResponse,
@@ -247,20 +248,8 @@ export function describeGrpcError(error: grpc.ServiceError): string {
   return `${code}: ${error.details || error.message}`.replace(/\.?\s*Resolution note:\s*$/, "");
 }
 
-/** TLS failures that stay until the CA, certificate or key changes: etcd rejected ours, or we its. */
-const tlsRefusal =
-  /alert (bad certificate|unknown ca|certificate (required|expired|revoked|unknown))|unable to verify|self[- ]signed certificate|certificate verify failed|certificate has expired|does not match certificate's altnames/i;
-
-/**
- * etcd's auth errors as its streaming calls return them: etcd 3.4 refuses Snapshot to a user without the
- * root role with code UNKNOWN and `auth: permission denied`, not with PERMISSION_DENIED.
- */
-const authRefusal =
-  /\bauth: (permission denied|user name is empty|invalid auth token|authentication failed)/i;
-
 /** Whether a failed call is a refusal of the product's identity, which no retry changes. */
 export function isRefusedByEtcd(error: grpc.ServiceError): boolean {
   if (error.code === grpc.status.UNAUTHENTICATED || error.code === grpc.status.PERMISSION_DENIED) return true;
-  const text = `${error.details ?? ""} ${error.message ?? ""}`;
-  return tlsRefusal.test(text) || authRefusal.test(text);
+  return isRefusalText(`${error.details ?? ""} ${error.message ?? ""}`);
 }

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { posix } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import {
+  EtcdAccessDeniedError,
   type EtcdBackupError,
   EtcdUnavailableError,
   InvalidInputError,
@@ -17,6 +18,7 @@ import {
   SnapshotStreamInterruptedError,
 } from "../errors.js";
 import type { MemberStatus } from "../etcd/etcd-client.js";
+import { isRefusalText } from "../etcd/etcd-refusal.js";
 import { snapshotTrailerBytes } from "../snapshot/snapshot-format.js";
 import type { MemberKvHash, SnapshotSource } from "../snapshot/snapshot-source.js";
 import { describeConnectError } from "./kube-websocket.js";
@@ -264,6 +266,8 @@ function describeExit(
   if (code === 126 || code === 127 || (call === "snapshot" && code === SnapshotScriptExit.etcdctlMissing)) {
     return new InvalidInputError(`${text} (${where}: a command is missing from the container image)`);
   }
+  // etcd refused etcdctl's identity (RBAC lets Snapshot only to root; a certificate it rejects): no retry.
+  if (isRefusalText(text)) return new EtcdAccessDeniedError(text);
   if (call === "status") return new EtcdUnavailableError(text);
   switch (code) {
     case SnapshotScriptExit.notEnoughSpace:
