@@ -60,6 +60,59 @@ const bundleOf = (description: string): string => {
   return join(outdir, `asset.${key.replace(/\.zip$/, "")}`);
 };
 
+/** The IAM actions that allow each S3 operation the product sends (any one of them, by VersionId or not). */
+const s3ActionsFor: Record<string, string[]> = {
+  AbortMultipartUpload: ["s3:AbortMultipartUpload"],
+  CompleteMultipartUpload: ["s3:PutObject"],
+  CreateMultipartUpload: ["s3:PutObject"],
+  UploadPart: ["s3:PutObject"],
+  PutObject: ["s3:PutObject"],
+  DeleteObject: ["s3:DeleteObjectVersion", "s3:DeleteObject"],
+  GetObject: ["s3:GetObjectVersion", "s3:GetObject"],
+  HeadObject: ["s3:GetObjectVersion", "s3:GetObject"],
+  GetObjectTagging: ["s3:GetObjectVersionTagging", "s3:GetObjectTagging"],
+  PutObjectTagging: ["s3:PutObjectVersionTagging", "s3:PutObjectTagging"],
+  GetObjectRetention: ["s3:GetObjectRetention"],
+  GetObjectLegalHold: ["s3:GetObjectLegalHold"],
+  ListMultipartUploads: ["s3:ListBucketMultipartUploads"],
+  ListObjectsV2: ["s3:ListBucket"],
+  ListObjectVersions: ["s3:ListBucketVersions"],
+};
+
+type Statement = { Action: string | string[] };
+type Policy = {
+  Type: string;
+  Properties: { Roles?: unknown[]; PolicyDocument?: { Statement: Statement[] } };
+};
+
+/** The S3 actions the policies attached to the function's role allow. */
+function s3ActionsOfFunction(description: string): string[] {
+  const fn = Object.values(resources).find(
+    (resource) =>
+      resource.Type === "AWS::Lambda::Function" && resource.Properties.Description === description,
+  ) as unknown as { Properties: { Role: { "Fn::GetAtt": [string, string] } } };
+  const roleId = fn.Properties.Role["Fn::GetAtt"][0];
+  return (Object.values(resources) as unknown as Policy[])
+    .filter(
+      (resource) =>
+        resource.Type === "AWS::IAM::Policy" &&
+        JSON.stringify(resource.Properties.Roles ?? []).includes(JSON.stringify({ Ref: roleId })),
+    )
+    .flatMap((policy) => policy.Properties.PolicyDocument?.Statement ?? [])
+    .flatMap((statement) => (Array.isArray(statement.Action) ? statement.Action : [statement.Action]))
+    .filter((action) => action.startsWith("s3:"));
+}
+
+/** The AWS SDK operations whose command classes a function's bundle holds (minified: `class extends X(a,b,"Op"`). */
+function sdkOperationsIn(description: string): Set<string> {
+  const code = readFileSync(join(bundleOf(description), "index.mjs"), "utf8");
+  return new Set(
+    [...code.matchAll(/class extends [\w$]+\([\w$]+,[\w$]+,"([A-Za-z]+)"/g)].map(
+      (match) => match[1] as string,
+    ),
+  );
+}
+
 /** Every function the app deploys: the two state machines' steps and the age check of long schedules. */
 const allSteps = [...backupSteps, ...restoreSteps, snapshotAgeStep];
 
@@ -171,6 +224,32 @@ describe("handler bundles", () => {
     expect(onLambda).not.toMatch(/index\.mjs:\d+/);
     // Elsewhere the hook is not installed: the same error points into the minified bundle.
     expect(await stackOn({})).toMatch(/index\.mjs:\d+:\d+/);
+  });
+
+  it.each(allSteps.map((step) => [step.description, step]))(
+    "grants its role every S3 action its bundle's code can call: %s",
+    (_description, step) => {
+      // Bundles are tree-shaken: an S3 command class is in one only if code that sends it is. The role
+      // must allow each (one of the actions listed: with a VersionId or without).
+      const operations = sdkOperationsIn(step.description);
+      const granted = new Set(s3ActionsOfFunction(step.description));
+      const missing = [...operations]
+        .filter((operation) => operation !== undefined && operation in s3ActionsFor)
+        .filter((operation) => !s3ActionsFor[operation as string]?.some((action) => granted.has(action)));
+      expect(missing, `${step.handler} calls S3 ${missing.join(", ")} without the grant`).toEqual([]);
+    },
+  );
+
+  it("finds the S3 commands in a bundle, so that the grant check above is not vacuous", () => {
+    const takeSnapshot = backupSteps.find((step) => step.handler === "take-snapshot");
+    const operations = sdkOperationsIn(takeSnapshot?.description ?? "");
+    for (const operation of ["CreateMultipartUpload", "UploadPart", "AbortMultipartUpload", "DeleteObject"]) {
+      expect(operations.has(operation), operation).toBe(true);
+    }
+    const acquireLease = backupSteps.find((step) => step.handler === "acquire-lease");
+    expect([...sdkOperationsIn(acquireLease?.description ?? "")].filter((op) => op in s3ActionsFor)).toEqual(
+      [],
+    );
   });
 
   it("ships the restore agent's script in the write-restore-plans bundle, where RESTORE_AGENT_SCRIPT points", () => {
