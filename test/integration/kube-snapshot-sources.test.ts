@@ -635,7 +635,7 @@ describe("both sources against etcd with mutual TLS", () => {
 
   // Last: it turns etcd's auth on. The client certificate's CN (etcd-backup) is then its etcd user, a
   // reader without the root role that Maintenance.Snapshot requires.
-  it("both: a snapshot etcd's RBAC refuses to the client's user is access denied, which is not retried", async () => {
+  it("both: a snapshot etcd's RBAC refuses to the client's user is access denied, which is not retried; exec logs in as root with the pod's password", async () => {
     const etcdctl = (...args: string[]) => run("etcdctl", [...secure.etcdctlArgs(), ...args]);
     await etcdctl("user", "add", "root:root-password");
     await etcdctl("user", "add", "etcd-backup:unused-password");
@@ -670,5 +670,30 @@ describe("both sources against etcd with mutual TLS", () => {
       name: ErrorNames.EtcdAccessDenied,
       message: expect.stringMatching(/refused the snapshot: .*permission denied/),
     });
+
+    // Bitnami's chart turns auth on and gives its container the root password: exec logs in as root with
+    // it, in the pod (discovery names the variable), and the snapshot is taken.
+    standIn.setPod(
+      etcdPod("etcd-tls-auth", secure.endpoints[0] as string, { ETCD_ROOT_PASSWORD: "root-password" }),
+    );
+    const withPassword = await execSource("etcd-tls-auth", {
+      cluster: secure,
+      etcdctl: {
+        endpoint: secure.endpoints[0],
+        cacert: certificates.caFile,
+        cert: certificates.clientCertFile,
+        key: certificates.clientKeyFile,
+      },
+      rootPasswordEnv: "ETCD_ROOT_PASSWORD",
+    });
+    expect((await withPassword.hashKV((await withPassword.status()).revision)).hash).toBeGreaterThan(0);
+    const stored = await streamSnapshotToS3(withPassword, destination("kube-auth")).finally(() =>
+      withPassword.close(),
+    );
+    // Turning auth on wrote etcd's auth buckets, not keys: the same revision, another file.
+    expect(stored.revisionBefore).toBe(reference.etcdctl.revision);
+    const verified = await verifyStoredSnapshot(s3.client, stored.object, stored);
+    expect(verified).toMatchObject({ revision: reference.etcdctl.revision, sha256: stored.sha256 });
+    expect(verified.liveKeyCount).toBe(reference.report.liveKeyCount);
   });
 });

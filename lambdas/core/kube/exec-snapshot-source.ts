@@ -47,6 +47,11 @@ export interface ExecSnapshotSourceOptions {
   statusTimeoutSeconds?: number;
   /** Bytes buffered in the stream before the WebSocket is paused. Default 1 MiB. */
   highWaterMark?: number;
+  /**
+   * The container's environment variable holding etcd's root password (Bitnami's ETCD_ROOT_PASSWORD, with
+   * etcd's auth on): etcdctl logs in as root with it, read in the pod, so it never leaves the pod.
+   */
+  rootPasswordEnv?: string;
 }
 
 /** kubeadm's data directory, refused as tempDir when no etcdDataDir is given. */
@@ -64,15 +69,27 @@ export const SnapshotScriptExit = {
   etcdctlMissing: 15,
 } as const;
 
-// Arguments: $1 temp dir, $2 file name, $3 status timeout, $4 save timeout, then etcdctl's connection
-// flags. They are passed as arguments, never spliced into the text, so no value needs quoting.
-// The free-space check needs dbSize (an upper bound of the snapshot) plus 10% and 1 MiB for growth.
-export const snapshotScript = `
-tmp_dir=$1 snapshot_name=$2 status_timeout=$3 save_timeout=$4
-shift 4
-unset ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY ETCDCTL_COMMAND_TIMEOUT ETCDCTL_WRITE_OUT
+// Both scripts: etcdctl's settings from the flags given, nothing from the container's ETCDCTL_*
+// variables, except the root password read from the variable named in $password_env (checked to be a name
+// before it reaches eval), as ETCDCTL_USER, so that it is on no command line.
+const etcdctlEnvironment = `
+unset ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY ETCDCTL_COMMAND_TIMEOUT ETCDCTL_WRITE_OUT ETCDCTL_USER
 ETCDCTL_API=3
 export ETCDCTL_API
+if [ -n "$password_env" ]; then
+  eval "etcd_password=\\\${$password_env:-}"
+  if [ -n "$etcd_password" ]; then ETCDCTL_USER="root:$etcd_password"; export ETCDCTL_USER; fi
+fi
+`;
+
+// Arguments: $1 temp dir, $2 file name, $3 status timeout, $4 save timeout, $5 the root password's variable
+// (or empty), then etcdctl's connection flags. They are passed as arguments, never spliced into the text,
+// so no value needs quoting.
+// The free-space check needs dbSize (an upper bound of the snapshot) plus 10% and 1 MiB for growth.
+export const snapshotScript = `
+tmp_dir=$1 snapshot_name=$2 status_timeout=$3 save_timeout=$4 password_env=$5
+shift 5
+${etcdctlEnvironment}
 snapshot=$tmp_dir/$snapshot_name
 fail() { code=$1; shift; printf 'etcd-backup: %s\\n' "$*" >&2; exit "$code"; }
 trap 'rm -f "$snapshot" "$snapshot.part"' EXIT
@@ -100,13 +117,12 @@ printf '${sizeMarker}%s\\n' "$size" >&2
 cat "$snapshot" || fail 13 "reading $snapshot failed"
 `;
 
-// Arguments: $1 timeout, then etcdctl's connection flags and command (endpoint status, endpoint hashkv).
+// Arguments: $1 timeout, $2 the root password's variable (or empty), then etcdctl's connection flags and
+// command (endpoint status, endpoint hashkv).
 const queryScript = `
-timeout=$1
-shift
-unset ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY ETCDCTL_COMMAND_TIMEOUT ETCDCTL_WRITE_OUT
-ETCDCTL_API=3
-export ETCDCTL_API
+timeout=$1 password_env=$2
+shift 2
+${etcdctlEnvironment}
 exec etcdctl "$@" --command-timeout="\${timeout}s" -w json
 `;
 
@@ -119,6 +135,10 @@ export function createExecSnapshotSource(options: ExecSnapshotSourceOptions): Sn
     "statusTimeoutSeconds",
     options.statusTimeoutSeconds ?? Math.min(30, saveTimeout),
   );
+  const passwordEnv = options.rootPasswordEnv ?? "";
+  if (!/^([A-Za-z_][A-Za-z0-9_]*)?$/.test(passwordEnv)) {
+    throw new InvalidInputError(`rootPasswordEnv: "${passwordEnv}" is not an environment variable's name`);
+  }
   const connectionFlags = [`--endpoints=${endpoint}`];
   for (const name of ["cacert", "cert", "key"] as const) {
     const path = options.etcdctl?.[name];
@@ -136,6 +156,7 @@ export function createExecSnapshotSource(options: ExecSnapshotSourceOptions): Sn
         queryScript,
         "etcd-backup-query",
         String(timeout),
+        passwordEnv,
         ...connectionFlags,
         ...command,
       ],
@@ -172,6 +193,7 @@ export function createExecSnapshotSource(options: ExecSnapshotSourceOptions): Sn
           snapshotName,
           String(statusTimeout),
           String(saveTimeout),
+          passwordEnv,
           ...connectionFlags,
         ],
         highWaterMark: options.highWaterMark,

@@ -56,6 +56,7 @@ export async function openMemberSnapshotSource(
         key: podTls.key,
       },
       etcdDataDir: member.dataDir,
+      rootPasswordEnv: member.rootPasswordEnv,
       statusTimeoutSeconds: settings.callTimeoutMs ? Math.ceil(settings.callTimeoutMs / 1000) : undefined,
     });
   }
