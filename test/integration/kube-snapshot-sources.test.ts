@@ -20,6 +20,7 @@ import {
   type ExecSnapshotSourceOptions,
   snapshotScript,
 } from "../../lambdas/core/kube/exec-snapshot-source.js";
+import { runPodCommand } from "../../lambdas/core/kube/pod-exec.js";
 import { createPortForwardSnapshotSource } from "../../lambdas/core/kube/port-forward-snapshot-source.js";
 import { newSnapshotId } from "../../lambdas/core/snapshot/snapshot-naming.js";
 import type { SnapshotSource } from "../../lambdas/core/snapshot/snapshot-source.js";
@@ -251,6 +252,20 @@ describe("the exec source", () => {
     expect(execs.map((request) => request.protocol)).toEqual(execs.map(() => "v5.channel.k8s.io"));
     expect(execs[0]?.query.command?.slice(0, 2)).toEqual(["sh", "-c"]);
     expect(lastExecRecord("etcd-0")?.status?.status).toBe("Success");
+  });
+
+  it("pings its connection while the command is silent, so that idle timeouts on the way do not cut it", async () => {
+    const output = await runPodCommand({
+      kubeConfig,
+      pod: { namespace, name: "etcd-0", container: "etcd" },
+      command: ["sh", "-c", "sleep 1; echo done"],
+      keepAliveMs: 100,
+      describeFailure: (failure) => new Error(failure.kind),
+    });
+    expect(output.toString()).toBe("done\n");
+    const last = standIn.requests.filter((request) => request.subresource === "exec").at(-1);
+    expect(last?.query.command).toEqual(["sh", "-c", "sleep 1; echo done"]);
+    expect(last?.pings).toBeGreaterThanOrEqual(5);
   });
 
   it("refuses a temporary directory in the etcd data directory, and localhost endpoints", async () => {

@@ -60,7 +60,16 @@ export interface OpenKubeWebSocketOptions {
   /** Names the request in error messages. */
   where: string;
   handshakeTimeoutMs?: number;
+  /** How often a ping goes out while the connection is open. Default 30 s. */
+  keepAliveMs?: number;
 }
+
+/**
+ * A connection can carry nothing for minutes (etcdctl saving the snapshot in the pod before a byte
+ * streams): a ping every 30 s keeps load balancers and NAT gateways, which drop connections idle for
+ * 350 s (EKS's endpoint, AWS NAT), from cutting it.
+ */
+const defaultKeepAliveMs = 30_000;
 
 /**
  * Attached when the socket is created: a server may send its first frames, and even close, in the same
@@ -127,6 +136,11 @@ export async function openKubeWebSocket(
       if (settled) return;
       settled = true;
       opened = true;
+      const keepAlive = setInterval(() => {
+        if (socket.readyState === WebSocket.OPEN) socket.ping();
+      }, options.keepAliveMs ?? defaultKeepAliveMs);
+      keepAlive.unref();
+      socket.once("close", () => clearInterval(keepAlive));
       handlers.open(socket);
       resolve(socket);
     });

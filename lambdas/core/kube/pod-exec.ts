@@ -34,6 +34,8 @@ export interface PodExecOptions {
   highWaterMark?: number;
   /** stderr bytes kept (the last ones) for messages. */
   stderrLimit?: number;
+  /** How often the connection is pinged (openKubeWebSocket's default when absent). */
+  keepAliveMs?: number;
 }
 
 /** Offered in this order: v5 is what the API server's own translator speaks, v4 what kubelets behind older API servers speak. */
@@ -84,6 +86,7 @@ export class PodExecStream extends Readable {
           path,
           protocols: execProtocols,
           where: `exec in pod ${pod.namespace}/${pod.name} container ${pod.container}`,
+          ...(this.options.keepAliveMs === undefined ? {} : { keepAliveMs: this.options.keepAliveMs }),
         },
         {
           open: (socket) => {

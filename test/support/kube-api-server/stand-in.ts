@@ -142,6 +142,8 @@ export interface RecordedRequest {
   upgrade?: "websocket" | "spdy";
   /** The negotiated WebSocket subprotocol. */
   protocol?: string;
+  /** Pings the client sent over the WebSocket (its keep-alive). */
+  pings?: number;
   status: number;
 }
 
@@ -695,6 +697,9 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
         upgrader.handleUpgrade(request, socket, head, (connection) => {
           record.status = 101;
           record.protocol = connection.protocol;
+          connection.on("ping", () => {
+            record.pings = (record.pings ?? 0) + 1;
+          });
           const session = new ExecSession(connection, protocol, prepared, highWaterMark);
           streams.push(session.record);
           sessions.add(session);
@@ -722,6 +727,9 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
       upgrader.handleUpgrade(request, socket, head, (connection) => {
         record.status = 101;
         record.protocol = connection.protocol;
+        connection.on("ping", () => {
+          record.pings = (record.pings ?? 0) + 1;
+        });
         const scope = { namespace: pod.namespace, pod: pod.spec.name, sandboxId: pod.sandboxId };
         const session = new PortForwardSession(
           connection,
