@@ -8,17 +8,18 @@ import * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
 import type { TargetsFile } from "../lambdas/core/config/target-config.js";
-import { BackupWorkflow } from "./backup-workflow.js";
+import { BackupWorkflow, backupSteps } from "./backup-workflow.js";
 import { Catalogue } from "./catalogue.js";
 import { clusterAccessOf } from "./cluster-access.js";
 import type { BackupResources, StepNetwork } from "./lambda-step-function.js";
 import { Monitoring } from "./monitoring.js";
 import { OnCallTopic } from "./on-call-topic.js";
 import { OperatorPolicies } from "./operator-policies.js";
-import { RestoreWorkflow } from "./restore-workflow.js";
+import { RestoreWorkflow, restoreSteps } from "./restore-workflow.js";
 import { type ObjectLockSettings, type ReplicaSettings, SnapshotStorage } from "./snapshot-storage.js";
 import { StackOutputs } from "./stack-outputs.js";
 import { TargetsParameter } from "./targets-parameter.js";
+import { stepRoles } from "./workflow-steps.js";
 
 /** The repository root: bundling, the handlers and the ASL files are found from here. */
 export const projectRoot = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -160,6 +161,21 @@ export class EtcdBackupStack extends Stack {
       StackOutputs.restoreOperatorPolicyArn,
       this.operatorPolicies.restoreOperator.managedPolicyArn,
       "Managed policy for people who start, approve and reject restores",
+    );
+    // The steps granted cluster access: they call the Kubernetes API of targets that have one.
+    const callsKubernetes = (step: { access: readonly string[] }) =>
+      step.access.includes("clusters") || step.access.includes("agent-pod-clusters");
+    const kubernetesRoles = [
+      ...Object.values(stepRoles(this.backup.functions, backupSteps, callsKubernetes)),
+      ...Object.values(stepRoles(this.restore.functions, restoreSteps, callsKubernetes)),
+    ];
+    output(
+      StackOutputs.kubernetesRoleArns,
+      Fn.join(
+        ",",
+        [...new Set(kubernetesRoles)].map((role) => role.roleArn),
+      ),
+      "Roles of the functions that call Kubernetes APIs: map them to the etcd-backup group (aws-auth) where access entries are off",
     );
     if (this.storage.bucket.replicationRoleArn) {
       output(

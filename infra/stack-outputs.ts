@@ -18,6 +18,11 @@ export const StackOutputs = {
   /** Managed policies to attach to the people who use the CLI against the stack. */
   catalogueReaderPolicyArn: "CatalogueReaderPolicyArn",
   restoreOperatorPolicyArn: "RestoreOperatorPolicyArn",
+  /**
+   * The roles of the functions that call a Kubernetes API (comma-separated): what aws-auth maps to the
+   * `etcd-backup` group where access entries are off, and what a target's `roleArn` must trust.
+   */
+  kubernetesRoleArns: "KubernetesRoleArns",
   /** Only with a replica bucket: whom the replica's bucket policy and KMS key policy must allow. */
   replicationRoleArn: "ReplicationRoleArn",
   /** Only with a VPC placement and no security groups given: allow it to etcd's client port. */

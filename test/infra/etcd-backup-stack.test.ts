@@ -1246,6 +1246,17 @@ describe("outputs", () => {
       resolved(stack, stack.storage.bucket.bucketName),
     );
     expect(outputs[StackOutputs.snapshotPrefix]?.Value).toBe("backups/etcd");
+    // The roles to map where EKS access entries are off: the steps that call a Kubernetes API.
+    const kubernetesRoles = ["resolve-target", "take-snapshot", "verify-snapshot"].map((handler) =>
+      resolved(stack, stepFunction(handler).role.roleArn),
+    );
+    const agentPodRoles = ["start-agent-pods", "remove-agent-pods"].map((handler) => {
+      const step = restoreSteps.find((candidate) => candidate.handler === handler);
+      return resolved(stack, stack.restore.functions[step?.placeholder ?? ""]?.role.roleArn);
+    });
+    expect(outputs[StackOutputs.kubernetesRoleArns]?.Value).toEqual({
+      "Fn::Join": [",", [...kubernetesRoles, ...agentPodRoles]],
+    });
     expect(outputs[StackOutputs.catalogueTableName]?.Value).toEqual(
       resolved(stack, stack.catalogue.table.tableName),
     );
