@@ -67,6 +67,11 @@ const etcdSchema = z
     container: z.string().optional(),
     /** Secrets Manager secret with `ca`, `cert`, `key` (PEM) for gRPC over mutual TLS. */
     tlsSecretArn: z.string().startsWith("arn:").optional(),
+    /**
+     * The name etcd's server certificate carries, where it is not the host dialled: a port-forward dials
+     * 127.0.0.1, which a StatefulSet's certificates (named for its headless service) may not list.
+     */
+    tlsServerName: z.string().min(1).optional(),
     /** Paths inside the etcd pod, for the exec source. */
     podTls: z
       .object({

@@ -56,9 +56,17 @@ async function loadTargetsFile(environment: HandlerEnvironment): Promise<Targets
   return parseTargetsFile(JSON.parse(reply.Parameter?.Value ?? "null"), `SSM parameter ${name}`);
 }
 
-/** The secret holds JSON `{ "ca": PEM, "cert": PEM, "key": PEM }`; it is never logged or returned. */
-function loadEtcdTls(target: Target): Promise<EtcdTlsMaterial | undefined> {
-  const secretArn = target.etcd.tlsSecretArn;
+/**
+ * The secret holds JSON `{ "ca": PEM, "cert": PEM, "key": PEM }`; it is never logged or returned. The
+ * target's tlsServerName goes with it.
+ */
+async function loadEtcdTls(target: Target): Promise<EtcdTlsMaterial | undefined> {
+  const material = await loadTlsSecret(target.etcd.tlsSecretArn);
+  const serverName = target.etcd.tlsServerName;
+  return material && serverName ? { ...material, serverName } : material;
+}
+
+function loadTlsSecret(secretArn: string | undefined): Promise<EtcdTlsMaterial | undefined> {
   if (!secretArn) return Promise.resolve(undefined);
   let material = tlsBySecret.get(secretArn);
   if (!material) {
