@@ -1,5 +1,5 @@
 // Builds the backup steps' dependencies from the Lambda environment: clients once per cold start,
-// the targets file and TLS secrets fetched once and kept. The Kubernetes access is added by the steps
+// the targets file fetched once and kept, TLS secrets for a few minutes. The Kubernetes access is added by the steps
 // that reach the API (kube-config-from-environment.ts), so that the others' bundles stay small.
 import { readFile } from "node:fs/promises";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
@@ -12,9 +12,11 @@ import { InvalidInputError } from "../../core/errors.js";
 import type { EtcdTlsMaterial } from "../../core/etcd/etcd-client.js";
 import { createDynamoDbClient, createS3Client } from "../../core/store/aws-clients.js";
 import type { HandlerEnvironment } from "./environment.js";
+import { ExpiringCache, secretCacheMs } from "./expiring-cache.js";
 
 let targets: Promise<TargetsFile> | undefined;
-const tlsBySecret = new Map<string, Promise<EtcdTlsMaterial>>();
+/** Re-read after a while: a certificate renewed in its secret reaches warm functions within minutes. */
+const tlsBySecret = new ExpiringCache<EtcdTlsMaterial>(secretCacheMs);
 
 export function createBackupDependencies(
   environment: HandlerEnvironment,
@@ -68,25 +70,19 @@ async function loadEtcdTls(target: Target): Promise<EtcdTlsMaterial | undefined>
 
 function loadTlsSecret(secretArn: string | undefined): Promise<EtcdTlsMaterial | undefined> {
   if (!secretArn) return Promise.resolve(undefined);
-  let material = tlsBySecret.get(secretArn);
-  if (!material) {
-    material = new SecretsManagerClient({})
-      .send(new GetSecretValueCommand({ SecretId: secretArn }))
-      .then((reply) => {
-        const value = JSON.parse(reply.SecretString ?? "{}") as { ca?: string; cert?: string; key?: string };
-        if (!value.cert || !value.key) {
-          throw new InvalidInputError(
-            `secret ${secretArn} must hold JSON with "cert" and "key" (and "ca") in PEM`,
-          );
-        }
-        return {
-          ca: value.ca ? Buffer.from(value.ca) : undefined,
-          cert: Buffer.from(value.cert),
-          key: Buffer.from(value.key),
-        };
-      });
-    material.catch(() => tlsBySecret.delete(secretArn));
-    tlsBySecret.set(secretArn, material);
-  }
-  return material;
+  return tlsBySecret.get(secretArn, () =>
+    new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: secretArn })).then((reply) => {
+      const value = JSON.parse(reply.SecretString ?? "{}") as { ca?: string; cert?: string; key?: string };
+      if (!value.cert || !value.key) {
+        throw new InvalidInputError(
+          `secret ${secretArn} must hold JSON with "cert" and "key" (and "ca") in PEM`,
+        );
+      }
+      return {
+        ca: value.ca ? Buffer.from(value.ca) : undefined,
+        cert: Buffer.from(value.cert),
+        key: Buffer.from(value.key),
+      };
+    }),
+  );
 }

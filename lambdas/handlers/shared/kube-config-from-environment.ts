@@ -4,13 +4,14 @@ import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-sec
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Target } from "../../core/config/target-config.js";
 import { InvalidInputError } from "../../core/errors.js";
+import { ExpiringCache, secretCacheMs } from "./expiring-cache.js";
 
-/** Per access (EKS cluster or kubeconfig secret): DescribeCluster and the secret are read once per cold start. */
-const kubeConfigByAccess = new Map<string, Promise<KubeConfig>>();
+/** Per access (EKS cluster or kubeconfig secret): DescribeCluster and the secret, read again after a while. */
+const kubeConfigByAccess = new ExpiringCache<KubeConfig>(secretCacheMs);
 
 /**
- * The KubeConfig of an `eks` or `kubeconfig` target, kept for the function's lifetime: its EKS token
- * provider refreshes the token itself. The kubeconfig secret holds the kubeconfig text (YAML or JSON).
+ * The KubeConfig of an `eks` or `kubeconfig` target, kept for a few minutes (its EKS token provider
+ * refreshes the token itself; a rotated kubeconfig secret is read again). The kubeconfig secret holds the kubeconfig text (YAML or JSON).
  */
 export function loadKubeConfig(target: Target): Promise<KubeConfig> {
   const access = target.access;
@@ -19,12 +20,10 @@ export function loadKubeConfig(target: Target): Promise<KubeConfig> {
       new InvalidInputError(`target ${target.name} has direct access: no Kubernetes API`),
     );
   }
-  const key = JSON.stringify(access);
-  let config = kubeConfigByAccess.get(key);
-  if (!config) {
-    // Loaded at the first Kubernetes target, not at import: a direct target's cold start need not
-    // evaluate the Kubernetes client.
-    config = import("../../core/kube/kube-config.js").then(({ loadKubeConfigForAccess }) =>
+  // Loaded at the first Kubernetes target, not at import: a direct target's cold start need not
+  // evaluate the Kubernetes client.
+  return kubeConfigByAccess.get(JSON.stringify(access), () =>
+    import("../../core/kube/kube-config.js").then(({ loadKubeConfigForAccess }) =>
       loadKubeConfigForAccess(access, {
         readSecret: async (secretArn) => {
           const reply = await new SecretsManagerClient({}).send(
@@ -38,9 +37,6 @@ export function loadKubeConfig(target: Target): Promise<KubeConfig> {
           return reply.SecretString;
         },
       }),
-    );
-    config.catch(() => kubeConfigByAccess.delete(key));
-    kubeConfigByAccess.set(key, config);
-  }
-  return config;
+    ),
+  );
 }
