@@ -89,3 +89,11 @@ export function createActivityProgress(enabled: boolean) {
     done,
   };
 }
+
+/**
+ * After SIGHUP the terminal is gone: a write fails (EIO, EPIPE), and an unhandled stream error would end
+ * the process before its clean-up. Those errors are dropped from then on.
+ */
+export function ignoreOutputErrors(): void {
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
+}

@@ -15,7 +15,7 @@ import { localCluster, startLocalStack } from "../local/local-stack.js";
 import type { StateEvent } from "../local/local-state-machine.js";
 import { isBarrierPollingState, runLocalBackup, runLocalRestore } from "../local/local-workflows.js";
 import { requireEtcd } from "../local/require-etcd.js";
-import { createActivityProgress, formatBytes, printJson } from "../terminal-output.js";
+import { createActivityProgress, formatBytes, ignoreOutputErrors, printJson } from "../terminal-output.js";
 import { parseLocalStackSize } from "./local-stack-size.js";
 
 export interface DemoFlags {
@@ -75,11 +75,14 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
 
   say(`starting etcd (${members} member${members > 1 ? "s" : ""}), s3rver and dynalite on loopback…`);
   const stack = await startLocalStack({ members });
-  const interrupt = () => {
-    void stack.stop().finally(() => process.exit(130));
+  // The terminal closed (SIGHUP) as much as Ctrl-C: the stack's processes and files go either way.
+  const interrupt = (signal: NodeJS.Signals) => {
+    if (signal === "SIGHUP") ignoreOutputErrors();
+    void stack.stop().finally(() => process.exit(signal === "SIGHUP" ? 129 : 130));
   };
   process.once("SIGINT", interrupt);
   process.once("SIGTERM", interrupt);
+  process.once("SIGHUP", interrupt);
   try {
     const writer = createEtcdWriter({ endpoints: stack.etcd.nodes.map((node) => node.clientUrl) });
     say(`writing ${keyCount} Kubernetes-shaped keys…`);
@@ -181,6 +184,7 @@ export async function runDemoCommand(flags: DemoFlags): Promise<{ ok: boolean }>
   } finally {
     process.off("SIGINT", interrupt);
     process.off("SIGTERM", interrupt);
+    process.off("SIGHUP", interrupt);
     await stack.stop();
   }
 }

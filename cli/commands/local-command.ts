@@ -13,7 +13,7 @@ import {
 } from "../local/local-session.js";
 import { localCluster, startLocalStack } from "../local/local-stack.js";
 import { requireEtcd } from "../local/require-etcd.js";
-import { printJson } from "../terminal-output.js";
+import { ignoreOutputErrors, printJson } from "../terminal-output.js";
 import { parseLocalStackSize } from "./local-stack-size.js";
 
 export interface LocalUpFlags {
@@ -78,20 +78,29 @@ function usage(session: LocalSession, file: string): string {
   ].join("\n");
 }
 
-/** Resolves with the first SIGINT or SIGTERM; until then, they no longer end the process. */
+/**
+ * Resolves with the first SIGINT, SIGTERM or SIGHUP (the terminal closed); until then, they no longer end
+ * the process. After a SIGHUP nothing can be written to the terminal: output errors are ignored, so that
+ * the clean-up still runs.
+ */
 function untilStopped(): { signal: Promise<NodeJS.Signals>; dispose(): void } {
   let resolve: (signal: NodeJS.Signals) => void = () => {};
   const signal = new Promise<NodeJS.Signals>((done) => {
     resolve = done;
   });
-  const onSignal = (received: NodeJS.Signals) => resolve(received);
+  const onSignal = (received: NodeJS.Signals) => {
+    if (received === "SIGHUP") ignoreOutputErrors();
+    resolve(received);
+  };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", onSignal);
   return {
     signal,
     dispose: () => {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
+      process.off("SIGHUP", onSignal);
     },
   };
 }

@@ -28,7 +28,7 @@ export async function refuseWhileAnotherRuns(ownPid = process.pid): Promise<void
   const running = await readSessionFile(file);
   if (running && running.pid !== ownPid && isProcessAlive(running.pid)) {
     throw new InvalidInputError(
-      `a local stack is already running (pid ${running.pid}, ${file}): stop it first, or set ETCD_BACKUP_LOCAL_SESSION to another file`,
+      `a local stack is already running (pid ${running.pid}, ${file}): stop it first (Ctrl-C in its terminal, or kill ${running.pid}), or set ETCD_BACKUP_LOCAL_SESSION to another file`,
     );
   }
 }

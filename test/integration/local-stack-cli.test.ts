@@ -10,6 +10,7 @@ import { ExitCodes } from "../../cli/exit-codes.js";
 import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
 import type { LocalSession } from "../../cli/local/local-session.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
+import { isHealthy } from "../support/static-pod-etcd.js";
 
 const cli = join(import.meta.dirname, "../../bin/etcd-backup.mjs");
 
@@ -229,4 +230,24 @@ describe("etcd-backup local up, and the commands given --local", () => {
     expect(listed.code).toBe(2);
     expect(listed.stderr).toContain("no local stack is running");
   }, 30_000);
+
+  it("stops as well when its terminal closes (SIGHUP), though nothing can be written any more", async () => {
+    const again = start(["local", "up", "--keys", "0", "--json"]);
+    const started = await until(() => {
+      if (again.child.exitCode !== null) throw new Error(`local up exited: ${again.stderr()}`);
+      try {
+        return JSON.parse(again.stdout()) as typeof session;
+      } catch {
+        return undefined;
+      }
+    }, "local up");
+    // The terminal is gone: its output pipes are closed before the hang-up arrives.
+    again.child.stdout?.destroy();
+    again.child.stderr?.destroy();
+    again.child.kill("SIGHUP");
+    await again.exit;
+    expect(existsSync(started.sessionFile)).toBe(false);
+    expect(existsSync(started.environment.workDir)).toBe(false);
+    expect(await isHealthy(started.etcdEndpoints[0] as string)).toBe(false);
+  }, 90_000);
 });
