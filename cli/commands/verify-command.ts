@@ -42,6 +42,9 @@ export async function runVerifyCommand(target: string, flags: VerifyCommandFlags
     sha256: report.sha256,
     hasTrailer: report.hasTrailer,
     compactRevision: report.compactRevision,
+    // etcd's HashKV at the revision, for the file's compact revision (-1: none): what each member restored
+    // from it answers to `etcdctl endpoint hashkv --rev <revision>`.
+    kvHash: { hash: report.kvHash, compactRevision: report.compactRevision ?? -1 },
     storageVersion: report.storageVersion,
     fileBytes: report.fileBytes,
     pageSize: report.pageSize,
@@ -58,6 +61,7 @@ export async function runVerifyCommand(target: string, flags: VerifyCommandFlags
       `  keys       ${report.liveKeyCount} live, ${report.totalKey} entries in all buckets`,
       `  size       ${formatBytes(report.totalSize)} database, ${formatBytes(report.fileBytes)} file`,
       `  sha256     ${report.sha256}${report.hasTrailer ? " (matches the trailer)" : " (no trailer)"}`,
+      `  HashKV     ${report.kvHash} at revision ${report.revision} (what a member restored from it answers)`,
     ].join("\n")}\n`,
   );
   return output;

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
+import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { type LocalDynamoDb, startLocalDynamoDb } from "../support/dynamodb-server.js";
 import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
@@ -88,6 +89,20 @@ describe("etcd-backup snapshot and verify", () => {
     }).toEqual(theirs);
     expect(ours.revision).toBe(result.revision);
     expect(ours.sha256).toBe(result.sha256);
+    // The members' own HashKV at the revision, which the snapshot command compared, is the file's too.
+    const members = await Promise.all(
+      etcd.endpoints.map(async (endpoint) => {
+        const client = createEtcdClient({ endpoint });
+        try {
+          return await client.hashKV(ours.revision);
+        } finally {
+          client.close();
+        }
+      }),
+    );
+    for (const member of members) {
+      expect(ours.kvHash).toEqual({ hash: member.hash, compactRevision: member.compactRevision });
+    }
   });
 
   it("streams to S3, verifies the stored object and catalogues it VERIFIED", async () => {
