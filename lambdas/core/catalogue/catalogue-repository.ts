@@ -329,7 +329,8 @@ export class CatalogueRepository {
         deletedAt: input.deletedAt.toISOString(),
         [CatalogueTable.timeToLiveAttribute]: input.expiresAt,
       },
-      remove: [CatalogueTable.verifiedByClusterIndex.partitionKey.name],
+      // Nothing keeps it any more: a DELETED row saying which tiers keep it would contradict itself.
+      remove: [CatalogueTable.verifiedByClusterIndex.partitionKey.name, "retentionTier"],
       isRepeat: (existing) => existing.status === SnapshotStatus.Deleted,
     });
   }
