@@ -17,6 +17,7 @@ const noTiers: RetentionPolicy = {
   monthly: 0,
   failedGraceHours: 48,
   preRestoreDays: 90,
+  onDemandDays: 30,
 };
 
 interface Row {
@@ -262,6 +263,26 @@ const planCases: PlanCase[] = [
       "chosen-safety": ["restore-pending"],
     },
     delete: { "hold-ended": "outside-tiers" },
+  },
+  {
+    name: "on-demand snapshots are kept for onDemandDays and take no tier's place: the next hourly run keeps them",
+    policy: { hourly: 2, onDemandDays: 30 },
+    now: "2026-11-30T12:10:00Z",
+    rows: [
+      { id: "scheduled-12", at: "2026-11-30T12:00:00Z" },
+      // Taken before an upgrade at 11:40, within the hour the 11:00 run serves.
+      { id: "before-upgrade", at: "2026-11-30T11:40:00Z", tags: ["on-demand", "pre-upgrade"] },
+      { id: "scheduled-11", at: "2026-11-30T11:00:00Z" },
+      { id: "on-demand-29d", at: "2026-11-01T12:10:01Z", tags: ["on-demand"] },
+      { id: "on-demand-30d", at: "2026-10-31T12:10:00Z", tags: ["on-demand"] },
+    ],
+    keep: {
+      "scheduled-12": ["newest-verified", "hourly"],
+      "before-upgrade": ["on-demand"],
+      "scheduled-11": ["hourly"],
+      "on-demand-29d": ["on-demand"],
+    },
+    delete: { "on-demand-30d": "on-demand-expired" },
   },
   {
     name: "an expired pre-restore snapshot that is the newest verified one is still kept",

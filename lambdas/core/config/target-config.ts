@@ -28,6 +28,8 @@ const retentionSchema = z
     failedGraceHours: z.number().int().min(1).default(48),
     /** Safety snapshots taken before a restore are kept this many days. */
     preRestoreDays: z.number().int().min(1).default(90),
+    /** Snapshots taken on demand (tagged: `backup --tag`, `on-demand`) are kept this many days. */
+    onDemandDays: z.number().int().min(1).default(30),
   })
   .strict();
 

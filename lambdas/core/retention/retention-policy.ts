@@ -33,6 +33,8 @@ export const KeepReason = {
   NewestVerified: "newest-verified",
   /** A restore's safety snapshot within its `preRestoreDays`. */
   PreRestore: "pre-restore",
+  /** A tagged snapshot taken on demand (`backup`), within its `onDemandDays`. */
+  OnDemand: "on-demand",
   /** Chosen by a restore that may still be waiting for approval (`restoreHeldUntil` not passed). */
   RestorePending: "restore-pending",
   /** A FAILED row younger than `failedGraceHours`, left for inspection. */
@@ -48,6 +50,7 @@ export const DeleteReason = {
   /** VERIFIED, but the newest of no period any tier keeps. */
   OutsideTiers: "outside-tiers",
   PreRestoreExpired: "pre-restore-expired",
+  OnDemandExpired: "on-demand-expired",
   /** FAILED longer ago than `failedGraceHours`. */
   Failed: "failed",
   /** IN_PROGRESS or UPLOADED longer than `failedGraceHours`: a run that died without its Catch. */
@@ -91,7 +94,15 @@ export function planRetention(records: SnapshotRecord[], policy: RetentionPolicy
   const newestVerified = verified[0];
   if (newestVerified !== undefined) keep(newestVerified.record.snapshotId, KeepReason.NewestVerified);
 
-  const scheduled = verified.filter(({ record }) => !record.tags.includes(preRestoreTag));
+  // Tagged snapshots (a restore's safety snapshot, one taken on demand before an upgrade) are kept for
+  // their own days, outside the tiers: the next scheduled run in the same hour must not drop them.
+  const keptOwnWay = (record: SnapshotRecord) =>
+    record.tags.includes(preRestoreTag)
+      ? { days: policy.preRestoreDays, kept: KeepReason.PreRestore, expired: DeleteReason.PreRestoreExpired }
+      : record.tags.length > 0
+        ? { days: policy.onDemandDays, kept: KeepReason.OnDemand, expired: DeleteReason.OnDemandExpired }
+        : undefined;
+  const scheduled = verified.filter(({ record }) => keptOwnWay(record) === undefined);
   for (const tier of RetentionTiers) {
     let periods = 0;
     let lastPeriod: string | undefined;
@@ -109,17 +120,19 @@ export function planRetention(records: SnapshotRecord[], policy: RetentionPolicy
   for (const { record, time } of dated) {
     const { snapshotId } = record;
     switch (record.status) {
-      case SnapshotStatus.Verified:
+      case SnapshotStatus.Verified: {
+        const own = keptOwnWay(record);
         if (record.restoreHeldUntil !== undefined && now.getTime() < Date.parse(record.restoreHeldUntil)) {
           keep(snapshotId, KeepReason.RestorePending);
-        } else if (!record.tags.includes(preRestoreTag)) {
+        } else if (own === undefined) {
           if (!keepReasons.has(snapshotId)) deleteReasons.set(snapshotId, DeleteReason.OutsideTiers);
-        } else if (now.getTime() < time + policy.preRestoreDays * dayMs) {
-          keep(snapshotId, KeepReason.PreRestore);
+        } else if (now.getTime() < time + own.days * dayMs) {
+          keep(snapshotId, own.kept);
         } else if (!keepReasons.has(snapshotId)) {
-          deleteReasons.set(snapshotId, DeleteReason.PreRestoreExpired);
+          deleteReasons.set(snapshotId, own.expired);
         }
         break;
+      }
       case SnapshotStatus.Failed: {
         const since = latestTime(time, record.completedAt, record.failedAt);
         if (now.getTime() >= since + failedGraceMs) deleteReasons.set(snapshotId, DeleteReason.Failed);
