@@ -51,7 +51,7 @@ async function readStackOutputs({
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new InvalidInputError(
-      `could not read the outputs of stack ${stack} (${reason}): check --stack, --region and your AWS credentials, or give the names as flags`,
+      `could not read the outputs of stack ${stack} (${reason}): check --stack, --region and your AWS credentials, or give the names as flags; for the local stack of \`etcd-backup local up\`, add --local`,
     );
   } finally {
     client.destroy();
