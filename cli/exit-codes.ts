@@ -38,6 +38,7 @@ export function exitCodeFor(error: unknown): number {
     case ErrorNames.CatalogueUnavailable:
       return ExitCodes.storageUnavailable;
     case ErrorNames.SnapshotNotFound:
+    case ErrorNames.ExecutionNotFound:
       return ExitCodes.notFound;
     case ErrorNames.CatalogueConflict:
     case ErrorNames.LeaseHeld:

@@ -5,7 +5,11 @@ import { StackOutputs } from "../../infra/stack-outputs.js";
 import { ApprovalTokens, approvalRejectedError } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { CatalogueRepository } from "../../lambdas/core/catalogue/catalogue-repository.js";
 import { type SnapshotStatus, snapshotStatuses } from "../../lambdas/core/catalogue/snapshot-record.js";
-import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
+import {
+  ExecutionNotFoundError,
+  InvalidInputError,
+  SnapshotNotFoundError,
+} from "../../lambdas/core/errors.js";
 import type { MemberHashCheck } from "../../lambdas/core/snapshot/member-hash-check.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
@@ -140,7 +144,7 @@ export async function runApprovalCommand(
       await answered.catch(async (error: unknown) => {
         if (!noLongerWaiting.has((error as Error).name)) throw error;
         await approvals.remove(executionName);
-        throw new SnapshotNotFoundError(
+        throw new ExecutionNotFoundError(
           `restore ${executionName} no longer waits for an answer: its approval timed out or its execution ended (etcd-backup status ${executionName})`,
         );
       });
@@ -185,7 +189,7 @@ async function refuseUnlessStillRunning(approvals: ApprovalTokens, executionName
   const execution = await readLocalExecution(workDir, executionName);
   if (execution.status === "RUNNING") return;
   await approvals.remove(executionName);
-  throw new SnapshotNotFoundError(
+  throw new ExecutionNotFoundError(
     `restore ${executionName} is ${execution.status}: nothing waits for an answer any more`,
   );
 }

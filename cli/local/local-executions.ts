@@ -4,7 +4,7 @@
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { InvalidInputError, SnapshotNotFoundError } from "../../lambdas/core/errors.js";
+import { ExecutionNotFoundError, InvalidInputError } from "../../lambdas/core/errors.js";
 import type { ExecutionStatus } from "../execution-status.js";
 import { isProcessAlive } from "./local-session.js";
 
@@ -51,7 +51,7 @@ export async function readLocalExecution(workDir: string, nameOrArn: string): Pr
     text = await readFile(recordFile(workDir, name), "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-    throw new SnapshotNotFoundError(`the local stack ran no execution named "${name}"`);
+    throw new ExecutionNotFoundError(`the local stack ran no execution named "${name}"`);
   }
   const { pid, ...status } = JSON.parse(text) as LocalExecutionRecord;
   if (status.status === "RUNNING" && !isProcessAlive(pid)) {

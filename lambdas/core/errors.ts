@@ -22,6 +22,8 @@ export const ErrorNames = {
   CatalogueUnavailable: "CatalogueUnavailableError",
   /** The object is missing or differs from what the catalogue recorded. */
   SnapshotNotFound: "SnapshotNotFoundError",
+  /** The CLI: an execution, or a restore waiting for an answer, that does not exist (any more). */
+  ExecutionNotFound: "ExecutionNotFoundError",
   /** A catalogue write found the row in a state that forbids it. */
   CatalogueConflict: "CatalogueConflictError",
   /** The input or configuration is invalid; retrying cannot help. */
@@ -82,6 +84,11 @@ export class CatalogueUnavailableError extends EtcdBackupError {
 
 export class SnapshotNotFoundError extends EtcdBackupError {
   override readonly name = ErrorNames.SnapshotNotFound;
+  readonly transient = false;
+}
+
+export class ExecutionNotFoundError extends EtcdBackupError {
+  override readonly name = ErrorNames.ExecutionNotFound;
   readonly transient = false;
 }
 
