@@ -31,9 +31,23 @@ export async function readTargetsFile(path: string): Promise<TargetsFile> {
   try {
     content = JSON.parse(text);
   } catch (error) {
-    throw new InvalidInputError(`${path} is not JSON: ${(error as Error).message}`);
+    throw new InvalidInputError(`${path} is not JSON: ${describeJsonError(text, error as Error)}`);
   }
   return parseTargetsFile(content, path);
+}
+
+/** JSON.parse's complaint with the line and column of its position, and a word on comments. */
+function describeJsonError(text: string, error: Error): string {
+  const position = Number(/at position (\d+)/.exec(error.message)?.[1]);
+  let where = "";
+  if (Number.isInteger(position)) {
+    const before = text.slice(0, position).split("\n");
+    where = ` (line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1})`;
+  }
+  const comments = /^\s*\/\/|\/\*/m.test(text)
+    ? "; comments are not JSON (the README's annotated example is not a file to copy: start from etcd-backup.targets.example.json)"
+    : "";
+  return `${error.message}${where}${comments}`;
 }
 
 /** With --json an invalid file is an answer too: `{"valid":false,"errors":[...]}` on stdout, exit code 2. */
@@ -42,9 +56,19 @@ export async function runConfigValidateCommand(path: string, flags: { json?: boo
   try {
     file = await readTargetsFile(path);
   } catch (error) {
-    if (!flags.json || !(error instanceof InvalidInputError)) throw error;
-    printError(error, false);
-    printJson({ valid: false, errors: await targetsFileProblems(path, error) });
+    if (!(error instanceof InvalidInputError)) throw error;
+    const problems = await targetsFileProblems(path, error);
+    if (flags.json) {
+      printError(error, false);
+      printJson({ valid: false, errors: problems });
+    } else if (problems.length > 1) {
+      // A list to work through, one problem a line, rather than one line of all of them.
+      process.stderr.write(
+        `etcd-backup: ${path} is invalid (${problems.length} problems):\n${problems.map((problem) => `  - ${problem}\n`).join("")}`,
+      );
+    } else {
+      printError(error, false);
+    }
     return ExitCodes.usage;
   }
   const summary = file.targets.map((target) => ({

@@ -285,6 +285,15 @@ describe("etcd-backup snapshot and verify", () => {
     expect(failed.code).toBe(2);
     expect(failed.stderr).toContain("targets.0.name");
     expect(failed.stderr).toContain("targets.0.schedule");
+    // A list to work through: one problem a line.
+    expect(failed.stderr).toMatch(/is invalid \(\d+ problems\):\n {2}- targets\.0\.name: /);
+
+    // Comments, as in the README's annotated example, are named as the cause, with where they are.
+    const commented = join(work.path, "commented-targets.json");
+    await writeFile(commented, '{\n  // prod\n  "targets": []\n}\n');
+    const notJson = await etcdBackup("config", "validate", commented);
+    expect(notJson.code).toBe(2);
+    expect(notJson.stderr).toContain("(line 2, column 3); comments are not JSON");
   });
 
   it("says what list's --limit and --status expect, with exit code 2", async () => {
