@@ -29,18 +29,23 @@ beforeAll(async () => {
   } finally {
     client.close();
   }
-  members = etcd.members.map((member) => ({
+  members = restoreMembersOf(etcd);
+}, 60_000);
+
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+/** The cluster's members as a restore lists them. */
+function restoreMembersOf(cluster: EtcdCluster): RestoreMember[] {
+  return cluster.members.map((member) => ({
     name: member.name,
     dataDir: member.dataDir,
     manifestDir: "/etc/kubernetes/manifests",
     clientUrl: member.clientUrl,
     peerUrl: member.peerUrl,
   }));
-}, 60_000);
-
-afterAll(async () => {
-  await etcd?.stop();
-});
+}
 
 const dependencies = {
   loadTargets: async () =>
@@ -182,18 +187,12 @@ describe("checkEtcdHealth after etcd expired a lease of the snapshot", () => {
         liveKeyCount: atSnapshot.count,
         kvHash: { hash, compactRevision },
       };
-      const leasedMembers = leased.members.map((member) => ({
-        name: member.name,
-        dataDir: member.dataDir,
-        manifestDir: "/etc/kubernetes/manifests",
-        clientUrl: member.clientUrl,
-        peerUrl: member.peerUrl,
-      }));
+
       const result = await checkEtcdHealth(
         { ...dependencies, loadTargets: async () => leasedTargets(leased.endpoints) },
         { cluster: "c", snapshotId: snapshot.snapshotId },
         snapshot,
-        leasedMembers,
+        restoreMembersOf(leased),
       );
       expect(result.summary).toBe(
         `1 member(s) healthy, one leader, revision ${atSnapshot.revision}, ${atSnapshot.count} keys, content as the snapshot's (HashKV); now at revision ${atSnapshot.revision + 1}: ${1} revision(s) written since, as etcd expires the snapshot's leases`,

@@ -31,6 +31,7 @@ import {
 } from "../../lambdas/core/snapshot/stream-snapshot.js";
 import { type SnapshotReport, verifySnapshotFile } from "../../lambdas/core/snapshot/verify-snapshot.js";
 import { verifyStoredSnapshot } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
+import { enableEtcdAuthWithReaderClient, etcdRootPassword } from "../support/etcd-auth.js";
 import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
 import { createEtcdWriter } from "../support/etcd-writer.js";
 import { findFreePort } from "../support/free-port.js";
@@ -604,6 +605,17 @@ describe("both sources against etcd with mutual TLS", () => {
     await secure?.stop();
   });
 
+  /** etcdctl in the pod with the TLS cluster's certificate paths. */
+  const secureEtcdctl = () => {
+    const certificates = secure.certificates as NonNullable<EtcdCluster["certificates"]>;
+    return {
+      endpoint: secure.endpoints[0],
+      cacert: certificates.caFile,
+      cert: certificates.clientCertFile,
+      key: certificates.clientKeyFile,
+    };
+  };
+
   it("port-forward: checks the server certificate under another name and warns that the client certificate expires", async () => {
     const tls = { ...secure.clientTls, serverName: "localhost" };
     const warnings: string[] = [];
@@ -633,16 +645,7 @@ describe("both sources against etcd with mutual TLS", () => {
   });
 
   it("exec: passes the certificate paths in the pod to etcdctl", async () => {
-    const certificates = secure.certificates as NonNullable<EtcdCluster["certificates"]>;
-    const source = await execSource("etcd-tls-0", {
-      cluster: secure,
-      etcdctl: {
-        endpoint: secure.endpoints[0],
-        cacert: certificates.caFile,
-        cert: certificates.clientCertFile,
-        key: certificates.clientKeyFile,
-      },
-    });
+    const source = await execSource("etcd-tls-0", { cluster: secure, etcdctl: secureEtcdctl() });
     const stored = await streamSnapshotToS3(source, destination("kube-tls")).finally(() => source.close());
     await expectStoredEqualsReference(stored, reference);
     expect((await stat(join(work.path, "tls-reference.db"))).size).toBe(stored.bytes);
@@ -651,23 +654,8 @@ describe("both sources against etcd with mutual TLS", () => {
   // Last: it turns etcd's auth on. The client certificate's CN (etcd-backup) is then its etcd user, a
   // reader without the root role that Maintenance.Snapshot requires.
   it("both: a snapshot etcd's RBAC refuses to the client's user is access denied, which is not retried; exec logs in as root with the pod's password", async () => {
-    const etcdctl = (...args: string[]) => run("etcdctl", [...secure.etcdctlArgs(), ...args]);
-    await etcdctl("user", "add", "root:root-password");
-    await etcdctl("user", "add", "etcd-backup:unused-password");
-    await etcdctl("role", "add", "reader");
-    await etcdctl("role", "grant-permission", "reader", "--prefix=true", "read", "/");
-    await etcdctl("user", "grant-role", "etcd-backup", "reader");
-    await etcdctl("auth", "enable");
-    const certificates = secure.certificates as NonNullable<EtcdCluster["certificates"]>;
-    const exec = await execSource("etcd-tls-0", {
-      cluster: secure,
-      etcdctl: {
-        endpoint: secure.endpoints[0],
-        cacert: certificates.caFile,
-        cert: certificates.clientCertFile,
-        key: certificates.clientKeyFile,
-      },
-    });
+    await enableEtcdAuthWithReaderClient(secure);
+    const exec = await execSource("etcd-tls-0", { cluster: secure, etcdctl: secureEtcdctl() });
     await expect(
       streamSnapshotToS3(exec, destination("kube-rbac")).finally(() => exec.close()),
     ).rejects.toMatchObject({
@@ -689,16 +677,11 @@ describe("both sources against etcd with mutual TLS", () => {
     // Bitnami's chart turns auth on and gives its container the root password: exec logs in as root with
     // it, in the pod (discovery names the variable), and the snapshot is taken.
     standIn.setPod(
-      etcdPod("etcd-tls-auth", secure.endpoints[0] as string, { ETCD_ROOT_PASSWORD: "root-password" }),
+      etcdPod("etcd-tls-auth", secure.endpoints[0] as string, { ETCD_ROOT_PASSWORD: etcdRootPassword }),
     );
     const withPassword = await execSource("etcd-tls-auth", {
       cluster: secure,
-      etcdctl: {
-        endpoint: secure.endpoints[0],
-        cacert: certificates.caFile,
-        cert: certificates.clientCertFile,
-        key: certificates.clientKeyFile,
-      },
+      etcdctl: secureEtcdctl(),
       rootPasswordEnv: "ETCD_ROOT_PASSWORD",
     });
     expect((await withPassword.hashKV((await withPassword.status()).revision)).hash).toBeGreaterThan(0);

@@ -23,6 +23,7 @@ import { streamSnapshot, streamSnapshotToS3 } from "../../lambdas/core/snapshot/
 import { createS3Client } from "../../lambdas/core/store/aws-clients.js";
 import { MultipartUploadSink } from "../../lambdas/core/store/multipart-upload-sink.js";
 import { bufferSnapshotSource } from "../support/buffer-snapshot-source.js";
+import { enableEtcdAuthWithReaderClient } from "../support/etcd-auth.js";
 import { type EtcdCluster, startEtcdCluster } from "../support/etcd-cluster.js";
 import { createEtcdWriter } from "../support/etcd-writer.js";
 import { type LocalS3, startLocalS3 } from "../support/s3-server.js";
@@ -290,14 +291,7 @@ describe("streaming a snapshot from a real etcd into S3", () => {
     const secure = await startEtcdCluster({ tls: true });
     try {
       // The client certificate's CN (etcd-backup) is its etcd user once auth is on: a reader, not root.
-      const etcdctl = (...args: string[]) =>
-        run("etcdctl", [...secure.etcdctlArgs(), ...args], { env: { ...process.env, ETCDCTL_API: "3" } });
-      await etcdctl("user", "add", "root:root-password");
-      await etcdctl("user", "add", "etcd-backup:unused-password");
-      await etcdctl("role", "add", "reader");
-      await etcdctl("role", "grant-permission", "reader", "--prefix=true", "read", "/");
-      await etcdctl("user", "grant-role", "etcd-backup", "reader");
-      await etcdctl("auth", "enable");
+      await enableEtcdAuthWithReaderClient(secure);
 
       const source = createGrpcSnapshotSource(
         createEtcdClient({ endpoint: secure.endpoints[0] as string, tls: secure.clientTls }),
