@@ -176,17 +176,11 @@ describe("checkEtcdHealth after etcd expired a lease of the snapshot", () => {
         .toBeGreaterThan(atSnapshot.revision);
       expect((await client.countKeys()).count).toBe(atSnapshot.count - 1);
 
-      const snapshot: RestoreSnapshot = {
-        sourceCluster: "c",
-        snapshotId: "20261125T000000000Z-000000",
-        bucket: "b",
-        key: "k",
-        sha256: "0".repeat(64),
-        bytes: 1,
+      const snapshot = snapshotAt({
         revision: atSnapshot.revision,
         liveKeyCount: atSnapshot.count,
         kvHash: { hash, compactRevision },
-      };
+      });
 
       const result = await checkEtcdHealth(
         { ...dependencies, loadTargets: async () => leasedTargets(leased.endpoints) },

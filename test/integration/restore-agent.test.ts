@@ -973,6 +973,32 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     await s3?.stop();
   });
 
+  /**
+   * Starts start-apiserver with kube-apiserver never ready, stops the agent (SIGTERM) once the phase is
+   * under way, and returns how it ended and what it last reported.
+   */
+  async function stopDuringStartApiServer(restoreId: string, env: Record<string, string>) {
+    await parkApiServer(null);
+    const plan = await planFor(s3, etcd, node, snapshot, restoreId);
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, startTimeoutSeconds: 60 }],
+      initialPhase: "start-apiserver",
+      env,
+    });
+    try {
+      const agent = agents.agents[0] as (typeof agents.agents)[number];
+      await expect
+        .poll(async () => (await agents.readStatus(node.memberName))?.status.message, { timeout: 15_000 })
+        .toBe("start-apiserver in progress");
+      agent.child.kill("SIGTERM");
+      const exitCode = await agent.exitCode;
+      return { exitCode, status: (await agents.readStatus(node.memberName))?.status };
+    } finally {
+      await agents.stop();
+    }
+  }
+
   /** Parks kube-apiserver, as the stop phase does, with a stand-in that answers ready as given. */
   async function parkApiServer(readyAfterMs: number | null) {
     await rm(join(node.manifestDir, apiServerManifestName), { force: true });
@@ -1258,56 +1284,27 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
   it("in a pod, reports done with a warning when the kubelet stops it before this node's API answered ready", async () => {
     // Another node's restored API server serves, behind the endpoint this node's kubelet uses: the kubelet
     // stops the agent pod it no longer finds there. etcd passed the barrier; the restore must stand.
-    await parkApiServer(null);
-    const plan = await planFor(s3, etcd, node, snapshot, "r-stopped-in-pod");
-    const agents = await startRestoreAgents({
-      s3,
-      plans: [{ ...plan, startTimeoutSeconds: 60 }],
-      initialPhase: "start-apiserver",
-      env: { ...shortWaits, ETCD_RESTORE_AGENT_RUNS_AS_POD: "1" },
+    const { exitCode, status } = await stopDuringStartApiServer("r-stopped-in-pod", {
+      ...shortWaits,
+      ETCD_RESTORE_AGENT_RUNS_AS_POD: "1",
     });
-    try {
-      const agent = agents.agents[0] as (typeof agents.agents)[number];
-      await expect
-        .poll(async () => (await agents.readStatus(node.memberName))?.status.message, { timeout: 15_000 })
-        .toBe("start-apiserver in progress");
-      agent.child.kill("SIGTERM");
-      expect(await agent.exitCode).toBe(0);
-      expect((await agents.readStatus(node.memberName))?.status).toMatchObject({
-        phase: "start-apiserver",
-        state: "done",
-        message: `kube-apiserver's manifest is back; the agent was stopped by SIGTERM before ${node.apiServerReadyUrl} answered ready (the kubelet stops agent pods once an API server of the restored cluster serves, maybe another node's): WARNING: this node's API readiness was not confirmed; ${schedulerManifestName} ${controllerManagerManifestName} not restarted: restart them by hand`,
-      });
-      expect(existsSync(join(node.manifestDir, apiServerManifestName))).toBe(true);
-    } finally {
-      await agents.stop();
-    }
+    expect(exitCode).toBe(0);
+    expect(status).toMatchObject({
+      phase: "start-apiserver",
+      state: "done",
+      message: `kube-apiserver's manifest is back; the agent was stopped by SIGTERM before ${node.apiServerReadyUrl} answered ready (the kubelet stops agent pods once an API server of the restored cluster serves, maybe another node's): WARNING: this node's API readiness was not confirmed; ${schedulerManifestName} ${controllerManagerManifestName} not restarted: restart them by hand`,
+    });
+    expect(existsSync(join(node.manifestDir, apiServerManifestName))).toBe(true);
   }, 60_000);
 
   it("reports a stop in the middle of a phase as that phase's failure (outside a pod)", async () => {
-    await parkApiServer(null);
-    const plan = await planFor(s3, etcd, node, snapshot, "r-stopped-mid-phase");
-    const agents = await startRestoreAgents({
-      s3,
-      plans: [{ ...plan, startTimeoutSeconds: 60 }],
-      initialPhase: "start-apiserver",
-      env: shortWaits,
+    const { exitCode, status } = await stopDuringStartApiServer("r-stopped-mid-phase", shortWaits);
+    expect(exitCode).toBe(1);
+    expect(status).toMatchObject({
+      phase: "start-apiserver",
+      state: "failed",
+      message: "agent stopped by SIGTERM during phase start-apiserver",
     });
-    try {
-      const agent = agents.agents[0] as (typeof agents.agents)[number];
-      await expect
-        .poll(async () => (await agents.readStatus(node.memberName))?.status.message, { timeout: 15_000 })
-        .toBe("start-apiserver in progress");
-      agent.child.kill("SIGTERM");
-      expect(await agent.exitCode).toBe(1);
-      expect((await agents.readStatus(node.memberName))?.status).toMatchObject({
-        phase: "start-apiserver",
-        state: "failed",
-        message: "agent stopped by SIGTERM during phase start-apiserver",
-      });
-    } finally {
-      await agents.stop();
-    }
   }, 60_000);
 });
 
