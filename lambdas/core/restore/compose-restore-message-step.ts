@@ -25,17 +25,15 @@ export async function composeRestoreMessage(
   const rollbackFailure = state.rollbackFailure as { Error?: string; Cause?: string } | undefined;
   const rollbackIncomplete =
     rollbackFailure !== undefined || (rollback !== undefined && rollback.state !== "done");
-  if (outcome === "failed" && state.lease !== undefined && input.cluster && rollbackIncomplete) {
+  if (outcome === "failed" && state.lease !== undefined && input.cluster) {
     // Members may be stopped, or swapped and not back: no scheduled backup should run against that.
-    lines.push(
-      `Lease:     kept, so that no backup runs while members are as the rollback left them; it lapses by itself ${leaseLife} after the restore's last phase`,
-    );
-  } else if (outcome === "failed" && state.lease !== undefined && input.cluster) {
-    const released = await dependencies.leases
-      .releaseLease({ cluster: input.cluster, owner: executionArn })
-      .then((result) => (result.released ? "lease released" : "lease was not held"))
-      .catch((error: unknown) => `could not release the lease: ${describeError(error)}`);
-    lines.push(`Lease:     ${released}`);
+    const lease = rollbackIncomplete
+      ? `kept, so that no backup runs while members are as the rollback left them; it lapses by itself ${leaseLife} after the restore's last phase`
+      : await dependencies.leases
+          .releaseLease({ cluster: input.cluster, owner: executionArn })
+          .then((result) => (result.released ? "lease released" : "lease was not held"))
+          .catch((error: unknown) => `could not release the lease: ${describeError(error)}`);
+    lines.push(`Lease:     ${lease}`);
   }
   const releaseFailure = state.releaseFailure as { Error?: string; Cause?: string } | undefined;
   if (outcome === "succeeded" && releaseFailure) {

@@ -279,31 +279,26 @@ on_signal() {
     api_readiness="ready"
     not_restarted=1
   fi
-  # The same kill can come while the scheduler and controller manager are being restarted, after the API
-  # answered ready: the restore stands. Put back any manifest still parked (the kubelet grants a grace
-  # period for this), and report done with what was interrupted.
-  if [[ $phase == start-apiserver && $api_readiness == ready ]]; then
+  # The restore stands, and the phase is reported done with what was interrupted (any manifest still
+  # parked goes back first: the kubelet grants a grace period for this), when the kill came
+  # - while the scheduler and controller manager were being restarted, after the API answered ready;
+  # - in a pod, with kube-apiserver's manifest back but before this node's API answered ready: the kubelet
+  #   stops the agent once any API server of the restored cluster serves — another node's too, when
+  #   kubelets reach the API through a shared endpoint. etcd passed the barrier's check already: failing
+  #   here would roll a good restore back.
+  if [[ $phase == start-apiserver ]] && [[ $api_readiness == ready || ($runs_as_pod == 1 && -n $apiserver_manifest && -e $manifest_dir/$apiserver_manifest) ]]; then
     put_back_parked_restarts
     state="done"
-    if ((not_restarted)); then
+    if [[ $api_readiness != ready ]]; then
+      message="kube-apiserver's manifest is back; the agent was stopped by SIG$1 before ${ready_url:-the API} answered ready (the kubelet stops agent pods once an API server of the restored cluster serves, maybe another node's): WARNING: this node's API readiness was not confirmed"
+      ((${#restart_manifests[@]})) && message+="; ${restart_manifests[*]} not restarted: restart them by hand"
+    elif ((not_restarted)); then
       message="kube-apiserver started; the API answered ready at $ready_url when the agent was stopped by SIG$1 (the kubelet, once the restored API serves), before it restarted anything"
       ((${#restart_manifests[@]})) && message+="; WARNING: ${restart_manifests[*]} not restarted: restart them by hand"
     else
       message="kube-apiserver started; the API answered ready at $ready_url; the agent was stopped by SIG$1 (the kubelet, once the restored API serves) while restarting the scheduler and controller manager"
     fi
     ((${#put_back[@]})) && message+="; put back ${put_back[*]} without waiting for it to stop"
-    log "$message"
-    put_status 3 || true
-    exit 0
-  fi
-  # In a pod, the kubelet stops the agent once any API server of the restored cluster serves: another
-  # node's too, when kubelets reach the API through a shared endpoint, before this node's answered ready.
-  # etcd passed the barrier's check already: failing here would roll a good restore back.
-  if [[ $phase == start-apiserver && $runs_as_pod == 1 && -n $apiserver_manifest && -e $manifest_dir/$apiserver_manifest ]]; then
-    put_back_parked_restarts
-    state="done"
-    message="kube-apiserver's manifest is back; the agent was stopped by SIG$1 before ${ready_url:-the API} answered ready (the kubelet stops agent pods once an API server of the restored cluster serves, maybe another node's): WARNING: this node's API readiness was not confirmed"
-    ((${#restart_manifests[@]})) && message+="; ${restart_manifests[*]} not restarted: restart them by hand"
     log "$message"
     put_status 3 || true
     exit 0
@@ -629,6 +624,15 @@ port_open() {
 # etcd has stopped: its client port must be closed.
 etcd_port_open() { port_open "$client_url" 2379; }
 
+# Prints where etcd's manifest is: in the manifest dir, else where it is parked (which may not exist either).
+etcd_manifest_file() {
+  if [[ -e $manifest_dir/$etcd_manifest ]]; then
+    printf '%s' "$manifest_dir/$etcd_manifest"
+  else
+    printf '%s' "$parked_dir/$etcd_manifest"
+  fi
+}
+
 # Prints the value of flag --$1 in etcd's static-pod manifest $2, written `--flag=value` as one command-line
 # item per YAML list entry or JSON string (kubeadm's form); returns 1 when the manifest does not set it.
 manifest_flag() {
@@ -648,8 +652,8 @@ manifest_flag() {
 # requires a client certificate signed by etcd's CA, which etcd's own serving certificate is (kubeadm
 # issues it for client authentication too). Without either, <clientUrl>/health as it is.
 resolve_etcd_health() {
-  local manifest=$manifest_dir/$etcd_manifest urls url ca cert key
-  [[ -e $manifest ]] || manifest=$parked_dir/$etcd_manifest
+  local manifest urls url ca cert key
+  manifest=$(etcd_manifest_file)
   [[ -r $manifest ]] || manifest=""
   health_tls=()
   health_url=${client_url%/}/health
@@ -1084,8 +1088,8 @@ phase_prepare() {
   ((free >= minimum)) ||
     fail "only $free bytes free on the filesystem of $data_dir; the restore needs ${plan[minimumFreeBytes]} (download, new data dir and the old one kept)"
   check_restore_tool
-  local manifest=$manifest_dir/$etcd_manifest wal_dir
-  [[ -e $manifest ]] || manifest=$parked_dir/$etcd_manifest
+  local manifest wal_dir
+  manifest=$(etcd_manifest_file)
   [[ -e $manifest ]] || fail "no etcd manifest $etcd_manifest in $manifest_dir"
   # The restore writes the WAL into the new data dir: etcd would start on the old one kept elsewhere.
   if wal_dir=$(manifest_flag wal-dir "$manifest"); then
