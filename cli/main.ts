@@ -1,6 +1,7 @@
 // The `etcd-backup` command line: one program, one subcommand per task.
 import { Command, CommanderError, Option } from "commander";
 import { defaultStackName } from "../infra/stack-outputs.js";
+import { describeUsage, helpConfiguration } from "./command-usage.js";
 import { ExitCodes, exitCodeFor } from "./exit-codes.js";
 import { printError } from "./terminal-output.js";
 
@@ -19,8 +20,7 @@ export async function runCli(argv: string[]): Promise<number> {
   const program = new Command("etcd-backup")
     .description("Stream, verify, catalogue and restore etcd snapshots")
     .option("--debug", "show stack traces on errors")
-    .configureHelp({ showGlobalOptions: true })
-    .showHelpAfterError("(run with --help for usage)")
+    .configureHelp(helpConfiguration)
     .exitOverride();
   /** The running command; one that returns a number exits with it. */
   let outcome: Promise<unknown> = Promise.resolve();
@@ -288,6 +288,7 @@ export async function runCli(argv: string[]): Promise<number> {
   });
 
   program.addOption(new Option("--no-color").hideHelp());
+  describeUsage(program);
   const debug = argv.includes("--debug");
   try {
     await program.parseAsync(argv, { from: "user" });
