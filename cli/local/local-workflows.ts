@@ -2,6 +2,8 @@
 // are recorded, a restore's approval is answered by the caller, its safety snapshot is a nested local
 // backup execution, and Systems Manager's RunShellScript runs the agent's commands as local processes.
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { consoleLink } from "../../lambdas/core/backup/mark-failed-step.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { agentExecutionTimeoutSeconds } from "../../lambdas/core/restore/restore-timeouts.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
@@ -10,6 +12,7 @@ import { backupFunctions } from "./backup-functions.js";
 import { waitForApprovalAnswer } from "./local-approval.js";
 import {
   type LocalRunResult,
+  localExecutionArn,
   type PublishedMessage,
   runLocalStateMachine,
   type StateEvent,
@@ -20,9 +23,13 @@ const onCallTopicArn = "arn:aws:sns:local:000000000000:etcd-backup-on-call";
 const backupStateMachineArn = "arn:aws:states:local:000000000000:stateMachine:backup";
 
 export interface WorkflowHooks {
-  /** The execution's name (a restore is approved by it); a fresh id without it. */
+  /**
+   * The execution's name (a restore is approved by it, `status NAME --local` finds it, as `backup|restore
+   * --local` record it); a fresh id without it.
+   */
   executionName?: string;
   onEvent?: (event: StateEvent, machine: "backup" | "restore") => void;
+  /** What the SNS topic would carry, as localNotice words it for a local execution. */
   onPublish?: (message: PublishedMessage) => void;
   /** Retry pauses in ms (0 in tests); the definition's own otherwise. */
   retryIntervalMs?: number;
@@ -36,15 +43,16 @@ export async function runLocalBackup(
 ): Promise<LocalRunResult> {
   // The handlers run in this process: their live progress is heard here.
   const stopListening = hooks.onProgress ? listenToStepProgress(hooks.onProgress) : () => {};
+  const executionName = hooks.executionName ?? randomUUID();
   try {
     return await runLocalStateMachine({
       definition: "backup.asl.json",
       functions: backupFunctions,
       substitutions: { OnCallTopicArn: onCallTopicArn },
       input,
-      executionName: hooks.executionName,
+      executionName,
       retryIntervalMs: hooks.retryIntervalMs,
-      onPublish: hooks.onPublish,
+      onPublish: localPublisher(hooks, localExecutionArn("backup", executionName)),
       onEvent: (event) => hooks.onEvent?.(event, "backup"),
     });
   } finally {
@@ -66,6 +74,7 @@ export async function runLocalRestore(
 ): Promise<LocalRunResult> {
   const agents: ChildProcess[] = [];
   let ended = false;
+  const executionName = hooks.executionName ?? randomUUID();
   try {
     const result = await runLocalStateMachine({
       definition: "restore.asl.json",
@@ -79,9 +88,9 @@ export async function runLocalRestore(
       input,
       retryIntervalMs: hooks.retryIntervalMs,
       waitMs: 500,
-      onPublish: hooks.onPublish,
+      onPublish: localPublisher(hooks, localExecutionArn("restore", executionName)),
       onEvent: (event) => hooks.onEvent?.(event, "restore"),
-      executionName: hooks.executionName,
+      executionName,
       answerTaskToken: async ({ executionName }) => {
         await hooks.onApprovalRequested?.(executionName);
         // The local stack's environment names the catalogue, as it does for the handlers.
@@ -137,6 +146,38 @@ export async function runLocalRestore(
     if (ended) await exitedWithin(agents, agentFinishGraceMs);
     for (const agent of agents) if (agent.exitCode === null) agent.kill("SIGTERM");
   }
+}
+
+function localPublisher(hooks: WorkflowHooks, executionArn: string) {
+  const { onPublish } = hooks;
+  if (!onPublish) return undefined;
+  const recorded = hooks.executionName !== undefined;
+  return (message: PublishedMessage) => onPublish(localNotice(message, executionArn, { recorded }));
+}
+
+/**
+ * A notice as a local execution's reader can use it: the handlers link it to the execution's page in
+ * the Step Functions console, which a local execution has not; the line names the command that shows
+ * the execution instead (a recorded one), or says there is none (its ARN is on the notice's Execution
+ * line). Any other text is the handlers' own, as on AWS.
+ */
+export function localNotice(
+  message: PublishedMessage,
+  executionArn: string,
+  { recorded }: { recorded: boolean },
+): PublishedMessage {
+  const link = consoleLink(executionArn);
+  const label = "Console:";
+  const lines = message.message.split("\n").map((line) => {
+    if (!line.startsWith(label) || !line.endsWith(link)) return line;
+    const padding = line.slice(label.length, line.length - link.length);
+    if (padding.trim() !== "") return line;
+    const name = executionArn.split(":").at(-1) ?? executionArn;
+    return recorded
+      ? `${"Status:".padEnd(label.length)}${padding}etcd-backup status ${name} --local (a local execution has no console page)`
+      : `${label}${padding}none: a local execution has no console page`;
+  });
+  return { ...message, message: lines.join("\n") };
 }
 
 /** Long enough for an agent polling every 0.3 s to read its plan and write its status. */

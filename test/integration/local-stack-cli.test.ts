@@ -212,6 +212,9 @@ describe("etcd-backup local up, and the commands given --local", () => {
     expect(approved.after).toMatchObject({ code: 0, status: { status: "SUCCEEDED" } });
     expect(approved.stderr).toContain("restore ▶ CheckEtcdHealth");
     expect(approved.stderr).toContain(`was restored from snapshot ${snapshotId}`);
+    // The notice names the command that shows the execution where a deployed one links to the console.
+    expect(approved.stderr).toContain(`Status:    etcd-backup status ${approved.execution} --local`);
+    expect(approved.stderr).not.toContain("console.aws.amazon.com");
     expect(await registryKeys()).toBe(40);
   }, 90_000);
 
