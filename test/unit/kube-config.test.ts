@@ -3,7 +3,7 @@
 // Kubernetes API's failures as named errors.
 import { DescribeClusterCommand, EKSClient } from "@aws-sdk/client-eks";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
-import { ApiException, type KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig } from "@kubernetes/client-node";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
@@ -11,6 +11,7 @@ import {
   KubernetesAccessDeniedError,
   KubernetesApiError,
 } from "../../lambdas/core/errors.js";
+import { listPods } from "../../lambdas/core/kube/core-v1-api.js";
 import { type AwsCredentials, decodeEksToken } from "../../lambdas/core/kube/eks-token.js";
 import {
   createEksKubeConfig,
@@ -18,6 +19,8 @@ import {
   kubernetesApiFailure,
   loadKubeConfigForAccess,
 } from "../../lambdas/core/kube/kube-config.js";
+import { KubeRequestError } from "../../lambdas/core/kube/kube-request.js";
+import { findFreePort } from "../support/free-port.js";
 
 const eks = mockClient(EKSClient);
 const sts = mockClient(STSClient);
@@ -308,8 +311,8 @@ describe("kubeConfigFromText", () => {
 
 describe("kubernetesApiFailure", () => {
   const config = kubeConfigFromText(kubeconfig({ token: "t" }), { origin: "test" });
-  const apiException = (code: number, message: string) =>
-    new ApiException(code, "failed", { kind: "Status", message, code }, {});
+  const apiException = (httpStatus: number, message: string) =>
+    new KubeRequestError({ kind: "refused", httpStatus, message }, "list pods");
 
   it("401 and 403 are refusals with the API server's words; 429 and 5xx transient; 404 a wrong name", () => {
     const unauthorized = kubernetesApiFailure(apiException(401, "Unauthorized"), "cannot list pods", config);
@@ -335,18 +338,21 @@ describe("kubernetesApiFailure", () => {
     );
   });
 
-  it("a network failure is transient and says why, from fetch's cause", () => {
-    const failure = kubernetesApiFailure(
-      new TypeError("fetch failed", {
-        cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" }),
-      }),
-      "cannot list pods",
-      config,
-    );
+  it("a network failure is transient and says why", async () => {
+    const port = await findFreePort();
+    const unreachable = new KubeConfig();
+    unreachable.loadFromOptions({
+      clusters: [{ name: "c", server: `https://127.0.0.1:${port}` }],
+      users: [{ name: "u", token: "t" }],
+      contexts: [{ name: "x", cluster: "c", user: "u" }],
+      currentContext: "x",
+    });
+    const error = await listPods(unreachable, "kube-system", "component=etcd").catch((caught) => caught);
+    const failure = kubernetesApiFailure(error, "cannot list pods", unreachable);
     expect(failure).toBeInstanceOf(KubernetesApiError);
     expect(failure.transient).toBe(true);
     expect(failure.message).toBe(
-      "cannot list pods: the Kubernetes API at https://first.example:6443 cannot be reached: fetch failed: ECONNREFUSED connect ECONNREFUSED 127.0.0.1:1",
+      `cannot list pods: the Kubernetes API at https://127.0.0.1:${port} cannot be reached: ECONNREFUSED connect ECONNREFUSED 127.0.0.1:${port}`,
     );
   });
 });

@@ -2,14 +2,9 @@
 // how that member serves clients (URLs, TLS files, data dir, name) — flags first, then the ETCD_*
 // environment etcd also reads — and chooses the member to snapshot: a ready one, a follower rather
 // than the leader when the caller knows which is which. Only listing touches the API; the rest is pure.
-import {
-  CoreV1Api,
-  type KubeConfig,
-  type V1Container,
-  type V1EnvVar,
-  type V1Pod,
-} from "@kubernetes/client-node";
+import type { KubeConfig, V1Container, V1EnvVar, V1Pod } from "@kubernetes/client-node";
 import { EtcdUnavailableError, InvalidInputError } from "../errors.js";
+import { listPods } from "./core-v1-api.js";
 import { apiServerOf, kubernetesApiFailure } from "./kube-config.js";
 import type { MemberSelector } from "./member-presets.js";
 
@@ -257,10 +252,7 @@ export async function discoverEtcdMembers(
   const where = `selector "${selector.selector}" in namespace "${selector.namespace}"`;
   let pods: V1Pod[];
   try {
-    const list = await config
-      .makeApiClient(CoreV1Api)
-      .listNamespacedPod({ namespace: selector.namespace, labelSelector: selector.selector });
-    pods = list.items;
+    pods = await listPods(config, selector.namespace, selector.selector);
   } catch (error) {
     throw kubernetesApiFailure(error, `cannot list etcd pods (${where})`, config);
   }

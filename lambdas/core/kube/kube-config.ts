@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DescribeClusterCommand, type DescribeClusterCommandOutput, EKSClient } from "@aws-sdk/client-eks";
-import { ApiException, KubeConfig, type User } from "@kubernetes/client-node";
+import { KubeConfig, type User } from "@kubernetes/client-node";
 import type { Target } from "../config/target-config.js";
 import {
   describeError,
@@ -22,6 +22,7 @@ import {
   createEksTokenProvider,
   type EksTokenProvider,
 } from "./eks-token.js";
+import { KubeRequestError } from "./kube-request.js";
 
 export type KubernetesAccess = Exclude<Target["access"], { kind: "direct" }>;
 
@@ -290,9 +291,9 @@ export function apiServerOf(config: KubeConfig): string {
 export function kubernetesApiFailure(error: unknown, what: string, config: KubeConfig): EtcdBackupError {
   if (error instanceof EtcdBackupError) return error;
   const server = apiServerOf(config);
-  if (error instanceof ApiException) {
-    const code = error.code;
-    const statusMessage = statusMessageOf(error.body);
+  if (error instanceof KubeRequestError && error.failure.kind === "refused") {
+    const code = error.failure.httpStatus;
+    const statusMessage = error.failure.message;
     if (code === 401) {
       return new KubernetesAccessDeniedError(
         `${what}: the Kubernetes API at ${server} did not accept the credentials (401 Unauthorized${
@@ -311,34 +312,8 @@ export function kubernetesApiFailure(error: unknown, what: string, config: KubeC
     if (code === 429 || code >= 500) return new KubernetesApiError(detail, { cause: error });
     return new InvalidInputError(detail, { cause: error });
   }
-  return new KubernetesApiError(
-    `${what}: the Kubernetes API at ${server} cannot be reached: ${describeNetworkError(error)}`,
-    { cause: error },
-  );
-}
-
-function statusMessageOf(body: unknown): string | undefined {
-  let parsed = body;
-  if (typeof body === "string") {
-    try {
-      parsed = JSON.parse(body);
-    } catch {
-      return body.trim() || undefined;
-    }
-  }
-  const message = (parsed as { message?: unknown } | null | undefined)?.message;
-  return typeof message === "string" ? message : undefined;
-}
-
-/** fetch's "fetch failed" hides the reason in `cause` (ECONNREFUSED, ENOTFOUND, a certificate error). */
-function describeNetworkError(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; current && depth < 4; depth++) {
-    const { message, code } = current as { message?: string; code?: string };
-    const part = [code, message].filter(Boolean).join(" ");
-    if (part && !parts.some((seen) => seen.includes(part))) parts.push(part);
-    current = (current as { cause?: unknown }).cause;
-  }
-  return parts.join(": ") || describeError(error);
+  const reason = error instanceof KubeRequestError ? error.failure.message : describeError(error);
+  return new KubernetesApiError(`${what}: the Kubernetes API at ${server} cannot be reached: ${reason}`, {
+    cause: error,
+  });
 }

@@ -3,7 +3,6 @@
 // proxy agent), and the channel framing both use (FACTS.md §5). Built on `ws` directly rather than on
 // @kubernetes/client-node's WebSocketHandler, which never pauses the socket (so a slow consumer makes it
 // buffer without bound) and routes v5 close frames to process.stdout.
-import type { IncomingMessage } from "node:http";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type RawData, WebSocket } from "ws";
 import {
@@ -13,6 +12,13 @@ import {
   KubernetesAccessDeniedError,
   KubernetesApiError,
 } from "../errors.js";
+import {
+  credentialedRequestOptions,
+  KubeRequestError,
+  type KubeRequestFailure,
+  readBounded,
+  statusMessage,
+} from "./kube-request.js";
 
 /** A `ws` 8 client socket; its messages arrive as Buffers (binaryType "nodebuffer", ws's default). */
 export type KubeWebSocket = WebSocket;
@@ -25,32 +31,6 @@ export function messageBytes(data: RawData): Buffer {
 
 /** Channel numbers of the remote-command protocol (exec); port-forward uses 2i and 2i+1 per port. */
 export const ExecChannel = { stdin: 0, stdout: 1, stderr: 2, status: 3, resize: 4, close: 255 } as const;
-
-/** Why a WebSocket to the API server could not be opened. */
-export type KubeConnectFailure =
-  | {
-      kind: "refused";
-      /** The HTTP status of the refused upgrade (401, 403, 404, 400, 5xx). */
-      httpStatus: number;
-      /** The `message` of the metav1.Status body, or the body's start, or the reason phrase. */
-      message: string;
-    }
-  | { kind: "unreachable"; message: string; cause?: unknown };
-
-export class KubeConnectError extends Error {
-  constructor(
-    readonly failure: KubeConnectFailure,
-    where: string,
-  ) {
-    super(
-      failure.kind === "refused"
-        ? `${where}: the Kubernetes API answered ${failure.httpStatus}: ${failure.message}`
-        : `${where}: the Kubernetes API could not be reached: ${failure.message}`,
-      { cause: failure.kind === "unreachable" ? failure.cause : undefined },
-    );
-  }
-  override readonly name = "KubeConnectError";
-}
 
 export interface OpenKubeWebSocketOptions {
   /** Path and query below the cluster's server URL, e.g. `/api/v1/namespaces/x/pods/y/exec?...`. */
@@ -86,7 +66,7 @@ export interface KubeWebSocketHandlers {
 
 /**
  * Opens a WebSocket to the current cluster of `kubeConfig`. Credentials are applied per connection, so a
- * token that an exec plugin refreshes (EKS) is fresh for each one. Rejects with a KubeConnectError when
+ * token that an exec plugin refreshes (EKS) is fresh for each one. Rejects with a KubeRequestError when
  * the connection cannot be opened; once open, everything goes through `handlers`.
  */
 export async function openKubeWebSocket(
@@ -94,43 +74,26 @@ export async function openKubeWebSocket(
   options: OpenKubeWebSocketOptions,
   handlers: KubeWebSocketHandlers,
 ): Promise<KubeWebSocket> {
-  const cluster = kubeConfig.getCurrentCluster();
-  if (!cluster) {
-    throw new KubeConnectError(
-      { kind: "unreachable", message: "the kubeconfig has no current cluster" },
-      options.where,
-    );
-  }
-  const connectionOptions: Record<string, unknown> = {};
-  try {
-    await kubeConfig.applyToHTTPSOptions(
-      connectionOptions as Parameters<KubeConfig["applyToHTTPSOptions"]>[0],
-    );
-  } catch (error) {
-    throw new KubeConnectError(
-      { kind: "unreachable", message: `preparing credentials failed: ${String(error)}`, cause: error },
-      options.where,
-    );
-  }
+  const { server, options: connectionOptions } = await credentialedRequestOptions(kubeConfig, options.where);
   let socket: KubeWebSocket;
   try {
-    socket = new WebSocket(webSocketUrl(cluster.server, options.path), options.protocols, {
+    socket = new WebSocket(webSocketUrl(server, options.path), options.protocols, {
       ...connectionOptions,
       perMessageDeflate: false,
       handshakeTimeout: options.handshakeTimeoutMs ?? 30_000,
     });
   } catch (error) {
     // An unusable server URL in the kubeconfig.
-    throw new KubeConnectError({ kind: "unreachable", message: String(error), cause: error }, options.where);
+    throw new KubeRequestError({ kind: "unreachable", message: String(error), cause: error }, options.where);
   }
   return new Promise((resolve, reject) => {
     let settled = false;
     let opened = false;
-    const fail = (failure: KubeConnectFailure) => {
+    const fail = (failure: KubeRequestFailure) => {
       if (settled) return;
       settled = true;
       socket.terminate();
-      reject(new KubeConnectError(failure, options.where));
+      reject(new KubeRequestError(failure, options.where));
     };
     socket.on("open", () => {
       if (settled) return;
@@ -170,41 +133,13 @@ function webSocketUrl(server: string, path: string): string {
   return `wss://${base}${path}`;
 }
 
-function readBounded(response: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = () => resolve(Buffer.concat(chunks).toString("utf8"));
-    response.on("data", (chunk: Buffer) => {
-      if (size < limit) chunks.push(chunk.subarray(0, limit - size));
-      size += chunk.length;
-      if (size >= limit) done();
-    });
-    response.on("end", done);
-    response.on("error", done);
-    response.on("close", done);
-  });
-}
-
-/** The `message` of a metav1.Status body, else the body's first line, else the HTTP reason phrase. */
-function statusMessage(body: string, reasonPhrase: string | undefined): string {
-  try {
-    const parsed = JSON.parse(body) as { message?: unknown };
-    if (typeof parsed.message === "string" && parsed.message !== "") return parsed.message;
-  } catch {
-    // not JSON: fall through
-  }
-  const firstLine = body.split("\n", 1)[0]?.trim().slice(0, 500);
-  return firstLine || reasonPhrase || "no reason given";
-}
-
 /**
  * The named error for a WebSocket that could not be opened: 401/403 are the identity or its RBAC (not
  * transient); 404 is the pod gone (transient: discovery finds the member again); 400 a request that cannot
  * succeed (e.g. no such container); 429, 5xx and network failures are the API's (transient).
  */
 export function describeConnectError(error: unknown): EtcdBackupError {
-  if (!(error instanceof KubeConnectError)) {
+  if (!(error instanceof KubeRequestError)) {
     return new KubernetesApiError(error instanceof Error ? error.message : String(error), { cause: error });
   }
   const failure = error.failure;

@@ -1,11 +1,12 @@
 // The snapshot source of an etcd member found as a pod — `exec` (etcdctl in the pod) or `grpc` through
 // a port-forward — and the choice among the discovered members by asking each ready one for its status
 // through that same source. Shared by the backup steps and the CLI.
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { describeError, EtcdBackupError, EtcdUnavailableError, InvalidInputError } from "../errors.js";
 import type { EtcdTlsMaterial, MemberStatus } from "../etcd/etcd-client.js";
 import type { SnapshotSource } from "../snapshot/snapshot-source.js";
 import type { CertificateExpiryWarning } from "./certificate-expiry.js";
+import { readPod } from "./core-v1-api.js";
 import {
   chooseMemberPod,
   type DiscoveredMembers,
@@ -17,6 +18,7 @@ import {
 } from "./discover-members.js";
 import { createExecSnapshotSource } from "./exec-snapshot-source.js";
 import { kubernetesApiFailure } from "./kube-config.js";
+import { isKubeAnswer } from "./kube-request.js";
 import { createPortForwardSnapshotSource } from "./port-forward-snapshot-source.js";
 
 export type KubernetesSourceKind = "grpc" | "exec";
@@ -167,14 +169,11 @@ export async function readMemberPod(
   pod: { namespace: string; name: string; container: string },
 ): Promise<EtcdMemberPod> {
   try {
-    const read = await config
-      .makeApiClient(CoreV1Api)
-      .readNamespacedPod({ namespace: pod.namespace, name: pod.name });
-    return parseEtcdMemberPod(read, pod.container);
+    return parseEtcdMemberPod(await readPod(config, pod.namespace, pod.name), pod.container);
   } catch (error) {
     const failure = kubernetesApiFailure(error, `cannot read etcd pod ${pod.namespace}/${pod.name}`, config);
     // The pod chosen by the previous step is gone (replaced, evicted): transient, the next run chooses anew.
-    if ((error as { code?: number }).code === 404) {
+    if (isKubeAnswer(error, 404)) {
       throw new EtcdUnavailableError(`etcd pod ${pod.namespace}/${pod.name} no longer exists`, {
         cause: error,
       });

@@ -4,7 +4,8 @@
 // the status on channel 3 decides the outcome: a connection that ends without one is a failure.
 import { Readable } from "node:stream";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { ExecChannel, KubeConnectError, type KubeWebSocket, openKubeWebSocket } from "./kube-websocket.js";
+import { KubeRequestError } from "./kube-request.js";
+import { ExecChannel, type KubeWebSocket, openKubeWebSocket } from "./kube-websocket.js";
 
 export interface PodContainer {
   namespace: string;
@@ -14,7 +15,7 @@ export interface PodContainer {
 
 /** Why an exec did not succeed, for the caller to turn into one of the product's named errors. */
 export type ExecFailure =
-  | { kind: "connect"; error: KubeConnectError }
+  | { kind: "connect"; error: KubeRequestError }
   /** The command ran and exited non-zero (status reason NonZeroExitCode). */
   | { kind: "exit"; exitCode: number; stderr: string }
   /** The API server or kubelet reported another failure, e.g. the executable was not found. */
@@ -98,7 +99,7 @@ export class PodExecStream extends Readable {
         },
       );
     } catch (error) {
-      if (error instanceof KubeConnectError) {
+      if (error instanceof KubeRequestError) {
         this.fail({ kind: "connect", error });
       } else {
         this.destroy(error as Error);

@@ -2,10 +2,11 @@
 // stops anything), and remove them and their Secret once the restore has ended. Removal is best effort: by
 // then the API is the restored one, which may not know these objects at all, and a leftover is reported,
 // never a failure of a restore that has finished.
-import { ApiException, CoreV1Api } from "@kubernetes/client-node";
 import { findTarget, type RestoreLayout, type Target } from "../config/target-config.js";
 import { describeError, InvalidInputError } from "../errors.js";
+import { createObject, deleteObject } from "../kube/core-v1-api.js";
 import { kubernetesApiFailure } from "../kube/kube-config.js";
+import { isKubeAnswer } from "../kube/kube-request.js";
 import { loadKubeConfig } from "../kube/step-kube-config.js";
 import {
   type AgentPodMember,
@@ -47,8 +48,8 @@ function agentPodMembers(layout: RestoreLayout, agents: readonly AgentLaunch[]):
   });
 }
 
-const alreadyExists = (error: unknown) => error instanceof ApiException && error.code === 409;
-const notFound = (error: unknown) => error instanceof ApiException && error.code === 404;
+const alreadyExists = (error: unknown) => isKubeAnswer(error, 409);
+const notFound = (error: unknown) => isKubeAnswer(error, 404);
 
 /**
  * Creates the restore's Secret, then one pod per member. An object that exists already was created by an
@@ -70,10 +71,9 @@ export async function startAgentPods(
   const members = agentPodMembers(layout, agents);
   const namespace = layout.pod.namespace;
   const config = await loadKubeConfig(dependencies, target);
-  const api = config.makeApiClient(CoreV1Api);
   const secret = buildAgentSecret(restoreId, namespace, await dependencies.loadAgentScript(), members);
   try {
-    await api.createNamespacedSecret({ namespace, body: secret });
+    await createObject(config, namespace, "secret", secret);
   } catch (error) {
     if (!alreadyExists(error)) {
       throw kubernetesApiFailure(error, `cannot create the restore agents' secret in ${namespace}`, config);
@@ -83,7 +83,7 @@ export async function startAgentPods(
   for (const [index, member] of members.entries()) {
     const pod = buildAgentPod(layout, restoreId, member, index);
     try {
-      await api.createNamespacedPod({ namespace, body: pod });
+      await createObject(config, namespace, "pod", pod);
     } catch (error) {
       if (!alreadyExists(error)) {
         throw kubernetesApiFailure(
@@ -112,8 +112,11 @@ export async function removeAgentPods(
   const layout = podLayout(target);
   const namespace = layout.pod.namespace;
   const objects = [
-    ...layout.members.map((_member, index) => ({ kind: "pod", name: agentPodName(restoreId, index) })),
-    { kind: "secret", name: agentSecretName(restoreId) },
+    ...layout.members.map((_member, index) => ({
+      kind: "pod" as const,
+      name: agentPodName(restoreId, index),
+    })),
+    { kind: "secret" as const, name: agentSecretName(restoreId) },
   ];
   const removed: string[] = [];
   const leftovers: string[] = [];
@@ -124,11 +127,9 @@ export async function removeAgentPods(
     const reason = describeError(error);
     return { removed, leftovers: objects.map((object) => `${object.kind}/${object.name}: ${reason}`) };
   }
-  const api = config.makeApiClient(CoreV1Api);
   for (const object of objects) {
     try {
-      if (object.kind === "pod") await api.deleteNamespacedPod({ name: object.name, namespace });
-      else await api.deleteNamespacedSecret({ name: object.name, namespace });
+      await deleteObject(config, namespace, object.kind, object.name);
       removed.push(`${object.kind}/${object.name}`);
     } catch (error) {
       // The restored API may never have heard of them: nothing is left to remove.

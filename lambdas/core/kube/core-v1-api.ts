@@ -1,0 +1,57 @@
+// The core/v1 calls the product makes, and only those: list and read etcd's pods, create and delete the
+// restore agents' pods and Secret. Bodies and answers are the API's JSON (timestamps stay strings).
+import type { KubeConfig, V1Pod, V1PodList, V1Secret } from "@kubernetes/client-node";
+import { kubeJsonRequest } from "./kube-request.js";
+
+type NamespacedKind = "pod" | "secret";
+
+const namespaced = (namespace: string, kind: NamespacedKind, name?: string) =>
+  `/api/v1/namespaces/${encodeURIComponent(namespace)}/${kind}s${name === undefined ? "" : `/${encodeURIComponent(name)}`}`;
+
+export async function listPods(
+  config: KubeConfig,
+  namespace: string,
+  labelSelector: string,
+): Promise<V1Pod[]> {
+  const list = await kubeJsonRequest<V1PodList>(config, {
+    method: "GET",
+    path: `${namespaced(namespace, "pod")}?labelSelector=${encodeURIComponent(labelSelector)}`,
+    where: `list pods in ${namespace}`,
+  });
+  return list.items ?? [];
+}
+
+export function readPod(config: KubeConfig, namespace: string, name: string): Promise<V1Pod> {
+  return kubeJsonRequest<V1Pod>(config, {
+    method: "GET",
+    path: namespaced(namespace, "pod", name),
+    where: `read pod ${namespace}/${name}`,
+  });
+}
+
+export function createObject(
+  config: KubeConfig,
+  namespace: string,
+  kind: NamespacedKind,
+  body: V1Pod | V1Secret,
+): Promise<unknown> {
+  return kubeJsonRequest(config, {
+    method: "POST",
+    path: namespaced(namespace, kind),
+    body,
+    where: `create ${kind} ${namespace}/${body.metadata?.name ?? ""}`,
+  });
+}
+
+export function deleteObject(
+  config: KubeConfig,
+  namespace: string,
+  kind: NamespacedKind,
+  name: string,
+): Promise<unknown> {
+  return kubeJsonRequest(config, {
+    method: "DELETE",
+    path: namespaced(namespace, kind, name),
+    where: `delete ${kind} ${namespace}/${name}`,
+  });
+}
