@@ -13,7 +13,7 @@ export const ExitCodes = {
   etcdUnavailable: 4,
   /** S3 or DynamoDB failed. */
   storageUnavailable: 5,
-  /** The snapshot, object or catalogue row does not exist. */
+  /** The snapshot, object, bucket or catalogue row does not exist. */
   notFound: 6,
   /** The cluster's lease or a catalogue row is held or in a conflicting state. */
   conflict: 7,
@@ -39,6 +39,7 @@ export function exitCodeFor(error: unknown): number {
       return ExitCodes.storageUnavailable;
     case ErrorNames.SnapshotNotFound:
     case ErrorNames.ExecutionNotFound:
+    case ErrorNames.BucketNotFound:
       return ExitCodes.notFound;
     case ErrorNames.CatalogueConflict:
     case ErrorNames.LeaseHeld:

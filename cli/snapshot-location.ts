@@ -1,4 +1,4 @@
-import { InvalidInputError } from "../lambdas/core/errors.js";
+import { BucketNotFoundError, InvalidInputError } from "../lambdas/core/errors.js";
 
 export type SnapshotLocation = { kind: "file"; path: string } | { kind: "s3"; bucket: string; key: string };
 
@@ -8,4 +8,23 @@ export function parseSnapshotLocation(value: string): SnapshotLocation {
   const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(value);
   if (!match?.[1]) throw new InvalidInputError(`"${value}" is not an S3 location: expected s3://BUCKET/KEY`);
   return { kind: "s3", bucket: match[1], key: match[2] ?? "" };
+}
+
+/**
+ * The error to report when S3 answered NoSuchBucket, anywhere among the causes: the core reports it as any
+ * refusal (StorageAccessDeniedError, for a Lambda function whose role, bucket or KMS key is wrong), but a
+ * bucket given on the command line is the operator's to create or correct. Otherwise the error itself.
+ */
+export function withMissingBucketNamed(error: unknown, bucket: string, given: string): unknown {
+  for (let cause = error, depth = 0; cause instanceof Object && depth < 8; depth++) {
+    const { name, Code } = cause as { name?: unknown; Code?: unknown };
+    if (name === "NoSuchBucket" || Code === "NoSuchBucket") {
+      return new BucketNotFoundError(
+        `bucket ${bucket} does not exist (${given}): create it, or name an existing bucket`,
+        { cause: error },
+      );
+    }
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return error;
 }

@@ -37,7 +37,7 @@ import {
   verifyStoredSnapshot,
 } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
 import { createS3Client } from "../../lambdas/core/store/aws-clients.js";
-import { parseSnapshotLocation } from "../snapshot-location.js";
+import { parseSnapshotLocation, withMissingBucketNamed } from "../snapshot-location.js";
 import { createProgressLine, formatBytes, printJson } from "../terminal-output.js";
 import { readTlsFiles } from "../tls-files.js";
 import { openCatalogueRecorder } from "./catalogue-recorder.js";
@@ -169,8 +169,12 @@ export async function runSnapshotCommand(flags: SnapshotCommandFlags): Promise<S
     if (flags.json) printJson(result);
     else printSummary(result);
     return result;
-  } catch (error) {
+  } catch (caught) {
     progress.done();
+    const error =
+      destination.kind === "s3"
+        ? withMissingBucketNamed(caught, destination.bucket, `--to ${flags.to}`)
+        : caught;
     await catalogue?.failed(error);
     throw error;
   } finally {

@@ -6,7 +6,7 @@ import { verifySnapshotFile } from "../../lambdas/core/snapshot/verify-snapshot.
 import { verifyStoredSnapshot } from "../../lambdas/core/snapshot/verify-stored-snapshot.js";
 import { createS3Client } from "../../lambdas/core/store/aws-clients.js";
 import { localSessionEnvironment } from "../local/local-session.js";
-import { parseSnapshotLocation } from "../snapshot-location.js";
+import { parseSnapshotLocation, withMissingBucketNamed } from "../snapshot-location.js";
 import { formatBytes, printJson } from "../terminal-output.js";
 
 export interface VerifyCommandFlags {
@@ -29,6 +29,8 @@ export async function runVerifyCommand(target: string, flags: VerifyCommandFlags
     const client = createS3Client({ endpoint, region: flags.region });
     try {
       report = await verifyStoredSnapshot(client, { ...location, versionId: flags.versionId }, {});
+    } catch (error) {
+      throw withMissingBucketNamed(error, location.bucket, target);
     } finally {
       client.destroy();
     }

@@ -24,6 +24,8 @@ export const ErrorNames = {
   SnapshotNotFound: "SnapshotNotFoundError",
   /** The CLI: an execution, or a restore waiting for an answer, that does not exist (any more). */
   ExecutionNotFound: "ExecutionNotFoundError",
+  /** The CLI: the S3 bucket its command line names does not exist (S3's NoSuchBucket). */
+  BucketNotFound: "BucketNotFoundError",
   /** A catalogue write found the row in a state that forbids it. */
   CatalogueConflict: "CatalogueConflictError",
   /** The input or configuration is invalid; retrying cannot help. */
@@ -89,6 +91,12 @@ export class SnapshotNotFoundError extends EtcdBackupError {
 
 export class ExecutionNotFoundError extends EtcdBackupError {
   override readonly name = ErrorNames.ExecutionNotFound;
+  readonly transient = false;
+}
+
+/** Not transient: the bucket must be created, or another named. */
+export class BucketNotFoundError extends EtcdBackupError {
+  override readonly name = ErrorNames.BucketNotFound;
   readonly transient = false;
 }
 

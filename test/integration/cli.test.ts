@@ -210,6 +210,32 @@ describe("etcd-backup snapshot and verify", () => {
     await expect(readFile(`${file}.part`)).rejects.toThrow();
   });
 
+  it("names a bucket that does not exist in one line with exit code 6, not as access denied", async () => {
+    const snapshot = await etcdBackup(
+      "snapshot",
+      "--endpoints",
+      etcd.endpoints.join(","),
+      "--to",
+      "s3://nobucket/backups",
+      "--s3-endpoint",
+      s3.endpoint,
+    );
+    expect(snapshot.code).toBe(6);
+    expect(snapshot.stderr).toBe(
+      "etcd-backup: BucketNotFoundError: bucket nobucket does not exist (--to s3://nobucket/backups): create it, or name an existing bucket\n",
+    );
+
+    const verify = await etcdBackup("verify", "s3://nobucket/backups/x.db", "--s3-endpoint", s3.endpoint);
+    expect(verify.code).toBe(6);
+    expect(verify.stderr).toBe(
+      "etcd-backup: BucketNotFoundError: bucket nobucket does not exist (s3://nobucket/backups/x.db): create it, or name an existing bucket\n",
+    );
+    // An object missing from a bucket that exists is still the object's absence, not the bucket's.
+    const object = await etcdBackup("verify", `s3://${s3.bucket}/backups/x.db`, "--s3-endpoint", s3.endpoint);
+    expect(object.code).toBe(6);
+    expect(object.stderr).toMatch(/^etcd-backup: SnapshotNotFoundError: /);
+  });
+
   it("refuses a --to file in a missing directory in one line naming the directory, with exit code 2", async () => {
     const missing = join(work.path, "no-such-directory");
     const failed = await etcdBackup(
