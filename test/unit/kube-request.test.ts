@@ -33,6 +33,16 @@ async function configFor(handler: Parameters<typeof createServer>[1]): Promise<K
   return config;
 }
 
+/** The KubeRequestError a request fails with (the test fails if it succeeds or fails otherwise). */
+async function failureOf(request: Promise<unknown>): Promise<KubeRequestError> {
+  const error = await request.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(KubeRequestError);
+  return error as KubeRequestError;
+}
+
 describe("kubeJsonRequest", () => {
   it("sends the token and the JSON body, and parses the answer", async () => {
     let seen: { method?: string; url?: string; authorization?: string; body?: string } = {};
@@ -76,15 +86,14 @@ describe("kubeJsonRequest", () => {
         response.writeHead(502, "Bad Gateway").end("<html>502 Bad Gateway</html>\n<body>…</body>");
       }
     });
-    const conflict = await kubeJsonRequest(config, { method: "GET", path: "/status", where: "read" }).catch(
-      (error) => error,
+    const conflict = await failureOf(
+      kubeJsonRequest(config, { method: "GET", path: "/status", where: "read" }),
     );
     expect(isKubeAnswer(conflict, 409)).toBe(true);
     expect(conflict.message).toBe('read: the Kubernetes API answered 409: pods "p" already exists');
-    const gateway = await kubeJsonRequest(config, { method: "GET", path: "/other", where: "read" }).catch(
-      (error) => error,
+    const gateway = await failureOf(
+      kubeJsonRequest(config, { method: "GET", path: "/other", where: "read" }),
     );
-    expect(gateway).toBeInstanceOf(KubeRequestError);
     expect(gateway.failure).toEqual({
       kind: "refused",
       httpStatus: 502,
@@ -97,13 +106,14 @@ describe("kubeJsonRequest", () => {
       // accepts the request, never answers
     });
     const started = Date.now();
-    const error = await kubeJsonRequest(config, {
-      method: "GET",
-      path: "/hang",
-      where: "list pods",
-      timeoutMs: 200,
-    }).catch((caught) => caught);
-    expect(error).toBeInstanceOf(KubeRequestError);
+    const error = await failureOf(
+      kubeJsonRequest(config, {
+        method: "GET",
+        path: "/hang",
+        where: "list pods",
+        timeoutMs: 200,
+      }),
+    );
     expect(error.failure.kind).toBe("unreachable");
     expect(error.message).toBe("list pods: the Kubernetes API could not be reached: no answer within 0.2 s");
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -111,10 +121,7 @@ describe("kubeJsonRequest", () => {
 
   it("an answer that is not JSON is a failure, not data", async () => {
     const config = await configFor((_request, response) => response.writeHead(200).end("ok"));
-    const error = await kubeJsonRequest(config, { method: "GET", path: "/", where: "read" }).catch(
-      (caught) => caught,
-    );
-    expect(error).toBeInstanceOf(KubeRequestError);
+    const error = await failureOf(kubeJsonRequest(config, { method: "GET", path: "/", where: "read" }));
     expect(error.message).toBe("read: the Kubernetes API could not be reached: the answer is not JSON: ok");
   });
 });
