@@ -100,7 +100,10 @@ export async function startLocalStack(options: { members: 1 | 3 }): Promise<Loca
   }
 }
 
-/** The local cluster as a target: reached directly, restored through local agents with etcdctl 3.4. */
+/**
+ * The local cluster as a target: reached directly, restored through local agents with the restore tool of
+ * this machine's etcd release (etcdutl from 3.5 on, etcdctl on 3.4), named by its path.
+ */
 function localTargets(etcd: StaticPodEtcd, prefix: string) {
   return {
     prefix,
@@ -112,7 +115,8 @@ function localTargets(etcd: StaticPodEtcd, prefix: string) {
         etcd: { endpoints: etcd.nodes.map((node) => node.clientUrl) },
         restore: {
           executor: "local",
-          restoreTool: "etcdctl",
+          restoreTool: etcd.installed.restoreTool,
+          toolPath: etcd.installed.restoreToolPath,
           etcdManifest: etcdManifestName,
           apiServerManifest: apiServerManifestName,
           // Each node's stand-in kube-apiserver answers /readyz on a port of its own.

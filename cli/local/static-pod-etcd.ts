@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { findFreePort } from "./free-port.js";
+import { detectInstalledEtcd, type InstalledEtcd } from "./installed-etcd.js";
 import {
   standInApiServerCommand,
   standInProcess,
@@ -40,6 +41,8 @@ export interface StaticPodNode {
 
 export interface StaticPodEtcd {
   baseDir: string;
+  /** This machine's etcd, which the members run, and the restore tool of its release. */
+  installed: InstalledEtcd;
   nodes: StaticPodNode[];
   initialCluster: string;
   supervisor: StaticPodSupervisor;
@@ -63,6 +66,7 @@ export interface StaticPodEtcdOptions {
 }
 
 export async function startStaticPodEtcd(options: StaticPodEtcdOptions): Promise<StaticPodEtcd> {
+  const installed = await detectInstalledEtcd();
   const temp = await makeTempDir("static-pods");
   const nodes: StaticPodNode[] = [];
   for (let index = 0; index < options.members; index++) {
@@ -93,6 +97,8 @@ export async function startStaticPodEtcd(options: StaticPodEtcdOptions): Promise
       peerUrl: node.peerUrl,
       initialCluster,
       initialClusterToken: "etcd-backup-static-pods",
+      etcdBinary: installed.etcdBinary,
+      etcdVersion: installed.etcdVersion,
       // etcd 3.4 takes seconds to stop gracefully once its peers are gone (the kubelet would wait 30 s);
       // SIGKILL is safe for etcd, whose WAL and bbolt survive a crash.
       terminationGracePeriodSeconds: 1,
@@ -133,9 +139,13 @@ export async function startStaticPodEtcd(options: StaticPodEtcdOptions): Promise
   const etcdctl = async (args: string[], memberIndex = 0): Promise<string> => {
     const node = nodes[memberIndex];
     if (!node) throw new Error(`no member ${memberIndex}`);
-    const { stdout } = await run("etcdctl", [`--endpoints=${node.clientUrl}`, "--dial-timeout=2s", ...args], {
-      env: { ...process.env, ETCDCTL_API: "3" },
-    });
+    const { stdout } = await run(
+      installed.etcdctlBinary,
+      [`--endpoints=${node.clientUrl}`, "--dial-timeout=2s", ...args],
+      {
+        env: { ...process.env, ETCDCTL_API: "3" },
+      },
+    );
     return stdout;
   };
 
@@ -162,7 +172,17 @@ export async function startStaticPodEtcd(options: StaticPodEtcdOptions): Promise
     await stop();
     throw error;
   }
-  return { baseDir: temp.path, nodes, initialCluster, supervisor, events, etcdctl, waitUntilHealthy, stop };
+  return {
+    baseDir: temp.path,
+    installed,
+    nodes,
+    initialCluster,
+    supervisor,
+    events,
+    etcdctl,
+    waitUntilHealthy,
+    stop,
+  };
 }
 
 export async function isHealthy(clientUrl: string): Promise<boolean> {

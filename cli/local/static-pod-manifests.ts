@@ -17,8 +17,10 @@ export interface EtcdManifestOptions {
   initialCluster: string;
   initialClusterToken?: string;
   initialClusterState?: "new" | "existing";
-  /** Defaults to Debian's /usr/bin/etcd (or ETCD_BINARY, as the test harness reads it). */
+  /** Defaults to ETCD_BINARY (as the test harness reads it), else `etcd` from PATH, as kubeadm's names it. */
   etcdBinary?: string;
+  /** The version the binary reports (`etcd --version`), named by the pod's image as kubeadm's does. */
+  etcdVersion?: string;
   extraArgs?: string[];
   terminationGracePeriodSeconds?: number;
 }
@@ -61,18 +63,28 @@ export function standInApiServerCommand(options: {
   port: number;
   readyAfterMs?: number | null;
   kubeDir?: string;
+  /** Serve https with this certificate, as kube-apiserver does, and name the port as its --secure-port. */
+  tls?: { certFile: string; keyFile: string };
+  /** More flags on its command line, e.g. `--anonymous-auth=false`. */
+  flags?: string[];
 }): string[] {
   const readyAfterMs = options.readyAfterMs === undefined ? 0 : options.readyAfterMs;
+  const server = options.tls
+    ? `require("node:https").createServer({ cert: require("node:fs").readFileSync(${JSON.stringify(options.tls.certFile)}), key: require("node:fs").readFileSync(${JSON.stringify(options.tls.keyFile)}) }, `
+    : `require("node:http").createServer(`;
   const code = `const readyAfterMs = ${JSON.stringify(readyAfterMs)}; const started = Date.now();
-require("node:http").createServer((request, response) => {
+${server}(request, response) => {
   if (request.url !== "/readyz") { response.statusCode = 404; response.end(); return; }
   const ready = readyAfterMs !== null && Date.now() - started >= readyAfterMs;
   response.statusCode = ready ? 200 : 500;
   response.end(ready ? "ok" : "[-]etcd failed: reason withheld; readyz check failed");
 }).listen(${options.port}, "127.0.0.1");`;
-  const commandLine = options.kubeDir
-    ? ["--", "kube-apiserver", `--client-ca-file=${join(options.kubeDir, "pki/ca.crt")}`]
-    : [];
+  const flags = [
+    ...(options.kubeDir ? [`--client-ca-file=${join(options.kubeDir, "pki/ca.crt")}`] : []),
+    ...(options.tls ? [`--secure-port=${options.port}`] : []),
+    ...(options.flags ?? []),
+  ];
+  const commandLine = options.kubeDir || flags.length > 0 ? ["--", "kube-apiserver", ...flags] : [];
   return [process.execPath, "-e", code, ...commandLine];
 }
 
@@ -109,8 +121,9 @@ export async function writeEtcdManifest(options: EtcdManifestOptions): Promise<s
       containers: [
         {
           name: "etcd",
-          image: "registry.k8s.io/etcd:3.4.23-0",
-          command: [options.etcdBinary ?? process.env.ETCD_BINARY ?? "/usr/bin/etcd"],
+          // What the kubelet would pull; the supervisor runs the command, this machine's etcd.
+          ...(options.etcdVersion ? { image: `registry.k8s.io/etcd:${options.etcdVersion}-0` } : {}),
+          command: [options.etcdBinary ?? process.env.ETCD_BINARY ?? "etcd"],
           args,
           volumeMounts: [{ name: "etcd-data", mountPath: options.dataDir }],
         },

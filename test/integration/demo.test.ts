@@ -57,6 +57,26 @@ describe("etcd-backup demo", () => {
     expect(result.restore.safetySnapshotId).not.toBe(result.backup.snapshotId);
   }, 200_000);
 
+  it("restores three members from one snapshot that all three agreed on, each healthy after, with exit code 0", async () => {
+    const { stdout, stderr } = await run(
+      process.execPath,
+      [cli, "demo", "--members", "3", "--keys", "300", "--json"],
+      { maxBuffer: 16 * 1024 * 1024, timeout: 180_000 },
+    );
+    expect(stderr).toBe("");
+    const result = JSON.parse(stdout);
+    expect(result.ok).toBe(true);
+    expect(Object.entries(result.checks).filter(([, held]) => !held)).toEqual([]);
+    expect(result.backup.memberHash).toMatchObject({ outcome: "matched" });
+    expect(result.backup.memberHash.agreeing).toHaveLength(3);
+    expect(result.restore).toMatchObject({
+      status: "SUCCEEDED",
+      keysRestored: 300,
+      keysAfterSnapshotGone: true,
+      healthy: true,
+    });
+  }, 200_000);
+
   it("writes progress to stderr and only the summary to stdout, the safety snapshot's states labelled safety/", async () => {
     const { stdout, stderr } = await run(process.execPath, [cli, "demo", "--keys", "50"], {
       maxBuffer: 16 * 1024 * 1024,
