@@ -8,5 +8,12 @@ export const handler = restoreStepHandler(
   "compose-restore-message",
   composeRestoreMessageInput,
   (dependencies, event) =>
-    composeRestoreMessage(dependencies, event.input, event.executionArn, event.outcome, event.state),
+    composeRestoreMessage(
+      dependencies,
+      event.input,
+      event.executionArn,
+      event.outcome,
+      event.state,
+      event.executionStartedAt,
+    ),
 );

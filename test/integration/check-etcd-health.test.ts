@@ -66,6 +66,7 @@ const dependencies = {
     }) as unknown as TargetsFile,
   loadEtcdTls: async () => undefined,
   reporter: silentReporter,
+  now: () => new Date(),
 } as unknown as RestoreDependencies;
 
 function snapshotAt(fields: Partial<RestoreSnapshot>): RestoreSnapshot {

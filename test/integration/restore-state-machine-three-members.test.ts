@@ -154,6 +154,11 @@ describe("the restore state machine on three members", () => {
     const notice = run.published.at(-1)?.message ?? "";
     expect(notice).toContain(`manifest ${etcdManifestName} is in neither`);
     expect(notice).toMatch(/rolled back/);
+    // Its timings: since when the API servers were down, and each phase up to the rollback's own.
+    expect(notice).toMatch(
+      /^Outage: {4}the API servers were told to stop at \S+, .* before this notice; the rollback started them again/m,
+    );
+    expect(notice).toMatch(/^Phases: {4}safety snapshot .*, restore .*, start-etcd .*, rollback \S/m);
     await stack.etcd.waitUntilHealthy(30_000);
     // Every member had swapped in the restored data dir, and the rollback moved it aside: the original
     // data, written after the snapshot included, is served again by the same cluster.

@@ -10,6 +10,7 @@ import { runLocalBackup, runLocalRestore } from "../../cli/local/local-workflows
 import { CatalogueTable, snapshotSortKey } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { parsePlan, parseStatus, type RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
+import type { RestoreTimings } from "../../lambdas/core/restore/restore-timings.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import type { StepProgress } from "../../lambdas/handlers/shared/step-progress.js";
 
@@ -198,6 +199,7 @@ describe("the restore state machine renewing the agents' URLs", () => {
     // Each phase's plan, read as its Wait state begins (the plan was written by the state before it).
     const reads: Array<Promise<{ state: string; plan: RestorePlan }>> = [];
     const podEventsFrom = stack.etcd.events.length;
+    const startedBefore = Date.now();
     const run = await restore(
       { cluster: localCluster, snapshotId, allowWithoutRevisionBump: true },
       approve,
@@ -212,6 +214,25 @@ describe("the restore state machine renewing the agents' URLs", () => {
       },
     );
     expect(run.status, JSON.stringify(run.error)).toBe("SUCCEEDED");
+    const tookAtMost = Date.now() - startedBefore;
+    // The notice's timings, from the execution's start ($$.Execution.StartTime) and the times the steps
+    // kept in the state: the API's outage within the work since approval, within the whole execution.
+    const { message, timings } = run.output as { message: string; timings: RestoreTimings };
+    expect(message).toMatch(
+      /^Took: {6}\S.* after approval; .* since the execution started, the wait for approval included$/m,
+    );
+    expect(message).toMatch(/^Outage: {4}\S.* without the Kubernetes API, from the stop-apiserver barrier/m);
+    expect(message).toMatch(
+      /^Phases: {4}safety snapshot \S.*, prepare .*, stop-apiserver .*, stop-etcd .*, restore .*, start-etcd .*, health check .*, start-apiserver .*, finish \S/m,
+    );
+    expect(timings.outageEnded).toBe(true);
+    expect(timings.outageMs).toBeGreaterThan(0);
+    expect(timings.outageMs).toBeLessThanOrEqual(timings.sinceApprovalMs as number);
+    expect(timings.sinceApprovalMs).toBeLessThanOrEqual(timings.totalMs as number);
+    expect(timings.totalMs).toBeLessThanOrEqual(tookAtMost);
+    for (const { phase, ms } of timings.phases) expect(ms, phase).toBeGreaterThanOrEqual(0);
+    // Each phase lasts until the next began: together, the time since approval.
+    expect(timings.phases.reduce((sum, { ms }) => sum + ms, 0)).toBe(timings.sinceApprovalMs);
     // kube-apiserver is stopped at a barrier of its own, and has exited before etcd is told to stop.
     expect(run.entered.indexOf("Phase_stop_apiserver")).toBeGreaterThan(run.entered.indexOf("Phase_prepare"));
     expect(run.entered.indexOf("Phase_stop")).toBeGreaterThan(run.entered.indexOf("Is_stop_apiserver_Done"));

@@ -1,9 +1,11 @@
 // What on-call reads when a restore fails after the nodes were touched: above all, whether the rollback
-// finished, since the runbook's manual rollback is for "rollback incomplete" only.
+// finished, since the runbook's manual rollback is for "rollback incomplete" only. And, either way, how
+// long it took and how long the Kubernetes API was down.
 import { describe, expect, it } from "vitest";
 import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
 import { composeRestoreMessage } from "../../lambdas/core/restore/compose-restore-message-step.js";
 import type { RestoreDependencies } from "../../lambdas/core/restore/restore-dependencies.js";
+import { formatDuration } from "../../lambdas/core/restore/restore-timings.js";
 
 const executionArn = "arn:aws:states:eu-west-1:111122223333:execution:restore:r-1";
 const input = { cluster: "prod-eu", snapshotId: "20261125T010000000Z-000001" };
@@ -12,11 +14,15 @@ const phaseFailure = {
   Cause: JSON.stringify({ errorMessage: "cp-2: etcd did not answer healthy" }),
 };
 
-function fakeDependencies() {
+/** When the notice is composed, unless a test says otherwise. */
+const composedAt = "2026-11-25T02:30:00.000Z";
+
+function fakeDependencies(now = composedAt) {
   const released: string[] = [];
   const dependencies = {
     operatorCliFlags: "",
     reporter: silentReporter,
+    now: () => new Date(now),
     leases: {
       releaseLease: async ({ owner }: { owner: string }) => {
         released.push(owner);
@@ -90,5 +96,157 @@ describe("composeRestoreMessage after a restore that succeeded", () => {
     expect(message).toContain(
       "Lease:     could not be released (CatalogueUnavailableError: UpdateItem throttled); scheduled backups resume when it lapses, 4 h 15 min after the restore's last phase",
     );
+  });
+});
+
+/** The timestamps restore.asl.json keeps: the lease after approval, each phase's, the health check's. */
+function timestamps(phases: Record<string, string>) {
+  return Object.fromEntries(
+    Object.entries(phases).map(([key, startedAt]) => [key, { phase: key, deadline: "later", startedAt }]),
+  );
+}
+const executionStartedAt = "2026-11-25T02:00:00.000Z";
+const approvedAt = "2026-11-25T02:20:00.000Z";
+const throughEveryBarrier = {
+  lease: { acquired: true, acquiredAt: approvedAt },
+  phases: timestamps({
+    prepare: "2026-11-25T02:21:02.000Z",
+    stop_apiserver: "2026-11-25T02:21:05.000Z",
+    stop: "2026-11-25T02:21:09.000Z",
+    restore: "2026-11-25T02:21:14.500Z",
+    start: "2026-11-25T02:23:26.000Z",
+    start_apiserver: "2026-11-25T02:23:33.000Z",
+    finish: "2026-11-25T02:25:36.000Z",
+  }),
+  health: { healthy: true, summary: "1 member(s) healthy", startedAt: "2026-11-25T02:23:32.000Z" },
+};
+
+describe("composeRestoreMessage's timings", () => {
+  it("counts the restore's own work from approval, and the outage from the API servers' stop until start-apiserver's barrier passed", async () => {
+    const { dependencies } = fakeDependencies();
+    const { message, timings } = await composeRestoreMessage(
+      dependencies,
+      input,
+      executionArn,
+      "succeeded",
+      throughEveryBarrier,
+      executionStartedAt,
+    );
+    expect(message).toContain(
+      "Took:      10 min 0 s after approval; 30 min 0 s since the execution started, the wait for approval included",
+    );
+    expect(message).toContain(
+      "Outage:    4 min 31 s without the Kubernetes API, from the stop-apiserver barrier until start-apiserver's had every API server back",
+    );
+    expect(message).toContain(
+      "Phases:    safety snapshot 1 min 2 s, prepare 3.0 s, stop-apiserver 4.0 s, stop-etcd 5.5 s, restore 2 min 11 s, start-etcd 6.0 s, health check 1.0 s, start-apiserver 2 min 3 s, finish 4 min 24 s",
+    );
+    // The same in figures, for the execution's output; the phases add up to the time since approval.
+    expect(timings).toMatchObject({ totalMs: 1_800_000, sinceApprovalMs: 600_000, outageMs: 271_000 });
+    expect(timings.phases.reduce((sum, { ms }) => sum + ms, 0)).toBe(timings.sinceApprovalMs);
+    // Said before the lease and the execution, after what the restore did.
+    const lines = message.split("\n");
+    expect(lines.findIndex((line) => line.startsWith("Took:"))).toBeLessThan(
+      lines.findIndex((line) => line.startsWith("Execution:")),
+    );
+  });
+
+  it("after a rollback, says since when the API servers were stopped and that the rollback started them again", async () => {
+    const { dependencies } = fakeDependencies();
+    const { message, timings } = await composeRestoreMessage(
+      dependencies,
+      input,
+      executionArn,
+      "failed",
+      {
+        lease: { acquired: true, acquiredAt: approvedAt },
+        phases: timestamps({
+          prepare: "2026-11-25T02:21:02.000Z",
+          stop_apiserver: "2026-11-25T02:21:05.000Z",
+          stop: "2026-11-25T02:21:09.000Z",
+          restore: "2026-11-25T02:21:14.000Z",
+        }),
+        failure: phaseFailure,
+        rollback: { phase: "rollback", deadline: "later", startedAt: "2026-11-25T02:24:00.000Z" },
+        rollbackAgents: { state: "done", summary: "cp-1: rolled back" },
+      },
+      executionStartedAt,
+    );
+    expect(message).toContain(
+      "Outage:    the API servers were told to stop at 2026-11-25T02:21:05.000Z, 8 min 55 s before this notice; the rollback started them again, without waiting for them to answer ready",
+    );
+    expect(message).toContain(
+      "Phases:    safety snapshot 1 min 2 s, prepare 3.0 s, stop-apiserver 4.0 s, stop-etcd 5.0 s, restore 2 min 46 s, rollback 6 min 0 s",
+    );
+    expect(timings.outageEnded).toBe(false);
+  });
+
+  it("says the API may still be down when the rollback did not finish", async () => {
+    const { dependencies } = fakeDependencies();
+    const { message } = await composeRestoreMessage(
+      dependencies,
+      input,
+      executionArn,
+      "failed",
+      {
+        lease: { acquired: true, acquiredAt: approvedAt },
+        phases: timestamps({
+          prepare: "2026-11-25T02:21:02.000Z",
+          stop_apiserver: "2026-11-25T02:21:05.000Z",
+        }),
+        failure: phaseFailure,
+        rollbackAgents: { state: "failed", summary: "cp-2: etcd still accepts connections" },
+      },
+      executionStartedAt,
+    );
+    expect(message).toMatch(/Outage: {4}the API servers were told to stop at .*; they may still be down/);
+  });
+
+  it("counts only the execution's time when it ended before approval, and nothing without timestamps", async () => {
+    const { dependencies } = fakeDependencies();
+    const rejected = { failure: { Error: "RestoreRejected", Cause: "not now" }, rolledBack: "none" };
+    const { message } = await composeRestoreMessage(
+      dependencies,
+      input,
+      executionArn,
+      "failed",
+      rejected,
+      executionStartedAt,
+    );
+    expect(message).toContain("Took:      30 min 0 s since the execution started\n");
+    expect(message).not.toMatch(/Outage:|Phases:/);
+    const { message: withoutStart } = await composeRestoreMessage(
+      dependencies,
+      input,
+      executionArn,
+      "failed",
+      rejected,
+    );
+    expect(withoutStart).not.toMatch(/Took:|Outage:|Phases:/);
+  });
+
+  it("never reports a negative time when the function's clock is behind Step Functions'", async () => {
+    const { dependencies } = fakeDependencies("2026-11-25T01:59:59.990Z");
+    const { timings } = await composeRestoreMessage(
+      dependencies,
+      input,
+      executionArn,
+      "failed",
+      {},
+      executionStartedAt,
+    );
+    expect(timings.totalMs).toBe(0);
+  });
+});
+
+describe("formatDuration", () => {
+  it.each([
+    [850, "850 ms"],
+    [4_249, "4.2 s"],
+    [59_999, "59 s"],
+    [271_000, "4 min 31 s"],
+    [7_500_000, "2 h 05 min"],
+  ])("writes %i ms as %s", (ms, written) => {
+    expect(formatDuration(ms)).toBe(written);
   });
 });

@@ -9,12 +9,14 @@ export async function acquireBackupLease(
   dependencies: BackupDependencies,
   input: ExecutionInput,
   executionArn: string,
-): Promise<{ acquired: boolean; duplicate: boolean; alreadyHeld: boolean }> {
+): Promise<{ acquired: boolean; duplicate: boolean; alreadyHeld: boolean; at: string }> {
+  // A restore takes the lease right after approval: its notice counts the restore's own work from here.
+  const now = dependencies.now();
   const result = await dependencies.leases.acquireLease({
     cluster: input.cluster,
     owner: input.leaseOwner ?? executionArn,
     ttlSeconds: input.snapshotId ? restoreLeaseSeconds : backupLeaseSeconds,
-    now: dependencies.now(),
+    now,
     scheduledTime: input.scheduledTime,
   });
   if (result.duplicate) {
@@ -22,9 +24,9 @@ export async function acquireBackupLease(
       scheduledTime: input.scheduledTime,
       lastScheduledTime: result.lastScheduledTime,
     });
-    return { acquired: false, duplicate: true, alreadyHeld: false };
+    return { acquired: false, duplicate: true, alreadyHeld: false, at: now.toISOString() };
   }
-  return { acquired: true, duplicate: false, alreadyHeld: result.alreadyHeld };
+  return { acquired: true, duplicate: false, alreadyHeld: result.alreadyHeld, at: now.toISOString() };
 }
 
 export async function releaseBackupLease(

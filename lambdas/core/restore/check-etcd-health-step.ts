@@ -26,7 +26,10 @@ export async function checkEtcdHealth(
   input: RestoreInput,
   snapshot: RestoreSnapshot,
   members: RestoreMember[],
-): Promise<{ healthy: true; summary: string }> {
+): Promise<{ healthy: true; summary: string; startedAt: string }> {
+  // The notice's timings: the health check begins where etcd's start ends (a retry's attempt, when
+  // members were still electing: the wait for them counts as etcd's start).
+  const startedAt = dependencies.now().toISOString();
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const tls = await dependencies.loadEtcdTls(target);
   const bumpedRevision = snapshot.revision + (snapshot.bumpRevision ?? 0);
@@ -125,5 +128,5 @@ export async function checkEtcdHealth(
     dependencies.reporter.warn("restored content not as the snapshot's", { contentProblems });
   const summary = `${statuses.length} member(s) healthy, one leader, revision ${restoredRevision}${bump}, ${snapshot.liveKeyCount} keys${content}${since}`;
   dependencies.reporter.info("etcd healthy after restore", { summary });
-  return { healthy: true, summary };
+  return { healthy: true, summary, startedAt };
 }

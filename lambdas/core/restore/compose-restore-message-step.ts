@@ -7,6 +7,7 @@ import { describeError } from "../errors.js";
 import { readableCause } from "../failure-cause.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput } from "./restore-payloads.js";
+import { type RestoreTimings, restoreTimings, timingLines } from "./restore-timings.js";
 
 /** How long the restore's lease outlives its last renewal (every phase renews it). */
 const leaseLife = `${Math.floor(restoreLeaseSeconds / 3600)} h ${(restoreLeaseSeconds % 3600) / 60} min`;
@@ -17,7 +18,9 @@ export async function composeRestoreMessage(
   executionArn: string,
   outcome: "succeeded" | "failed",
   state: Record<string, unknown>,
-): Promise<{ subject: string; message: string }> {
+  executionStartedAt?: string,
+): Promise<{ subject: string; message: string; timings: RestoreTimings }> {
+  const timings = restoreTimings(state, executionStartedAt, dependencies.now());
   const cluster = input.cluster ?? "(no cluster given)";
   const lines: string[] = [];
   const rollback = state.rollbackAgents as { state?: string; summary?: string } | undefined;
@@ -81,6 +84,7 @@ export async function composeRestoreMessage(
       : undefined,
     safetySnapshotFailure ? `Safety:    the safety snapshot failed: ${safetySnapshotFailure}` : undefined,
     agents?.summary ? `Agents:    ${agents.summary}` : undefined,
+    ...timingLines(timings, rollback?.state === "done"),
     ...lines,
     `Execution: ${executionArn}`,
     `Console:   ${consoleLink(executionArn)}`,
@@ -88,7 +92,7 @@ export async function composeRestoreMessage(
     .filter((line): line is string => line !== undefined)
     .join("\n");
   dependencies.reporter.metric(outcome === "succeeded" ? "RestoreSucceeded" : "RestoreFailed", "Count", 1);
-  return { subject: subject.slice(0, 99), message };
+  return { subject: subject.slice(0, 99), message, timings };
 }
 
 /**

@@ -95,6 +95,8 @@ export const composeRestoreMessageInput = z.object({
   executionArn: z.string().min(1),
   outcome: z.enum(["succeeded", "failed"]),
   state: z.record(z.string(), z.unknown()),
+  /** `$$.Execution.StartTime`: the notice's timings count from it. */
+  executionStartedAt: z.string().optional(),
 });
 
 export type RestoreInput = z.infer<typeof restoreInputSchema>;

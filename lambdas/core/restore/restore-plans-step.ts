@@ -257,7 +257,7 @@ export async function setRestorePhase(
   executionArn: string,
   restoreId: string,
   phase: string,
-): Promise<{ phase: RestorePhase; deadline: string }> {
+): Promise<{ phase: RestorePhase; deadline: string; startedAt: string }> {
   if (!(RestorePhases as readonly string[]).includes(phase))
     throw new InvalidInputError(`unknown restore phase "${phase}"`);
   await renewRestoreLease(dependencies, input, executionArn, phase);
@@ -278,9 +278,12 @@ export async function setRestorePhase(
   }
   const timeout = (target.restore?.phaseTimeoutSeconds ?? defaultPhaseTimeoutSeconds) * 1000;
   dependencies.reporter.info("restore phase set", { restoreId, phase });
+  // Every agent can read the phase from now on: its deadline, and the notice's timings, count from here.
+  const startedAt = dependencies.now();
   return {
     phase: phase as RestorePhase,
-    deadline: new Date(dependencies.now().getTime() + timeout).toISOString(),
+    deadline: new Date(startedAt.getTime() + timeout).toISOString(),
+    startedAt: startedAt.toISOString(),
   };
 }
 
