@@ -956,6 +956,7 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
   // A stand-in whose command line does not name its component: the agent cannot see it stop.
   const hiddenManifestName = "hidden-component.json";
   const shortWaits = { ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS: "0.5" };
+  let certificates: TestCertificates;
 
   beforeAll(async () => {
     [s3, etcd] = await Promise.all([startLocalS3(), startStaticPodEtcd({ members: 1 })]);
@@ -966,6 +967,9 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
       fileName: hiddenManifestName,
       command: ["sleep", "infinity"],
     });
+    const pki = join(etcd.baseDir, "pki");
+    await mkdir(pki);
+    certificates = await createTestCertificates(pki);
   });
 
   afterAll(async () => {
@@ -999,13 +1003,25 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     }
   }
 
-  /** Parks kube-apiserver, as the stop phase does, with a stand-in that answers ready as given. */
-  async function parkApiServer(readyAfterMs: number | null) {
+  /**
+   * Parks kube-apiserver, as the stop phase does, with a stand-in that answers ready as given: over plain
+   * HTTP at node.apiServerReadyUrl, or like kubeadm's (https, its port as --secure-port, and `flags`).
+   */
+  async function parkApiServer(readyAfterMs: number | null, asKubeadm?: { flags: string[] }) {
     await rm(join(node.manifestDir, apiServerManifestName), { force: true });
     await writeStandInApiServerManifest({
       manifestDir: node.parkedManifestDir,
       fileName: apiServerManifestName,
-      command: standInApiServerCommand({ port: node.apiServerPort, readyAfterMs }),
+      command: standInApiServerCommand({
+        port: node.apiServerPort,
+        readyAfterMs,
+        ...(asKubeadm
+          ? {
+              tls: { certFile: certificates.serverCertFile, keyFile: certificates.serverKeyFile },
+              flags: asKubeadm.flags,
+            }
+          : {}),
+      }),
     });
     await expect.poll(() => etcd.supervisor.running(node.name, "kube-apiserver")).toBe(false);
   }
@@ -1173,7 +1189,68 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     }
   }, 60_000);
 
-  it("skips the readiness check without a URL, says so through finish, and restarts a component it can see by its command line", async () => {
+  it("without a URL, asks the one kube-apiserver's manifest names: https on its --secure-port, verified for the name kubernetes", async () => {
+    await parkApiServer(1000, { flags: [] });
+    const plan = await planFor(s3, etcd, node, snapshot, "r-ready-url-from-manifest");
+    const { apiServerReadyUrl: _unused, ...member } = plan.member;
+    const { outcome, seconds } = await runStartApiServer({
+      ...plan,
+      member: { ...member, apiServerCaFile: certificates.caFile, restartManifests: [] },
+    });
+    expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+    const derived = `https://127.0.0.1:${node.apiServerPort}/readyz`;
+    const status = outcome.statuses[0] as RestoreAgentStatus;
+    expect(status.message).toBe(
+      `kube-apiserver started; the API answered ready at ${derived}; no restart manifests in the plan`,
+    );
+    expect(status.apiReadiness).toBe("ready");
+    expect(seconds).toBeGreaterThanOrEqual(1);
+    expect(status.log.join("\n")).toContain(
+      `waiting up to 30 s for ${derived} (from kube-apiserver's manifest (--secure-port=${node.apiServerPort})) to answer ok`,
+    );
+    expect(status.log.join("\n")).toContain(
+      `verifying kube-apiserver's certificate for the name kubernetes while connecting to 127.0.0.1:${node.apiServerPort}`,
+    );
+  }, 60_000);
+
+  it.each([
+    {
+      case: "the manifest turns anonymous requests off",
+      flags: ["--anonymous-auth=false"],
+      checkApiReadiness: undefined,
+      reason:
+        "kube-apiserver runs with --anonymous-auth=false, so /readyz refuses the agent, which has no credentials; set restore.apiServerReadyUrl to none to say so",
+    },
+    {
+      case: "the target says none",
+      flags: [],
+      checkApiReadiness: false,
+      reason: "the target's restore.apiServerReadyUrl is none",
+    },
+  ])(
+    "does not ask when $case, and says why",
+    async ({ flags, checkApiReadiness, reason }) => {
+      await parkApiServer(null, { flags });
+      const plan = await planFor(s3, etcd, node, snapshot, `r-not-asked-${flags.length}`);
+      const { apiServerReadyUrl: _unused, ...member } = plan.member;
+      const { outcome } = await runStartApiServer({
+        ...plan,
+        member: {
+          ...member,
+          restartManifests: [],
+          ...(checkApiReadiness === false ? { checkApiReadiness } : {}),
+        },
+      });
+      expect(outcome.failed, messages(outcome.statuses)).toBe(false);
+      expect(outcome.statuses[0]?.message).toBe(
+        `kube-apiserver started; API readiness not checked (${reason}); no restart manifests in the plan`,
+      );
+      expect(outcome.statuses[0]?.apiReadiness).toBe("not checked");
+    },
+    60_000,
+  );
+
+  it("skips the readiness check when neither the plan nor the manifest names a port, says so through finish, and restarts a component it can see by its command line", async () => {
     await parkApiServer(null);
     const before = restartCounts(etcd, node);
     const plan = await planFor(s3, etcd, node, snapshot, "r-no-ready-url");
@@ -1187,14 +1264,15 @@ describe("restore agent starting kube-apiserver and restarting the scheduler and
     );
     expect(outcome.failed, messages(outcome.statuses)).toBe(false);
     expect(outcome.statuses[0]?.message).toBe(
-      "kube-apiserver started; API readiness not checked (the plan has no apiServerReadyUrl); restarted kube-scheduler",
+      "kube-apiserver started; API readiness not checked (kube-apiserver's manifest sets no --secure-port; set restore.apiServerReadyUrl); restarted kube-scheduler",
     );
     expect(outcome.statuses[0]?.apiReadiness).toBe("not checked");
     // What the success notice's summary carries from the last phase.
     expect(finished).toMatchObject({
       phase: "finish",
       state: "done",
-      message: "finished; API readiness was not checked (the plan has no apiServerReadyUrl)",
+      message:
+        "finished; API readiness was not checked (kube-apiserver's manifest sets no --secure-port; set restore.apiServerReadyUrl)",
       apiReadiness: "not checked",
     });
     await expect

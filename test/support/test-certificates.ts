@@ -29,7 +29,8 @@ export async function createTestCertificates(directory: string): Promise<TestCer
   );
   await writeFile(
     path("server.ext"),
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    // kubernetes: the name kubeadm's API server certificate always has, which the restore agent verifies.
+    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes\nextendedKeyUsage=serverAuth,clientAuth\n",
   );
   await writeFile(path("client.ext"), "extendedKeyUsage=clientAuth\n");
   for (const [name, subject] of [

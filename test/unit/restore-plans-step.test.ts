@@ -406,6 +406,33 @@ describe("etcd's health URL in the plans", () => {
   });
 });
 
+describe("kube-apiserver's readiness URL in the plans", () => {
+  it("is left to the agent (which reads kube-apiserver's manifest) unless the targets file names one", async () => {
+    const { dependencies, planOf } = fakeDependencies();
+    await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    expect(planOf("cp-1").member.apiServerReadyUrl).toBeUndefined();
+    expect(planOf("cp-1").member.checkApiReadiness).toBeUndefined();
+  });
+
+  it("carries the target's URL, and none as no check at all, a member's own setting first", async () => {
+    const { dependencies, planOf } = fakeDependencies(undefined, {
+      apiServerReadyUrl: "none",
+      members: members.map(({ name, instanceId, clientUrl, peerUrl }) => ({
+        name,
+        instanceId,
+        clientUrl,
+        peerUrl,
+        ...(name === "cp-2" ? { apiServerReadyUrl: "https://10.0.1.11:8443/readyz" } : {}),
+      })),
+    });
+    await writeRestorePlans(dependencies, input, executionArn, snapshot, members);
+    expect(planOf("cp-1").member).toMatchObject({ checkApiReadiness: false });
+    expect(planOf("cp-1").member.apiServerReadyUrl).toBeUndefined();
+    expect(planOf("cp-2").member.apiServerReadyUrl).toBe("https://10.0.1.11:8443/readyz");
+    expect(planOf("cp-2").member.checkApiReadiness).toBeUndefined();
+  });
+});
+
 describe("the barrier check of the agents' statuses", () => {
   const before = "2026-11-24T02:10:00.000Z";
   const passed = "2026-11-24T01:50:00.000Z";
@@ -464,7 +491,7 @@ describe("the finish barrier", () => {
     });
     const check = await checkRestoreAgents(dependencies, input, "r-1", "finish", "2026-11-24T02:10:00.000Z");
     expect(check.summary).toBe(
-      "API readiness not checked on cp-2 (no apiServerReadyUrl); cp-1: finish done — finished; cp-2: finish done — finished",
+      "API readiness not checked on cp-2 (the member's message says why); cp-1: finish done — finished; cp-2: finish done — finished",
     );
   });
 });

@@ -101,6 +101,9 @@ const etcdSchema = z
     return { ...etcd, ...members, source: etcd.source ?? (etcd.preset === "bitnami" ? "exec" : "grpc") };
   });
 
+/** kube-apiserver's readiness URL on the node, or "none" for no readiness check. */
+const readyUrlSetting = z.union([z.literal("none"), z.string().url()]);
+
 const restoreMemberSchema = z
   .object({
     /** The etcd member name (--name), as in the cluster's initial-cluster. */
@@ -128,8 +131,8 @@ const restoreMemberSchema = z
     manifestDir: z.string().default("/etc/kubernetes/manifests"),
     clientUrl: z.string().url(),
     peerUrl: z.string().url(),
-    /** This node's kube-apiserver readiness URL, when it differs from the layout's apiServerReadyUrl. */
-    apiServerReadyUrl: z.string().url().optional(),
+    /** This node's kube-apiserver readiness URL (or none), when it differs from the layout's apiServerReadyUrl. */
+    apiServerReadyUrl: readyUrlSetting.optional(),
     /** Where this member's etcd answers /health, when it differs from the layout's healthUrl. */
     healthUrl: z.string().url().optional(),
   })
@@ -195,9 +198,11 @@ const restoreSchema = z
      * restore waits for 200 `ok` before restarting the scheduler and controller manager. kube-apiserver
      * serves /readyz to unauthenticated clients by default. For https://127.0.0.1:6443/readyz the agents
      * verify the certificate for the name `kubernetes`, which kubeadm's has (it names no loopback address).
-     * Unset: the agents do not wait for it, and the success notice says that readiness was not checked.
+     * Unset: each agent reads it from its node's kube-apiserver manifest (https, --secure-port, on
+     * --bind-address or loopback), unless that manifest turns anonymous requests off. "none": no check,
+     * and the approval request and the success notice say that readiness was not checked.
      */
-    apiServerReadyUrl: z.string().url().optional(),
+    apiServerReadyUrl: readyUrlSetting.optional(),
     /**
      * CA bundle on the nodes that verifies an https apiServerReadyUrl; by default kubeadm's
      * /etc/kubernetes/pki/ca.crt when it exists (otherwise verification is skipped for a loopback URL only).

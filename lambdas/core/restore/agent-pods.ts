@@ -117,8 +117,10 @@ interface HostMount {
  */
 export function agentHostMounts(layout: RestoreLayout, member: AgentPodMember): HostMount[] {
   const manifestDir = member.manifestDir.replace(/\/+$/, "");
-  const readyUrl =
-    layout.apiServerReadyUrl ?? layout.members.find((m) => m.apiServerReadyUrl)?.apiServerReadyUrl;
+  // Unset, the URL comes from kube-apiserver's manifest and is asked too; only "none" asks nothing.
+  const asksReadiness =
+    Boolean(layout.apiServerManifest) &&
+    layout.members.some((entry) => (entry.apiServerReadyUrl ?? layout.apiServerReadyUrl) !== "none");
   const wanted: HostMount[] = [
     { path: posix.dirname(member.dataDir.replace(/\/+$/, "")), readOnly: false },
     // The manifest dir's parent holds it and its parked sibling in one mount, so that parking a manifest
@@ -127,7 +129,7 @@ export function agentHostMounts(layout: RestoreLayout, member: AgentPodMember): 
     { path: posix.dirname(manifestDir), readOnly: false },
     ...(layout.toolPath ? [{ path: posix.dirname(layout.toolPath), readOnly: true }] : []),
     // The CA that verifies the readiness URL; kubeadm's by default, which may be absent (then unchecked).
-    ...(readyUrl || layout.apiServerCaFile
+    ...(asksReadiness || layout.apiServerCaFile
       ? [
           {
             path: posix.dirname(layout.apiServerCaFile ?? "/etc/kubernetes/pki/ca.crt"),

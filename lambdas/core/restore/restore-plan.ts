@@ -140,10 +140,16 @@ const memberSchema = z
     /**
      * Where the local kube-apiserver answers readiness, e.g. https://127.0.0.1:6443/readyz (served to
      * unauthenticated clients by default, through system:public-info-viewer). The start-apiserver phase
-     * waits until it answers 200 `ok`; without it the agent does not wait for the API. An https loopback
+     * waits until it answers 200 `ok`; without it the agent reads the URL from kube-apiserver's manifest
+     * (checkApiReadiness below). An https loopback
      * URL is verified for the name `kubernetes` (kubeadm's certificate names no loopback address).
      */
     apiServerReadyUrl: httpUrl.optional(),
+    /**
+     * false: no readiness check at all. Otherwise, without apiServerReadyUrl, the agent asks
+     * https://<--bind-address or 127.0.0.1>:<--secure-port>/readyz from kube-apiserver's manifest.
+     */
+    checkApiReadiness: z.boolean().optional(),
     /**
      * CA bundle that verifies an https apiServerReadyUrl. Without it the agent uses kubeadm's
      * /etc/kubernetes/pki/ca.crt when that exists, and otherwise skips verification for a loopback URL only.
@@ -307,6 +313,7 @@ const planFields: ReadonlyArray<readonly [string, FieldKind]> = [
   ["member.healthTls.certFile", "string"],
   ["member.healthTls.keyFile", "string"],
   ["member.apiServerReadyUrl", "string"],
+  ["member.checkApiReadiness", "boolean"],
   ["member.apiServerCaFile", "string"],
   ["member.restartManifests", "list"],
   ["initialCluster", "string"],

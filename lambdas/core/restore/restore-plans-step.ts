@@ -91,6 +91,13 @@ export async function writeRestorePlans(
   for (const member of members) {
     const configured = layout.members.find((entry) => entry.name === member.name);
     const apiServerReadyUrl = configured?.apiServerReadyUrl ?? layout.apiServerReadyUrl;
+    // Unset: each agent reads the URL from its node's kube-apiserver manifest.
+    const readiness =
+      apiServerReadyUrl === "none"
+        ? { checkApiReadiness: false }
+        : apiServerReadyUrl
+          ? { apiServerReadyUrl }
+          : {};
     const healthUrl = configured?.healthUrl ?? layout.healthUrl;
     const keys = restoreKeys(dependencies, input.cluster, restoreId, member.name);
     const urls = await signAgentUrls(dependencies, keys, { snapshot: snapshotObject, tool: toolObject });
@@ -115,7 +122,7 @@ export async function writeRestorePlans(
         clientUrl: member.clientUrl,
         peerUrl: member.peerUrl,
         ...(healthUrl ? { healthUrl } : {}),
-        ...(apiServerReadyUrl ? { apiServerReadyUrl } : {}),
+        ...readiness,
         ...(layout.apiServerCaFile ? { apiServerCaFile: layout.apiServerCaFile } : {}),
         restartManifests: layout.restartManifests,
       },
@@ -359,7 +366,7 @@ export async function checkRestoreAgents(
   // Said first, so that a success notice never reads as if the API had been seen ready everywhere.
   const summary = [
     ...(readinessNotChecked.length > 0
-      ? [`API readiness not checked on ${readinessNotChecked.join(", ")} (no apiServerReadyUrl)`]
+      ? [`API readiness not checked on ${readinessNotChecked.join(", ")} (the member's message says why)`]
       : []),
     ...statuses.map((status) => `${status.member}: ${status.phase} ${status.state} — ${status.message}`),
   ].join("; ");

@@ -182,8 +182,8 @@ export function apiReadinessNote(layout: {
 }): string | undefined {
   if (!layout.apiServerManifest) return undefined;
   const unchecked = layout.members.filter(
-    (member) => !(member.apiServerReadyUrl ?? layout.apiServerReadyUrl),
+    (member) => (member.apiServerReadyUrl ?? layout.apiServerReadyUrl) === "none",
   );
   if (unchecked.length === 0) return undefined;
-  return `API readiness will not be checked on ${unchecked.map((member) => member.name).join(", ")} (no apiServerReadyUrl): the restore ends once etcd is healthy and the API servers' manifests are back`;
+  return `API readiness will not be checked on ${unchecked.map((member) => member.name).join(", ")} (apiServerReadyUrl is none): the restore ends once etcd is healthy and the API servers' manifests are back`;
 }

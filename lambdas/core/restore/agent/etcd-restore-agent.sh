@@ -321,7 +321,7 @@ declare -A known_keys=()
 for key in restoreId cluster phase snapshot.url snapshot.sha256 snapshot.bytes snapshot.revision member.name \
   member.dataDir member.manifestDir member.parkedManifestDir member.etcdManifest member.apiServerManifest \
   member.clientUrl member.peerUrl member.healthUrl member.healthTls.caFile member.healthTls.certFile \
-  member.healthTls.keyFile member.apiServerReadyUrl member.apiServerCaFile member.restartManifests \
+  member.healthTls.keyFile member.apiServerReadyUrl member.checkApiReadiness member.apiServerCaFile member.restartManifests \
   initialCluster initialClusterToken restoreTool bumpRevision markCompacted revisionBumpOptional etcdctlPath etcdutlPath \
   tool.url tool.sha256 minimumFreeBytes stopTimeoutSeconds startTimeoutSeconds planUrl statusUrl; do
   known_keys[$key]=1
@@ -441,7 +441,7 @@ check_plan() {
       return 1
     fi
   fi
-  for key in markCompacted revisionBumpOptional; do
+  for key in markCompacted revisionBumpOptional member.checkApiReadiness; do
     if [[ -n ${plan[$key]+set} && ${plan[$key]} != true && ${plan[$key]} != false ]]; then
       echo "plan $key is neither true nor false"
       return 1
@@ -543,7 +543,7 @@ adopt_plan() {
   # The plan bounds them by its phase's deadline (restore-timeouts.ts agentWaitSeconds); these are the defaults.
   stop_timeout=${plan[stopTimeoutSeconds]:-120}
   start_timeout=${plan[startTimeoutSeconds]:-300}
-  ready_url=${plan[member.apiServerReadyUrl]:-}
+  resolve_ready_url
   api_ca_file=${plan[member.apiServerCaFile]:-}
   restart_manifests=()
   # The list was checked to be comma-separated file names: no space, glob character or empty item.
@@ -624,12 +624,49 @@ port_open() {
 # etcd has stopped: its client port must be closed.
 etcd_port_open() { port_open "$client_url" 2379; }
 
-# Prints where etcd's manifest is: in the manifest dir, else where it is parked (which may not exist either).
-etcd_manifest_file() {
-  if [[ -e $manifest_dir/$etcd_manifest ]]; then
-    printf '%s' "$manifest_dir/$etcd_manifest"
+# Prints where manifest $1 is: in the manifest dir, else where it is parked (which may not exist either).
+manifest_file() {
+  if [[ -e $manifest_dir/$1 ]]; then
+    printf '%s' "$manifest_dir/$1"
   else
-    printf '%s' "$parked_dir/$etcd_manifest"
+    printf '%s' "$parked_dir/$1"
+  fi
+}
+
+etcd_manifest_file() { manifest_file "$etcd_manifest"; }
+
+# Chooses where kube-apiserver's readiness is asked: sets ready_url (empty: not asked) and ready_source,
+# or ready_skipped (why not). The plan's apiServerReadyUrl wins; otherwise kube-apiserver's own manifest
+# decides: its secure port (kubeadm always writes --secure-port) on its bind address, loopback when it
+# binds every address. /readyz is public (system:public-info-viewer) unless anonymous requests are off,
+# and then an unauthenticated agent cannot ask: the restore goes on without the check and says so, rather
+# than fail a good restore at its last barrier.
+resolve_ready_url() {
+  local manifest port bind host
+  ready_url=${plan[member.apiServerReadyUrl]:-}
+  ready_source="the plan's apiServerReadyUrl"
+  ready_skipped=""
+  [[ -n $ready_url || -z $apiserver_manifest ]] && return 0
+  if [[ ${plan[member.checkApiReadiness]:-} == false ]]; then
+    ready_skipped="the target's restore.apiServerReadyUrl is none"
+    return 0
+  fi
+  manifest=$(manifest_file "$apiserver_manifest")
+  if [[ ! -r $manifest ]]; then
+    ready_skipped="no readable $apiserver_manifest to read kube-apiserver's port from"
+  elif ! port=$(manifest_flag secure-port "$manifest") || [[ ! $port =~ ^[0-9]{1,5}$ ]]; then
+    ready_skipped="kube-apiserver's manifest sets no --secure-port; set restore.apiServerReadyUrl"
+  elif [[ $(manifest_flag anonymous-auth "$manifest") == false ]]; then
+    ready_skipped="kube-apiserver runs with --anonymous-auth=false, so /readyz refuses the agent, which has no credentials; set restore.apiServerReadyUrl to none to say so"
+  else
+    bind=$(manifest_flag bind-address "$manifest") || bind=""
+    case $bind in
+      "" | 0.0.0.0 | :: | "[::]") host=127.0.0.1 ;;
+      *:*) host="[$bind]" ;;
+      *) host=$bind ;;
+    esac
+    ready_url="https://$host:$port/readyz"
+    ready_source="kube-apiserver's manifest (--secure-port=$port)"
   fi
 }
 
@@ -1103,6 +1140,11 @@ phase_prepare() {
     resolve_api_tls >"$work_dir/tls.problem" || fail "$(head -c 300 "$work_dir/tls.problem")"
   fi
   message="ready: $free bytes free, $tool_version"
+  if [[ -n $ready_url ]]; then
+    message+="; kube-apiserver's readiness will be asked at $ready_url (from $ready_source)"
+  elif [[ -n $ready_skipped ]]; then
+    message+="; kube-apiserver's readiness will not be checked: $ready_skipped"
+  fi
 }
 
 phase_stop_apiserver() {
@@ -1224,14 +1266,14 @@ phase_start_apiserver() {
   if [[ -n $ready_url ]]; then
     resolve_api_tls >"$work_dir/tls.problem" || fail "$(head -c 300 "$work_dir/tls.problem")"
     [[ -n $api_tls_note ]] && log "$api_tls_note"
-    log "waiting up to ${start_timeout} s for $ready_url to answer ok"
+    log "waiting up to ${start_timeout} s for $ready_url (from $ready_source) to answer ok"
     wait_until_api_ready ||
       fail "kube-apiserver did not answer ready at $ready_url within ${start_timeout} s (last: $api_last_answer); kube-scheduler and kube-controller-manager were not restarted"
     log "kube-apiserver is ready"
     readiness="the API answered ready at $ready_url"
     api_readiness="ready"
   else
-    readiness="API readiness not checked (the plan has no apiServerReadyUrl)"
+    readiness="API readiness not checked ($ready_skipped)"
     api_readiness="not checked"
   fi
   restarted=()
@@ -1313,7 +1355,7 @@ run_phase() {
   rollback) phase_rollback ;;
   finish)
     message="finished"
-    [[ $api_readiness == "not checked" ]] && message+="; API readiness was not checked (the plan has no apiServerReadyUrl)"
+    [[ $api_readiness == "not checked" ]] && message+="; API readiness was not checked ($ready_skipped)"
     ;;
   abort) message="aborted; the agent changed nothing in this phase" ;;
   esac
