@@ -8,7 +8,9 @@ const members = [
 
 describe("the approval request's note on API readiness", () => {
   it("names the members whose readiness check is turned off (none)", () => {
-    expect(apiReadinessNote({ apiServerManifest: "kube-apiserver.yaml", apiServerReadyUrl: "none", members })).toBe(
+    expect(
+      apiReadinessNote({ apiServerManifest: "kube-apiserver.yaml", apiServerReadyUrl: "none", members }),
+    ).toBe(
       "API readiness will not be checked on cp-1, cp-2 (apiServerReadyUrl is none): the restore ends once etcd is healthy and the API servers' manifests are back",
     );
     expect(
