@@ -16,6 +16,21 @@ const commands = {
   workflow: () => import("./commands/workflow-commands.js"),
 };
 
+/**
+ * `restore --snapshot ID`, as the design names it, is `restore --snapshot-id ID`: commander has no option
+ * aliases, so the spelling is mapped before parsing.
+ */
+export function withOptionSpellings(argv: readonly string[]): string[] {
+  if (argv.find((arg) => !arg.startsWith("-")) !== "restore") return [...argv];
+  return argv.map((arg) =>
+    arg === "--snapshot"
+      ? "--snapshot-id"
+      : arg.startsWith("--snapshot=")
+        ? `--snapshot-id=${arg.slice(11)}`
+        : arg,
+  );
+}
+
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command("etcd-backup")
     .description("Stream, verify, catalogue and restore etcd snapshots")
@@ -249,7 +264,7 @@ export async function runCli(argv: string[]): Promise<number> {
         "the restore state machine (default: the stack's RestoreStateMachineArn)",
       )
       .requiredOption("--cluster <name>", "the cluster to restore")
-      .requiredOption("--snapshot-id <id>", "a VERIFIED snapshot")
+      .requiredOption("--snapshot-id <id>", "a VERIFIED snapshot (also --snapshot <id>)")
       .option(
         "--source-cluster <name>",
         "the cluster whose catalogue holds the snapshot (needs --allow-cross-cluster)",
@@ -291,7 +306,7 @@ export async function runCli(argv: string[]): Promise<number> {
   describeUsage(program);
   const debug = argv.includes("--debug");
   try {
-    await program.parseAsync(argv, { from: "user" });
+    await program.parseAsync(withOptionSpellings(argv), { from: "user" });
     const code = await outcome;
     return typeof code === "number" ? code : ExitCodes.ok;
   } catch (error) {

@@ -1,6 +1,7 @@
 // What `etcd-backup <command> --help` says about required options, and how leaving one out is reported.
 import { describe, expect, it } from "vitest";
 import { ExitCodes } from "../../cli/exit-codes.js";
+import { withOptionSpellings } from "../../cli/main.js";
 import { runCliInProcess as cli } from "../support/cli-in-process.js";
 
 /** The help's line for an option, with the description's wrapped continuation lines joined to it. */
@@ -41,7 +42,7 @@ describe("required options", () => {
     expect(missing.code).toBe(ExitCodes.usage);
     expect(missing.stdout).toBe("");
     expect(missing.stderr).toBe(
-      "etcd-backup: restore needs --snapshot-id <id>: a VERIFIED snapshot (see etcd-backup restore --help)\n",
+      "etcd-backup: restore needs --snapshot-id <id>: a VERIFIED snapshot (also --snapshot <id>) (see etcd-backup restore --help)\n",
     );
 
     const destination = await cli(["snapshot", "--endpoints", "http://127.0.0.1:1"]);
@@ -71,5 +72,23 @@ describe("required options", () => {
     expect(unknown.stderr).toMatch(
       /^etcd-backup: unknown command 'snapshots' \(Did you mean snapshot\?\) \(see etcd-backup --help\)\n$/,
     );
+  });
+});
+
+describe("option spellings", () => {
+  it("takes restore --snapshot ID, as the design spells it, for --snapshot-id, and nothing else's --snapshot", () => {
+    expect(withOptionSpellings(["restore", "--cluster", "prod", "--snapshot", "S1"])).toEqual([
+      "restore",
+      "--cluster",
+      "prod",
+      "--snapshot-id",
+      "S1",
+    ]);
+    expect(withOptionSpellings(["--debug", "restore", "--snapshot=S1"])).toEqual([
+      "--debug",
+      "restore",
+      "--snapshot-id=S1",
+    ]);
+    expect(withOptionSpellings(["show", "--snapshot", "S1"])).toEqual(["show", "--snapshot", "S1"]);
   });
 });
