@@ -14,6 +14,7 @@ import type * as ssm from "aws-cdk-lib/aws-ssm";
 import { Construct } from "constructs";
 import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
 import { MetricNamespace, MetricServiceName } from "../lambdas/core/metric-names.js";
+import { type AgentInstances, grantAgentCommands } from "./agent-commands.js";
 import type { ClusterAccess } from "./cluster-access.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 import { crc32cNativeModule, esmRequireBanner, linuxArm64NativeModuleHooks } from "./native-modules.js";
@@ -45,8 +46,8 @@ export interface RestoreResources {
   agentPodClusterAccess: ClusterAccess;
   /** Some target stages its restore tool in the bucket (`<prefix>/_tools/`), which the agents' URLs read. */
   stagedRestoreTools: boolean;
-  /** Some ssm member names its node by tag, which validation looks up among the managed instances. */
-  taggedAgentInstances: boolean;
+  /** The ssm executor's nodes, by id and by tag (which validation looks up among the managed instances). */
+  agentInstances: AgentInstances;
 }
 
 /** Where the restore agent's script lands in the write-restore-plans bundle, and so on Lambda. */
@@ -87,6 +88,11 @@ export type StepAccess =
   | "approvals"
   /** Restore: look up the managed instances that carry a member's instanceTag (only when one has a tag). */
   | "find-agent-instances"
+  /**
+   * Restore: run the free-space probe on the ssm executor's nodes before approval (the agents' document,
+   * the same instances) and read its answers.
+   */
+  | "probe-agent-instances"
   /** Restore: publish to the approvers' topic (sets APPROVERS_TOPIC_ARN). */
   | "notify-approvers"
   /** Restore: sign the agents' URLs with a PresignRole session of its own (sets PRESIGN_ROLE_ARN). */
@@ -469,7 +475,7 @@ function grantAccess(
       restoreResources().approvers.grantPublish(role);
       break;
     case "find-agent-instances":
-      if (restoreResources().taggedAgentInstances) {
+      if (restoreResources().agentInstances.tags.length > 0) {
         allow(["ssm:DescribeInstanceInformation"], ["*"]);
         acknowledgeWildcardResources(
           scope,
@@ -478,6 +484,18 @@ function grantAccess(
         );
       }
       break;
+    case "probe-agent-instances": {
+      const agents = restoreResources().agentInstances;
+      if (agents.ids.length === 0 && agents.tags.length === 0) break;
+      grantAgentCommands(scope, role, agents);
+      allow(["ssm:GetCommandInvocation"], ["*"]);
+      acknowledgeWildcardResources(
+        scope,
+        ["*"],
+        "ssm:GetCommandInvocation supports no resource-level permissions; it reads the answer of the free-space command this function sent.",
+      );
+      break;
+    }
     case "agent-pod-clusters":
       allowClusterAccess(restoreResources().agentPodClusterAccess);
       break;

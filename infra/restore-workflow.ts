@@ -10,7 +10,9 @@ import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Target } from "../lambdas/core/config/target-config.js";
+import { freeSpaceProbeSeconds } from "../lambdas/core/restore/member-free-space.js";
 import { agentExecutionTimeoutSeconds } from "../lambdas/core/restore/restore-timeouts.js";
+import { agentInstancesOf, grantAgentCommands } from "./agent-commands.js";
 import { AslStateMachine, executionArnsOf } from "./asl-state-machine.js";
 import { type ClusterAccess, clusterAccessOf, secretResourceArns } from "./cluster-access.js";
 import { EksAccessEntries, restoreKubernetesGroup } from "./eks-access.js";
@@ -30,8 +32,16 @@ export const restoreSteps: readonly WorkflowStep[] = [
     placeholder: "ValidateRestoreFunctionArn",
     handler: "validate-restore",
     description: "etcd-backup restore: check the snapshot and the cluster before asking for approval",
-    sizing: smallStep(60),
-    access: ["catalogue", "targets", "etcd-tls", "read-snapshot-versions", "find-agent-instances"],
+    // The free-space probe waits up to its bound for the nodes, after the other checks.
+    sizing: smallStep(60 + freeSpaceProbeSeconds),
+    access: [
+      "catalogue",
+      "targets",
+      "etcd-tls",
+      "read-snapshot-versions",
+      "find-agent-instances",
+      "probe-agent-instances",
+    ],
     reachesClusters: true,
   },
   {
@@ -125,34 +135,6 @@ export function agentPodClusterAccess(stack: Stack, targets: readonly Target[]):
   return clusterAccessOf(stack, { prefix: "", targets: podTargets });
 }
 
-/** The SSM document the StartAgent state sends; nothing else may be run on the nodes. */
-export const agentDocumentName = "AWS-RunShellScript";
-
-/** The control-plane instances the ssm executor may reach, from the targets' restore layouts. */
-export function agentInstanceIds(targets: readonly Target[]): string[] {
-  return [
-    ...new Set(
-      targets.flatMap((target) =>
-        target.restore?.executor === "ssm"
-          ? target.restore.members.flatMap((member) => (member.instanceId ? [member.instanceId] : []))
-          : [],
-      ),
-    ),
-  ].sort();
-}
-
-/** The tags that name ssm members' nodes instead of an instance id, each once. */
-export function agentInstanceTags(targets: readonly Target[]): Array<{ key: string; value: string }> {
-  const tags = targets.flatMap((target) =>
-    target.restore?.executor === "ssm"
-      ? target.restore.members.flatMap((member) => (member.instanceTag ? [member.instanceTag] : []))
-      : [],
-  );
-  return [...new Map(tags.map((tag) => [`${tag.key}=${tag.value}`, tag])).values()].sort((a, b) =>
-    `${a.key}=${a.value}`.localeCompare(`${b.key}=${b.value}`),
-  );
-}
-
 export interface RestoreWorkflowProps {
   resources: BackupResources;
   targets: readonly Target[];
@@ -195,7 +177,7 @@ export class RestoreWorkflow extends Construct {
       approvers: this.approvers,
       agentPodClusterAccess: agentPodClusterAccess(Stack.of(this), props.targets),
       stagedRestoreTools: restorable.some((target) => target.restore?.toolObject),
-      taggedAgentInstances: agentInstanceTags(props.targets).length > 0,
+      agentInstances: agentInstancesOf(props.targets),
     };
 
     this.functions = createStepFunctions(this, restoreSteps, {
@@ -230,7 +212,7 @@ export class RestoreWorkflow extends Construct {
       grant: (role) => {
         props.onCall.grantPublish(role);
         grantSafetySnapshot(this, role, props.backupStateMachine);
-        grantAgentCommands(this, role, props.targets);
+        grantAgentCommands(this, role, agentInstancesOf(props.targets));
       },
     });
     this.stateMachine = machine.stateMachine;
@@ -270,52 +252,4 @@ function grantSafetySnapshot(scope: Construct, role: iam.IRole, backup: sfn.ISta
     [executions],
     "Execution names of the safety snapshot are chosen at run time: the grant is DescribeExecution/StopExecution on the executions of the backup state machine only (what .sync:2 needs to follow them).",
   );
-}
-
-/** ssm:SendCommand with the one shell document, on the named control-plane instances only. */
-function grantAgentCommands(scope: Construct, role: iam.IRole, targets: readonly Target[]): void {
-  const stack = Stack.of(scope);
-  const instances = agentInstanceIds(targets);
-  const tags = agentInstanceTags(targets);
-  if (instances.length === 0 && tags.length === 0) return;
-  // An on-premises or hybrid node registered with Systems Manager (mi-…) is a managed-instance resource.
-  const instanceArn = (id: string) =>
-    id.startsWith("mi-")
-      ? stack.formatArn({ service: "ssm", resource: "managed-instance", resourceName: id })
-      : stack.formatArn({ service: "ec2", resource: "instance", resourceName: id });
-  role.addToPrincipalPolicy(
-    new iam.PolicyStatement({
-      actions: ["ssm:SendCommand"],
-      resources: [
-        stack.formatArn({
-          service: "ssm",
-          account: "",
-          resource: "document",
-          resourceName: agentDocumentName,
-        }),
-        ...instances.map(instanceArn),
-      ],
-    }),
-  );
-  // Nodes named by tag are known only when a restore runs: the command may reach any instance that
-  // carries one of those tags, and no other.
-  const valuesByKey = new Map<string, string[]>();
-  for (const tag of tags) valuesByKey.set(tag.key, [...(valuesByKey.get(tag.key) ?? []), tag.value]);
-  const tagged = [instanceArn("*"), instanceArn("mi-*")];
-  for (const [key, values] of valuesByKey) {
-    role.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        actions: ["ssm:SendCommand"],
-        resources: tagged,
-        conditions: { StringEquals: { [`ssm:resourceTag/${key}`]: values } },
-      }),
-    );
-  }
-  if (tags.length > 0) {
-    acknowledgeWildcardResources(
-      scope,
-      tagged,
-      "Members named by instanceTag: ssm:SendCommand may reach only the instances that carry those tags (ssm:resourceTag condition), which are known when a restore runs.",
-    );
-  }
 }

@@ -926,9 +926,11 @@ describe("least privilege", () => {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
+    // validate-restore's free-space probe reads its command's answers (no resource-level permissions).
+    "ssm:GetCommandInvocation",
   ]);
 
-  it("grants no wildcard action, and Resource '*' only for the X-Ray and log-delivery APIs that require it", () => {
+  it("grants no wildcard action, and Resource '*' only for the X-Ray, log-delivery and Run Command read APIs that require it", () => {
     const statements = identityStatements().map(({ statement }) => statement);
     expect(statements.length).toBeGreaterThan(20);
     for (const statement of statements) {

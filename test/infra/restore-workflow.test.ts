@@ -11,9 +11,10 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import { AssetManifestArtifact } from "aws-cdk-lib/cx-api";
 import { mockClient } from "aws-sdk-client-mock";
 import { beforeAll, describe, expect, it, vi } from "vitest";
+import { agentDocumentName } from "../../infra/agent-commands.js";
 import { placeholdersIn } from "../../infra/asl-state-machine.js";
 import { backupSteps } from "../../infra/backup-workflow.js";
-import { agentDocumentName, agentPodClusterAccess, restoreSteps } from "../../infra/restore-workflow.js";
+import { agentPodClusterAccess, restoreSteps } from "../../infra/restore-workflow.js";
 import { StackOutputs } from "../../infra/stack-outputs.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { approvalsPartition, CatalogueTable } from "../../lambdas/core/catalogue/catalogue-table.js";
@@ -28,6 +29,7 @@ import {
   agentExecutionTimeoutSeconds,
   restoreStateMachineTimeoutSeconds,
 } from "../../lambdas/core/restore/restore-timeouts.js";
+import { freeSpaceDocumentName } from "../../lambdas/core/restore/ssm-free-space.js";
 import { type BuiltStack, buildStack, projectRoot, resolved, testTargets } from "./stack-fixtures.js";
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
@@ -296,6 +298,51 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
       ]),
     );
     expect(byTag?.Condition).toEqual({ StringEquals: { "ssm:resourceTag/etcd-member": ["cp-2"] } });
+  });
+
+  it("lets validate-restore probe free space with the agents' document on the same nodes, and read the answers", () => {
+    const tagged = buildStack({ targets: taggedTargets() });
+    const step = restoreSteps.find((candidate) => candidate.handler === "validate-restore");
+    const role = tagged.stack.resolve(
+      tagged.stack.restore.functions[step?.placeholder ?? ""]?.role.roleArn,
+    ) as {
+      "Fn::GetAtt": [string];
+    };
+    const statements = statementsOfRole(
+      role["Fn::GetAtt"][0],
+      tagged.template.toJSON().Resources as Record<string, Resource>,
+    );
+    const sendCommand = statements.filter((statement) =>
+      asList(statement.Action).includes("ssm:SendCommand"),
+    );
+    const account = [{ Ref: "AWS::AccountId" }];
+    expect(sorted(sendCommand.flatMap((statement) => asList(statement.Resource)))).toEqual(
+      sorted([
+        agentDocumentArn,
+        regionalArn("ec2", account, ":instance/i-0a1b2c3d4e5f60001"),
+        regionalArn("ssm", account, ":managed-instance/mi-0123456789abcdef0"),
+        regionalArn("ec2", account, ":instance/*"),
+        regionalArn("ssm", account, ":managed-instance/mi-*"),
+      ]),
+    );
+    expect(sendCommand.find((statement) => statement.Condition)?.Condition).toEqual({
+      StringEquals: { "ssm:resourceTag/etcd-member": ["cp-2"] },
+    });
+    for (const statement of sendCommand) expect(statement.Action).toBe("ssm:SendCommand");
+    const readAnswers = statements.filter((statement) =>
+      asList(statement.Action).includes("ssm:GetCommandInvocation"),
+    );
+    expect(readAnswers).toHaveLength(1);
+    expect(readAnswers[0]).toMatchObject({ Effect: "Allow", Resource: "*" });
+    expect(freeSpaceDocumentName).toBe(agentDocumentName);
+  });
+
+  it("lets no other restore function send commands or read their answers", () => {
+    for (const step of restoreSteps.filter((candidate) => candidate.handler !== "validate-restore")) {
+      const actions = statementsOfRole(roleOf(step.handler)).flatMap((statement) => asList(statement.Action));
+      expect(actions, step.handler).not.toContain("ssm:SendCommand");
+      expect(actions, step.handler).not.toContain("ssm:GetCommandInvocation");
+    }
   });
 
   it("lets validate-restore list managed instances only when some member is named by tag", () => {

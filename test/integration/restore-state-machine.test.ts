@@ -109,6 +109,13 @@ describe("the restore state machine refuses and changes nothing", () => {
     expect(approval?.message).toMatch(
       /Members' HashKV at backup: matches the HashKV of \S+ at revision \d+\./,
     );
+    // The local executor's nodes are this machine: their room was measured before anyone was asked.
+    const snapshotBytes = (await stack.catalogue.getSnapshot(localCluster, snapshotId))?.bytes ?? 0;
+    expect(approval?.message).toMatch(
+      new RegExp(
+        `Free space for the download, the new data dir and the old one \\(3× the snapshot: ${3 * snapshotBytes} bytes needed on each node\\), in bytes: ${stack.etcd.nodes[0]?.memberName} \\d+\\.`,
+      ),
+    );
   });
 
   it("ends when nobody answers before the approval's deadline, and a late answer finds nothing waiting", async () => {

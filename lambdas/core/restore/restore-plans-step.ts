@@ -9,6 +9,7 @@ import { restoreLeaseSeconds } from "../backup/backup-dependencies.js";
 import { findTarget, type RestoreLayout } from "../config/target-config.js";
 import { InvalidInputError, LeaseHeldError } from "../errors.js";
 import { defaultPhaseTimeoutSeconds, launchUrlSeconds, planUrlSeconds } from "./agent-url-lifetimes.js";
+import { freeBytesNeeded } from "./member-free-space.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { AgentLaunch, RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
 import {
@@ -141,7 +142,7 @@ export async function writeRestorePlans(
         ? { [layout.restoreTool === "etcdutl" ? "etcdutlPath" : "etcdctlPath"]: layout.toolPath }
         : {}),
       ...urls.tool,
-      minimumFreeBytes: snapshot.bytes * 3,
+      minimumFreeBytes: freeBytesNeeded(snapshot.bytes),
     });
     await writeStoredPlan(dependencies, keys, {
       plan,

@@ -7,6 +7,7 @@ import { describeMemberHashCheck } from "../snapshot/member-hash-check.js";
 import { clusterIdMetadataKey } from "../snapshot/stream-snapshot.js";
 import { type FindManagedInstances, resolveAgentInstances } from "./agent-instances.js";
 import { checkMembership } from "./check-membership.js";
+import { checkMembersFreeSpace, type FreeSpaceProbes } from "./member-free-space.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
 import type { RestoreInput, RestoreMember, RestoreSnapshot } from "./restore-payloads.js";
 import { restoreWorkSeconds } from "./restore-timeouts.js";
@@ -23,11 +24,17 @@ export interface ValidatedRestore {
   approvalTimeoutSeconds: number;
 }
 
+/** How validation reaches the members' nodes before approval. */
+export interface MemberNodes {
+  findManagedInstances: FindManagedInstances;
+  measureFreeSpace: FreeSpaceProbes;
+}
+
 export async function validateRestore(
   dependencies: RestoreDependencies,
   input: RestoreInput,
   executionArn: string,
-  findManagedInstances: FindManagedInstances,
+  nodes: MemberNodes,
 ): Promise<ValidatedRestore> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const layout: RestoreLayout | undefined = target.restore;
@@ -120,9 +127,19 @@ export async function validateRestore(
     bumpRevision: revisionBump,
     ...(input.allowWithoutRevisionBump ? { revisionBumpOptional: true } : {}),
   };
-  // Checked last: a missing tag is found after the cheaper refusals, and still before anyone is asked.
-  const agents = await resolveAgentInstances(layout.members, findManagedInstances);
+  // Checked last: a missing tag is found after the cheaper refusals, and still before anyone is asked;
+  // then the nodes themselves, the slowest to answer.
+  const agents = await resolveAgentInstances(layout.members, nodes.findManagedInstances);
   notes.push(...agents.notes);
+  notes.push(
+    await checkMembersFreeSpace(
+      layout.executor,
+      agents.members,
+      snapshot.bytes,
+      nodes.measureFreeSpace,
+      dependencies.reporter,
+    ),
+  );
   const summary = [
     `Restore etcd cluster "${input.cluster}" from snapshot ${snapshot.snapshotId}${sourceCluster !== input.cluster ? ` of cluster "${sourceCluster}"` : ""}.`,
     `Taken: ${row.startedAt}; revision ${snapshot.revision}; ${snapshot.liveKeyCount} keys; ${snapshot.bytes} bytes; sha256 ${snapshot.sha256}.`,

@@ -1,21 +1,23 @@
-// The instances Systems Manager manages that carry a tag: how validate-restore finds the node of a member
-// named by instanceTag. Apart from the other restore dependencies so that only its bundle carries the SSM
-// client.
+// The instances Systems Manager manages, as validate-restore reaches them before approval: the node of a
+// member named by instanceTag, and the free space on the members' nodes. Apart from the other restore
+// dependencies so that only its bundle carries the SSM client.
 import { paginateDescribeInstanceInformation, SSMClient } from "@aws-sdk/client-ssm";
 import type { InstanceTag, ManagedInstance } from "../../core/restore/agent-instances.js";
+import type { MeasureFreeSpace } from "../../core/restore/member-free-space.js";
+import { measureFreeSpaceThroughSsm } from "../../core/restore/ssm-free-space.js";
 
 let ssm: SSMClient | undefined;
 
+function ssmClient(): SSMClient {
+  ssm ??= new SSMClient({});
+  return ssm;
+}
+
 /** Every page of them. */
 export async function findManagedInstances(tag: InstanceTag, client?: SSMClient): Promise<ManagedInstance[]> {
-  let ssmClient = client;
-  if (!ssmClient) {
-    ssm ??= new SSMClient({});
-    ssmClient = ssm;
-  }
   const found: ManagedInstance[] = [];
   for await (const page of paginateDescribeInstanceInformation(
-    { client: ssmClient },
+    { client: client ?? ssmClient() },
     { Filters: [{ Key: `tag:${tag.key}`, Values: [tag.value] }] },
   )) {
     for (const instance of page.InstanceInformationList ?? []) {
@@ -25,3 +27,7 @@ export async function findManagedInstances(tag: InstanceTag, client?: SSMClient)
   }
   return found;
 }
+
+/** The ssm executor's free-space probe, through this function's client. */
+export const measureFreeSpaceOnInstances: MeasureFreeSpace = (members) =>
+  measureFreeSpaceThroughSsm(ssmClient(), members);
