@@ -1,6 +1,7 @@
 // Who may run commands on the ssm executor's control-plane nodes: the restore state machine (the agents,
-// after approval) and validate-restore (the free-space probe, before it). Both send the one shell document
-// to the instances the targets name, by id or by tag, and to no other.
+// after approval, through AWS-RunShellScript) and validate-restore (the free-space probe, before it,
+// through the stack's df-only document). Each sends its one document to the instances the targets name,
+// by id or by tag, and to no other.
 import { Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type { Construct } from "constructs";
@@ -8,7 +9,7 @@ import type { Target } from "../lambdas/core/config/target-config.js";
 import type { InstanceTag } from "../lambdas/core/restore/agent-instances.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 
-/** The SSM document the StartAgent state and the free-space probe send; nothing else may be run on the nodes. */
+/** The SSM document the StartAgent state sends. */
 export const agentDocumentName = "AWS-RunShellScript";
 
 /** The ssm executor's nodes: named by instance id, or by a tag looked up when a restore is validated. */
@@ -46,8 +47,16 @@ export function agentInstanceTags(targets: readonly Target[]): InstanceTag[] {
   );
 }
 
-/** ssm:SendCommand with the one shell document, on the named control-plane instances only. */
-export function grantAgentCommands(scope: Construct, role: iam.IRole, agents: AgentInstances): void {
+/**
+ * ssm:SendCommand with one document (by default the agents' AWS-RunShellScript), on the named
+ * control-plane instances only.
+ */
+export function grantAgentCommands(
+  scope: Construct,
+  role: iam.IRole,
+  agents: AgentInstances,
+  documentArn?: string,
+): void {
   const stack = Stack.of(scope);
   const { ids: instances, tags } = agents;
   if (instances.length === 0 && tags.length === 0) return;
@@ -60,12 +69,13 @@ export function grantAgentCommands(scope: Construct, role: iam.IRole, agents: Ag
     new iam.PolicyStatement({
       actions: ["ssm:SendCommand"],
       resources: [
-        stack.formatArn({
-          service: "ssm",
-          account: "",
-          resource: "document",
-          resourceName: agentDocumentName,
-        }),
+        documentArn ??
+          stack.formatArn({
+            service: "ssm",
+            account: "",
+            resource: "document",
+            resourceName: agentDocumentName,
+          }),
         ...instances.map(instanceArn),
       ],
     }),

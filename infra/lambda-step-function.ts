@@ -15,6 +15,7 @@ import { Construct } from "constructs";
 import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
 import { MetricNamespace, MetricServiceName } from "../lambdas/core/metric-names.js";
 import { type AgentInstances, grantAgentCommands } from "./agent-commands.js";
+import type { FreeSpaceDocument } from "./free-space-document.js";
 import type { ClusterAccess } from "./cluster-access.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 import { crc32cNativeModule, esmRequireBanner, linuxArm64NativeModuleHooks } from "./native-modules.js";
@@ -48,6 +49,8 @@ export interface RestoreResources {
   stagedRestoreTools: boolean;
   /** The ssm executor's nodes, by id and by tag (which validation looks up among the managed instances). */
   agentInstances: AgentInstances;
+  /** The df-only document of validate-restore's free-space probe; only where a target uses the ssm executor. */
+  freeSpaceDocument?: FreeSpaceDocument;
 }
 
 /** Where the restore agent's script lands in the write-restore-plans bundle, and so on Lambda. */
@@ -162,6 +165,10 @@ export class LambdaStepFunction extends Construct {
     if (props.restore) extraEnvironment.OPERATOR_CLI_FLAGS = operatorCliFlags(Stack.of(this));
     if (access.has("notify-approvers")) {
       extraEnvironment.APPROVERS_TOPIC_ARN = restore().approvers.topic.topicArn;
+    }
+    const freeSpaceDocument = props.restore?.freeSpaceDocument;
+    if (access.has("probe-agent-instances") && freeSpaceDocument) {
+      extraEnvironment.FREE_SPACE_DOCUMENT = freeSpaceDocument.name;
     }
     if (access.has("presign-urls")) {
       this.presignRole = createPresignRole(this, this.role, resources, restore());
@@ -485,9 +492,9 @@ function grantAccess(
       }
       break;
     case "probe-agent-instances": {
-      const agents = restoreResources().agentInstances;
-      if (agents.ids.length === 0 && agents.tags.length === 0) break;
-      grantAgentCommands(scope, role, agents);
+      const { agentInstances: agents, freeSpaceDocument } = restoreResources();
+      if (!freeSpaceDocument || (agents.ids.length === 0 && agents.tags.length === 0)) break;
+      grantAgentCommands(scope, role, agents, freeSpaceDocument.arn);
       allow(["ssm:GetCommandInvocation"], ["*"]);
       acknowledgeWildcardResources(
         scope,

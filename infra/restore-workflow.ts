@@ -13,6 +13,7 @@ import type { Target } from "../lambdas/core/config/target-config.js";
 import { freeSpaceProbeSeconds } from "../lambdas/core/restore/member-free-space.js";
 import { agentExecutionTimeoutSeconds } from "../lambdas/core/restore/restore-timeouts.js";
 import { agentInstancesOf, grantAgentCommands } from "./agent-commands.js";
+import { createFreeSpaceDocument } from "./free-space-document.js";
 import { AslStateMachine, executionArnsOf } from "./asl-state-machine.js";
 import { type ClusterAccess, clusterAccessOf, secretResourceArns } from "./cluster-access.js";
 import { EksAccessEntries, restoreKubernetesGroup } from "./eks-access.js";
@@ -179,6 +180,8 @@ export class RestoreWorkflow extends Construct {
       stagedRestoreTools: restorable.some((target) => target.restore?.toolObject),
       agentInstances: agentInstancesOf(props.targets),
     };
+    const { ids, tags } = restore.agentInstances;
+    if (ids.length > 0 || tags.length > 0) restore.freeSpaceDocument = createFreeSpaceDocument(this);
 
     this.functions = createStepFunctions(this, restoreSteps, {
       resources: props.resources,

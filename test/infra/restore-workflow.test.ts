@@ -24,12 +24,12 @@ import {
   planUrlSeconds,
   stepAllowanceSeconds,
 } from "../../lambdas/core/restore/agent-url-lifetimes.js";
+import { freeSpaceDocumentContent } from "../../lambdas/core/restore/free-space-document.js";
 import { RestorePhases } from "../../lambdas/core/restore/restore-plan.js";
 import {
   agentExecutionTimeoutSeconds,
   restoreStateMachineTimeoutSeconds,
 } from "../../lambdas/core/restore/restore-timeouts.js";
-import { freeSpaceDocumentName } from "../../lambdas/core/restore/ssm-free-space.js";
 import { type BuiltStack, buildStack, projectRoot, resolved, testTargets } from "./stack-fixtures.js";
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
@@ -117,6 +117,13 @@ const regionalArn = (service: string, account: unknown[], resourcePath: string) 
   ],
 });
 /** The one document the agents' commands may run (an AWS-owned resource: no account in its ARN). */
+/** The logical id of the stack's one SSM document (validate-restore's free-space probe). */
+function documentIdOf(template: BuiltStack["template"]): string {
+  const ids = Object.keys(template.findResources("AWS::SSM::Document"));
+  expect(ids).toHaveLength(1);
+  return ids[0] as string;
+}
+
 const agentDocumentArn = {
   "Fn::Join": [
     "",
@@ -232,6 +239,8 @@ describe("restore functions", () => {
       },
       "set-restore-phase": { PRESIGN_ROLE_ARN: presignRoleArn("set-restore-phase") },
       "start-agent-pods": { RESTORE_AGENT_SCRIPT: "/var/task/etcd-restore-agent.sh" },
+      // This stack's targets restore through ssm: validate-restore probes their nodes' free space.
+      "validate-restore": { FREE_SPACE_DOCUMENT: { Ref: documentIdOf(built.template) } },
     };
     for (const step of restoreSteps) {
       const fn = resource(logicalIdOf(restoreFunction(step.handler).function.functionArn));
@@ -300,7 +309,7 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
     expect(byTag?.Condition).toEqual({ StringEquals: { "ssm:resourceTag/etcd-member": ["cp-2"] } });
   });
 
-  it("lets validate-restore probe free space with the agents' document on the same nodes, and read the answers", () => {
+  it("lets validate-restore probe free space with the stack's df-only document on the same nodes, and read the answers", () => {
     const tagged = buildStack({ targets: taggedTargets() });
     const step = restoreSteps.find((candidate) => candidate.handler === "validate-restore");
     const role = tagged.stack.resolve(
@@ -316,9 +325,34 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
       asList(statement.Action).includes("ssm:SendCommand"),
     );
     const account = [{ Ref: "AWS::AccountId" }];
+    // The stack's df-only document, never AWS-RunShellScript: this function runs before approval.
+    const resources = tagged.template.toJSON().Resources as Record<
+      string,
+      Resource & { Properties?: Record<string, unknown> }
+    >;
+    const documentId = documentIdOf(tagged.template);
+    expect(resources[documentId]?.Properties).toEqual({
+      DocumentType: "Command",
+      Content: freeSpaceDocumentContent(),
+    });
+    const probeDocumentArn = {
+      "Fn::Join": [
+        "",
+        [
+          "arn:",
+          { Ref: "AWS::Partition" },
+          ":ssm:",
+          { Ref: "AWS::Region" },
+          ":",
+          { Ref: "AWS::AccountId" },
+          ":document/",
+          { Ref: documentId },
+        ],
+      ],
+    };
     expect(sorted(sendCommand.flatMap((statement) => asList(statement.Resource)))).toEqual(
       sorted([
-        agentDocumentArn,
+        probeDocumentArn,
         regionalArn("ec2", account, ":instance/i-0a1b2c3d4e5f60001"),
         regionalArn("ssm", account, ":managed-instance/mi-0123456789abcdef0"),
         regionalArn("ec2", account, ":instance/*"),
@@ -334,7 +368,15 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
     );
     expect(readAnswers).toHaveLength(1);
     expect(readAnswers[0]).toMatchObject({ Effect: "Allow", Resource: "*" });
-    expect(freeSpaceDocumentName).toBe(agentDocumentName);
+    const functionRef = tagged.stack.resolve(
+      tagged.stack.restore.functions[step?.placeholder ?? ""]?.function.functionArn,
+    ) as { "Fn::GetAtt": [string] };
+    const environment = (
+      resources[functionRef["Fn::GetAtt"][0]]?.Properties?.Environment as
+        | { Variables?: Record<string, unknown> }
+        | undefined
+    )?.Variables;
+    expect(environment?.FREE_SPACE_DOCUMENT).toEqual({ Ref: documentId });
   });
 
   it("lets no other restore function send commands or read their answers", () => {

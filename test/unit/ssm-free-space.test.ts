@@ -16,15 +16,12 @@ import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { silentReporter } from "../../lambdas/core/backup/backup-dependencies.js";
 import { ErrorNames } from "../../lambdas/core/errors.js";
+import { freeSpaceScript, isProbePath } from "../../lambdas/core/restore/free-space-document.js";
 import {
   checkMembersFreeSpace,
   measureLocalFreeSpace,
 } from "../../lambdas/core/restore/member-free-space.js";
-import {
-  freeSpaceCommands,
-  measureFreeSpaceThroughSsm,
-  parseFreeSpace,
-} from "../../lambdas/core/restore/ssm-free-space.js";
+import { measureFreeSpaceThroughSsm, parseFreeSpace } from "../../lambdas/core/restore/ssm-free-space.js";
 import { makeTempDir } from "../support/temp-dir.js";
 
 const ssm = mockClient(SSMClient);
@@ -36,7 +33,8 @@ const members = [
   { name: "cp-2", dataDir: "/var/lib/etcd", instanceId: "i-0000000000000bbb2" },
   { name: "cp-3", dataDir: "/data/etcd", instanceId: "i-0000000000000ccc3" },
 ];
-const fast = { pollMs: 1 };
+const documentName = "etcd-backup-FreeSpaceDocument-0123456789ab";
+const fast = { documentName, pollMs: 1 };
 const sent = () => ssm.commandCalls(SendCommandCommand).map((call) => call.args[0].input);
 /** Every instance answers at once, with `kib` KiB free on each data dir. */
 const answerAll = (kib: (instanceId: string) => number) =>
@@ -46,7 +44,7 @@ const answerAll = (kib: (instanceId: string) => number) =>
   }));
 
 describe("measureFreeSpaceThroughSsm", () => {
-  it("sends one AWS-RunShellScript command to every member's instance and reads each one's answer", async () => {
+  it("sends the stack's free-space document to every member's instance and reads each one's answer", async () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: "c0ffee00-0000-0000-0000-000000000000" } });
     ssm
       .on(GetCommandInvocationCommand, { InstanceId: "i-0000000000000aaa1" })
@@ -68,13 +66,10 @@ describe("measureFreeSpaceThroughSsm", () => {
     ]);
     expect(sent()).toEqual([
       expect.objectContaining({
-        DocumentName: "AWS-RunShellScript",
+        DocumentName: documentName,
         InstanceIds: ["i-0000000000000aaa1", "i-0000000000000bbb2", "i-0000000000000ccc3"],
         TimeoutSeconds: 30,
-        Parameters: {
-          commands: freeSpaceCommands(["/var/lib/etcd", "/data/etcd"]),
-          executionTimeout: ["20"],
-        },
+        Parameters: { dataDirs: ["/var/lib/etcd /data/etcd"] },
       }),
     ]);
     for (const call of ssm.commandCalls(GetCommandInvocationCommand)) {
@@ -92,6 +87,7 @@ describe("measureFreeSpaceThroughSsm", () => {
 
     const started = Date.now();
     const measured = await measureFreeSpaceThroughSsm(new SSMClient({ region: "eu-west-1" }), members, {
+      documentName,
       timeoutMs: 1000,
       pollMs: 20,
     });
@@ -147,6 +143,7 @@ describe("the ssm executor's free-space check before approval", () => {
       {
         ssm: (probed) =>
           measureFreeSpaceThroughSsm(new SSMClient({ region: "eu-west-1" }), probed, {
+            documentName,
             timeoutMs: 1000,
             pollMs: 20,
           }),
@@ -197,18 +194,19 @@ describe("the ssm executor's free-space check before approval", () => {
   });
 });
 
-describe("the probe's shell lines", () => {
-  it("print each data dir's free KiB under sh, the parent's for a data dir not made yet", async () => {
+describe("the free-space document's script", () => {
+  /** What SSM runs for the parameter: {{ dataDirs }} replaced by its value, the lines as one sh script. */
+  const runScript = (dataDirs: string[]) =>
+    promisify(execFile)("sh", [
+      "-c",
+      freeSpaceScript.join("\n").replace("{{ dataDirs }}", dataDirs.join(" ")),
+    ]);
+
+  it("prints each data dir's free KiB under sh, the parent's for a data dir not made yet", async () => {
     const work = await makeTempDir("ssm-probe-");
     try {
-      await mkdir(join(work.path, "it's here"));
-      const commands = freeSpaceCommands([
-        join(work.path, "it's here"),
-        join(work.path, "not-yet"),
-        "/no/such",
-      ]);
-      // AWS-RunShellScript runs the lines as one sh script.
-      const { stdout } = await promisify(execFile)("sh", ["-c", commands.join("\n")]);
+      await mkdir(join(work.path, "here"));
+      const { stdout } = await runScript([join(work.path, "here"), join(work.path, "not-yet"), "/no/such"]);
       const free = parseFreeSpace(stdout);
       expect(free.get(0)).toBeGreaterThan(0);
       expect(free.get(1)).toBeGreaterThan(0);
@@ -218,5 +216,31 @@ describe("the probe's shell lines", () => {
     } finally {
       await work.remove();
     }
+  });
+
+  it("takes only paths that cannot be shell syntax, and the probe leaves the others to the agents", async () => {
+    for (const path of ["/var/lib/etcd", "/data/etcd-1.2_x"]) expect(isProbePath(path), path).toBe(true);
+    for (const path of ["relative", "/a b", "/a;reboot", "/$(id)", "/a*", "/it's", "/a\nb"]) {
+      expect(isProbePath(path), path).toBe(false);
+    }
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: "c0ffee00-0000-0000-0000-000000000000" } });
+    answerAll(() => 4096);
+    const measured = await measureFreeSpaceThroughSsm(
+      new SSMClient({ region: "eu-west-1" }),
+      [
+        members[0] as (typeof members)[number],
+        { ...(members[2] as (typeof members)[number]), dataDir: "/data/$(reboot)" },
+      ],
+      fast,
+    );
+    expect(sent()[0]?.InstanceIds).toEqual(["i-0000000000000aaa1"]);
+    expect(sent()[0]?.Parameters).toEqual({ dataDirs: ["/var/lib/etcd"] });
+    expect(measured).toEqual([
+      { member: "cp-1", freeBytes: 4096 * 1024 },
+      {
+        member: "cp-3",
+        unmeasured: "the probe takes only paths of letters, digits and ._/-, not /data/$(reboot)",
+      },
+    ]);
   });
 });

@@ -1,5 +1,5 @@
-// The ssm executor's free-space probe, before approval: one Run Command (AWS-RunShellScript) to every
-// member's instance prints the free space of each data dir's filesystem, read back with
+// The ssm executor's free-space probe, before approval: one Run Command (the stack's free-space document,
+// free-space-document.ts) to every member's instance prints the free space of each data dir's filesystem, read back with
 // GetCommandInvocation. Bounded as a whole (an offline node, an SSM API out of the functions' reach): what
 // has not answered by then is reported unmeasured, and the agents check again before anything stops.
 import { setTimeout as sleep } from "node:timers/promises";
@@ -9,12 +9,12 @@ import {
   SendCommandCommand,
   type SSMClient,
 } from "@aws-sdk/client-ssm";
+import { isProbePath } from "./free-space-document.js";
 import { freeSpaceProbeSeconds, type MemberDataDir, type MemberFreeSpace } from "./member-free-space.js";
 
-/** The document the probe runs: the one the agents run with (infra grants only it). */
-export const freeSpaceDocumentName = "AWS-RunShellScript";
-
 export interface SsmFreeSpaceOptions {
+  /** The name of the stack's free-space document. */
+  documentName: string;
   /** The whole probe's bound, SendCommand included (freeSpaceProbeSeconds). */
   timeoutMs?: number;
   /** Between rounds of GetCommandInvocation. */
@@ -27,25 +27,31 @@ const pendingStatuses = new Set(["Pending", "InProgress", "Delayed", "Cancelling
 export async function measureFreeSpaceThroughSsm(
   client: SSMClient,
   members: MemberDataDir[],
-  { timeoutMs = freeSpaceProbeSeconds * 1000, pollMs = 1000 }: SsmFreeSpaceOptions = {},
+  { documentName, timeoutMs = freeSpaceProbeSeconds * 1000, pollMs = 1000 }: SsmFreeSpaceOptions,
 ): Promise<MemberFreeSpace[]> {
   const deadline = Date.now() + timeoutMs;
   // The SDK has no overall bound of its own: a function in a VPC without a route to SSM would wait for
   // TCP's, past its own timeout.
   const abortSignal = AbortSignal.timeout(timeoutMs);
-  const dataDirs = [...new Set(members.map((member) => member.dataDir))];
-  const instanceIds = [
-    ...new Set(members.flatMap((member) => (member.instanceId ? [member.instanceId] : []))),
-  ];
-  if (instanceIds.length === 0) throw new Error("no member names its instance");
+  // The document takes only plain paths: a member whose data dir is not one is left to its agent.
+  const probed = members.filter((member) => member.instanceId && isProbePath(member.dataDir));
+  if (probed.length === 0) {
+    throw new Error(
+      members.some((member) => !member.instanceId)
+        ? "no member names its instance"
+        : "no data dir is a path the probe takes (letters, digits and ._/- only)",
+    );
+  }
+  const dataDirs = [...new Set(probed.map((member) => member.dataDir))];
+  const instanceIds = [...new Set(probed.map((member) => member.instanceId as string))];
   const sent = await client
     .send(
       new SendCommandCommand({
-        DocumentName: freeSpaceDocumentName,
+        DocumentName: documentName,
         InstanceIds: instanceIds,
         // A node that has not started it by then never runs it (SSM's minimum).
         TimeoutSeconds: 30,
-        Parameters: { commands: freeSpaceCommands(dataDirs), executionTimeout: ["20"] },
+        Parameters: { dataDirs: [dataDirs.join(" ")] },
         Comment: "etcd-backup restore: free space of the etcd data dirs, before approval",
       }),
       { abortSignal },
@@ -80,6 +86,12 @@ export async function measureFreeSpaceThroughSsm(
   }
 
   return members.map((member): MemberFreeSpace => {
+    if (!isProbePath(member.dataDir)) {
+      return {
+        member: member.name,
+        unmeasured: `the probe takes only paths of letters, digits and ._/-, not ${member.dataDir}`,
+      };
+    }
     const invocation = member.instanceId ? done.get(member.instanceId) : undefined;
     if (!invocation) {
       return {
@@ -104,18 +116,6 @@ export async function measureFreeSpaceThroughSsm(
       unmeasured: `the command on ${member.instanceId} ended ${invocation.Status}: ${stderr ?? invocation.StatusDetails ?? invocation.Status}`,
     };
   });
-}
-
-/**
- * The probe's shell lines (sh): `free <index> <KiB available>` for each data dir, measured as the agent
- * measures it (df -Pk, POSIX) on the data dir, or on its parent while it does not exist.
- */
-export function freeSpaceCommands(dataDirs: string[]): string[] {
-  const quote = (value: string) => `'${value.replace(/'/g, `'"'"'`)}'`;
-  return [
-    `probe() { d=$2; [ -e "$d" ] || d=$(dirname -- "$d"); printf 'free %s %s\\n' "$1" "$(df -Pk -- "$d" | awk 'NR == 2 { print $4 }')"; }`,
-    ...dataDirs.map((dataDir, index) => `probe ${index} ${quote(dataDir)}`),
-  ];
 }
 
 /** KiB available by data dir index, from the probe's output. */

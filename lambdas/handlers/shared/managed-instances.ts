@@ -28,6 +28,10 @@ export async function findManagedInstances(tag: InstanceTag, client?: SSMClient)
   return found;
 }
 
-/** The ssm executor's free-space probe, through this function's client. */
-export const measureFreeSpaceOnInstances: MeasureFreeSpace = (members) =>
-  measureFreeSpaceThroughSsm(ssmClient(), members);
+/** The ssm executor's free-space probe, through this function's client and the stack's document. */
+export const measureFreeSpaceOnInstances: MeasureFreeSpace = async (members) => {
+  const documentName = process.env.FREE_SPACE_DOCUMENT;
+  // Set only where a target uses the ssm executor; without it the agents check before anything stops.
+  if (!documentName) throw new Error("this stack has no free-space document (FREE_SPACE_DOCUMENT)");
+  return measureFreeSpaceThroughSsm(ssmClient(), members, { documentName });
+};
