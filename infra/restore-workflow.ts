@@ -13,10 +13,10 @@ import type { Target } from "../lambdas/core/config/target-config.js";
 import { freeSpaceProbeSeconds } from "../lambdas/core/restore/member-free-space.js";
 import { agentExecutionTimeoutSeconds } from "../lambdas/core/restore/restore-timeouts.js";
 import { agentInstancesOf, grantAgentCommands } from "./agent-commands.js";
-import { createFreeSpaceDocument } from "./free-space-document.js";
 import { AslStateMachine, executionArnsOf } from "./asl-state-machine.js";
 import { type ClusterAccess, clusterAccessOf, secretResourceArns } from "./cluster-access.js";
 import { EksAccessEntries, restoreKubernetesGroup } from "./eks-access.js";
+import { createFreeSpaceDocument } from "./free-space-document.js";
 import type {
   BackupResources,
   LambdaStepFunction,
