@@ -1,5 +1,9 @@
 // How commands speak: data on stdout (one JSON object with --json), progress and errors on stderr.
+
+import { formatBytes } from "../lambdas/core/byte-size.js";
 import { describeError } from "../lambdas/core/errors.js";
+
+export { formatBytes };
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -22,17 +26,6 @@ export function describeErrorLine(error: unknown): string {
     line = name + line.slice(name.length).replaceAll(name, "");
   }
   return line.replace(/\.?\s*Resolution note:\s*(?=[;|)]|$)/g, "").trim();
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
 /** A one-line progress display (bytes, rate, and share when the total is known), redrawn at most 10 times a second. */

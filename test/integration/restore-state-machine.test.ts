@@ -7,6 +7,7 @@ import { createEtcdWriter } from "../../cli/local/etcd-writer.js";
 import { type LocalStack, localCluster, startLocalStack } from "../../cli/local/local-stack.js";
 import type { PublishedMessage } from "../../cli/local/local-state-machine.js";
 import { runLocalBackup, runLocalRestore } from "../../cli/local/local-workflows.js";
+import { formatBytes } from "../../lambdas/core/byte-size.js";
 import { CatalogueTable, snapshotSortKey } from "../../lambdas/core/catalogue/catalogue-table.js";
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { parsePlan, parseStatus, type RestorePlan } from "../../lambdas/core/restore/restore-plan.js";
@@ -113,7 +114,7 @@ describe("the restore state machine refuses and changes nothing", () => {
     const snapshotBytes = (await stack.catalogue.getSnapshot(localCluster, snapshotId))?.bytes ?? 0;
     expect(approval?.message).toMatch(
       new RegExp(
-        `Free space for the download, the new data dir and the old one \\(3× the snapshot: ${3 * snapshotBytes} bytes needed on each node\\), in bytes: ${stack.etcd.nodes[0]?.memberName} \\d+\\.`,
+        `Free space for the download, the new data dir and the old one \\(3× the snapshot: ${formatBytes(3 * snapshotBytes).replace(".", "\\.")} needed on each node\\): ${stack.etcd.nodes[0]?.memberName} \\d+\\.\\d \\w+\\.`,
       ),
     );
   });

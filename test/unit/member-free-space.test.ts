@@ -41,7 +41,7 @@ describe("judging the free space measured on the members' nodes", () => {
         needed,
       ),
     ).toBe(
-      "Free space for the download, the new data dir and the old one (3× the snapshot: 3000 bytes needed on each node), in bytes: cp-1 5000, cp-2 3000.",
+      "Free space for the download, the new data dir and the old one (3× the snapshot: 2.9 KiB needed on each node): cp-1 4.9 KiB, cp-2 2.9 KiB.",
     );
   });
 
@@ -59,7 +59,7 @@ describe("judging the free space measured on the members' nodes", () => {
       expect.objectContaining({
         name: ErrorNames.InvalidInput,
         message: expect.stringMatching(
-          /^cp-1 has 2999 bytes free on the filesystem of \/var\/lib\/etcd \(i-0000000000000aaa1\); cp-2 has 10 bytes free .*; the restore needs 3000 bytes there on every member's node .* Free space on that filesystem .* or grow it, then start the restore again; nothing was changed$/,
+          /^cp-1 has 2\.9 KiB \(2999 bytes\) free on the filesystem of \/var\/lib\/etcd \(i-0000000000000aaa1\); cp-2 has 10 B \(10 bytes\) free .*; the restore needs 2\.9 KiB \(3000 bytes\) there on every member's node .* Free space on that filesystem .* or grow it, then start the restore again; nothing was changed$/,
         ),
       }),
     );
@@ -75,7 +75,7 @@ describe("judging the free space measured on the members' nodes", () => {
         ],
         needed,
       ),
-    ).toThrow(/^cp-2 has 10 bytes free/);
+    ).toThrow(/^cp-2 has 10 B \(10 bytes\) free/);
   });
 
   it("names a member it could not measure, which its agent checks later", () => {
@@ -89,13 +89,13 @@ describe("judging the free space measured on the members' nodes", () => {
         needed,
       ),
     ).toBe(
-      "Free space for the download, the new data dir and the old one (3× the snapshot: 3000 bytes needed on each node), in bytes: cp-1 not measured (no answer from i-0000000000000aaa1 within 60 s; its agent checks before anything stops), cp-2 4000.",
+      "Free space for the download, the new data dir and the old one (3× the snapshot: 2.9 KiB needed on each node): cp-1 not measured (no answer from i-0000000000000aaa1 within 60 s; its agent checks before anything stops), cp-2 3.9 KiB.",
     );
   });
 
   it("says that room could not be checked beforehand when no member was measured", () => {
     expect(judgeFreeSpace(members, [], needed)).toBe(
-      "Room on the members' nodes could not be checked beforehand (cp-1: no answer; cp-2: no answer): the agents check it before anything stops (3000 bytes each, 3× the snapshot), and a node short of room ends the restore there with nothing changed.",
+      "Room on the members' nodes could not be checked beforehand (cp-1: no answer; cp-2: no answer): the agents check it before anything stops (2.9 KiB each, 3× the snapshot), and a node short of room ends the restore there with nothing changed.",
     );
   });
 });
@@ -104,13 +104,13 @@ describe("checking the members' free space by executor", () => {
   it("asks the pod executor's nodes nothing, and says the agents check", async () => {
     const note = await checkMembersFreeSpace("pod", members, 1000, probes(unused), silentReporter);
     expect(note).toContain("not checked before approval under the pod executor");
-    expect(note).toContain("room is checked by the agents before anything stops (3000 bytes each");
+    expect(note).toContain("room is checked by the agents before anything stops (2.9 KiB each");
   });
 
   it("does not block the restore when the probe fails, and says so", async () => {
     const failing: MeasureFreeSpace = () => Promise.reject(new Error("Systems Manager is unreachable"));
     await expect(checkMembersFreeSpace("ssm", members, 1000, probes(failing), silentReporter)).resolves.toBe(
-      "Room on the members' nodes could not be checked beforehand (Error: Systems Manager is unreachable): the agents check it before anything stops (3000 bytes each, 3× the snapshot), and a node short of room ends the restore there with nothing changed.",
+      "Room on the members' nodes could not be checked beforehand (Error: Systems Manager is unreachable): the agents check it before anything stops (2.9 KiB each, 3× the snapshot), and a node short of room ends the restore there with nothing changed.",
     );
   });
 
@@ -122,7 +122,7 @@ describe("checking the members' free space by executor", () => {
       { ssm: unused, local: async () => members.map((member) => ({ member: member.name, freeBytes: 3000 })) },
       silentReporter,
     );
-    expect(local).toMatch(/in bytes: cp-1 3000, cp-2 3000\.$/);
+    expect(local).toMatch(/needed on each node\): cp-1 2\.9 KiB, cp-2 2\.9 KiB\.$/);
   });
 });
 

@@ -156,7 +156,7 @@ describe("the ssm executor's free-space check before approval", () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: "c0ffee00-0000-0000-0000-000000000000" } });
     answerAll(() => 3);
     await expect(check(1024)).resolves.toBe(
-      "Free space for the download, the new data dir and the old one (3× the snapshot: 3072 bytes needed on each node), in bytes: cp-1 3072, cp-2 3072, cp-3 3072.",
+      "Free space for the download, the new data dir and the old one (3× the snapshot: 3.0 KiB needed on each node): cp-1 3.0 KiB, cp-2 3.0 KiB, cp-3 3.0 KiB.",
     );
   });
 
@@ -166,7 +166,7 @@ describe("the ssm executor's free-space check before approval", () => {
     await expect(check(1024)).rejects.toMatchObject({
       name: ErrorNames.InvalidInput,
       message: expect.stringMatching(
-        /^cp-2 has 2048 bytes free on the filesystem of \/var\/lib\/etcd \(i-0000000000000bbb2\); the restore needs 3072 bytes there/,
+        /^cp-2 has 2\.0 KiB \(2048 bytes\) free on the filesystem of \/var\/lib\/etcd \(i-0000000000000bbb2\); the restore needs 3\.0 KiB \(3072 bytes\) there/,
       ),
     });
   });

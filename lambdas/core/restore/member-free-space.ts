@@ -5,6 +5,7 @@
 import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { StepReporter } from "../backup/backup-dependencies.js";
+import { formatBytes } from "../byte-size.js";
 import type { RestoreLayout } from "../config/target-config.js";
 import { describeError, InvalidInputError } from "../errors.js";
 
@@ -48,7 +49,7 @@ export async function checkMembersFreeSpace(
 ): Promise<string> {
   const needed = freeBytesNeeded(snapshotBytes);
   if (executor === "pod") {
-    return `Free space on the members' nodes is not checked before approval under the pod executor (that would take starting pods): room is checked by the agents before anything stops (${needed} bytes each, 3× the snapshot).`;
+    return `Free space on the members' nodes is not checked before approval under the pod executor (that would take starting pods): room is checked by the agents before anything stops (${formatBytes(needed)} each, 3× the snapshot).`;
   }
   let measured: MemberFreeSpace[];
   try {
@@ -74,13 +75,13 @@ export function judgeFreeSpace(
   const short = found.flatMap(({ member, space }) =>
     "freeBytes" in space && space.freeBytes < needed
       ? [
-          `${member.name} has ${space.freeBytes} bytes free on the filesystem of ${member.dataDir}${member.instanceId ? ` (${member.instanceId})` : ""}`,
+          `${member.name} has ${formatBytes(space.freeBytes)} (${space.freeBytes} bytes) free on the filesystem of ${member.dataDir}${member.instanceId ? ` (${member.instanceId})` : ""}`,
         ]
       : [],
   );
   if (short.length > 0) {
     throw new InvalidInputError(
-      `${short.join("; ")}; the restore needs ${needed} bytes there on every member's node (3× the snapshot: the download, the new data dir and the old one, kept for a rollback). Free space on that filesystem (data dirs kept by earlier restores, <dataDir>.pre-restore-<id>, or pre-restore-<id> inside a data dir that is a volume, can go once nobody needs them) or grow it, then start the restore again; nothing was changed`,
+      `${short.join("; ")}; the restore needs ${formatBytes(needed)} (${needed} bytes) there on every member's node (3× the snapshot: the download, the new data dir and the old one, kept for a rollback). Free space on that filesystem (data dirs kept by earlier restores, <dataDir>.pre-restore-<id>, or pre-restore-<id> inside a data dir that is a volume, can go once nobody needs them) or grow it, then start the restore again; nothing was changed`,
     );
   }
   if (found.every(({ space }) => "unmeasured" in space)) {
@@ -93,14 +94,14 @@ export function judgeFreeSpace(
   }
   const words = found.map(({ member, space }) =>
     "freeBytes" in space
-      ? `${member.name} ${space.freeBytes}`
+      ? `${member.name} ${formatBytes(space.freeBytes)}`
       : `${member.name} not measured (${space.unmeasured}; its agent checks before anything stops)`,
   );
-  return `Free space for the download, the new data dir and the old one (3× the snapshot: ${needed} bytes needed on each node), in bytes: ${words.join(", ")}.`;
+  return `Free space for the download, the new data dir and the old one (3× the snapshot: ${formatBytes(needed)} needed on each node): ${words.join(", ")}.`;
 }
 
 function uncheckedNote(reason: string, needed: number): string {
-  return `Room on the members' nodes could not be checked beforehand (${reason}): the agents check it before anything stops (${needed} bytes each, 3× the snapshot), and a node short of room ends the restore there with nothing changed.`;
+  return `Room on the members' nodes could not be checked beforehand (${reason}): the agents check it before anything stops (${formatBytes(needed)} each, 3× the snapshot), and a node short of room ends the restore there with nothing changed.`;
 }
 
 /**

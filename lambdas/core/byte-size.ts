@@ -1,0 +1,13 @@
+// Sizes as a person reads them in messages and notices.
+
+/** `512 B`, `2.9 KiB`, `67.9 GiB`: binary units, one decimal. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
