@@ -14,6 +14,24 @@ const phaseFailure = {
   Cause: JSON.stringify({ errorMessage: "cp-2: etcd did not answer healthy" }),
 };
 
+/** The failure notice of a restore that failed after approval, its phases' plans written at `phases`. */
+async function composeFailedAfterApproval(phases: Record<string, string>, rest: Record<string, unknown>) {
+  const { dependencies } = fakeDependencies();
+  return composeRestoreMessage(
+    dependencies,
+    input,
+    executionArn,
+    "failed",
+    {
+      lease: { acquired: true, acquiredAt: approvedAt },
+      phases: timestamps(phases),
+      failure: phaseFailure,
+      ...rest,
+    },
+    executionStartedAt,
+  );
+}
+
 /** When the notice is composed, unless a test says otherwise. */
 const composedAt = "2026-11-25T02:30:00.000Z";
 
@@ -152,25 +170,17 @@ describe("composeRestoreMessage's timings", () => {
   });
 
   it("after a rollback, says since when the API servers were stopped and that the rollback started them again", async () => {
-    const { dependencies } = fakeDependencies();
-    const { message, timings } = await composeRestoreMessage(
-      dependencies,
-      input,
-      executionArn,
-      "failed",
+    const { message, timings } = await composeFailedAfterApproval(
       {
-        lease: { acquired: true, acquiredAt: approvedAt },
-        phases: timestamps({
-          prepare: "2026-11-25T02:21:02.000Z",
-          stop_apiserver: "2026-11-25T02:21:05.000Z",
-          stop: "2026-11-25T02:21:09.000Z",
-          restore: "2026-11-25T02:21:14.000Z",
-        }),
-        failure: phaseFailure,
+        prepare: "2026-11-25T02:21:02.000Z",
+        stop_apiserver: "2026-11-25T02:21:05.000Z",
+        stop: "2026-11-25T02:21:09.000Z",
+        restore: "2026-11-25T02:21:14.000Z",
+      },
+      {
         rollback: { phase: "rollback", deadline: "later", startedAt: "2026-11-25T02:24:00.000Z" },
         rollbackAgents: { state: "done", summary: "cp-1: rolled back" },
       },
-      executionStartedAt,
     );
     expect(message).toContain(
       "Outage:    the API servers were told to stop at 2026-11-25T02:21:05.000Z, 8 min 55 s before this notice; the rollback started them again, without waiting for them to answer ready",
@@ -182,22 +192,9 @@ describe("composeRestoreMessage's timings", () => {
   });
 
   it("says the API may still be down when the rollback did not finish", async () => {
-    const { dependencies } = fakeDependencies();
-    const { message } = await composeRestoreMessage(
-      dependencies,
-      input,
-      executionArn,
-      "failed",
-      {
-        lease: { acquired: true, acquiredAt: approvedAt },
-        phases: timestamps({
-          prepare: "2026-11-25T02:21:02.000Z",
-          stop_apiserver: "2026-11-25T02:21:05.000Z",
-        }),
-        failure: phaseFailure,
-        rollbackAgents: { state: "failed", summary: "cp-2: etcd still accepts connections" },
-      },
-      executionStartedAt,
+    const { message } = await composeFailedAfterApproval(
+      { prepare: "2026-11-25T02:21:02.000Z", stop_apiserver: "2026-11-25T02:21:05.000Z" },
+      { rollbackAgents: { state: "failed", summary: "cp-2: etcd still accepts connections" } },
     );
     expect(message).toMatch(/Outage: {4}the API servers were told to stop at .*; they may still be down/);
   });
