@@ -37,9 +37,13 @@ const composedAt = "2026-11-25T02:30:00.000Z";
 
 function fakeDependencies(now = composedAt) {
   const released: string[] = [];
+  const metrics: Array<[string, number]> = [];
   const dependencies = {
     operatorCliFlags: "",
-    reporter: silentReporter,
+    reporter: {
+      ...silentReporter,
+      metric: (name: string, _unit: string, value: number) => metrics.push([name, value]),
+    },
     now: () => new Date(now),
     leases: {
       releaseLease: async ({ owner }: { owner: string }) => {
@@ -48,7 +52,7 @@ function fakeDependencies(now = composedAt) {
       },
     },
   } as unknown as RestoreDependencies;
-  return { dependencies, released };
+  return { dependencies, released, metrics };
 }
 
 describe("composeRestoreMessage after a failure on the nodes", () => {
@@ -141,7 +145,7 @@ const throughEveryBarrier = {
 
 describe("composeRestoreMessage's timings", () => {
   it("counts the restore's own work from approval, and the outage from the API servers' stop until start-apiserver's barrier passed", async () => {
-    const { dependencies } = fakeDependencies();
+    const { dependencies, metrics } = fakeDependencies();
     const { message, timings } = await composeRestoreMessage(
       dependencies,
       input,
@@ -162,6 +166,12 @@ describe("composeRestoreMessage's timings", () => {
     // The same in figures, for the execution's output; the phases add up to the time since approval.
     expect(timings).toMatchObject({ totalMs: 1_800_000, sinceApprovalMs: 600_000, outageMs: 271_000 });
     expect(timings.phases.reduce((sum, { ms }) => sum + ms, 0)).toBe(timings.sinceApprovalMs);
+    // And as metrics, per cluster.
+    expect(metrics).toEqual([
+      ["RestoreSucceeded", 1],
+      ["RestoreDuration", 600_000],
+      ["RestoreOutage", 271_000],
+    ]);
     // Said before the lease and the execution, after what the restore did.
     const lines = message.split("\n");
     expect(lines.findIndex((line) => line.startsWith("Took:"))).toBeLessThan(

@@ -92,6 +92,13 @@ export async function composeRestoreMessage(
     .filter((line): line is string => line !== undefined)
     .join("\n");
   dependencies.reporter.metric(outcome === "succeeded" ? "RestoreSucceeded" : "RestoreFailed", "Count", 1);
+  // Per cluster, to compare rehearsals with the recovery objective over time.
+  if (timings.sinceApprovalMs !== undefined) {
+    dependencies.reporter.metric("RestoreDuration", "Milliseconds", timings.sinceApprovalMs);
+  }
+  if (timings.outageMs !== undefined) {
+    dependencies.reporter.metric("RestoreOutage", "Milliseconds", timings.outageMs);
+  }
   return { subject: subject.slice(0, 99), message, timings };
 }
 
