@@ -45,7 +45,12 @@ export type WorkerTask =
       bucket: string;
     }
   | { kind: "snapshot-slow-sink"; etcdEndpoint: string; bytesPerSecond: number }
-  | { kind: "snapshot-exec-slow-sink"; kube: KubeApiAccess; bytesPerSecond: number }
+  | {
+      /** Through the Kubernetes API, as above, into the slow sink. */
+      kind: "snapshot-exec-slow-sink" | "snapshot-port-forward-slow-sink";
+      kube: KubeApiAccess;
+      bytesPerSecond: number;
+    }
   | {
       kind: "upload-file";
       path: string;
@@ -101,7 +106,8 @@ async function runTask(task: WorkerTask): Promise<WorkerResult> {
       }
     }
     case "snapshot-slow-sink":
-    case "snapshot-exec-slow-sink": {
+    case "snapshot-exec-slow-sink":
+    case "snapshot-port-forward-slow-sink": {
       const { source, started } = await openTaskSource(task);
       try {
         const streamed = await streamSnapshot(source, () => createRateLimitedSink(task.bytesPerSecond));
@@ -156,7 +162,7 @@ async function openTaskSource(
     return { source, started: performance.now() };
   }
   const started = performance.now();
-  const kind = task.kind === "snapshot-port-forward-s3" ? "grpc" : "exec";
+  const kind = task.kind.startsWith("snapshot-port-forward-") ? "grpc" : "exec";
   return { source: await openKubeSource(task.kube, kind), started };
 }
 

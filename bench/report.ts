@@ -269,21 +269,25 @@ export function renderReport(results: BenchResults): string {
           "memory only (`BENCH_MEMORY_SIZES`, one run per source unless `BENCH_MEMORY_RUNS` says more); " +
           "their times are shown for context and held against no target.",
         "",
-        "| size | product → file | product → S3 | slow sink | plain upload (reference) | etcdctl save (reference) |",
-        "|---|---|---|---|---|---|",
+        "| size | product → file | product → S3 | slow sink | exec (API stand-in) → slow sink | port-forward (API stand-in) → slow sink | plain upload (reference) | etcdctl save (reference) |",
+        "|---|---|---|---|---|---|---|---|",
       );
+      const peakOf = (figures: MethodFigures | undefined, timed = false) =>
+        figures
+          ? `${mib(figures.peakRssBytes.max)}${timed ? ` (${seconds(figures.seconds.median)} s)` : ""}`
+          : "—";
       for (const size of results.snapshot) {
         push(
-          `| ${size.sizeMebibytes} MiB | ${mib(size.methods.productToFile.peakRssBytes.max)} | ${mib(size.methods.productToS3.peakRssBytes.max)} | ` +
-            `${size.slowSink ? mib(size.slowSink.peakRssBytes.max) : "—"} | ${mib(size.methods.plainUpload.peakRssBytes.max)} | ${mib(size.methods.etcdctlSave.peakRssBytes.max)} |`,
+          `| ${size.sizeMebibytes} MiB | ${peakOf(size.methods.productToFile)} | ${peakOf(size.methods.productToS3)} | ` +
+            `${peakOf(size.slowSink)} | ${peakOf(size.execSlowSink)} | ${peakOf(size.portForwardSlowSink)} | ` +
+            `${peakOf(size.methods.plainUpload)} | ${peakOf(size.methods.etcdctlSave)} |`,
         );
       }
       for (const size of results.memory) {
         push(
           `| ${size.sizeMebibytes} MiB (memory pass; snapshot ${mib(size.snapshotBytes)} MiB) | ` +
-            `${mib(size.productToFile.peakRssBytes.max)} (${seconds(size.productToFile.seconds.median)} s) | ` +
-            `${mib(size.productToS3.peakRssBytes.max)} (${seconds(size.productToS3.seconds.median)} s) | ` +
-            `${mib(size.slowSink.peakRssBytes.max)} (${seconds(size.slowSink.seconds.median)} s) | — | — |`,
+            `${peakOf(size.productToFile, true)} | ${peakOf(size.productToS3, true)} | ${peakOf(size.slowSink, true)} | ` +
+            `${peakOf(size.execSlowSink, true)} | ${peakOf(size.portForwardSlowSink, true)} | — | — |`,
         );
       }
       push("");
@@ -468,6 +472,12 @@ function renderKubeSources(size: SnapshotSizeFigures, push: (...more: string[]) 
   if (size.execSlowSink) {
     rows.push([`exec → slow sink (${mib(size.execSlowSink.bytesPerSecond)} MiB/s)`, size.execSlowSink]);
   }
+  if (size.portForwardSlowSink) {
+    rows.push([
+      `port-forward → slow sink (${mib(size.portForwardSlowSink.bytesPerSecond)} MiB/s)`,
+      size.portForwardSlowSink,
+    ]);
+  }
   if (rows.length === 0) return;
   const bytes = size.snapshotBytes;
   const { etcdctlSave, plainUpload, productToS3 } = size.methods;
@@ -505,8 +515,8 @@ function renderKubeSources(size: SnapshotSizeFigures, push: (...more: string[]) 
 /** What the methods through the stand-in Kubernetes API server are, when any was measured. */
 function kubeMethodLines(results: BenchResults): string[] {
   const measured =
-    results.snapshot.some((size) => size.kube || size.execSlowSink) ||
-    results.memory.some((size) => size.execSlowSink);
+    results.snapshot.some((size) => size.kube || size.execSlowSink || size.portForwardSlowSink) ||
+    results.memory.some((size) => size.execSlowSink || size.portForwardSlowSink);
   if (!measured) return [];
   return [
     "- **f. exec → S3**: the `exec` source through the stand-in Kubernetes API server (bench/kube-api-process.ts, " +
@@ -519,8 +529,9 @@ function kubeMethodLines(results: BenchResults): string[] {
     "- f and g are opened inside the timing as the take-snapshot step opens them (the kubeconfig parsed as " +
       "one kept in a secret, the pod read again, then the source). They run at the sizes `BENCH_KUBE_SIZES` " +
       "names (default 256) for the sources `BENCH_KUBE_SOURCES` names (default `exec,port-forward`; empty " +
-      "for none), to keep the bench within its time budget; exec into the slow sink runs at the largest size " +
-      "(the memory pass when there is one) when the budget allows.",
+      "for none), to keep the bench within its time budget; each of those sources also runs into the slow " +
+      "sink at the largest size (the memory pass when there is one) when the budget allows — exec held back " +
+      "after its save in the pod, port-forward's gRPC stream held back through the tunnel from the start.",
   ];
 }
 
@@ -535,10 +546,20 @@ function kubePeaks(results: BenchResults): Array<[number, string, MethodFigures]
     if (size.execSlowSink) {
       peaks.push([size.sizeMebibytes, "exec (API stand-in) → slow sink", size.execSlowSink]);
     }
+    if (size.portForwardSlowSink) {
+      peaks.push([size.sizeMebibytes, "port-forward (API stand-in) → slow sink", size.portForwardSlowSink]);
+    }
   }
   for (const size of results.memory) {
     if (size.execSlowSink) {
       peaks.push([size.sizeMebibytes, "exec (API stand-in) → slow sink (memory pass)", size.execSlowSink]);
+    }
+    if (size.portForwardSlowSink) {
+      peaks.push([
+        size.sizeMebibytes,
+        "port-forward (API stand-in) → slow sink (memory pass)",
+        size.portForwardSlowSink,
+      ]);
     }
   }
   return peaks;

@@ -48,13 +48,18 @@ export interface SnapshotSizeFigures {
     plainUpload: MethodFigures;
     twoStep: MethodFigures;
   };
-  slowSink?: MethodFigures & { bytesPerSecond: number };
+  slowSink?: SlowSinkFigures;
   partSettings?: Array<{ partSize: number; partsInFlight: number; figures: MethodFigures }>;
   /** The sources through the stand-in Kubernetes API server, at the sizes `BENCH_KUBE_SIZES` names. */
   kube?: { execToS3?: MethodFigures; portForwardToS3?: MethodFigures };
   /** The exec source into the slow sink (at the largest size, when no memory pass ran). */
-  execSlowSink?: MethodFigures & { bytesPerSecond: number };
+  execSlowSink?: SlowSinkFigures;
+  /** The port-forward source into the slow sink (likewise; absent from reports before it was measured). */
+  portForwardSlowSink?: SlowSinkFigures;
 }
+
+/** A stream into a sink limited to `bytesPerSecond`. */
+export type SlowSinkFigures = MethodFigures & { bytesPerSecond: number };
 
 /** The ways through the Kubernetes API: etcdctl in the pod (exec), or gRPC through a port-forward. */
 export const kubeSourceNames = ["exec", "port-forward"] as const;
@@ -66,10 +71,20 @@ export interface MemoryPassFigures {
   snapshotBytes: number;
   productToFile: MethodFigures;
   productToS3: MethodFigures;
-  slowSink: MethodFigures & { bytesPerSecond: number };
+  slowSink: SlowSinkFigures;
   /** The exec source through the stand-in API server into the same slow sink, when it fitted the budget. */
-  execSlowSink?: MethodFigures & { bytesPerSecond: number };
+  execSlowSink?: SlowSinkFigures;
+  /** The port-forward source likewise (absent from reports written before it was measured). */
+  portForwardSlowSink?: SlowSinkFigures;
 }
+
+/** The sources through the stand-in API server into the slow sink, by the field their figures go in. */
+export type KubeSlowSinkFigures = Pick<MemoryPassFigures, "execSlowSink" | "portForwardSlowSink">;
+
+const kubeSlowSinks = {
+  exec: { field: "execSlowSink", kind: "snapshot-exec-slow-sink" },
+  "port-forward": { field: "portForwardSlowSink", kind: "snapshot-port-forward-slow-sink" },
+} as const satisfies Record<KubeSourceName, { field: keyof KubeSlowSinkFigures; kind: WorkerTask["kind"] }>;
 
 export interface VerifySizeFigures {
   sizeMebibytes: number;
@@ -353,7 +368,7 @@ export async function benchMemory(
   size: number,
   runs: number,
   slowSinkBytesPerSecond: number,
-  options: { execSlowSink?: boolean } = {},
+  options: { kubeSlowSinkSources?: readonly KubeSourceName[] } = {},
 ): Promise<MemoryPassFigures> {
   await mkdir(workDir, { recursive: true });
   const productFile = join(workDir, `product-${size}mib.db`);
@@ -392,8 +407,12 @@ export async function benchMemory(
     productToS3: figuresOf(toS3),
     slowSink: await benchSlowSink(context, database, size, slowSinkBytesPerSecond, runs),
   };
-  if (options.execSlowSink) {
-    figures.execSlowSink = await benchExecSlowSink(context, database, size, slowSinkBytesPerSecond, runs);
+  const kubeSources = options.kubeSlowSinkSources ?? [];
+  if (kubeSources.length > 0) {
+    Object.assign(
+      figures,
+      await benchKubeSlowSink(context, database, size, slowSinkBytesPerSecond, runs, kubeSources),
+    );
   }
   return figures;
 }
@@ -405,7 +424,7 @@ export async function benchSlowSink(
   size: number,
   bytesPerSecond: number,
   runs: number,
-): Promise<MethodFigures & { bytesPerSecond: number }> {
+): Promise<SlowSinkFigures> {
   const slow: Sample[] = [];
   for (let run = 1; run <= runs; run++) {
     const sample = await withSidecarCpu(database, undefined, () =>
@@ -420,40 +439,49 @@ export async function benchSlowSink(
 }
 
 /**
- * The exec source through the stand-in API server into the slow sink: etcdctl saves at full speed in the
- * pod, then the pod's `cat` must be held back through the WebSocket, the API server and the product.
+ * The sources through the stand-in API server into the slow sink, in turn within each run. Exec: etcdctl
+ * saves at full speed in the pod, then the pod's `cat` must be held back through the WebSocket, the API
+ * server and the product. Port-forward: etcd's gRPC stream must be held back through the product's local
+ * tunnel, the port-forward WebSocket and the API server from the start.
  */
-export async function benchExecSlowSink(
+export async function benchKubeSlowSink(
   context: BenchContext,
   database: BenchDatabase,
   size: number,
   bytesPerSecond: number,
   runs: number,
-): Promise<MethodFigures & { bytesPerSecond: number }> {
+  sources: readonly KubeSourceName[],
+): Promise<KubeSlowSinkFigures> {
   const kubeApi = await startKubeApiFor(database);
-  const slow: Sample[] = [];
+  const samples = new Map<KubeSourceName, Sample[]>(sources.map((source) => [source, []]));
   try {
     for (let run = 1; run <= runs; run++) {
-      const sample = await withSidecarCpu(
-        database,
-        undefined,
-        () =>
-          runWorker(context, {
-            kind: "snapshot-exec-slow-sink",
-            kube: { kubeconfig: kubeApi.kubeconfig, pod: kubeApi.pod },
-            bytesPerSecond,
-          }),
-        kubeApi,
-      );
-      context.log(
-        `  ${size} MiB exec → slow sink run ${run}: ${sample.seconds.toFixed(1)} s, RSS ${mib(sample.peakRssBytes)} MiB`,
-      );
-      slow.push(sample);
+      for (const source of sources) {
+        const sample = await withSidecarCpu(
+          database,
+          undefined,
+          () =>
+            runWorker(context, {
+              kind: kubeSlowSinks[source].kind,
+              kube: { kubeconfig: kubeApi.kubeconfig, pod: kubeApi.pod },
+              bytesPerSecond,
+            }),
+          kubeApi,
+        );
+        context.log(
+          `  ${size} MiB ${source} → slow sink run ${run}: ${sample.seconds.toFixed(1)} s, RSS ${mib(sample.peakRssBytes)} MiB`,
+        );
+        samples.get(source)?.push(sample);
+      }
     }
   } finally {
     await kubeApi.stop();
   }
-  return { ...figuresOf(slow), bytesPerSecond };
+  const figures: KubeSlowSinkFigures = {};
+  for (const [source, measured] of samples) {
+    figures[kubeSlowSinks[source].field] = { ...figuresOf(measured), bytesPerSecond };
+  }
+  return figures;
 }
 
 async function benchVerify(context: BenchContext, size: number, file: string): Promise<VerifySizeFigures> {
