@@ -15,9 +15,9 @@ export const MetricNames = {
   backupFailed: "BackupFailed",
   restoreSucceeded: "RestoreSucceeded",
   restoreFailed: "RestoreFailed",
-  /** A restore's own work, from the lease taken after approval to its notice (milliseconds). */
+  /** A successful restore's own work, from the lease taken after approval to its notice (milliseconds). */
   restoreDuration: "RestoreDuration",
-  /** How long the Kubernetes API was down in a restore, from the stop-apiserver barrier (milliseconds). */
+  /** How long the Kubernetes API was down in a successful restore, from the stop-apiserver barrier (milliseconds). */
   restoreOutage: "RestoreOutage",
   snapshotBytes: "SnapshotBytes",
   snapshotDuration: "SnapshotDuration",

@@ -16,8 +16,8 @@ const phaseFailure = {
 
 /** The failure notice of a restore that failed after approval, its phases' plans written at `phases`. */
 async function composeFailedAfterApproval(phases: Record<string, string>, rest: Record<string, unknown>) {
-  const { dependencies } = fakeDependencies();
-  return composeRestoreMessage(
+  const { dependencies, metrics } = fakeDependencies();
+  const composed = await composeRestoreMessage(
     dependencies,
     input,
     executionArn,
@@ -30,6 +30,7 @@ async function composeFailedAfterApproval(phases: Record<string, string>, rest: 
     },
     executionStartedAt,
   );
+  return { ...composed, metrics };
 }
 
 /** When the notice is composed, unless a test says otherwise. */
@@ -180,7 +181,7 @@ describe("composeRestoreMessage's timings", () => {
   });
 
   it("after a rollback, says since when the API servers were stopped and that the rollback started them again", async () => {
-    const { message, timings } = await composeFailedAfterApproval(
+    const { message, timings, metrics } = await composeFailedAfterApproval(
       {
         prepare: "2026-11-25T02:21:02.000Z",
         stop_apiserver: "2026-11-25T02:21:05.000Z",
@@ -199,6 +200,8 @@ describe("composeRestoreMessage's timings", () => {
       "Phases:    safety snapshot 1 min 2 s, prepare 3.0 s, stop-apiserver 4.0 s, stop-etcd 5.0 s, restore 2 min 46 s, rollback 6 min 0 s",
     );
     expect(timings.outageEnded).toBe(false);
+    // A failure's times are the time to fail: no duration or outage metric, only the failure's count.
+    expect(metrics).toEqual([["RestoreFailed", 1]]);
   });
 
   it("says the API may still be down when the rollback did not finish", async () => {

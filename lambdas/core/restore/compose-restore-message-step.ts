@@ -92,11 +92,12 @@ export async function composeRestoreMessage(
     .filter((line): line is string => line !== undefined)
     .join("\n");
   dependencies.reporter.metric(outcome === "succeeded" ? "RestoreSucceeded" : "RestoreFailed", "Count", 1);
-  // Per cluster, to compare rehearsals with the recovery objective over time.
-  if (timings.sinceApprovalMs !== undefined) {
+  // Per cluster, to compare rehearsals with the recovery objective over time: restores that succeeded
+  // only (a failure's figures measure the time to fail, and its outage may not have ended).
+  if (outcome === "succeeded" && timings.sinceApprovalMs !== undefined) {
     dependencies.reporter.metric("RestoreDuration", "Milliseconds", timings.sinceApprovalMs);
   }
-  if (timings.outageMs !== undefined) {
+  if (outcome === "succeeded" && timings.outageMs !== undefined && timings.outageEnded) {
     dependencies.reporter.metric("RestoreOutage", "Milliseconds", timings.outageMs);
   }
   return { subject: subject.slice(0, 99), message, timings };
