@@ -92,8 +92,8 @@ export type StepAccess =
   /** Restore: look up the managed instances that carry a member's instanceTag (only when one has a tag). */
   | "find-agent-instances"
   /**
-   * Restore: run the free-space probe on the ssm executor's nodes before approval (the agents' document,
-   * the same instances) and read its answers.
+   * Restore: run the free-space probe on the ssm executor's nodes before approval (the stack's df-only
+   * document, on the agents' instances; sets FREE_SPACE_DOCUMENT) and read its answers.
    */
   | "probe-agent-instances"
   /** Restore: publish to the approvers' topic (sets APPROVERS_TOPIC_ARN). */
@@ -492,9 +492,10 @@ function grantAccess(
       }
       break;
     case "probe-agent-instances": {
-      const { agentInstances: agents, freeSpaceDocument } = restoreResources();
-      if (!freeSpaceDocument || (agents.ids.length === 0 && agents.tags.length === 0)) break;
-      grantAgentCommands(scope, role, agents, freeSpaceDocument.arn);
+      // The document exists only where a target restores through ssm.
+      const { agentInstances, freeSpaceDocument } = restoreResources();
+      if (!freeSpaceDocument) break;
+      grantAgentCommands(scope, role, agentInstances, freeSpaceDocument.arn);
       allow(["ssm:GetCommandInvocation"], ["*"]);
       acknowledgeWildcardResources(
         scope,

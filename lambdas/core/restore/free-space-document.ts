@@ -4,12 +4,15 @@
 // anything as root. The paths reach the shell unquoted: the parameter's pattern admits only absolute paths
 // of letters, digits and `._/-`, separated by single spaces — no quote, `$`, glob or separator.
 
+/** One path the document takes. */
+const probePath = "/[A-Za-z0-9._/-]*";
+
 /** What the document's dataDirs parameter admits, and so what the probe can measure. */
-export const probePathPattern = "^/[A-Za-z0-9._/-]*( /[A-Za-z0-9._/-]*)*$";
+export const probePathPattern = `^${probePath}( ${probePath})*$`;
 
 /** A path the document will take (one item of dataDirs). */
 export function isProbePath(path: string): boolean {
-  return /^\/[A-Za-z0-9._/-]*$/.test(path);
+  return new RegExp(`^${probePath}$`).test(path);
 }
 
 /**

@@ -22,6 +22,8 @@ const environmentSchema = z
      * locally, where the S3 client's own credentials sign.
      */
     PRESIGN_ROLE_ARN: z.string().startsWith("arn:").optional(),
+    /** validate-restore: the stack's df-only SSM document for the free-space probe (ssm executor only). */
+    FREE_SPACE_DOCUMENT: z.string().optional(),
     /** The node agent script bundled beside the restore functions. */
     RESTORE_AGENT_SCRIPT: z.string().optional(),
     /** What the `etcd-backup` commands quoted in notices add to reach this stack (`--local` locally). */

@@ -5,6 +5,7 @@ import { paginateDescribeInstanceInformation, SSMClient } from "@aws-sdk/client-
 import type { InstanceTag, ManagedInstance } from "../../core/restore/agent-instances.js";
 import type { MeasureFreeSpace } from "../../core/restore/member-free-space.js";
 import { measureFreeSpaceThroughSsm } from "../../core/restore/ssm-free-space.js";
+import { readEnvironment } from "./environment.js";
 
 let ssm: SSMClient | undefined;
 
@@ -30,7 +31,7 @@ export async function findManagedInstances(tag: InstanceTag, client?: SSMClient)
 
 /** The ssm executor's free-space probe, through this function's client and the stack's document. */
 export const measureFreeSpaceOnInstances: MeasureFreeSpace = async (members) => {
-  const documentName = process.env.FREE_SPACE_DOCUMENT;
+  const documentName = readEnvironment().FREE_SPACE_DOCUMENT;
   // Set only where a target uses the ssm executor; without it the agents check before anything stops.
   if (!documentName) throw new Error("this stack has no free-space document (FREE_SPACE_DOCUMENT)");
   return measureFreeSpaceThroughSsm(ssmClient(), members, { documentName });
