@@ -1,4 +1,5 @@
 import { BucketNotFoundError, InvalidInputError } from "../lambdas/core/errors.js";
+import { isMissingBucket } from "../lambdas/core/store/s3-errors.js";
 
 export type SnapshotLocation = { kind: "file"; path: string } | { kind: "s3"; bucket: string; key: string };
 
@@ -16,15 +17,9 @@ export function parseSnapshotLocation(value: string): SnapshotLocation {
  * bucket given on the command line is the operator's to create or correct. Otherwise the error itself.
  */
 export function withMissingBucketNamed(error: unknown, bucket: string, given: string): unknown {
-  for (let cause = error, depth = 0; cause instanceof Object && depth < 8; depth++) {
-    const { name, Code } = cause as { name?: unknown; Code?: unknown };
-    if (name === "NoSuchBucket" || Code === "NoSuchBucket") {
-      return new BucketNotFoundError(
-        `bucket ${bucket} does not exist (${given}): create it, or name an existing bucket`,
-        { cause: error },
-      );
-    }
-    cause = (cause as { cause?: unknown }).cause;
-  }
-  return error;
+  if (!isMissingBucket(error)) return error;
+  return new BucketNotFoundError(
+    `bucket ${bucket} does not exist (${given}): create it, or name an existing bucket`,
+    { cause: error },
+  );
 }

@@ -119,6 +119,19 @@ describe("kubeJsonRequest", () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
+  it("says it timed out when the answer stalls half way", async () => {
+    const config = await configFor((_request, response) => {
+      response.writeHead(200, { "Content-Type": "application/json" });
+      response.write('{"kind":"PodList","items":[');
+      // never finishes
+    });
+    const error = await failureOf(
+      kubeJsonRequest(config, { method: "GET", path: "/slow", where: "list pods", timeoutMs: 200 }),
+    );
+    expect(error.failure.kind).toBe("unreachable");
+    expect(error.message).toBe("list pods: the Kubernetes API could not be reached: no answer within 0.2 s");
+  });
+
   it("an answer that is not JSON is a failure, not data", async () => {
     const config = await configFor((_request, response) => response.writeHead(200).end("ok"));
     const error = await failureOf(kubeJsonRequest(config, { method: "GET", path: "/", where: "read" }));

@@ -103,8 +103,20 @@ export async function kubeJsonRequest<T>(config: KubeConfig, call: KubeJsonReque
     headers["Content-Length"] = payload.length;
   }
   const send = url.protocol === "http:" ? httpRequest : httpsRequest;
+  const timeoutMs = call.timeoutMs ?? 30_000;
   return new Promise<T>((resolve, reject) => {
-    const fail = (failure: KubeRequestFailure) => reject(new KubeRequestError(failure, call.where));
+    // Once the answer has begun, a destroyed request reaches the response as a bare "aborted": the
+    // timeout says so itself.
+    let timedOut = false;
+    const fail = (failure: KubeRequestFailure) =>
+      reject(
+        new KubeRequestError(
+          timedOut && failure.kind === "unreachable"
+            ? { ...failure, message: `no answer within ${timeoutMs / 1000} s` }
+            : failure,
+          call.where,
+        ),
+      );
     const request = send(url, { ...options, method: call.method, headers }, (response) => {
       const status = response.statusCode ?? 0;
       if (status < 200 || status > 299) {
@@ -129,9 +141,10 @@ export async function kubeJsonRequest<T>(config: KubeConfig, call: KubeJsonReque
         }
       });
     });
-    request.setTimeout(call.timeoutMs ?? 30_000, () =>
-      request.destroy(new Error(`no answer within ${(call.timeoutMs ?? 30_000) / 1000} s`)),
-    );
+    request.setTimeout(timeoutMs, () => {
+      timedOut = true;
+      request.destroy(new Error(`no answer within ${timeoutMs / 1000} s`));
+    });
     request.on("error", (error: NodeJS.ErrnoException) =>
       fail({
         kind: "unreachable",

@@ -22,6 +22,16 @@ export function isRefusedByS3(error: unknown): boolean {
   return $metadata?.httpStatusCode === 403;
 }
 
+/** S3 answered NoSuchBucket, to this request or to one among its causes (the core wraps what S3 said). */
+export function isMissingBucket(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Object && depth < 8; depth++) {
+    const { name, Code } = cause as { name?: unknown; Code?: unknown };
+    if (name === "NoSuchBucket" || Code === "NoSuchBucket") return true;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /** The named error for an S3 failure: StorageAccessDeniedError for a refusal, else transient. */
 export function storageError(
   what: string,
