@@ -4,7 +4,7 @@
 import { execFile } from "node:child_process";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
-import { delimiter, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { InvalidInputError } from "../../lambdas/core/errors.js";
 
@@ -84,14 +84,16 @@ export function detectInstalledEtcd(): Promise<InstalledEtcd> {
 
 async function detect(): Promise<InstalledEtcd> {
   const chosenEtcd = process.env.ETCD_BINARY;
-  const [etcdBinary, etcdctlBinary, etcdutlBinary] = await Promise.all([
-    chosenEtcd?.includes("/") ? findExecutable(chosenEtcd) : findOnPath(chosenEtcd || "etcd"),
-    findOnPath("etcdctl"),
-    findOnPath("etcdutl"),
-  ]);
+  const etcdBinary = chosenEtcd?.includes("/")
+    ? await findExecutable(chosenEtcd)
+    : await findOnPath(chosenEtcd || "etcd");
   if (chosenEtcd && !etcdBinary) {
     throw new InvalidInputError(`ETCD_BINARY names ${chosenEtcd}, which is not an executable file`);
   }
+  const [etcdctlBinary, etcdutlBinary] = await Promise.all([
+    findReleaseTool(etcdBinary, "etcdctl"),
+    findReleaseTool(etcdBinary, "etcdutl"),
+  ]);
   const [etcd, etcdctl, etcdutl] = await Promise.all([
     versionText(etcdBinary, "--version"),
     versionText(etcdctlBinary, "version"),
@@ -104,6 +106,18 @@ async function detect(): Promise<InstalledEtcd> {
     etcdctlBinary: etcdctlBinary as string,
     restoreToolPath: (choice.restoreTool === "etcdutl" ? etcdutlBinary : etcdctlBinary) as string,
   };
+}
+
+/**
+ * A tool of etcd's own release: beside the etcd binary first (a release unpacked in a directory of its
+ * own, ETCD_BINARY naming another etcd than PATH's), else on PATH.
+ */
+export async function findReleaseTool(
+  etcdBinary: string | undefined,
+  name: string,
+): Promise<string | undefined> {
+  const beside = etcdBinary ? await findExecutable(join(dirname(etcdBinary), name)) : undefined;
+  return beside ?? findOnPath(name);
 }
 
 async function findOnPath(name: string): Promise<string | undefined> {

@@ -1,8 +1,13 @@
 // The local stack's restore tool, chosen from what this machine's etcd tools print: etcdutl wherever it is
 // installed, etcdctl up to 3.5, and a refusal that says what to install otherwise.
+import { execFile } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { chooseRestoreTool } from "../../cli/local/installed-etcd.js";
+import { chooseRestoreTool, findReleaseTool } from "../../cli/local/installed-etcd.js";
 import { InvalidInputError } from "../../lambdas/core/errors.js";
+import { makeTempDir } from "../support/temp-dir.js";
 
 /** What each release's tools print for their version (Debian's 3.4.23; etcd's release builds otherwise). */
 const printed = {
@@ -99,5 +104,24 @@ describe("the local stack's restore tool", () => {
         etcdutl: undefined,
       }),
     ).toThrow("cannot read a version from `etcd --version`: etcd: unknown flag");
+  });
+});
+
+describe("the tools of etcd's release", () => {
+  it("are taken from beside the etcd binary first, then from PATH", async () => {
+    const work = await makeTempDir("etcd-release-");
+    try {
+      const release = join(work.path, "etcd-v3.6.1-linux-amd64");
+      await mkdir(release);
+      for (const name of ["etcd", "etcdutl"]) {
+        await writeFile(join(release, name), "#!/bin/sh\n", { mode: 0o755 });
+      }
+      expect(await findReleaseTool(join(release, "etcd"), "etcdutl")).toBe(join(release, "etcdutl"));
+      // Not in the release's directory: PATH's, as for an etcd installed by a package.
+      const onPath = (await promisify(execFile)("bash", ["-c", "command -v etcdctl"])).stdout.trim();
+      expect(await findReleaseTool(join(release, "etcd"), "etcdctl")).toBe(onPath);
+    } finally {
+      await work.remove();
+    }
   });
 });
