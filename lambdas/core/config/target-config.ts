@@ -104,6 +104,17 @@ const etcdSchema = z
 /** kube-apiserver's readiness URL on the node, or "none" for no readiness check. */
 const readyUrlSetting = z.union([z.literal("none"), z.string().url()]);
 
+/**
+ * A member's kube-apiserver readiness setting: its own, else the layout's. A URL, "none" (no check), or
+ * undefined: its agent reads the URL from the node's kube-apiserver manifest.
+ */
+export function apiServerReadyUrlOf(
+  layout: { apiServerReadyUrl?: string },
+  member: { apiServerReadyUrl?: string } | undefined,
+): string | undefined {
+  return member?.apiServerReadyUrl ?? layout.apiServerReadyUrl;
+}
+
 const restoreMemberSchema = z
   .object({
     /** The etcd member name (--name), as in the cluster's initial-cluster. */

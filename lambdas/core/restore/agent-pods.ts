@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type { V1Pod, V1Secret, V1Toleration, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
-import type { RestoreLayout } from "../config/target-config.js";
+import { apiServerReadyUrlOf, type RestoreLayout } from "../config/target-config.js";
 import { agentExecutionMarginSeconds, restoreWorkSeconds } from "./restore-timeouts.js";
 
 /** What each agent pod carries: the member's node, the paths its plan names, and its launch URLs. */
@@ -120,7 +120,7 @@ export function agentHostMounts(layout: RestoreLayout, member: AgentPodMember): 
   // Unset, the URL comes from kube-apiserver's manifest and is asked too; only "none" asks nothing.
   const asksReadiness =
     Boolean(layout.apiServerManifest) &&
-    layout.members.some((entry) => (entry.apiServerReadyUrl ?? layout.apiServerReadyUrl) !== "none");
+    layout.members.some((entry) => apiServerReadyUrlOf(layout, entry) !== "none");
   const wanted: HostMount[] = [
     { path: posix.dirname(member.dataDir.replace(/\/+$/, "")), readOnly: false },
     // The manifest dir's parent holds it and its parked sibling in one mount, so that parking a manifest

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import * as z from "zod";
 import { restoreLeaseSeconds } from "../backup/backup-dependencies.js";
-import { findTarget, type RestoreLayout } from "../config/target-config.js";
+import { apiServerReadyUrlOf, findTarget, type RestoreLayout } from "../config/target-config.js";
 import { InvalidInputError, LeaseHeldError } from "../errors.js";
 import { defaultPhaseTimeoutSeconds, launchUrlSeconds, planUrlSeconds } from "./agent-url-lifetimes.js";
 import { freeBytesNeeded } from "./member-free-space.js";
@@ -91,7 +91,7 @@ export async function writeRestorePlans(
   const agents: AgentLaunch[] = [];
   for (const member of members) {
     const configured = layout.members.find((entry) => entry.name === member.name);
-    const apiServerReadyUrl = configured?.apiServerReadyUrl ?? layout.apiServerReadyUrl;
+    const apiServerReadyUrl = apiServerReadyUrlOf(layout, configured);
     // Unset: each agent reads the URL from its node's kube-apiserver manifest.
     const readiness =
       apiServerReadyUrl === "none"

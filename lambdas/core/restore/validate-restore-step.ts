@@ -1,6 +1,6 @@
 // The first restore state: refuse anything unsafe before a person is asked to approve it.
 import { SnapshotStatus } from "../catalogue/snapshot-record.js";
-import { findTarget, type RestoreLayout } from "../config/target-config.js";
+import { apiServerReadyUrlOf, findTarget, type RestoreLayout } from "../config/target-config.js";
 import { describeError, EtcdUnavailableError, InvalidInputError, SnapshotNotFoundError } from "../errors.js";
 import { chooseSnapshotMember } from "../etcd/choose-member.js";
 import { describeMemberHashCheck } from "../snapshot/member-hash-check.js";
@@ -198,9 +198,7 @@ export function apiReadinessNote(layout: {
   members: Array<{ name: string; apiServerReadyUrl?: string }>;
 }): string | undefined {
   if (!layout.apiServerManifest) return undefined;
-  const unchecked = layout.members.filter(
-    (member) => (member.apiServerReadyUrl ?? layout.apiServerReadyUrl) === "none",
-  );
+  const unchecked = layout.members.filter((member) => apiServerReadyUrlOf(layout, member) === "none");
   if (unchecked.length === 0) return undefined;
   return `API readiness will not be checked on ${unchecked.map((member) => member.name).join(", ")} (apiServerReadyUrl is none): the restore ends once etcd is healthy and the API servers' manifests are back`;
 }
