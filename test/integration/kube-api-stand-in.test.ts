@@ -1,6 +1,7 @@
 // The stand-in Kubernetes API server, checked against the real clients (kubectl 1.32 and
 // @kubernetes/client-node) and frame by frame against FACTS.md §5, with the real local etcd behind it.
 import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { request as httpsRequest } from "node:https";
 import { createServer, type Server, type Socket } from "node:net";
 import { PassThrough } from "node:stream";
@@ -812,7 +813,6 @@ describe("authentication and authorization", () => {
   });
 
   it("accepts a client certificate from its CA and refuses one from another CA", async () => {
-    const { readFile } = await import("node:fs/promises");
     const cert = await readFile(standIn.clientCertificateFile as string);
     const key = await readFile(standIn.clientKeyFile as string);
     expect((await getJson("/api/v1/namespaces/kube-system/pods", { cert, key })).status).toBe(200);
@@ -1010,5 +1010,132 @@ describe("the stand-in creating and deleting pods and secrets", () => {
     expect(
       decisions.filter((decision) => decision.verb === "delete").map((decision) => decision.resource),
     ).toEqual(["pods", "pods", "secrets", "secrets"]);
+  });
+});
+
+describe("the stand-in as the kubelet of created pods (runCreatedPods)", () => {
+  let kubelet: KubeApiStandIn;
+  let host: { path: string; remove: () => Promise<void> };
+
+  beforeAll(async () => {
+    host = await makeTempDir("kubelet-host");
+    kubelet = await startKubeApiStandIn({ runCreatedPods: { env: { KNOB: "from-test" } } });
+  });
+
+  afterAll(async () => {
+    await kubelet?.stop();
+    await host?.remove();
+  });
+
+  const api = () => {
+    const config = new KubeConfig();
+    config.loadFromFile(kubelet.kubeconfigPath);
+    return config.makeApiClient(CoreV1Api);
+  };
+
+  /** The pod's phase and its container's state, once the phase is one of `phases`. */
+  async function settled(name: string, phases: string[]) {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const pod = await api().readNamespacedPod({ name, namespace: "agents" });
+      if (phases.includes(pod.status?.phase ?? "")) return pod;
+      await sleep(25);
+    }
+    throw new Error(`pod ${name} never reached ${phases.join(" or ")}`);
+  }
+
+  /** A pod of one bash container on node cp-0 that mounts the Secret `files` and a host directory. */
+  function agentPod(name: string, script: string, hostPath = host.path) {
+    return {
+      metadata: { name },
+      spec: {
+        nodeName: "cp-0",
+        restartPolicy: "Never",
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: "agent",
+            command: ["bash", "-c", script],
+            env: [
+              { name: "PLAIN", value: "plain" },
+              { name: "URL", valueFrom: { secretKeyRef: { name: "files", key: "url" } } },
+            ],
+            volumeMounts: [
+              { name: "host", mountPath: hostPath },
+              { name: "script", mountPath: "/opt/agent", readOnly: true },
+              { name: "tmp", mountPath: "/tmp" },
+            ],
+          },
+        ],
+        volumes: [
+          { name: "host", hostPath: { path: hostPath, type: "Directory" } },
+          {
+            name: "script",
+            secret: { secretName: "files", items: [{ key: "run.sh", path: "run.sh" }], defaultMode: 0o500 },
+          },
+          { name: "tmp", emptyDir: {} },
+        ],
+      },
+    };
+  }
+
+  it("runs a created pod's container with its Secret's env and files, its host mount and an emptyDir /tmp", async () => {
+    await api().createNamespacedSecret({
+      namespace: "agents",
+      body: {
+        metadata: { name: "files" },
+        stringData: { url: "https://bucket/plan?X-Amz-Signature=s", "run.sh": 'echo "ran with $1"' },
+      },
+    });
+    const out = `${host.path}/out`;
+    await api().createNamespacedPod({
+      namespace: "agents",
+      body: agentPod(
+        "writer",
+        `{ bash /opt/agent/run.sh "$URL"; echo "$PLAIN $KNOB"; stat -c %a /opt/agent/run.sh; mktemp; } > ${out}`,
+      ),
+    });
+    const pod = await settled("writer", ["Succeeded", "Failed"]);
+    expect(pod.status?.phase).toBe("Succeeded");
+    expect(pod.status?.containerStatuses?.[0]?.state?.terminated).toMatchObject({
+      exitCode: 0,
+      reason: "Completed",
+    });
+    const [ran, env, mode, temporary] = (await readFile(out, "utf8")).trim().split("\n");
+    expect(ran).toBe("ran with https://bucket/plan?X-Amz-Signature=s");
+    expect(env).toBe("plain from-test");
+    expect(mode).toBe("500");
+    // The emptyDir at /tmp is the pod's own directory, not the machine's /tmp itself.
+    expect(temporary).toMatch(/\/pods\/agents\/writer\/\d+\/volumes\/tmp\/tmp\.\w+$/);
+  });
+
+  it("reports a failing container's exit code, and keeps a pod whose host directory is missing Pending", async () => {
+    await api().createNamespacedPod({ namespace: "agents", body: agentPod("failing", "exit 3") });
+    const failed = await settled("failing", ["Failed", "Succeeded"]);
+    expect(failed.status?.containerStatuses?.[0]?.state?.terminated).toMatchObject({
+      exitCode: 3,
+      reason: "Error",
+    });
+    await api().createNamespacedPod({
+      namespace: "agents",
+      body: agentPod("no-host-dir", `touch ${host.path}/never`, `${host.path}/missing`),
+    });
+    await sleep(200);
+    const pending = await api().readNamespacedPod({ name: "no-host-dir", namespace: "agents" });
+    expect(pending.status?.phase).toBe("Pending");
+    expect(pending.status?.containerStatuses?.[0]?.state?.waiting?.reason).toBe("ContainerCreating");
+    expect(pending.status?.message).toMatch(/hostPath type check failed/);
+  });
+
+  it("stops a running container with SIGTERM when its pod is deleted", async () => {
+    const marker = `${host.path}/terminated`;
+    await api().createNamespacedPod({
+      namespace: "agents",
+      body: agentPod("long", `trap 'echo term > ${marker}; exit 0' TERM; while true; do sleep 0.05; done`),
+    });
+    await settled("long", ["Running"]);
+    await sleep(200);
+    await api().deleteNamespacedPod({ name: "long", namespace: "agents" });
+    await kubelet.podRuns.get("agents/long")?.exited;
+    expect((await readFile(marker, "utf8")).trim()).toBe("term");
   });
 });

@@ -16,6 +16,10 @@ export interface StandInContainer {
   /** Defaults to the pod's readiness. */
   ready?: boolean;
   restartCount?: number;
+  /** The exit code of a container that ended (pod phase Succeeded or Failed). */
+  exitCode?: number;
+  /** Why a container of a Pending pod waits; default ContainerCreating. */
+  waitingReason?: string;
 }
 
 export interface StandInPod {
@@ -183,6 +187,16 @@ function containerReady(pod: StoredPod, container: StandInContainer): boolean {
   return container.ready ?? pod.spec.ready ?? true;
 }
 
+/** A container's state as the kubelet reports it for the pod's phase. */
+function containerState(phase: PodPhase, container: StandInContainer, created: string) {
+  if (phase === "Running") return { running: { startedAt: created } };
+  if (phase === "Succeeded" || phase === "Failed") {
+    const exitCode = container.exitCode ?? (phase === "Succeeded" ? 0 : 1);
+    return { terminated: { exitCode, reason: exitCode === 0 ? "Completed" : "Error", startedAt: created } };
+  }
+  return { waiting: { reason: container.waitingReason ?? "ContainerCreating" } };
+}
+
 /** Every container name, in the order the API server visits them (init, regular, ephemeral). */
 export function containerNames(pod: StoredPod): string[] {
   return pod.spec.containers.map((container) => container.name);
@@ -278,10 +292,7 @@ export function renderPod(pod: StoredPod, withTypeMeta = true): Record<string, u
     status.startTime = created;
     status.containerStatuses = spec.containers.map((container, index) => ({
       name: container.name,
-      state:
-        phase === "Running"
-          ? { running: { startedAt: created } }
-          : { waiting: { reason: "ContainerCreating" } },
+      state: containerState(phase, container, created),
       lastState: {},
       ready: containerReady(pod, container),
       restartCount: container.restartCount ?? 0,

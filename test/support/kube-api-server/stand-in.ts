@@ -19,6 +19,13 @@ import type { TLSSocket } from "node:tls";
 import { makeTempDir } from "../temp-dir.js";
 import { createTestCertificates, type TestCertificates } from "../test-certificates.js";
 import {
+  type CreatedPodRunnerOptions,
+  type PodRun,
+  type PodRunState,
+  type PostedPodSpec,
+  runCreatedPod,
+} from "./created-pod-runner.js";
+import {
   type ExecHandler,
   type ExecProtocol,
   type ExecRequest,
@@ -123,6 +130,11 @@ export interface KubeApiStandInOptions {
   kubeconfigNamespace?: string;
   /** Bytes queued towards a client before the command's output or the target connection is paused. */
   highWaterMark?: number;
+  /**
+   * Play the kubelet for pods created through the API that name a node: run each as a local process
+   * (created-pod-runner.ts). Off by default: a created pod then stays Pending.
+   */
+  runCreatedPods?: boolean | CreatedPodRunnerOptions;
 }
 
 export interface RecordedRequest {
@@ -183,6 +195,8 @@ export interface KubeApiStandIn {
   deletePod(name: string, options?: { namespace?: string; abrupt?: boolean }): void;
   /** Every pod and secret created through the API (POST), as the client sent it, in order. */
   created: CreatedObject[];
+  /** The created pods run as local processes (`runCreatedPods`), by "namespace/name", latest run last. */
+  podRuns: Map<string, PodRun>;
   stop(): Promise<void>;
 }
 
@@ -266,6 +280,8 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
     const namespace = pod.namespace;
     pods.delete(`${namespace}/${name}`);
     resourceVersion++;
+    const run = podRuns.get(`${namespace}/${name}`);
+    if (run) stoppingRuns.push(run.stop());
     for (const session of sessions) {
       if (session.record.namespace !== namespace || session.record.pod !== name) continue;
       if (session instanceof ExecSession) session.killProcess();
@@ -277,6 +293,48 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
   const requests: RecordedRequest[] = [];
   const streams: StreamRecord[] = [];
   const created: CreatedObject[] = [];
+  const podRuns = new Map<string, PodRun>();
+  const stoppingRuns: Array<Promise<void>> = [];
+  const runnerOptions =
+    options.runCreatedPods === true ? {} : options.runCreatedPods ? options.runCreatedPods : undefined;
+  /** As the kubelet: runs a created pod bound to a node, and reports its state on the stored pod. */
+  const runPod = (namespace: string, name: string, spec: PostedPodSpec) => {
+    const key = `${namespace}/${name}`;
+    const stored = pods.get(key);
+    const report = (state: PodRunState) => {
+      const current = pods.get(key);
+      // A deleted pod is not brought back by its last report; a new pod of the same name is not this one.
+      if (!current || current.uid !== stored?.uid) return;
+      setPod({
+        ...current.spec,
+        phase: state.phase,
+        containers: current.spec.containers.map((container) => ({
+          ...container,
+          exitCode: "exitCode" in state ? state.exitCode : undefined,
+          waitingReason: "waitingReason" in state ? state.waitingReason : undefined,
+        })),
+        overrides: {
+          ...current.spec.overrides,
+          ...("message" in state ? { status: { message: state.message } } : {}),
+        },
+      });
+    };
+    const podDir = join(temp.path, "pods", namespace, name, String(Date.now()));
+    const secretData = (secretName: string) => {
+      const data = secrets.get(`${namespace}/${secretName}`)?.spec.data;
+      if (!data) return undefined;
+      return Object.fromEntries(Object.entries(data).map(([field, value]) => [field, Buffer.from(value)]));
+    };
+    runCreatedPod(spec, podDir, secretData, report, runnerOptions).then(
+      (run) => {
+        podRuns.set(key, run);
+        // Deleted while it was being set up: stopped as the deletion would have stopped it.
+        if (pods.get(key)?.uid !== stored?.uid) stoppingRuns.push(run.stop());
+      },
+      (error: unknown) =>
+        report({ phase: "Pending", waitingReason: "CreateContainerError", message: String(error) }),
+    );
+  };
   const sessions = new Set<ExecSession | PortForwardSession>();
   const sockets = new Set<Socket>();
   const selectedProtocols = new WeakMap<IncomingMessage, string>();
@@ -658,7 +716,9 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
       ...(spec.hostNetwork ? { hostNetwork: true } : {}),
       overrides: { spec: spec as Record<string, unknown> },
     });
-    return { status: 201, body: renderPod(pods.get(key(name)) as StoredPod) };
+    const reply = { status: 201, body: renderPod(pods.get(key(name)) as StoredPod) };
+    if (runnerOptions && spec.nodeName) runPod(namespace, name, spec as PostedPodSpec);
+    return reply;
   };
 
   // ---- upgrades: exec and port-forward ----------------------------------------------------------
@@ -860,7 +920,10 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
     setPod,
     deletePod: removePod,
     created,
+    podRuns,
     async stop() {
+      for (const run of podRuns.values()) stoppingRuns.push(run.stop());
+      await Promise.all(stoppingRuns);
       for (const session of sessions) {
         if (session instanceof ExecSession) session.killProcess();
         session.drop();
