@@ -1,5 +1,6 @@
 // The restore state machine's refusals, executed locally: nothing on the nodes may change. Then one
 // restore through every barrier, whose agents follow the URLs each plan renews.
+import { readFile, writeFile } from "node:fs/promises";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,8 +20,19 @@ let stack: LocalStack;
 let snapshotId: string;
 const backupProgress: StepProgress[] = [];
 
+/** The local cluster again, restored with etcdctl as on etcd 3.4, whatever this machine's etcd has. */
+const etcdctlCluster = "local-etcdctl";
+
 beforeAll(async () => {
   stack = await startLocalStack({ members: 1 });
+  const targetsFile = stack.environment.targetsFile as string;
+  const targets = JSON.parse(await readFile(targetsFile, "utf8")) as {
+    targets: Array<{ name: string; restore: Record<string, unknown> }>;
+  };
+  const local = targets.targets[0] as (typeof targets.targets)[number];
+  const { toolPath: _installedTool, ...restore } = local.restore;
+  targets.targets.push({ ...local, name: etcdctlCluster, restore: { ...restore, restoreTool: "etcdctl" } });
+  await writeFile(targetsFile, JSON.stringify(targets, null, 2));
   const writer = createEtcdWriter({ endpoints: stack.etcd.nodes.map((node) => node.clientUrl) });
   await writer.putMany(
     Array.from({ length: 50 }, (_, index) => [`/registry/pods/default/p-${index}`, `v${index}`]),
@@ -137,7 +149,13 @@ describe("the restore state machine refuses and changes nothing", () => {
   });
 
   it("refuses etcd 3.4's restore tool unless the input accepts restoring without a revision bump", async () => {
-    const run = await restore({ cluster: localCluster, snapshotId }, approve);
+    const input = {
+      cluster: etcdctlCluster,
+      sourceCluster: localCluster,
+      allowCrossCluster: true,
+      snapshotId,
+    };
+    const run = await restore(input, approve);
     expect(run.status).toBe("FAILED");
     expect(run.entered).not.toContain("RequestApproval");
     expect(run.published[0]?.message).toContain("cannot bump revisions");
