@@ -13,10 +13,10 @@ import {
 } from "../../lambdas/core/errors.js";
 import { listPods } from "../../lambdas/core/kube/core-v1-api.js";
 import { type AwsCredentials, decodeEksToken } from "../../lambdas/core/kube/eks-token.js";
+import { kubernetesApiFailure } from "../../lambdas/core/kube/kube-api-failure.js";
 import {
   createEksKubeConfig,
   kubeConfigFromText,
-  kubernetesApiFailure,
   loadKubeConfigForAccess,
 } from "../../lambdas/core/kube/kube-config.js";
 import { KubeRequestError } from "../../lambdas/core/kube/kube-request.js";

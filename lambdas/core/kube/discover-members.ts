@@ -5,7 +5,7 @@
 import type { KubeConfig, V1Container, V1EnvVar, V1Pod } from "@kubernetes/client-node";
 import { EtcdUnavailableError, InvalidInputError } from "../errors.js";
 import { listPods } from "./core-v1-api.js";
-import { apiServerOf, kubernetesApiFailure } from "./kube-config.js";
+import { apiServerOf, kubernetesApiFailure } from "./kube-api-failure.js";
 import type { MemberSelector } from "./member-presets.js";
 
 export { bitnamiMembers, kubeadmMembers, type MemberSelector } from "./member-presets.js";

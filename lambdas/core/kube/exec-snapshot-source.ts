@@ -21,7 +21,7 @@ import type { MemberStatus } from "../etcd/etcd-client.js";
 import { isRefusalText } from "../etcd/etcd-refusal.js";
 import { snapshotTrailerBytes } from "../snapshot/snapshot-format.js";
 import type { MemberKvHash, SnapshotSource } from "../snapshot/snapshot-source.js";
-import { describeConnectError } from "./kube-websocket.js";
+import { describeConnectError } from "./kube-api-failure.js";
 import { type ExecFailure, type PodContainer, PodExecStream, runPodCommand } from "./pod-exec.js";
 
 export interface EtcdctlConnection {

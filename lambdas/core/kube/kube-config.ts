@@ -1,19 +1,12 @@
 // One KubeConfig (@kubernetes/client-node) for a target, whatever its access kind: EKS (DescribeCluster
 // for the endpoint and CA, a refreshing token built as `aws eks get-token` builds it) or a kubeconfig
 // (from Secrets Manager for the Lambda functions, or a file for the CLI) with its certificates or token.
-// Also the translation of the client's failures into the product's named errors.
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DescribeClusterCommand, type DescribeClusterCommandOutput, EKSClient } from "@aws-sdk/client-eks";
 import { KubeConfig, type User } from "@kubernetes/client-node";
 import type { Target } from "../config/target-config.js";
-import {
-  describeError,
-  EtcdBackupError,
-  InvalidInputError,
-  KubernetesAccessDeniedError,
-  KubernetesApiError,
-} from "../errors.js";
+import { EtcdBackupError, InvalidInputError, KubernetesApiError } from "../errors.js";
 import {
   type AwsCredentialsProvider,
   type CredentialsOptions,
@@ -22,7 +15,6 @@ import {
   createEksTokenProvider,
   type EksTokenProvider,
 } from "./eks-token.js";
-import { KubeRequestError } from "./kube-request.js";
 
 export type KubernetesAccess = Exclude<Target["access"], { kind: "direct" }>;
 
@@ -275,45 +267,5 @@ export async function loadKubeConfigForAccess(
     context: access.context,
     fromSecret: true,
     credentialsFor: loaders.credentialsFor,
-  });
-}
-
-/** The API server a KubeConfig talks to, for messages. */
-export function apiServerOf(config: KubeConfig): string {
-  return config.getCurrentCluster()?.server ?? "(no server)";
-}
-
-/**
- * A failed call to the Kubernetes API as a named error: 401/403 are refusals (never retried), 404 a
- * wrong name, 429/5xx and network failures transient. The API server's own message is kept: for a
- * 403 it names the verb and resource that RBAC refused.
- */
-export function kubernetesApiFailure(error: unknown, what: string, config: KubeConfig): EtcdBackupError {
-  if (error instanceof EtcdBackupError) return error;
-  const server = apiServerOf(config);
-  if (error instanceof KubeRequestError && error.failure.kind === "refused") {
-    const code = error.failure.httpStatus;
-    const statusMessage = error.failure.message;
-    if (code === 401) {
-      return new KubernetesAccessDeniedError(
-        `${what}: the Kubernetes API at ${server} did not accept the credentials (401 Unauthorized${
-          statusMessage && statusMessage !== "Unauthorized" ? `: ${statusMessage}` : ""
-        }); check the token or client certificate, or for EKS the access entry of the identity`,
-        { cause: error },
-      );
-    }
-    if (code === 403) {
-      return new KubernetesAccessDeniedError(
-        `${what}: forbidden by the Kubernetes API at ${server}${statusMessage ? `: ${statusMessage}` : ""} (see deploy/rbac/)`,
-        { cause: error },
-      );
-    }
-    const detail = `${what}: the Kubernetes API at ${server} answered ${code}${statusMessage ? `: ${statusMessage}` : ""}`;
-    if (code === 429 || code >= 500) return new KubernetesApiError(detail, { cause: error });
-    return new InvalidInputError(detail, { cause: error });
-  }
-  const reason = error instanceof KubeRequestError ? error.failure.message : describeError(error);
-  return new KubernetesApiError(`${what}: the Kubernetes API at ${server} cannot be reached: ${reason}`, {
-    cause: error,
   });
 }

@@ -6,13 +6,6 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type RawData, WebSocket } from "ws";
 import {
-  type EtcdBackupError,
-  EtcdUnavailableError,
-  InvalidInputError,
-  KubernetesAccessDeniedError,
-  KubernetesApiError,
-} from "../errors.js";
-import {
   credentialedRequestOptions,
   KubeRequestError,
   type KubeRequestFailure,
@@ -131,30 +124,6 @@ function webSocketUrl(server: string, path: string): string {
   if (base.startsWith("https://")) return `wss://${base.slice("https://".length)}${path}`;
   if (base.startsWith("http://")) return `ws://${base.slice("http://".length)}${path}`;
   return `wss://${base}${path}`;
-}
-
-/**
- * The named error for a WebSocket that could not be opened: 401/403 are the identity or its RBAC (not
- * transient); 404 is the pod gone (transient: discovery finds the member again); 400 a request that cannot
- * succeed (e.g. no such container); 429, 5xx and network failures are the API's (transient).
- */
-export function describeConnectError(error: unknown): EtcdBackupError {
-  if (!(error instanceof KubeRequestError)) {
-    return new KubernetesApiError(error instanceof Error ? error.message : String(error), { cause: error });
-  }
-  const failure = error.failure;
-  if (failure.kind === "unreachable") return new KubernetesApiError(error.message, { cause: error });
-  switch (failure.httpStatus) {
-    case 401:
-    case 403:
-      return new KubernetesAccessDeniedError(error.message, { cause: error });
-    case 404:
-      return new EtcdUnavailableError(error.message, { cause: error });
-    case 400:
-      return new InvalidInputError(error.message, { cause: error });
-    default:
-      return new KubernetesApiError(error.message, { cause: error });
-  }
 }
 
 /** `[channel][payload]`, the binary framing of `v4.channel.k8s.io` and `v5.channel.k8s.io`. */

@@ -17,7 +17,7 @@ import {
   readyMembers,
 } from "./discover-members.js";
 import { createExecSnapshotSource } from "./exec-snapshot-source.js";
-import { kubernetesApiFailure } from "./kube-config.js";
+import { kubernetesApiFailure } from "./kube-api-failure.js";
 import { isKubeAnswer } from "./kube-request.js";
 import { createPortForwardSnapshotSource } from "./port-forward-snapshot-source.js";
 

@@ -8,12 +8,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { WebSocket } from "ws";
 import { type EtcdBackupError, EtcdUnavailableError, InvalidInputError } from "../errors.js";
-import {
-  describeConnectError,
-  encodeChannelFrame,
-  type KubeWebSocket,
-  openKubeWebSocket,
-} from "./kube-websocket.js";
+import { describeConnectError } from "./kube-api-failure.js";
+import { encodeChannelFrame, type KubeWebSocket, openKubeWebSocket } from "./kube-websocket.js";
 
 export interface PortForwardTunnelOptions {
   kubeConfig: KubeConfig;

@@ -5,7 +5,7 @@
 import { findTarget, type RestoreLayout, type Target } from "../config/target-config.js";
 import { describeError, InvalidInputError } from "../errors.js";
 import { createObject, deleteObject } from "../kube/core-v1-api.js";
-import { kubernetesApiFailure } from "../kube/kube-config.js";
+import { kubernetesApiFailure } from "../kube/kube-api-failure.js";
 import { isKubeAnswer } from "../kube/kube-request.js";
 import { loadKubeConfig } from "../kube/step-kube-config.js";
 import {
