@@ -136,7 +136,7 @@ export function renderReport(results: BenchResults): string {
     "",
     "Knobs (environment variables, defaults shown): `BENCH_SIZES=256,1024` (MiB, measured in full), " +
       "`BENCH_RUNS=3`, `BENCH_MEMORY_SIZES=2048` (measured for peak RSS only; empty for none), " +
-      "`BENCH_MEMORY_RUNS=1`, `BENCH_SLOW_SINK_MIBPS=64`, `BENCH_SLOW_SINK_RUNS=1`, `BENCH_LOADS=5`, " +
+      "`BENCH_MEMORY_RUNS=1`, `BENCH_SLOW_SINK_MIBPS=64`, `BENCH_SLOW_SINK_RUNS=1`, `BENCH_LOADS=9`, " +
       "`BENCH_PART_SETTINGS=` (e.g. `16x2,5x4`: extra part MiB × parts in flight for the S3 path at each " +
       "full size), `BENCH_RESTORE_SIZE=1024` (the database whose snapshot section 3 restores), " +
       "`BENCH_SECTIONS=snapshot,restore,cold-start` (a run of some keeps the others' figures from the last " +

@@ -8,7 +8,7 @@
 //   BENCH_MEMORY_RUNS=1
 //   BENCH_SLOW_SINK_MIBPS=64      rate of a slow sink the snapshot is streamed into, at the largest size
 //   BENCH_SLOW_SINK_RUNS=1
-//   BENCH_LOADS=5                 fresh-process imports per handler bundle
+//   BENCH_LOADS=9                 fresh-process imports per handler bundle (round-robin over the handlers)
 //   BENCH_PART_SETTINGS=16x2,5x4  extra part MiB × parts-in-flight settings for the S3 path, at each size
 //   BENCH_KUBE_SOURCES=exec,port-forward
 //                                 sources through the stand-in Kubernetes API server (own process) into S3;
@@ -70,10 +70,10 @@ const memoryRuns = numberList("BENCH_MEMORY_RUNS", "1")[0] as number;
 const runs = numberList("BENCH_RUNS", "3")[0] as number;
 const slowSinkMebibytesPerSecond = numberList("BENCH_SLOW_SINK_MIBPS", "64")[0] as number;
 const slowSinkRuns = numberList("BENCH_SLOW_SINK_RUNS", "1")[0] as number;
-const loads = numberList("BENCH_LOADS", "5")[0] as number;
+const loads = numberList("BENCH_LOADS", "9")[0] as number;
 const budgetSeconds = numberList("BENCH_BUDGET_SECONDS", "600")[0] as number;
 const restoreSize = numberList("BENCH_RESTORE_SIZE", "1024")[0] as number;
-/** About what the cold-start section takes here (16 handlers, 2 builds and 5 loads each), kept in reserve. */
+/** About what the cold-start section takes here (17 handlers, 2 builds and 9 loads each), kept in reserve. */
 const coldStartReserveSeconds = 90;
 /** About what the restore section takes here at 1 GiB (3 runs of the agent and of the hand method). */
 const restoreReserveSeconds = 120;
