@@ -1123,7 +1123,33 @@ describe("the stand-in as the kubelet of created pods (runCreatedPods)", () => {
     const pending = await api().readNamespacedPod({ name: "no-host-dir", namespace: "agents" });
     expect(pending.status?.phase).toBe("Pending");
     expect(pending.status?.containerStatuses?.[0]?.state?.waiting?.reason).toBe("ContainerCreating");
-    expect(pending.status?.message).toMatch(/hostPath type check failed/);
+    // The reason is in the pod's events, as `kubectl describe pod` shows it, not in its status.
+    const events = await api().listNamespacedEvent({
+      namespace: "agents",
+      fieldSelector: `involvedObject.kind=Pod,involvedObject.name=no-host-dir,involvedObject.uid=${pending.metadata?.uid}`,
+    });
+    expect(events.items).toHaveLength(1);
+    expect(events.items[0]).toMatchObject({
+      type: "Warning",
+      reason: "FailedMount",
+      message: `MountVolume.SetUp failed for volume "host" : hostPath type check failed: ${host.path}/missing is not a directory`,
+      source: { component: "kubelet", host: "cp-0" },
+      count: 1,
+    });
+  });
+
+  it("keeps a pod whose env names a missing Secret key waiting with CreateContainerConfigError", async () => {
+    const body = agentPod("no-key", "true");
+    const env = body.spec.containers[0]?.env?.[1]?.valueFrom?.secretKeyRef;
+    if (env) env.key = "absent";
+    await api().createNamespacedPod({ namespace: "agents", body });
+    await sleep(200);
+    const pending = await api().readNamespacedPod({ name: "no-key", namespace: "agents" });
+    expect(pending.status?.phase).toBe("Pending");
+    expect(pending.status?.containerStatuses?.[0]?.state?.waiting).toEqual({
+      reason: "CreateContainerConfigError",
+      message: "couldn't find key absent in Secret agents/files",
+    });
   });
 
   it("stops a running container with SIGTERM when its pod is deleted", async () => {

@@ -8,7 +8,8 @@
 // secretKeyRef) on top of PATH and HOME only, as a container's is on top of its image's.
 //
 // As the kubelet does: a pod whose hostPath of type Directory is missing, or whose Secret (or key) is
-// missing, stays Pending with a waiting reason and never runs; a pod runs once (restartPolicy Never, the
+// missing, stays Pending and never runs — a mount failure with its container ContainerCreating and a
+// FailedMount event, a missing env key with CreateContainerConfigError and the kubelet's message; a pod runs once (restartPolicy Never, the
 // only policy supported) and ends Succeeded or Failed with its exit code; deletion sends SIGTERM to the
 // container's process group and SIGKILL after terminationGracePeriodSeconds.
 import { type ChildProcess, spawn } from "node:child_process";
@@ -45,7 +46,13 @@ export interface PostedPodSpec {
 
 /** What the kubelet reports of a pod it was given. */
 export type PodRunState =
-  | { phase: "Pending"; waitingReason: string; message: string }
+  | {
+      phase: "Pending";
+      waitingReason: string;
+      waitingMessage?: string;
+      /** The Warning event the kubelet records about the pod. */
+      event: { reason: string; message: string };
+    }
   | { phase: "Running" }
   | { phase: "Succeeded" | "Failed"; exitCode: number };
 
@@ -66,17 +73,35 @@ export interface PodRun {
 /** A pod's Secret data by namespace and name, or undefined where there is no such Secret. */
 export type SecretLookup = (name: string) => Record<string, Buffer> | undefined;
 
+/** Why the kubelet cannot start the container: a volume it cannot mount, or its config. */
 class PodConfigError extends Error {
   constructor(
-    readonly waitingReason: string,
+    readonly kind: "mount" | "config",
     message: string,
   ) {
     super(message);
+  }
+
+  /** As the kubelet reports it: the container's waiting state, and a Warning event. */
+  get state(): PodRunState {
+    return this.kind === "mount"
+      ? {
+          phase: "Pending",
+          waitingReason: "ContainerCreating",
+          event: { reason: "FailedMount", message: this.message },
+        }
+      : {
+          phase: "Pending",
+          waitingReason: "CreateContainerConfigError",
+          waitingMessage: this.message,
+          event: { reason: "Failed", message: `Error: ${this.message}` },
+        };
   }
 }
 
 /** Starts a created pod's container in `podDir`; `report` receives each change of its state. */
 export async function runCreatedPod(
+  namespace: string,
   spec: PostedPodSpec,
   podDir: string,
   secrets: SecretLookup,
@@ -89,11 +114,11 @@ export async function runCreatedPod(
   try {
     const container = singleContainer(spec);
     const relocations = await prepareVolumes(spec, container, podDir, secrets);
-    const env = containerEnvironment(container, secrets, relocations, options.env ?? {});
+    const env = containerEnvironment(container, namespace, secrets, relocations, options.env ?? {});
     const [executable, ...argv] = [...(container.command ?? []), ...(container.args ?? [])].map((word) =>
       relocate(word, relocations),
     );
-    if (!executable) throw new PodConfigError("CreateContainerConfigError", "the container has no command");
+    if (!executable) throw new PodConfigError("config", "the container has no command");
     const log = createWriteStream(logFile);
     child = spawn(executable, argv, { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
     child.stdout?.pipe(log, { end: false });
@@ -115,7 +140,7 @@ export async function runCreatedPod(
     report({ phase: "Running" });
   } catch (error) {
     if (!(error instanceof PodConfigError)) throw error;
-    report({ phase: "Pending", waitingReason: error.waitingReason, message: error.message });
+    report(error.state);
   }
   const graceMs = (spec.terminationGracePeriodSeconds ?? 30) * 1000;
   return {
@@ -159,7 +184,7 @@ async function prepareVolumes(
   for (const mount of container.volumeMounts ?? []) {
     const volume = spec.volumes?.find((candidate) => candidate.name === mount.name);
     if (!volume) {
-      throw new PodConfigError("CreateContainerConfigError", `volume ${mount.name} is not in the pod`);
+      throw new PodConfigError("config", `volume ${mount.name} is not in the pod`);
     }
     if (volume.hostPath) {
       const { path, type } = volume.hostPath;
@@ -168,7 +193,7 @@ async function prepareVolumes(
       }
       if (type === "Directory" && !(existsSync(path) && statSync(path).isDirectory())) {
         throw new PodConfigError(
-          "ContainerCreating",
+          "mount",
           `MountVolume.SetUp failed for volume "${volume.name}" : hostPath type check failed: ${path} is not a directory`,
         );
       }
@@ -178,7 +203,7 @@ async function prepareVolumes(
     }
     const localPath = join(podDir, "volumes", volume.name);
     await mkdir(localPath, { recursive: true });
-    if (volume.secret) await writeSecretVolume(volume.secret, localPath, secrets);
+    if (volume.secret) await writeSecretVolume(volume.name, volume.secret, localPath, secrets);
     else if (!volume.emptyDir) throw new Error(`the stand-in cannot mount volume ${volume.name}`);
     relocations.push({ mountPath: mount.mountPath.replace(/\/+$/, ""), localPath });
   }
@@ -186,6 +211,7 @@ async function prepareVolumes(
 }
 
 async function writeSecretVolume(
+  volumeName: string,
   source: NonNullable<PostedVolume["secret"]>,
   directory: string,
   secrets: SecretLookup,
@@ -193,8 +219,8 @@ async function writeSecretVolume(
   const data = secrets(source.secretName);
   if (!data) {
     throw new PodConfigError(
-      "ContainerCreating",
-      `MountVolume.SetUp failed for volume: secret "${source.secretName}" not found`,
+      "mount",
+      `MountVolume.SetUp failed for volume "${volumeName}" : secret "${source.secretName}" not found`,
     );
   }
   const items = source.items ?? Object.keys(data).map((key) => ({ key, path: key }));
@@ -202,8 +228,8 @@ async function writeSecretVolume(
     const value = data[item.key];
     if (value === undefined) {
       throw new PodConfigError(
-        "ContainerCreating",
-        `MountVolume.SetUp failed: references non-existent secret key: ${item.key}`,
+        "mount",
+        `MountVolume.SetUp failed for volume "${volumeName}" : references non-existent secret key: ${item.key}`,
       );
     }
     const file = join(directory, item.path);
@@ -214,6 +240,7 @@ async function writeSecretVolume(
 
 function containerEnvironment(
   container: PostedContainer,
+  namespace: string,
   secrets: SecretLookup,
   relocations: Relocation[],
   extra: Record<string, string>,
@@ -236,8 +263,8 @@ function containerEnvironment(
     if (value === undefined) {
       if (reference.optional) continue;
       throw new PodConfigError(
-        "CreateContainerConfigError",
-        `couldn't find key ${reference.key} in Secret ${reference.name}`,
+        "config",
+        `couldn't find key ${reference.key} in Secret ${namespace}/${reference.name}`,
       );
     }
     env[variable.name] = value.toString("utf8");

@@ -18,8 +18,9 @@ export interface StandInContainer {
   restartCount?: number;
   /** The exit code of a container that ended (pod phase Succeeded or Failed). */
   exitCode?: number;
-  /** Why a container of a Pending pod waits; default ContainerCreating. */
+  /** Why a container of a Pending pod waits (default ContainerCreating), and the kubelet's message. */
   waitingReason?: string;
+  waitingMessage?: string;
 }
 
 export interface StandInPod {
@@ -194,7 +195,12 @@ function containerState(phase: PodPhase, container: StandInContainer, created: s
     const exitCode = container.exitCode ?? (phase === "Succeeded" ? 0 : 1);
     return { terminated: { exitCode, reason: exitCode === 0 ? "Completed" : "Error", startedAt: created } };
   }
-  return { waiting: { reason: container.waitingReason ?? "ContainerCreating" } };
+  return {
+    waiting: {
+      reason: container.waitingReason ?? "ContainerCreating",
+      ...(container.waitingMessage ? { message: container.waitingMessage } : {}),
+    },
+  };
 }
 
 /** Every container name, in the order the API server visits them (init, regular, ephemeral). */
@@ -408,6 +414,68 @@ export function renderSecret(secret: StoredSecret, withTypeMeta = true): Record<
   return object;
 }
 
+// ---- events --------------------------------------------------------------------------------------
+
+/** A core/v1 Event about a pod, as the kubelet records one (reason FailedMount, Failed, …). */
+export interface StoredEvent {
+  name: string;
+  namespace: string;
+  uid: string;
+  resourceVersion: string;
+  involvedObject: { kind: "Pod"; namespace: string; name: string; uid: string };
+  reason: string;
+  message: string;
+  type: "Normal" | "Warning";
+  count: number;
+  firstTimestamp: Date;
+  lastTimestamp: Date;
+  /** The node whose kubelet reported it. */
+  host: string;
+}
+
+export function renderEvent(event: StoredEvent, withTypeMeta = true): Record<string, unknown> {
+  const time = (date: Date) => date.toISOString().replace(/\.\d{3}Z$/, "Z");
+  const object: Record<string, unknown> = withTypeMeta ? { kind: "Event", apiVersion: "v1" } : {};
+  object.metadata = {
+    name: event.name,
+    namespace: event.namespace,
+    uid: event.uid,
+    resourceVersion: event.resourceVersion,
+    creationTimestamp: time(event.firstTimestamp),
+  };
+  object.involvedObject = { apiVersion: "v1", ...event.involvedObject };
+  object.reason = event.reason;
+  object.message = event.message;
+  object.source = { component: "kubelet", host: event.host };
+  object.firstTimestamp = time(event.firstTimestamp);
+  object.lastTimestamp = time(event.lastTimestamp);
+  object.count = event.count;
+  object.type = event.type;
+  object.eventTime = null;
+  object.reportingComponent = "kubelet";
+  object.reportingInstance = event.host;
+  return object;
+}
+
+/** The fields an Event's field selector may name (pkg/apis/core/v1 conversion of Event). */
+export function selectableEventFields(event: StoredEvent): Record<string, string> {
+  return {
+    "metadata.name": event.name,
+    "metadata.namespace": event.namespace,
+    "involvedObject.kind": event.involvedObject.kind,
+    "involvedObject.namespace": event.involvedObject.namespace,
+    "involvedObject.name": event.involvedObject.name,
+    "involvedObject.uid": event.involvedObject.uid,
+    "involvedObject.apiVersion": "v1",
+    "involvedObject.resourceVersion": "",
+    "involvedObject.fieldPath": "",
+    reason: event.reason,
+    reportingComponent: "kubelet",
+    source: "kubelet",
+    type: event.type,
+  };
+}
+
 // ---- namespaces ---------------------------------------------------------------------------------
 
 export function renderNamespace(name: string, createdAt: Date, withTypeMeta = true): Record<string, unknown> {
@@ -468,6 +536,15 @@ export function coreV1ResourceList(): Record<string, unknown> {
         verbs: ["create", "delete", "get", "list", "patch", "update", "watch"],
         shortNames: ["ns"],
         storageVersionHash: "Q3oi5N2YM8M=",
+      },
+      {
+        name: "events",
+        singularName: "event",
+        namespaced: true,
+        kind: "Event",
+        verbs: all,
+        shortNames: ["ev"],
+        storageVersionHash: "r2yiGXH7wu8=",
       },
       {
         name: "pods",

@@ -195,3 +195,19 @@ export const podSelectableFields = [
 ] as const;
 
 export const secretSelectableFields = ["metadata.name", "metadata.namespace", "type"] as const;
+
+export const eventSelectableFields = [
+  "metadata.name",
+  "metadata.namespace",
+  "involvedObject.kind",
+  "involvedObject.namespace",
+  "involvedObject.name",
+  "involvedObject.uid",
+  "involvedObject.apiVersion",
+  "involvedObject.resourceVersion",
+  "involvedObject.fieldPath",
+  "reason",
+  "reportingComponent",
+  "source",
+  "type",
+] as const;

@@ -56,6 +56,7 @@ import {
   podIP,
   podNodeName,
   podPhase,
+  renderEvent,
   renderNamespace,
   renderPod,
   renderPodList,
@@ -63,13 +64,16 @@ import {
   renderSecret,
   type StandInPod,
   type StandInSecret,
+  type StoredEvent,
   type StoredPod,
   type StoredSecret,
+  selectableEventFields,
   storePod,
   unauthorizedStatus,
   versionInfo,
 } from "./resources.js";
 import {
+  eventSelectableFields,
   parseFieldSelector,
   parseLabelSelector,
   podSelectableFields,
@@ -312,12 +316,10 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
           ...container,
           exitCode: "exitCode" in state ? state.exitCode : undefined,
           waitingReason: "waitingReason" in state ? state.waitingReason : undefined,
+          waitingMessage: "waitingMessage" in state ? state.waitingMessage : undefined,
         })),
-        overrides: {
-          ...current.spec.overrides,
-          ...("message" in state ? { status: { message: state.message } } : {}),
-        },
       });
+      if ("event" in state) recordPodEvent(current, state.event);
     };
     const podDir = join(temp.path, "pods", namespace, name, String(Date.now()));
     const secretData = (secretName: string) => {
@@ -325,15 +327,50 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
       if (!data) return undefined;
       return Object.fromEntries(Object.entries(data).map(([field, value]) => [field, Buffer.from(value)]));
     };
-    runCreatedPod(spec, podDir, secretData, report, runnerOptions).then(
+    runCreatedPod(namespace, spec, podDir, secretData, report, runnerOptions).then(
       (run) => {
         podRuns.set(key, run);
         // Deleted while it was being set up: stopped as the deletion would have stopped it.
         if (pods.get(key)?.uid !== stored?.uid) stoppingRuns.push(run.stop());
       },
       (error: unknown) =>
-        report({ phase: "Pending", waitingReason: "CreateContainerError", message: String(error) }),
+        report({
+          phase: "Pending",
+          waitingReason: "CreateContainerError",
+          waitingMessage: String(error),
+          event: { reason: "Failed", message: `Error: ${String(error)}` },
+        }),
     );
+  };
+  const events: StoredEvent[] = [];
+  /** A Warning event about a pod, as its node's kubelet records one (repeats counted on the same event). */
+  const recordPodEvent = (pod: StoredPod, event: { reason: string; message: string }) => {
+    const now = new Date();
+    const repeated = events.find(
+      (existing) =>
+        existing.involvedObject.uid === pod.uid &&
+        existing.reason === event.reason &&
+        existing.message === event.message,
+    );
+    if (repeated) {
+      repeated.count++;
+      repeated.lastTimestamp = now;
+      repeated.resourceVersion = nextResourceVersion();
+      return;
+    }
+    events.push({
+      name: `${pod.spec.name}.${(now.getTime() * 1000 + events.length).toString(16)}`,
+      namespace: pod.namespace,
+      uid: deriveUid(`event/${pod.uid}/${events.length}`),
+      resourceVersion: nextResourceVersion(),
+      involvedObject: { kind: "Pod", namespace: pod.namespace, name: pod.spec.name, uid: pod.uid },
+      ...event,
+      type: "Warning",
+      count: 1,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      host: podNodeName(pod),
+    });
   };
   const sessions = new Set<ExecSession | PortForwardSession>();
   const sockets = new Set<Socket>();
@@ -453,7 +490,7 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
     if (info.resource === "pods" && (info.subresource === "exec" || info.subresource === "portforward")) {
       return { status: 400, body: badRequestStatus("Upgrade request required") };
     }
-    const served = ["pods", "secrets", "namespaces"];
+    const served = ["pods", "secrets", "namespaces", "events"];
     if (!served.includes(info.resource ?? "") || info.subresource !== undefined) {
       return { status: 404, body: pathNotFoundStatus() };
     }
@@ -489,6 +526,33 @@ export async function startKubeApiStandIn(options: KubeApiStandInOptions = {}): 
     const wantsTable = (request.headers.accept ?? "")
       .split(",")
       .some((part) => /;\s*as=Table/.test(part) && /;\s*g=meta\.k8s\.io/.test(part));
+
+    if (info.resource === "events") {
+      if (info.name !== undefined) {
+        const event = events.find(
+          (candidate) => candidate.namespace === info.namespace && candidate.name === info.name,
+        );
+        return event
+          ? { status: 200, body: renderEvent(event) }
+          : { status: 404, body: notFoundStatus("events", info.name) };
+      }
+      const fields = parseFieldSelector(url.searchParams.get("fieldSelector") ?? "", eventSelectableFields);
+      return {
+        status: 200,
+        body: {
+          kind: "EventList",
+          apiVersion: "v1",
+          metadata: { resourceVersion: String(resourceVersion) },
+          items: events
+            .filter(
+              (event) =>
+                (info.namespace === undefined || event.namespace === info.namespace) &&
+                fields(selectableEventFields(event)),
+            )
+            .map((event) => renderEvent(event, false)),
+        },
+      };
+    }
 
     if (info.resource === "secrets") {
       if (info.name !== undefined) {
