@@ -363,18 +363,33 @@ describe("the pod executor under the restore's RBAC", () => {
     expect(api.requests.slice(from).map((request) => request.status)).toEqual([409, 409, 409, 409]);
   });
 
-  it("removes the pods and the Secret, and reports nothing left; a second removal finds nothing", async () => {
+  it("removes the pods and the Secret, saying first what became of each pod; a second removal finds nothing", async () => {
+    const from = api.requests.length;
     const removed = await removeAgentPods(restoreDependencies(), input, restoreId);
     expect(removed).toEqual({
       removed: [0, 1, 2]
         .map((index) => `pod/${agentPodName(restoreId, index)}`)
         .concat(`secret/${agentSecretName(restoreId)}`),
       leftovers: [],
+      // The stand-in leaves created pods Pending on their nodes, their containers being created.
+      agentPods: ["cp-0", "cp-1", "cp-2"].map(
+        (member, index) => `${agentPodName(restoreId, index)} (${member}): Pending — ContainerCreating`,
+      ),
     });
+    expect(
+      api.requests.slice(from).map((request) => `${request.verb} ${request.resource} ${request.status}`),
+    ).toEqual([
+      ...[0, 1, 2].flatMap(() => ["get pods 200", "list events 200", "delete pods 200"]),
+      "delete secrets 200",
+    ]);
+    expect(restoreAuthorizer.decisions.filter((decision) => !decision.allowed)).toEqual([]);
     // The restored API server may not know them at all: not found is nothing left.
     expect(await removeAgentPods(restoreDependencies(), input, restoreId)).toEqual({
       removed: [],
       leftovers: [],
+      agentPods: ["cp-0", "cp-1", "cp-2"].map(
+        (member, index) => `${agentPodName(restoreId, index)} (${member}): not found`,
+      ),
     });
   });
 

@@ -25,6 +25,9 @@ import { type KubeApiStandIn, startKubeApiStandIn } from "../support/kube-api-se
 
 const run = promisify(execFile);
 const cluster = "kube-pods";
+/** The same cluster, with one member's agent pod unable to start: its data dir's parent is not on the node. */
+const stuckCluster = "kube-pods-stuck";
+const missingHostDir = "/nonexistent-etcd-backup-test";
 const agentNamespace = "etcd-restore";
 const kubeconfigSecretArn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kube-pods-kubeconfig";
 const secrets = mockClient(SecretsManagerClient);
@@ -75,13 +78,25 @@ async function addPodExecutorTarget(): Promise<void> {
       }),
     },
   } as (typeof targets.targets)[number]);
+  const podTarget = targets.targets.at(-1) as (typeof targets.targets)[number];
+  targets.targets.push({
+    ...podTarget,
+    name: stuckCluster,
+    restore: {
+      ...podTarget.restore,
+      phaseTimeoutSeconds: 30, // the least a target may set
+      members: podTarget.restore.members.map((member, index) =>
+        index === 1 ? { ...member, dataDir: `${missingHostDir}/etcd` } : member,
+      ),
+    },
+  });
   await writeFile(file, JSON.stringify(targets, null, 2));
 }
 
-async function restore() {
+async function restore(input: Record<string, unknown> = { cluster }) {
   const published: PublishedMessage[] = [];
   const result = await runLocalRestore(
-    { cluster, snapshotId: snapshot.snapshotId, allowWithoutRevisionBump: true },
+    { snapshotId: snapshot.snapshotId, allowWithoutRevisionBump: true, ...input },
     {
       retryIntervalMs: 0,
       onApprovalRequested: (name) => stack.approvals.recordAnswer(name, { approved: true, by: "test" }),
@@ -160,6 +175,29 @@ describe("the restore state machine with the pod executor", () => {
       `secrets/${agentSecretName(restoreId)}`,
     );
     expect(standIn.podRuns.size).toBe(0);
+    await stack.etcd.waitUntilHealthy(30_000);
+    expect(await registry(0)).toEqual(before);
+  }, 180_000);
+
+  it("says why when an agent pod never starts, and changes nothing", async () => {
+    const before = await registry(0);
+    const stuck = await restore({ cluster: stuckCluster, sourceCluster: cluster, allowCrossCluster: true });
+
+    expect(stuck.status).toBe("FAILED");
+    expect(stuck.entered).toContain("RemoveAgentPods_abort");
+    expect(stuck.entered).not.toContain("Phase_stop");
+    const notice = stuck.published.at(-1)?.message ?? "";
+    expect(notice).toMatch(/^Changes: +none — nothing on the nodes was touched/m);
+    // The member whose agent never reported, and what its pod said before it was removed.
+    const restoreId = restoreIdFor(stuck.executionArn);
+    const member = stack.etcd.nodes[1]?.memberName as string;
+    expect(notice).toMatch(new RegExp(`^Agents: .*${member}: none working — no status yet`, "m"));
+    expect(notice).toContain(
+      `${agentPodName(restoreId, 1)} (${member}): Pending — ContainerCreating; FailedMount: MountVolume.SetUp failed for volume`,
+    );
+    expect(notice).toContain(`hostPath type check failed: ${missingHostDir} is not a directory`);
+    expect(notice).toContain(`${agentPodName(restoreId, 0)} (${stack.etcd.nodes[0]?.memberName}): `);
+    expect(notice).not.toMatch(/^Leftovers:/m);
     await stack.etcd.waitUntilHealthy(30_000);
     expect(await registry(0)).toEqual(before);
   }, 180_000);

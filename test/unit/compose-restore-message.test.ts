@@ -249,6 +249,66 @@ describe("composeRestoreMessage's timings", () => {
   });
 });
 
+describe("composeRestoreMessage with the pod executor", () => {
+  const removal = {
+    removed: ["pod/etcd-restore-abc-0", "secret/etcd-restore-abc"],
+    leftovers: ["pod/etcd-restore-abc-1: forbidden"],
+    agentPods: [
+      "etcd-restore-abc-0 (cp-0): Running",
+      "etcd-restore-abc-1 (cp-1): Pending — ContainerCreating; FailedMount: hostPath type check failed",
+    ],
+  };
+
+  it("on failure, says what became of each agent pod and what could not be removed", async () => {
+    const { message } = await composeRestoreMessage(
+      fakeDependencies().dependencies,
+      input,
+      executionArn,
+      "failed",
+      {
+        rolledBack: "none",
+        agentPodsRemoved: removal,
+      },
+    );
+    expect(message).toMatch(/^Changes: {3}none — nothing on the nodes was touched\.$/m);
+    expect(message).toContain(
+      "\nPods:      etcd-restore-abc-0 (cp-0): Running; etcd-restore-abc-1 (cp-1): Pending — ContainerCreating; FailedMount: hostPath type check failed\n",
+    );
+    expect(message).toMatch(
+      /^Leftovers: pod\/etcd-restore-abc-1: forbidden \(remove them with kubectl delete/m,
+    );
+  });
+
+  it("on success, lists only what was left behind", async () => {
+    const { message } = await composeRestoreMessage(
+      fakeDependencies().dependencies,
+      input,
+      executionArn,
+      "succeeded",
+      {
+        agentPodsRemoved: { ...removal, agentPods: ["etcd-restore-abc-0 (cp-0): Succeeded"] },
+      },
+    );
+    expect(message).not.toMatch(/^Pods:/m);
+    expect(message).toMatch(/^Leftovers: pod\/etcd-restore-abc-1: forbidden/m);
+  });
+
+  it("says when the removal itself failed", async () => {
+    const { message } = await composeRestoreMessage(
+      fakeDependencies().dependencies,
+      input,
+      executionArn,
+      "failed",
+      {
+        agentPodsLeftover: { Error: "Lambda.Unknown", Cause: "timeout" },
+      },
+    );
+    expect(message).toMatch(
+      /^Leftovers: the agent pods and their Secret could not be removed \(Lambda\.Unknown: timeout\)/m,
+    );
+  });
+});
+
 describe("formatDuration", () => {
   it.each([
     [850, "850 ms"],

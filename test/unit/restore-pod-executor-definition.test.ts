@@ -79,7 +79,14 @@ describe("the restore state machine's pod executor", () => {
       local: "ReleaseLease",
     });
     expect(state("RemoveAgentPods_finish").Next).toBe("ReleaseLease");
-    expect(state("AbortAgents").Next).toBe("HasAgentPods_abort");
+    // An abort comes at prepare, before anything stopped: the notice says nothing was changed.
+    expect(state("AbortAgents").Next).toBe("AbortedBeforeChanges");
+    expect(state("AbortedBeforeChanges")).toMatchObject({
+      Type: "Pass",
+      Result: "none",
+      ResultPath: "$.rolledBack",
+    });
+    expect(state("AbortedBeforeChanges").Next).toBe("HasAgentPods_abort");
     expect(route("HasAgentPods_abort")).toEqual({
       ssm: "NotifyRestoreFailed",
       pod: "RemoveAgentPods_abort",

@@ -1,9 +1,17 @@
-// The core/v1 calls the product makes, and only those: list and read etcd's pods, create and delete the
-// restore agents' pods and Secret. Bodies and answers are the API's JSON (timestamps stay strings).
-import type { KubeConfig, V1Pod, V1PodList, V1Secret } from "@kubernetes/client-node";
+// The core/v1 calls the product makes, and only those: list and read etcd's pods, create, read and delete
+// the restore agents' pods and Secret, and list a pod's events. Bodies and answers are the API's JSON
+// (timestamps stay strings).
+import type {
+  CoreV1Event,
+  CoreV1EventList,
+  KubeConfig,
+  V1Pod,
+  V1PodList,
+  V1Secret,
+} from "@kubernetes/client-node";
 import { kubeJsonRequest } from "./kube-request.js";
 
-type NamespacedKind = "pod" | "secret";
+type NamespacedKind = "pod" | "secret" | "event";
 
 const namespaced = (namespace: string, kind: NamespacedKind, name?: string) =>
   `/api/v1/namespaces/${encodeURIComponent(namespace)}/${kind}s${name === undefined ? "" : `/${encodeURIComponent(name)}`}`;
@@ -29,10 +37,22 @@ export function readPod(config: KubeConfig, namespace: string, name: string): Pr
   });
 }
 
+/** The events about one pod (by uid, so that an earlier pod of the same name is not counted). */
+export async function listPodEvents(config: KubeConfig, pod: V1Pod): Promise<CoreV1Event[]> {
+  const { namespace = "default", name = "", uid = "" } = pod.metadata ?? {};
+  const selector = `involvedObject.kind=Pod,involvedObject.name=${name},involvedObject.uid=${uid}`;
+  const list = await kubeJsonRequest<CoreV1EventList>(config, {
+    method: "GET",
+    path: `${namespaced(namespace, "event")}?fieldSelector=${encodeURIComponent(selector)}`,
+    where: `list the events of pod ${namespace}/${name}`,
+  });
+  return list.items ?? [];
+}
+
 export function createObject(
   config: KubeConfig,
   namespace: string,
-  kind: NamespacedKind,
+  kind: Exclude<NamespacedKind, "event">,
   body: V1Pod | V1Secret,
 ): Promise<unknown> {
   return kubeJsonRequest(config, {
@@ -46,7 +66,7 @@ export function createObject(
 export function deleteObject(
   config: KubeConfig,
   namespace: string,
-  kind: NamespacedKind,
+  kind: Exclude<NamespacedKind, "event">,
   name: string,
 ): Promise<unknown> {
   return kubeJsonRequest(config, {

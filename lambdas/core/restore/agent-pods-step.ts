@@ -4,10 +4,11 @@
 // never a failure of a restore that has finished.
 import { findTarget, type RestoreLayout, type Target } from "../config/target-config.js";
 import { describeError, InvalidInputError } from "../errors.js";
-import { createObject, deleteObject } from "../kube/core-v1-api.js";
+import { createObject, deleteObject, listPodEvents, readPod } from "../kube/core-v1-api.js";
 import { kubernetesApiFailure } from "../kube/kube-api-failure.js";
 import { isKubeAnswer } from "../kube/kube-request.js";
 import { loadKubeConfig } from "../kube/step-kube-config.js";
+import { describeAgentPodState } from "./agent-pod-state.js";
 import {
   type AgentPodMember,
   agentPodName,
@@ -100,34 +101,46 @@ export async function startAgentPods(
 }
 
 /**
- * Deletes the agent pods and the Secret of a restore, by name. Never throws for the API: what could not be
- * removed is listed in `leftovers`, with the reason, for the notification and the log.
+ * Deletes the agent pods and the Secret of a restore, by name, saying first what became of each pod (in
+ * `agentPods`: an agent that never reported has only its pod to tell why). Never throws for the API: what
+ * could not be removed is listed in `leftovers`, with the reason, for the notification and the log.
  */
 export async function removeAgentPods(
   dependencies: RestoreDependencies,
   input: RestoreInput,
   restoreId: string,
-): Promise<{ removed: string[]; leftovers: string[] }> {
+): Promise<{ removed: string[]; leftovers: string[]; agentPods: string[] }> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const layout = podLayout(target);
   const namespace = layout.pod.namespace;
   const objects = [
-    ...layout.members.map((_member, index) => ({
+    ...layout.members.map((member, index) => ({
       kind: "pod" as const,
       name: agentPodName(restoreId, index),
+      member: member.name,
     })),
-    { kind: "secret" as const, name: agentSecretName(restoreId) },
+    { kind: "secret" as const, name: agentSecretName(restoreId), member: undefined },
   ];
   const removed: string[] = [];
   const leftovers: string[] = [];
+  const agentPods: string[] = [];
   let config: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
     config = await loadKubeConfig(dependencies, target);
   } catch (error) {
     const reason = describeError(error);
-    return { removed, leftovers: objects.map((object) => `${object.kind}/${object.name}: ${reason}`) };
+    return {
+      removed,
+      leftovers: objects.map((object) => `${object.kind}/${object.name}: ${reason}`),
+      agentPods,
+    };
   }
   for (const object of objects) {
+    if (object.kind === "pod") {
+      agentPods.push(
+        `${object.name} (${object.member}): ${await lastPodState(config, namespace, object.name)}`,
+      );
+    }
     try {
       await deleteObject(config, namespace, object.kind, object.name);
       removed.push(`${object.kind}/${object.name}`);
@@ -139,9 +152,39 @@ export async function removeAgentPods(
     }
   }
   if (leftovers.length > 0) {
-    dependencies.reporter.warn("restore agent objects left behind", { restoreId, namespace, leftovers });
+    dependencies.reporter.warn("restore agent objects left behind", {
+      restoreId,
+      namespace,
+      leftovers,
+      agentPods,
+    });
   } else {
-    dependencies.reporter.info("restore agent pods removed", { restoreId, namespace, removed });
+    dependencies.reporter.info("restore agent pods removed", { restoreId, namespace, removed, agentPods });
   }
-  return { removed, leftovers };
+  return { removed, leftovers, agentPods };
+}
+
+/**
+ * The pod's state as one line, with its latest Warning event; not found and unreadable are states too
+ * (the restored API may not know the pod). Events are a best effort: without them the state stands.
+ */
+async function lastPodState(
+  config: Awaited<ReturnType<typeof loadKubeConfig>>,
+  namespace: string,
+  name: string,
+): Promise<string> {
+  let pod: Awaited<ReturnType<typeof readPod>>;
+  try {
+    pod = await readPod(config, namespace, name);
+  } catch (error) {
+    if (notFound(error)) return "not found";
+    return `unreadable: ${kubernetesApiFailure(error, `cannot read pod ${name}`, config).message}`;
+  }
+  if (pod.status?.phase === "Succeeded") return describeAgentPodState(pod);
+  try {
+    return describeAgentPodState(pod, await listPodEvents(config, pod));
+  } catch (error) {
+    const reason = kubernetesApiFailure(error, "its events could not be read", config).message;
+    return `${describeAgentPodState(pod)} (${reason})`;
+  }
 }

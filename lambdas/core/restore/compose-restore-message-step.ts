@@ -84,6 +84,7 @@ export async function composeRestoreMessage(
       : undefined,
     safetySnapshotFailure ? `Safety:    the safety snapshot failed: ${safetySnapshotFailure}` : undefined,
     agents?.summary ? `Agents:    ${agents.summary}` : undefined,
+    ...agentPodLines(outcome, state),
     ...timingLines(timings, rollback?.state === "done"),
     ...lines,
     `Execution: ${executionArn}`,
@@ -115,4 +116,26 @@ function undoCommand(
 ): string {
   const allowances = input.allowWithoutRevisionBump ? " --allow-without-revision-bump" : "";
   return `etcd-backup restore${operatorCliFlags} --cluster ${cluster} --snapshot-id ${safetySnapshotId} --allow-cluster-id-change${allowances}`;
+}
+
+/**
+ * The pod executor's pods: on failure, what became of each (an agent that never reported has only its pod
+ * to tell why, and the pod is removed); on either outcome, what could not be removed.
+ */
+function agentPodLines(outcome: "succeeded" | "failed", state: Record<string, unknown>): string[] {
+  const removal = state.agentPodsRemoved as { leftovers?: string[]; agentPods?: string[] } | undefined;
+  const removalFailure = state.agentPodsLeftover as { Error?: string; Cause?: string } | undefined;
+  return [
+    ...(outcome === "failed" && removal?.agentPods?.length
+      ? [`Pods:      ${removal.agentPods.join("; ")}`]
+      : []),
+    ...(removal?.leftovers?.length
+      ? [`Leftovers: ${removal.leftovers.join("; ")} (remove them with kubectl delete; docs/restore.md)`]
+      : []),
+    ...(removalFailure
+      ? [
+          `Leftovers: the agent pods and their Secret could not be removed (${removalFailure.Error ?? "unknown"}: ${readableCause(removalFailure.Cause)}); docs/restore.md says how`,
+        ]
+      : []),
+  ];
 }
