@@ -6,10 +6,8 @@
 // URLs from the Secret's keys, the host paths the pod mounts), so that the agent script drives the local
 // members through their manifests exactly as on a node. Nothing but the state machine and the pods it
 // creates touches etcd.
-import { execFile } from "node:child_process";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
-import { promisify } from "node:util";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,8 +20,8 @@ import { ErrorNames } from "../../lambdas/core/errors.js";
 import { agentPodName, agentSecretName } from "../../lambdas/core/restore/agent-pods.js";
 import { restoreIdFor } from "../../lambdas/core/restore/restore-plans-step.js";
 import { type KubeApiStandIn, startKubeApiStandIn } from "../support/kube-api-server/index.js";
+import { registryEntries } from "../support/registry-entries.js";
 
-const run = promisify(execFile);
 const cluster = "kube-pods";
 /** The same cluster, with one member's agent pod unable to start: its data dir's parent is not on the node. */
 const stuckCluster = "kube-pods-stuck";
@@ -39,19 +37,8 @@ let snapshot: SnapshotRecord;
 let podsMayBeCreated = true;
 
 /** Every /registry/ key and its value, as member `index` serves them. */
-async function registry(index: number): Promise<Map<string, string>> {
-  const { stdout } = await run("etcdctl", [
-    `--endpoints=${stack.etcd.nodes[index]?.clientUrl}`,
-    "get",
-    "/registry/",
-    "--prefix",
-  ]);
-  const lines = stdout.split("\n").filter(Boolean);
-  const entries = new Map<string, string>();
-  for (let line = 0; line + 1 < lines.length; line += 2) {
-    entries.set(lines[line] as string, lines[line + 1] as string);
-  }
-  return entries;
+function registry(index: number): Promise<Map<string, string>> {
+  return registryEntries(stack.etcd.nodes[index]?.clientUrl as string);
 }
 
 /** The local stack's own target, reached through the stand-in API server and restored by agent pods. */

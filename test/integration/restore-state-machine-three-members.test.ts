@@ -3,10 +3,8 @@
 // content is not the snapshot's catalogued HashKV roll every member back to its own data; then a restore
 // brings every member to the snapshot. Only the state machine, its handlers
 // and the agents it starts touch etcd.
-import { execFile } from "node:child_process";
 import { existsSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,26 +18,14 @@ import type { SnapshotRecord } from "../../lambdas/core/catalogue/snapshot-recor
 import { createEtcdClient } from "../../lambdas/core/etcd/etcd-client.js";
 import { parkedManifestDirFor, restoreIdFor } from "../../lambdas/core/restore/restore-plans-step.js";
 import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
-
-const run = promisify(execFile);
+import { registryEntries } from "../support/registry-entries.js";
 
 let stack: LocalStack;
 let snapshot: SnapshotRecord;
 
 /** Every /registry/ key and its value, as member `index` serves them. */
-async function registry(index: number): Promise<Map<string, string>> {
-  const { stdout } = await run("etcdctl", [
-    `--endpoints=${stack.etcd.nodes[index]?.clientUrl}`,
-    "get",
-    "/registry/",
-    "--prefix",
-  ]);
-  const lines = stdout.split("\n").filter(Boolean);
-  const entries = new Map<string, string>();
-  for (let line = 0; line + 1 < lines.length; line += 2) {
-    entries.set(lines[line] as string, lines[line + 1] as string);
-  }
-  return entries;
+function registry(index: number): Promise<Map<string, string>> {
+  return registryEntries(stack.etcd.nodes[index]?.clientUrl as string);
 }
 
 /** Each member's cluster id and leader, and every member's revision. */
