@@ -215,7 +215,19 @@ export class RestoreWorkflow extends Construct {
       grant: (role) => {
         props.onCall.grantPublish(role);
         grantSafetySnapshot(this, role, props.backupStateMachine);
-        grantAgentCommands(this, role, agentInstancesOf(props.targets));
+        const agents = agentInstancesOf(props.targets);
+        grantAgentCommands(this, role, agents);
+        if (agents.ids.length > 0 || agents.tags.length > 0) {
+          // DescribeAgentCommands_abort reads each agent's invocation after an abort, for the notice.
+          role.addToPrincipalPolicy(
+            new iam.PolicyStatement({ actions: ["ssm:GetCommandInvocation"], resources: ["*"] }),
+          );
+          acknowledgeWildcardResources(
+            this,
+            ["*"],
+            "ssm:GetCommandInvocation supports no resource-level permissions; the state machine reads the invocations of the agent commands it sent, after an abort.",
+          );
+        }
       },
     });
     this.stateMachine = machine.stateMachine;

@@ -59,6 +59,11 @@ export interface LocalRunOptions {
     InstanceIds: string[];
     Parameters: { commands: string[] };
   }) => Promise<{ Command: { CommandId: string } }>;
+  /** Plays `aws-sdk:ssm:getCommandInvocation` for the commands `sendCommand` started. */
+  getCommandInvocation?: (parameters: {
+    CommandId: string;
+    InstanceId: string;
+  }) => Promise<{ Status: string; StatusDetails: string; StandardErrorContent: string }>;
 }
 
 export interface LocalRunResult {
@@ -147,6 +152,13 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
     }) => {
       if (!options.sendCommand) throw new Error("this run cannot send commands to nodes");
       return options.sendCommand(parameters);
+    },
+    "arn:aws:states:::aws-sdk:ssm:getCommandInvocation": async (parameters: {
+      CommandId: string;
+      InstanceId: string;
+    }) => {
+      if (!options.getCommandInvocation) throw new Error("this run sent no commands to nodes");
+      return options.getCommandInvocation(parameters);
     },
   };
   // biome-ignore lint/suspicious/noExplicitAny: the library types handlers over its own JSON type

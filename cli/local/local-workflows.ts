@@ -1,7 +1,7 @@
 // Runs the backup and restore state machines on this machine with the local stand-ins: SNS publishes
 // are recorded, a restore's approval is answered by the caller, its safety snapshot is a nested local
 // backup execution, and Systems Manager's RunShellScript runs the agent's commands as local processes.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { consoleLink } from "../../lambdas/core/backup/mark-failed-step.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
@@ -10,6 +10,7 @@ import { createDynamoDbClient } from "../../lambdas/core/store/aws-clients.js";
 import { listenToStepProgress, type StepProgress } from "../../lambdas/handlers/shared/step-progress.js";
 import { backupFunctions } from "./backup-functions.js";
 import { waitForApprovalAnswer } from "./local-approval.js";
+import { LocalRunCommand } from "./local-run-command.js";
 import {
   type LocalRunResult,
   localExecutionArn,
@@ -66,13 +67,18 @@ export interface RestoreHooks extends WorkflowHooks {
    * a person runs `etcd-backup approve --local`). The waiting step polls for the answer either way.
    */
   onApprovalRequested?: (executionName: string) => void | Promise<void>;
+  /** Added to each local agent's environment (a test's way to make one misbehave). */
+  agentEnvironment?: Record<string, string>;
 }
 
 export async function runLocalRestore(
   input: Record<string, unknown>,
   hooks: RestoreHooks,
 ): Promise<LocalRunResult> {
-  const agents: ChildProcess[] = [];
+  const runCommand = new LocalRunCommand({
+    ETCD_RESTORE_AGENT_POLL_SECONDS: "0.3",
+    ...hooks.agentEnvironment,
+  });
   let ended = false;
   const executionName = hooks.executionName ?? randomUUID();
   try {
@@ -126,16 +132,8 @@ export async function runLocalRestore(
         }
         return { ExecutionArn: nested.executionArn, Status: nested.status, Output: nested.output };
       },
-      sendCommand: async (parameters) => {
-        // RunShellScript runs the lines as one script; the agent then lives as long as the restore.
-        const child = spawn("bash", ["-c", parameters.Parameters.commands.join("\n")], {
-          stdio: ["ignore", "ignore", "pipe"],
-          env: { ...process.env, ETCD_RESTORE_AGENT_POLL_SECONDS: "0.3" },
-        });
-        child.stderr?.resume();
-        agents.push(child);
-        return { Command: { CommandId: `local-${child.pid}` } };
-      },
+      sendCommand: async (parameters) => runCommand.send(parameters),
+      getCommandInvocation: async (parameters) => runCommand.invocation(parameters),
     });
     ended = true;
     return result;
@@ -143,6 +141,7 @@ export async function runLocalRestore(
     // An execution may end before a running agent has read its last plan (the finish barrier also counts
     // an agent that reported start-apiserver done): as on a node, where nothing stops it, it gets the time
     // to report before it is stopped. After a throw, nothing waits.
+    const agents = runCommand.processes;
     if (ended) await exitedWithin(agents, agentFinishGraceMs);
     for (const agent of agents) if (agent.exitCode === null) agent.kill("SIGTERM");
   }

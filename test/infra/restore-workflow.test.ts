@@ -309,6 +309,24 @@ describe("ssm members named by tag, or registered as managed instances (mi-…)"
     expect(byTag?.Condition).toEqual({ StringEquals: { "ssm:resourceTag/etcd-member": ["cp-2"] } });
   });
 
+  it("lets the state machine read its agents' Run Command invocations, after an abort, and only where agents run by ssm", () => {
+    const readsInvocations = (built: BuiltStack) => {
+      const role = (
+        built.stack.resolve(built.stack.restore.stateMachine.role.roleArn) as { "Fn::GetAtt": [string] }
+      )["Fn::GetAtt"][0];
+      return statementsOfRole(role, built.template.toJSON().Resources as Record<string, Resource>).filter(
+        (statement) => asList(statement.Action).includes("ssm:GetCommandInvocation"),
+      );
+    };
+    const reads = readsInvocations(buildStack({ targets: taggedTargets() }));
+    expect(reads).toHaveLength(1);
+    expect(reads[0]).toMatchObject({ Effect: "Allow", Resource: "*" });
+    // Without a member reached by Run Command, no read either.
+    const withoutSsm = testTargets();
+    withoutSsm.targets = withoutSsm.targets.map(({ restore: _restore, ...target }) => target);
+    expect(readsInvocations(buildStack({ targets: withoutSsm }))).toEqual([]);
+  });
+
   it("lets validate-restore probe free space with the stack's df-only document on the same nodes, and read the answers", () => {
     const tagged = buildStack({ targets: taggedTargets() });
     const step = restoreSteps.find((candidate) => candidate.handler === "validate-restore");
@@ -554,7 +572,7 @@ describe("restore state machine", () => {
   });
 
   it("may send only AWS-RunShellScript, only to the instances of ssm-executor members", () => {
-    const sendCommand = withAction(statementsOfRole(restoreMachineRole()), "ssm:");
+    const sendCommand = withAction(statementsOfRole(restoreMachineRole()), "ssm:SendCommand");
     const instance = (id: string) => regionalArn("ec2", [{ Ref: "AWS::AccountId" }], `:instance/${id}`);
     expect(sendCommand).toHaveLength(1);
     expect(sendCommand[0]?.Action).toBe("ssm:SendCommand");

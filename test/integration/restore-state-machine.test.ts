@@ -22,6 +22,8 @@ const backupProgress: StepProgress[] = [];
 
 /** The local cluster again, restored with etcdctl as on etcd 3.4, whatever this machine's etcd has. */
 const etcdctlCluster = "local-etcdctl";
+/** The local cluster again, whose restore phases time out after the least a target may set. */
+const shortPhaseCluster = "local-short-phases";
 
 beforeAll(async () => {
   stack = await startLocalStack({ members: 1 });
@@ -31,7 +33,10 @@ beforeAll(async () => {
   };
   const local = targets.targets[0] as (typeof targets.targets)[number];
   const { toolPath: _installedTool, ...restore } = local.restore;
-  targets.targets.push({ ...local, name: etcdctlCluster, restore: { ...restore, restoreTool: "etcdctl" } });
+  targets.targets.push(
+    { ...local, name: etcdctlCluster, restore: { ...restore, restoreTool: "etcdctl" } },
+    { ...local, name: shortPhaseCluster, restore: { ...local.restore, phaseTimeoutSeconds: 30 } },
+  );
   await writeFile(targetsFile, JSON.stringify(targets, null, 2));
   const writer = createEtcdWriter({ endpoints: stack.etcd.nodes.map((node) => node.clientUrl) });
   await writer.putMany(
@@ -70,9 +75,15 @@ const letExpire: Answer = async (name) => {
   await stack.approvals.save({ ...pending, expiresAt: Math.floor(Date.now() / 1000) - 1 });
 };
 
-async function restore(input: Record<string, unknown>, answer: Answer, onEntered?: (state: string) => void) {
+async function restore(
+  input: Record<string, unknown>,
+  answer: Answer,
+  onEntered?: (state: string) => void,
+  agentEnvironment?: Record<string, string>,
+) {
   const published: PublishedMessage[] = [];
   const result = await runLocalRestore(input, {
+    agentEnvironment,
     onApprovalRequested: answer,
     retryIntervalMs: 0,
     onPublish: (message) => published.push(message),
@@ -183,6 +194,35 @@ describe("the restore state machine refuses and changes nothing", () => {
     expect(request).toContain(snapshotId);
     expect(await keysNow()).toBe(51);
   });
+
+  it("says what became of an agent that never reported: its command's status and last line of stderr", async () => {
+    // The agent refuses its environment at once, before it could write a status.
+    const run = await restore(
+      {
+        cluster: shortPhaseCluster,
+        sourceCluster: localCluster,
+        allowCrossCluster: true,
+        snapshotId,
+        allowWithoutRevisionBump: true,
+      },
+      approve,
+      undefined,
+      { ETCD_RESTORE_AGENT_POLL_SECONDS: "soon" },
+    );
+    expect(run.status).toBe("FAILED");
+    expect(run.entered).toContain("DescribeAgentCommands_abort");
+    expect(run.entered).not.toContain("Phase_stop_apiserver");
+    const notice = run.published.at(-1)?.message ?? "";
+    expect(notice).toMatch(/^Changes: +none — nothing on the nodes was touched/m);
+    expect(notice).toMatch(
+      /^Agents: +phase prepare passed its deadline .*: member-0: none working — no status yet/m,
+    );
+    const node = stack.etcd.nodes[0];
+    expect(notice).toContain(
+      `\nCommands:  ${node?.memberName} (${node?.name}): Failed — ETCD_RESTORE_AGENT_POLL_SECONDS must be a number of seconds\n`,
+    );
+    expect(await keysNow()).toBe(51);
+  }, 90_000);
 
   it("refuses a snapshot id the catalogue does not know", async () => {
     const run = await restore(

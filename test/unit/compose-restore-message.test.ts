@@ -309,6 +309,49 @@ describe("composeRestoreMessage with the pod executor", () => {
   });
 });
 
+describe("composeRestoreMessage with the ssm executor, after an abort", () => {
+  it("says what became of each agent's command, with the last line of its stderr", async () => {
+    const { message } = await composeRestoreMessage(
+      fakeDependencies().dependencies,
+      input,
+      executionArn,
+      "failed",
+      {
+        rolledBack: "none",
+        agentCommandStates: [
+          {
+            commandId: "c-0",
+            agent: { member: "cp-0", instanceId: "i-0aa" },
+            invocation: { status: "InProgress", details: "InProgress", stderr: "" },
+          },
+          {
+            commandId: "c-1",
+            agent: { member: "cp-1", instanceId: "i-0bb" },
+            invocation: { status: "Pending", details: "Undeliverable", stderr: "" },
+          },
+          {
+            commandId: "c-2",
+            agent: { member: "cp-2", instanceId: "i-0cc" },
+            invocation: {
+              status: "Failed",
+              details: "Failed",
+              stderr: "10:00:01 starting\n10:00:02 FAILED: curl: command not found\n",
+            },
+          },
+          {
+            commandId: "c-3",
+            agent: { member: "cp-3", instanceId: "i-0dd" },
+            invocationError: { Error: "Ssm.InvocationDoesNotExistException", Cause: "…" },
+          },
+        ],
+      },
+    );
+    expect(message).toContain(
+      "\nCommands:  cp-0 (i-0aa): InProgress; cp-1 (i-0bb): Pending (Undeliverable); cp-2 (i-0cc): Failed — 10:00:02 FAILED: curl: command not found; cp-3 (i-0dd): unreadable (Ssm.InvocationDoesNotExistException)\n",
+    );
+  });
+});
+
 describe("formatDuration", () => {
   it.each([
     [850, "850 ms"],

@@ -1,6 +1,7 @@
 // The pod executor's branch of statemachine/restore.asl.json: the executor WritePlans reports chooses
 // how the agents start (ssm and local keep the Run Command path), pod agents are removed when the restore
-// finishes or is aborted, and a removal that fails never changes the outcome.
+// finishes or is aborted, and a removal that fails never changes the outcome. Under ssm, an abort reads
+// what became of each agent's Run Command invocation instead.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -86,11 +87,11 @@ describe("the restore state machine's pod executor", () => {
       Result: "none",
       ResultPath: "$.rolledBack",
     });
-    expect(state("AbortedBeforeChanges").Next).toBe("HasAgentPods_abort");
-    expect(route("HasAgentPods_abort")).toEqual({
-      ssm: "NotifyRestoreFailed",
+    expect(state("AbortedBeforeChanges").Next).toBe("AgentsAfterAbort");
+    expect(route("AgentsAfterAbort")).toEqual({
+      ssm: "DescribeAgentCommands_abort",
       pod: "RemoveAgentPods_abort",
-      local: "NotifyRestoreFailed",
+      local: "DescribeAgentCommands_abort",
     });
     expect(state("RemoveAgentPods_abort").Next).toBe("NotifyRestoreFailed");
   });
@@ -122,6 +123,43 @@ describe("the restore state machine's pod executor", () => {
     ]);
     // The rollback's end goes straight to the notification.
     expect(state("Is_rollback_Done").Default).toBe("NotifyRestoreFailed");
-    expect(text).toContain("HasAgentPods_abort");
+    expect(text).toContain("AgentsAfterAbort");
+  });
+});
+
+describe("the restore state machine's ssm executor, after an abort", () => {
+  it("reads each agent's Run Command invocation for the notice, and never fails on it", () => {
+    const describe = definition.States.DescribeAgentCommands_abort as unknown as {
+      Type: string;
+      ItemsPath: string;
+      ItemSelector: Record<string, string>;
+      ItemProcessor: {
+        StartAt: string;
+        States: Record<string, State & { Resource?: string; End?: boolean }>;
+      };
+      ResultPath: string;
+      Catch: Array<{ ErrorEquals: string[]; Next: string }>;
+      Next: string;
+    };
+    expect(describe.Type).toBe("Map");
+    // One item per command StartAgents sent, in the order of the plans' agents, whose instance it names.
+    expect(describe.ItemsPath).toBe("$.agentCommands");
+    expect(describe.ItemSelector).toEqual({
+      "commandId.$": "$$.Map.Item.Value.commandId",
+      "agent.$": "States.ArrayGetItem($.plans.agents, $$.Map.Item.Index)",
+    });
+    const task = describe.ItemProcessor.States[describe.ItemProcessor.StartAt];
+    expect(task?.Resource).toBe("arn:aws:states:::aws-sdk:ssm:getCommandInvocation");
+    expect(task?.Parameters).toEqual({ "CommandId.$": "$.commandId", "InstanceId.$": "$.agent.instanceId" });
+    expect(task?.Catch?.map((rule) => rule.ErrorEquals)).toEqual([["States.ALL"]]);
+    expect(describe.ResultPath).toBe("$.agentCommandStates");
+    expect(describe.Next).toBe("NotifyRestoreFailed");
+    expect(describe.Catch).toEqual([
+      { ErrorEquals: ["States.ALL"], ResultPath: "$.agentCommandStatesFailure", Next: "NotifyRestoreFailed" },
+    ]);
+    // StartAgents keeps the commands where the Map reads them.
+    expect((definition.States.StartAgents as unknown as { ResultPath: string }).ResultPath).toBe(
+      "$.agentCommands",
+    );
   });
 });

@@ -85,6 +85,7 @@ export async function composeRestoreMessage(
     safetySnapshotFailure ? `Safety:    the safety snapshot failed: ${safetySnapshotFailure}` : undefined,
     agents?.summary ? `Agents:    ${agents.summary}` : undefined,
     ...agentPodLines(outcome, state),
+    ...agentCommandLines(state),
     ...timingLines(timings, rollback?.state === "done"),
     ...lines,
     `Execution: ${executionArn}`,
@@ -138,4 +139,29 @@ function agentPodLines(outcome: "succeeded" | "failed", state: Record<string, un
         ]
       : []),
   ];
+}
+
+/** One agent's Run Command invocation as DescribeAgentCommands_abort read it (ssm executor). */
+interface AgentCommandState {
+  agent?: { member?: string; instanceId?: string };
+  invocation?: { status?: string; details?: string; stderr?: string };
+  invocationError?: { Error?: string; Cause?: string };
+}
+
+/**
+ * Under ssm, after an abort: each agent's command as Systems Manager saw it — an agent that never reported
+ * (its node's SSM agent offline, a tool missing) has only that to say why. The last line of its stderr is
+ * the agent's own last word.
+ */
+function agentCommandLines(state: Record<string, unknown>): string[] {
+  const commands = state.agentCommandStates as AgentCommandState[] | undefined;
+  if (!commands?.length) return [];
+  const described = commands.map(({ agent, invocation, invocationError }) => {
+    const who = `${agent?.member ?? "?"} (${agent?.instanceId ?? "?"})`;
+    if (!invocation) return `${who}: unreadable (${invocationError?.Error ?? "unknown"})`;
+    const { status = "Unknown", details, stderr } = invocation;
+    const lastWord = stderr?.trim().split("\n").at(-1)?.slice(0, 200);
+    return `${who}: ${status}${details && details !== status ? ` (${details})` : ""}${lastWord ? ` — ${lastWord}` : ""}`;
+  });
+  return [`Commands:  ${described.join("; ")}`];
 }
