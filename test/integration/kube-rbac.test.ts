@@ -3,7 +3,9 @@
 // deploy/rbac/etcd-backup-rbac.yaml. Every request must be allowed by that Role, and nothing else may be
 // asked for; without the Role's `create` (Kubernetes 1.35's WebSocket check) or `list`, the steps fail
 // with the API server's refusal.
+
 import { readFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { loadAllYaml } from "@kubernetes/client-node";
@@ -417,6 +419,43 @@ describe("the pod executor under the restore's RBAC", () => {
     expect(removed.removed).toEqual([]);
     expect(removed.leftovers).toHaveLength(4);
     expect(removed.leftovers[0]).toMatch(/cannot delete resource "pods"/);
+  });
+
+  it("stops asking an API it cannot reach after the first attempt, and reports every object as left", async () => {
+    // An API server whose connections are reset at once: each request would otherwise be tried.
+    let connections = 0;
+    const resetting = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => resetting.listen(0, "127.0.0.1", resolve));
+    const { port } = resetting.address() as AddressInfo;
+    const kubeconfig = (await readFile(api.kubeconfigPath, "utf8")).replace(
+      api.url,
+      `https://127.0.0.1:${port}`,
+    );
+    try {
+      const removed = await removeAgentPods(
+        {
+          ...restoreDependencies(),
+          loadKubeConfig: (target: Target) =>
+            loadKubeConfigForAccess(target.access as Exclude<Target["access"], { kind: "direct" }>, {
+              readSecret: async () => kubeconfig,
+            }),
+        } as RestoreDependencies,
+        input,
+        "restore-unreachable",
+      );
+      expect(connections).toBe(1);
+      expect(removed.removed).toEqual([]);
+      expect(removed.leftovers).toHaveLength(4);
+      expect(removed.agentPods).toHaveLength(3);
+      for (const line of [...removed.leftovers, ...removed.agentPods]) {
+        expect(line).toMatch(/cannot be reached/);
+      }
+    } finally {
+      resetting.close();
+    }
   });
 
   it("is not the backup's: the backup group may not create pods, the restore group may not exec", () => {

@@ -6,7 +6,7 @@ import { findTarget, type RestoreLayout, type Target } from "../config/target-co
 import { describeError, InvalidInputError } from "../errors.js";
 import { createObject, deleteObject, listPodEvents, readPod } from "../kube/core-v1-api.js";
 import { kubernetesApiFailure } from "../kube/kube-api-failure.js";
-import { isKubeAnswer } from "../kube/kube-request.js";
+import { isKubeAnswer, KubeRequestError } from "../kube/kube-request.js";
 import { loadKubeConfig } from "../kube/step-kube-config.js";
 import { describeAgentPodState } from "./agent-pod-state.js";
 import {
@@ -48,6 +48,9 @@ function agentPodMembers(layout: RestoreLayout, agents: readonly AgentLaunch[]):
     };
   });
 }
+
+/** A request to the API, through the removal's guard against an unreachable API. */
+type ApiCall = <T>(request: () => Promise<T>) => Promise<T>;
 
 const alreadyExists = (error: unknown) => isKubeAnswer(error, 409);
 const notFound = (error: unknown) => isKubeAnswer(error, 404);
@@ -135,14 +138,26 @@ export async function removeAgentPods(
       agentPods,
     };
   }
+  // Once the API cannot be reached, the next calls would each wait out the same timeout, and a few of
+  // them outlast the step's own bound: they fail at once with the first one's error instead.
+  let unreachable: KubeRequestError | undefined;
+  const call: ApiCall = async (request) => {
+    if (unreachable) throw unreachable;
+    try {
+      return await request();
+    } catch (error) {
+      if (error instanceof KubeRequestError && error.failure.kind === "unreachable") unreachable = error;
+      throw error;
+    }
+  };
   for (const object of objects) {
     if (object.kind === "pod") {
       agentPods.push(
-        `${object.name} (${object.member}): ${await lastPodState(config, namespace, object.name)}`,
+        `${object.name} (${object.member}): ${await lastPodState(call, config, namespace, object.name)}`,
       );
     }
     try {
-      await deleteObject(config, namespace, object.kind, object.name);
+      await call(() => deleteObject(config, namespace, object.kind, object.name));
       removed.push(`${object.kind}/${object.name}`);
     } catch (error) {
       // The restored API may never have heard of them: nothing is left to remove.
@@ -169,20 +184,21 @@ export async function removeAgentPods(
  * (the restored API may not know the pod). Events are a best effort: without them the state stands.
  */
 async function lastPodState(
+  call: ApiCall,
   config: Awaited<ReturnType<typeof loadKubeConfig>>,
   namespace: string,
   name: string,
 ): Promise<string> {
   let pod: Awaited<ReturnType<typeof readPod>>;
   try {
-    pod = await readPod(config, namespace, name);
+    pod = await call(() => readPod(config, namespace, name));
   } catch (error) {
     if (notFound(error)) return "not found";
     return `unreadable: ${kubernetesApiFailure(error, `cannot read pod ${name}`, config).message}`;
   }
   if (pod.status?.phase === "Succeeded") return describeAgentPodState(pod);
   try {
-    return describeAgentPodState(pod, await listPodEvents(config, pod));
+    return describeAgentPodState(pod, await call(() => listPodEvents(config, pod)));
   } catch (error) {
     const reason = kubernetesApiFailure(error, "its events could not be read", config).message;
     return `${describeAgentPodState(pod)} (${reason})`;
