@@ -249,6 +249,12 @@ describe("composeRestoreMessage's timings", () => {
   });
 });
 
+/** The notice of a restore with this outcome and state, composed at the fixed time. */
+async function noticeOf(outcome: "succeeded" | "failed", state: Record<string, unknown>): Promise<string> {
+  return (await composeRestoreMessage(fakeDependencies().dependencies, input, executionArn, outcome, state))
+    .message;
+}
+
 describe("composeRestoreMessage with the pod executor", () => {
   const removal = {
     removed: ["pod/etcd-restore-abc-0", "secret/etcd-restore-abc"],
@@ -260,16 +266,10 @@ describe("composeRestoreMessage with the pod executor", () => {
   };
 
   it("on failure, says what became of each agent pod and what could not be removed", async () => {
-    const { message } = await composeRestoreMessage(
-      fakeDependencies().dependencies,
-      input,
-      executionArn,
-      "failed",
-      {
-        rolledBack: "none",
-        agentPodsRemoved: removal,
-      },
-    );
+    const message = await noticeOf("failed", {
+      rolledBack: "none",
+      agentPodsRemoved: removal,
+    });
     expect(message).toMatch(/^Changes: {3}none — nothing on the nodes was touched\.$/m);
     expect(message).toContain(
       "\nPods:      etcd-restore-abc-0 (cp-0): Running; etcd-restore-abc-1 (cp-1): Pending — ContainerCreating; FailedMount: hostPath type check failed\n",
@@ -280,29 +280,17 @@ describe("composeRestoreMessage with the pod executor", () => {
   });
 
   it("on success, lists only what was left behind", async () => {
-    const { message } = await composeRestoreMessage(
-      fakeDependencies().dependencies,
-      input,
-      executionArn,
-      "succeeded",
-      {
-        agentPodsRemoved: { ...removal, agentPods: ["etcd-restore-abc-0 (cp-0): Succeeded"] },
-      },
-    );
+    const message = await noticeOf("succeeded", {
+      agentPodsRemoved: { ...removal, agentPods: ["etcd-restore-abc-0 (cp-0): Succeeded"] },
+    });
     expect(message).not.toMatch(/^Pods:/m);
     expect(message).toMatch(/^Leftovers: pod\/etcd-restore-abc-1: forbidden/m);
   });
 
   it("says when the removal itself failed", async () => {
-    const { message } = await composeRestoreMessage(
-      fakeDependencies().dependencies,
-      input,
-      executionArn,
-      "failed",
-      {
-        agentPodsLeftover: { Error: "Lambda.Unknown", Cause: "timeout" },
-      },
-    );
+    const message = await noticeOf("failed", {
+      agentPodsLeftover: { Error: "Lambda.Unknown", Cause: "timeout" },
+    });
     expect(message).toMatch(
       /^Leftovers: the agent pods and their Secret could not be removed \(Lambda\.Unknown: timeout\)/m,
     );
@@ -311,41 +299,35 @@ describe("composeRestoreMessage with the pod executor", () => {
 
 describe("composeRestoreMessage with the ssm executor, after an abort", () => {
   it("says what became of each agent's command, with the last line of its stderr", async () => {
-    const { message } = await composeRestoreMessage(
-      fakeDependencies().dependencies,
-      input,
-      executionArn,
-      "failed",
-      {
-        rolledBack: "none",
-        agentCommandStates: [
-          {
-            commandId: "c-0",
-            agent: { member: "cp-0", instanceId: "i-0aa" },
-            invocation: { status: "InProgress", details: "InProgress", stderr: "" },
+    const message = await noticeOf("failed", {
+      rolledBack: "none",
+      agentCommandStates: [
+        {
+          commandId: "c-0",
+          agent: { member: "cp-0", instanceId: "i-0aa" },
+          invocation: { status: "InProgress", details: "InProgress", stderr: "" },
+        },
+        {
+          commandId: "c-1",
+          agent: { member: "cp-1", instanceId: "i-0bb" },
+          invocation: { status: "Pending", details: "Undeliverable", stderr: "" },
+        },
+        {
+          commandId: "c-2",
+          agent: { member: "cp-2", instanceId: "i-0cc" },
+          invocation: {
+            status: "Failed",
+            details: "Failed",
+            stderr: "10:00:01 starting\n10:00:02 FAILED: curl: command not found\n",
           },
-          {
-            commandId: "c-1",
-            agent: { member: "cp-1", instanceId: "i-0bb" },
-            invocation: { status: "Pending", details: "Undeliverable", stderr: "" },
-          },
-          {
-            commandId: "c-2",
-            agent: { member: "cp-2", instanceId: "i-0cc" },
-            invocation: {
-              status: "Failed",
-              details: "Failed",
-              stderr: "10:00:01 starting\n10:00:02 FAILED: curl: command not found\n",
-            },
-          },
-          {
-            commandId: "c-3",
-            agent: { member: "cp-3", instanceId: "i-0dd" },
-            invocationError: { Error: "Ssm.InvocationDoesNotExistException", Cause: "…" },
-          },
-        ],
-      },
-    );
+        },
+        {
+          commandId: "c-3",
+          agent: { member: "cp-3", instanceId: "i-0dd" },
+          invocationError: { Error: "Ssm.InvocationDoesNotExistException", Cause: "…" },
+        },
+      ],
+    });
     expect(message).toContain(
       "\nCommands:  cp-0 (i-0aa): InProgress; cp-1 (i-0bb): Pending (Undeliverable); cp-2 (i-0cc): Failed — 10:00:02 FAILED: curl: command not found; cp-3 (i-0dd): unreadable (Ssm.InvocationDoesNotExistException)\n",
     );
