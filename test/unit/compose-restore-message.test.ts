@@ -322,6 +322,16 @@ describe("composeRestoreMessage with the ssm executor, after an abort", () => {
           },
         },
         {
+          commandId: "c-4",
+          agent: { member: "cp-4", instanceId: "i-0ee" },
+          invocation: {
+            status: "Failed",
+            details: "Failed",
+            stderr:
+              "curl: (22) The requested URL returned error: 403 https://b.s3.amazonaws.com/p/plan.json?X-Amz-Signature=abc&X-Amz-Credential=AKIA",
+          },
+        },
+        {
           commandId: "c-3",
           agent: { member: "cp-3", instanceId: "i-0dd" },
           invocationError: { Error: "Ssm.InvocationDoesNotExistException", Cause: "…" },
@@ -329,7 +339,7 @@ describe("composeRestoreMessage with the ssm executor, after an abort", () => {
       ],
     });
     expect(message).toContain(
-      "\nCommands:  cp-0 (i-0aa): InProgress; cp-1 (i-0bb): Pending (Undeliverable); cp-2 (i-0cc): Failed — 10:00:02 FAILED: curl: command not found; cp-3 (i-0dd): unreadable (Ssm.InvocationDoesNotExistException)\n",
+      "\nCommands:  cp-0 (i-0aa): InProgress; cp-1 (i-0bb): Pending (Undeliverable); cp-2 (i-0cc): Failed — 10:00:02 FAILED: curl: command not found; cp-4 (i-0ee): Failed — curl: (22) The requested URL returned error: 403 https://b.s3.amazonaws.com/p/plan.json?…; cp-3 (i-0dd): unreadable (Ssm.InvocationDoesNotExistException)\n",
     );
   });
 });

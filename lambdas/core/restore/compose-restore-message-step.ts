@@ -160,7 +160,14 @@ function agentCommandLines(state: Record<string, unknown>): string[] {
     const who = `${agent?.member ?? "?"} (${agent?.instanceId ?? "?"})`;
     if (!invocation) return `${who}: unreadable (${invocationError?.Error ?? "unknown"})`;
     const { status = "Unknown", details, stderr } = invocation;
-    const lastWord = stderr?.trim().split("\n").at(-1)?.slice(0, 200);
+    // The agent redacts its own log lines; a tool's message might still carry a presigned URL, whose
+    // query is a credential: it is cut off.
+    const lastWord = stderr
+      ?.trim()
+      .split("\n")
+      .at(-1)
+      ?.replace(/(https?:\/\/[^\s?]+)\?\S*/g, "$1?…")
+      .slice(0, 200);
     return `${who}: ${status}${details && details !== status ? ` (${details})` : ""}${lastWord ? ` — ${lastWord}` : ""}`;
   });
   return [`Commands:  ${described.join("; ")}`];
