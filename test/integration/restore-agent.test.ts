@@ -788,6 +788,49 @@ describe("restore agent refusing what would not be safe on a one-member etcd", (
     }
   }, 60_000);
 
+  it("reports how far a slow download got while it runs, then restores from it", async () => {
+    const restoreId = "r-slow-download";
+    const content = await readFile(join(etcd.baseDir, "one-member.db"));
+    // Sends half of the snapshot, pauses as a slow link would, then the rest.
+    const half = Math.floor(content.length / 2);
+    const slow = createServer((_request, response) => {
+      response.writeHead(200, { "Content-Length": String(content.length) });
+      response.write(content.subarray(0, half));
+      setTimeout(() => response.end(content.subarray(half)), 2500);
+    });
+    await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+    const plan = await planFor(s3, etcd, node, snapshot, restoreId);
+    const url = `http://127.0.0.1:${(slow.address() as AddressInfo).port}/snapshot`;
+    const agents = await startRestoreAgents({
+      s3,
+      plans: [{ ...plan, snapshot: { ...plan.snapshot, url } }],
+      initialPhase: "prepare",
+      env: { ETCD_RESTORE_AGENT_PROGRESS_SECONDS: "0" },
+    });
+    try {
+      expect((await agents.waitForPhase("prepare")).failed).toBe(false);
+      expect((await agents.advance("stop-apiserver")).failed).toBe(false);
+      expect((await agents.advance("stop")).failed).toBe(false);
+      const restoring = agents.advance("restore");
+      // How much of it: what curl has written out, which its buffering may keep below what it received.
+      const progress = new RegExp(
+        `^downloading the snapshot: \\d+ KiB of ${content.length >> 10} KiB \\(\\d+%\\)$`,
+      );
+      await expect
+        .poll(async () => (await agents.readStatus(node.memberName))?.status.message, { timeout: 10_000 })
+        .toMatch(progress);
+      expect((await restoring).failed).toBe(false);
+      // The restored dir was swapped in: the rollback keeps it aside, which the next tests must not find.
+      await rollBackAfterFailure(agents);
+      const restored = `${node.dataDir}.failed-${restoreId}`;
+      expect(await readdir(dirname(node.dataDir))).toContain(basename(restored));
+      await rm(restored, { recursive: true, force: true });
+    } finally {
+      await agents.stop();
+      slow.close();
+    }
+  }, 60_000);
+
   /**
    * Stages a stand-in for the restore tool in the bucket: a script that records each invocation and runs
    * this machine's etcdctl. Returns the plan's `tool` and where the invocations are recorded.

@@ -45,6 +45,7 @@
 # Environment (for tests; defaults suit a real node):
 #   ETCD_RESTORE_AGENT_POLL_SECONDS       pause between plan reads and health probes (1)
 #   ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS  re-send an unchanged status this often (30)
+#   ETCD_RESTORE_AGENT_PROGRESS_SECONDS   report how far the snapshot's download got this often (10)
 #   ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS  give up when the plan cannot be read for this long (600)
 #   ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS
 #                                         how long a parked restart manifest stays out when the agent cannot
@@ -63,6 +64,7 @@ readonly max_line=400
 
 poll_seconds=${ETCD_RESTORE_AGENT_POLL_SECONDS:-1}
 heartbeat_seconds=${ETCD_RESTORE_AGENT_HEARTBEAT_SECONDS:-30}
+progress_seconds=${ETCD_RESTORE_AGENT_PROGRESS_SECONDS:-10}
 plan_wait_seconds=${ETCD_RESTORE_AGENT_PLAN_WAIT_SECONDS:-600}
 restart_grace_seconds=${ETCD_RESTORE_AGENT_RESTART_GRACE_SECONDS:-20}
 runs_as_pod=${ETCD_RESTORE_AGENT_RUNS_AS_POD:-0}
@@ -99,11 +101,12 @@ log_lines=()
 status_dirty=0
 last_put=0
 json_out=""
-# Set by await_answer while a failed agent waits for its rollback; by on_signal when it is being stopped.
-# The pid of the sleep in nap, stopped on exit.
+# The pids of nap's sleep and of a snapshot download in the background, stopped on exit.
 nap_pid=""
+download_pid=""
 # Set by put_back_parked_restarts: the components whose manifests it moved back.
 put_back=()
+# Set by await_answer while a failed agent waits for its rollback; by on_signal when it is being stopped.
 awaiting_answer=0
 stopping=0
 
@@ -187,11 +190,16 @@ status_json() {
 
 # curl_url URL CURL_ARGS...: the URL reaches curl through a config on stdin, never through argv (ps).
 curl_url() {
-  local url=$1 bs=\\ q='"'
+  local url=$1
   shift
-  url=${url//"$bs"/"$bs$bs"}
-  url=${url//"$q"/"$bs$q"}
-  printf 'url = "%s"\n' "$url" | curl -K - --silent --show-error --globoff "$@"
+  printf 'url = "%s"\n' "$(curl_config_quote "$url")" | curl -K - --silent --show-error --globoff "$@"
+}
+
+# A value for a double-quoted curl config line: backslashes and quotes escaped.
+curl_config_quote() {
+  local value=$1 bs=\\ q='"'
+  value=${value//"$bs"/"$bs$bs"}
+  printf '%s' "${value//"$q"/"$bs$q"}"
 }
 
 # nap SECONDS: a sleep that a signal interrupts. bash runs a trap only once the foreground command ends,
@@ -309,6 +317,7 @@ on_signal() {
 
 cleanup() {
   if [[ -n $nap_pid ]]; then kill "$nap_pid" 2>/dev/null || true; fi
+  if [[ -n $download_pid ]]; then kill "$download_pid" 2>/dev/null || true; fi
   if [[ -n $work_dir ]]; then rm -rf -- "$work_dir"; fi
   if [[ -n $tool_dir ]]; then rm -rf -- "$tool_dir"; fi
 }
@@ -1022,10 +1031,7 @@ download_snapshot() {
   local code attempt curl_status=0 problem
   log "downloading the snapshot (${plan[snapshot.bytes]} bytes)"
   for attempt in 1 2 3; do
-    # No overall time limit for a large download, but give up on one that stalls.
-    code=$(curl_url "$snapshot_url" --connect-timeout 10 --speed-limit 1024 --speed-time 60 \
-      --output "$download.part" --write-out '%{http_code}' 2>"$work_dir/curl.err")
-    curl_status=$?
+    download_attempt
     [[ $code == 200 && $curl_status == 0 ]] && break
     problem="HTTP $code"
     [[ $curl_status != 0 ]] && problem+=", curl exit $curl_status"
@@ -1038,6 +1044,46 @@ download_snapshot() {
     fail "cannot download the snapshot: the transfer failed 3 times (curl exit $curl_status: $(head -c 200 "$work_dir/curl.err"))"
   fi
   mv -f -- "$download.part" "$download" || reject_download "cannot rename the download"
+  message="downloaded the snapshot ($(size_text "${plan[snapshot.bytes]}")); restoring it"
+  put_status 1 || true
+}
+
+# One download in the background, reporting how far it got every progress_seconds: a large snapshot takes
+# minutes, and the status message is what the state machine, the console and a notice of a phase that ran
+# out of time show. Sets code and curl_status. The URL reaches curl in a config file of the private work dir
+# (as curl_url's stdin keeps it off the command line), so that $! is curl itself, which cleanup can stop.
+download_attempt() {
+  local total=${plan[snapshot.bytes]} got last_report=$SECONDS
+  printf 'url = "%s"\n' "$(curl_config_quote "$snapshot_url")" >"$work_dir/snapshot-url.conf"
+  curl -K "$work_dir/snapshot-url.conf" --silent --show-error --globoff --connect-timeout 10 \
+    --speed-limit 1024 --speed-time 60 --output "$download.part" --write-out '%{http_code}' \
+    >"$work_dir/download.code" 2>"$work_dir/curl.err" &
+  download_pid=$!
+  while kill -0 "$download_pid" 2>/dev/null; do
+    nap "$poll_seconds"
+    ((SECONDS - last_report >= progress_seconds)) || continue
+    got=$(stat -c %s -- "$download.part" 2>/dev/null) || got=0
+    message="downloading the snapshot: $(size_text "$got") of $(size_text "$total") ($((got * 100 / (total > 0 ? total : 1)))%)"
+    put_status 1 || true
+    last_report=$SECONDS
+  done
+  wait "$download_pid"
+  curl_status=$?
+  download_pid=""
+  code=$(<"$work_dir/download.code") || code=000
+  rm -f -- "$work_dir/snapshot-url.conf"
+}
+
+# A byte count for a message, in whole units: KiB below 1 MiB, MiB below 10 GiB, GiB above.
+size_text() {
+  local bytes=$1
+  if ((bytes < 1 << 20)); then
+    printf '%d KiB' $((bytes >> 10))
+  elif ((bytes < 10 << 30)); then
+    printf '%d MiB' $((bytes >> 20))
+  else
+    printf '%d GiB' $((bytes >> 30))
+  fi
 }
 
 # The plan's size, and whole 512-byte pages before the 32-byte sha256 trailer.
