@@ -1,9 +1,11 @@
 // How the CLI reports a workflow execution, deployed or local: a few lines (or the JSON), and the exit
 // code its failed step's error maps to.
+
 import { approvalRejectedError } from "../lambdas/core/catalogue/approval-tokens.js";
 import { readableCause } from "../lambdas/core/failure-cause.js";
 import type { ExecutionStatus } from "./execution-status.js";
 import { ExitCodes, exitCodeFor } from "./exit-codes.js";
+import { agentReportLines } from "./restore-agent-reports.js";
 import { printJson } from "./terminal-output.js";
 
 export function printStatus(status: ExecutionStatus, flags: { json?: boolean }): void {
@@ -15,6 +17,11 @@ export function printStatus(status: ExecutionStatus, flags: { json?: boolean }):
   if (status.startedAt) lines.push(`  started  ${status.startedAt}`);
   if (status.stoppedAt) lines.push(`  stopped  ${status.stoppedAt}`);
   if (status.status === "RUNNING" && status.currentState) lines.push(`  now at   ${status.currentState}`);
+  if (status.agents?.length) {
+    lines.push("  agents");
+    for (const line of agentReportLines(status.agents)) lines.push(`    ${line}`);
+  }
+  if (status.agentsUnavailable) lines.push(`  agents   unreadable: ${status.agentsUnavailable}`);
   const snapshot = snapshotOf(status.output);
   if (snapshot)
     lines.push(`  snapshot ${snapshot.snapshotId} (${snapshot.bytes} bytes, sha256 ${snapshot.sha256})`);

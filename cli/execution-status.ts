@@ -9,6 +9,7 @@ import {
   type ExecutionStatus as SfnExecutionStatus,
 } from "@aws-sdk/client-sfn";
 import { InvalidInputError } from "../lambdas/core/errors.js";
+import type { AgentReport } from "../lambdas/core/restore/agent-status-report.js";
 
 export interface ExecutionStatus {
   executionArn: string;
@@ -22,6 +23,12 @@ export interface ExecutionStatus {
   failure?: { state?: string; error?: string; cause?: string };
   /** While it runs, the state it is in (known for local executions). */
   currentState?: string;
+  /** The execution's input, parsed. */
+  input?: unknown;
+  /** A running restore's agents, each one's last report (restore-agent-reports.ts). */
+  agents?: AgentReport[];
+  /** Why the agents' reports could not be read. */
+  agentsUnavailable?: string;
 }
 
 /** An execution's ARN from its state machine's ARN and its name (names are unique per state machine). */
@@ -40,6 +47,7 @@ export async function describeExecution(sfn: SFNClient, executionArn: string): P
     status: reply.status ?? "UNKNOWN",
     startedAt: reply.startDate?.toISOString(),
     stoppedAt: reply.stopDate?.toISOString(),
+    ...(reply.input ? { input: JSON.parse(reply.input) } : {}),
   };
   if (reply.status === "SUCCEEDED" && reply.output) status.output = JSON.parse(reply.output);
   if (reply.status === "FAILED" || reply.status === "TIMED_OUT" || reply.status === "ABORTED") {
@@ -72,12 +80,18 @@ export function pollIntervalMs(pollSeconds: string | undefined): number {
  */
 export async function waitForExecution(
   read: () => Promise<ExecutionStatus>,
-  options: { pollMs: number; onChange?: (status: ExecutionStatus) => void },
+  options: {
+    pollMs: number;
+    onChange?: (status: ExecutionStatus) => void;
+    /** Hears every read, e.g. to show a running restore's agents as they report. */
+    onRead?: (status: ExecutionStatus) => void;
+  },
 ): Promise<ExecutionStatus> {
   let last: string | undefined;
   for (;;) {
     const status = await read();
     if (status.status !== last) options.onChange?.(status);
+    options.onRead?.(status);
     last = status.status;
     if (status.status !== "RUNNING" && status.status !== "PENDING_REDRIVE") return status;
     await new Promise((resolve) => setTimeout(resolve, options.pollMs));

@@ -123,6 +123,14 @@ export class EtcdBackupStack extends Stack {
       clusters: resources.clusterAccess.clusters,
       restoreStateMachine: this.restore.stateMachine,
       backupStateMachine: this.backup.stateMachine,
+      snapshots: {
+        bucket: this.storage.bucket,
+        key: this.storage.key,
+        prefix: props.targets.prefix,
+        restorableClusters: props.targets.targets
+          .filter((target) => target.restore)
+          .map((target) => target.name),
+      },
     });
 
     const output = (id: string, value: string, description: string) =>

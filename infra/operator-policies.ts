@@ -4,6 +4,8 @@
 import { Stack } from "aws-cdk-lib";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
+import type * as kms from "aws-cdk-lib/aws-kms";
+import type * as s3 from "aws-cdk-lib/aws-s3";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
@@ -16,6 +18,8 @@ export interface OperatorPoliciesProps {
   clusters: readonly string[];
   restoreStateMachine: sfn.IStateMachine;
   backupStateMachine: sfn.IStateMachine;
+  /** Where the restore agents' status objects are, for `status` of a running restore. */
+  snapshots: { bucket: s3.IBucket; key: kms.IKey; prefix: string; restorableClusters: readonly string[] };
 }
 
 export class OperatorPolicies extends Construct {
@@ -75,6 +79,7 @@ export class OperatorPolicies extends Construct {
           actions: ["states:SendTaskSuccess", "states:SendTaskFailure"],
           resources: ["*"],
         }),
+        ...agentStatusReads(stack, props.snapshots),
       ],
     });
     acknowledgeWildcardResources(
@@ -84,8 +89,46 @@ export class OperatorPolicies extends Construct {
     );
     acknowledgeWildcardResources(
       this.restoreOperator,
+      agentStatusObjects(props.snapshots),
+      "Each restore's agents write their status under a new restore id: the grant is reading the status.json objects under <prefix>/<cluster>/_restores/ of the restorable clusters, not the plans beside them (which carry presigned URLs) and not the snapshots.",
+    );
+    acknowledgeWildcardResources(
+      this.restoreOperator,
       [executions, backupExecutions],
       "Each restore and backup is a new execution with a generated name: the grant is the executions of this stack's two state machines, and no other.",
     );
   }
+}
+
+type SnapshotPlaces = OperatorPoliciesProps["snapshots"];
+
+function agentStatusObjects({ bucket, prefix, restorableClusters }: SnapshotPlaces): string[] {
+  return restorableClusters.map((cluster) =>
+    bucket.arnForObjects(`${prefix}/${cluster}/_restores/*/status.json`),
+  );
+}
+
+/**
+ * `etcd-backup status` of a running restore: each agent's last status (phase, state, message, a download's
+ * progress). Only the status objects, which the agents write with every presigned URL withheld.
+ */
+function agentStatusReads(stack: Stack, places: SnapshotPlaces): iam.PolicyStatement[] {
+  if (places.restorableClusters.length === 0) return [];
+  return [
+    new iam.PolicyStatement({
+      actions: ["s3:ListBucket"],
+      resources: [places.bucket.bucketArn],
+      conditions: {
+        StringLike: {
+          "s3:prefix": places.restorableClusters.map((cluster) => `${places.prefix}/${cluster}/_restores/*`),
+        },
+      },
+    }),
+    new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: agentStatusObjects(places) }),
+    new iam.PolicyStatement({
+      actions: ["kms:Decrypt"],
+      resources: [places.key.keyArn],
+      conditions: { StringEquals: { "kms:ViaService": `s3.${stack.region}.${stack.urlSuffix}` } },
+    }),
+  ];
 }

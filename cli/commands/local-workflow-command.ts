@@ -1,6 +1,7 @@
 // `etcd-backup backup|restore --local`: the workflow run on the local stack of `etcd-backup local up`, in
 // this process — locally there is no Step Functions service to hand the execution to, so the command
 // lasts as long as the execution and reports it as `--wait` does against AWS.
+import { createS3Client } from "../../lambdas/core/store/aws-clients.js";
 import { exitCodeOf, printStatus } from "../execution-report.js";
 import { type ExecutionStatus, pollIntervalMs, waitForExecution } from "../execution-status.js";
 import { readLocalExecution, recordLocalExecution } from "../local/local-executions.js";
@@ -12,6 +13,7 @@ import {
   type StateEvent,
 } from "../local/local-state-machine.js";
 import { isBarrierPollingState, runLocalBackup, runLocalRestore } from "../local/local-workflows.js";
+import { agentReportPrinter, withAgentReports } from "../restore-agent-reports.js";
 import { createActivityProgress } from "../terminal-output.js";
 
 export async function runLocalWorkflowCommand(
@@ -26,7 +28,7 @@ export async function runLocalWorkflowCommand(
   say(`${name}: running on the local stack, in this process (keep it open)`);
   const startedAt = new Date().toISOString();
   const executionArn = localExecutionArn(kind, name);
-  const journal = recordLocalExecution(environment.workDir, { executionArn, name, startedAt });
+  const journal = recordLocalExecution(environment.workDir, { executionArn, name, startedAt, input });
   let lastPublished = "";
   const hooks = {
     executionName: name,
@@ -89,10 +91,19 @@ export async function runLocalStatusCommand(
   flags: { json?: boolean; wait?: boolean; pollSeconds?: string },
 ): Promise<number> {
   const { environment } = await useLocalSession();
-  const read = () => readLocalExecution(environment.workDir, name);
-  const status = flags.wait
-    ? await waitForExecution(read, { pollMs: pollIntervalMs(flags.pollSeconds) })
-    : await read();
-  printStatus(status, flags);
-  return exitCodeOf(status);
+  const s3 = createS3Client({ endpoint: environment.s3.endpoint });
+  try {
+    const source = async () => ({ s3, bucket: environment.bucket, prefix: environment.prefix });
+    const read = async () => withAgentReports(await readLocalExecution(environment.workDir, name), source);
+    const status = flags.wait
+      ? await waitForExecution(read, {
+          pollMs: pollIntervalMs(flags.pollSeconds),
+          onRead: agentReportPrinter(),
+        })
+      : await read();
+    printStatus(status, flags);
+    return exitCodeOf(status);
+  } finally {
+    s3.destroy();
+  }
 }

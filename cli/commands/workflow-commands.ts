@@ -1,11 +1,13 @@
 // `etcd-backup backup`, `restore` and `status`: start the deployed workflows and follow their executions
 // (with --local, the workflow runs on the local stack instead: local-workflow-command.ts).
+import { S3Client } from "@aws-sdk/client-s3";
 import { SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
 import { defaultStackName, StackOutputs } from "../../infra/stack-outputs.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { exitCodeOf, printStatus } from "../execution-report.js";
 import { describeExecution, executionArnFor, pollIntervalMs, waitForExecution } from "../execution-status.js";
 import { ExitCodes } from "../exit-codes.js";
+import { type AgentReportSource, agentReportPrinter, withAgentReports } from "../restore-agent-reports.js";
 import { printJson } from "../terminal-output.js";
 
 /** Step Functions allows execution names of at most 80 characters. */
@@ -115,10 +117,37 @@ export async function runStatusCommand(execution: string, flags: StatusFlags): P
     : executionArnFor(await stateMachineOf(execution, flags), execution);
   return withSfn(flags, async (sfn) => {
     if (flags.wait) return follow(sfn, executionArn, flags, pollIntervalMs(flags.pollSeconds));
-    const status = await describeExecution(sfn, executionArn);
-    printStatus(status, flags);
-    return exitCodeOf(status);
+    const reports = deployedAgentReports(flags);
+    try {
+      const status = await withAgentReports(await describeExecution(sfn, executionArn), reports.source);
+      printStatus(status, flags);
+      return exitCodeOf(status);
+    } finally {
+      reports.close();
+    }
   });
+}
+
+/** The deployed stack's bucket and prefix (its outputs, read once) and an S3 client, when first needed. */
+function deployedAgentReports(flags: StackFlags): {
+  source: () => Promise<AgentReportSource>;
+  close(): void;
+} {
+  let source: Promise<AgentReportSource> | undefined;
+  let s3: S3Client | undefined;
+  return {
+    source: () => {
+      source ??= flagsFromStack(flags, {
+        bucket: StackOutputs.snapshotBucketName,
+        prefix: StackOutputs.snapshotPrefix,
+      }).then(({ bucket, prefix }) => {
+        s3 = new S3Client(flags.region ? { region: flags.region } : {});
+        return { bucket, prefix, s3 };
+      });
+      return source;
+    },
+    close: () => s3?.destroy(),
+  };
 }
 
 async function stateMachineOf(execution: string, flags: StatusFlags): Promise<string> {
@@ -169,17 +198,26 @@ async function startAndFollow(
 async function follow(
   sfn: SFNClient,
   executionArn: string,
-  flags: FollowFlags,
+  flags: StackFlags & FollowFlags,
   pollMs: number,
 ): Promise<number> {
-  const status = await waitForExecution(() => describeExecution(sfn, executionArn), {
-    pollMs,
-    onChange: (current) => {
-      if (current.status === "RUNNING") process.stderr.write(`${current.name}: running\n`);
-    },
-  });
-  printStatus(status, flags);
-  return exitCodeOf(status);
+  const reports = deployedAgentReports(flags);
+  try {
+    const status = await waitForExecution(
+      async () => withAgentReports(await describeExecution(sfn, executionArn), reports.source),
+      {
+        pollMs,
+        onChange: (current) => {
+          if (current.status === "RUNNING") process.stderr.write(`${current.name}: running\n`);
+        },
+        onRead: agentReportPrinter(),
+      },
+    );
+    printStatus(status, flags);
+    return exitCodeOf(status);
+  } finally {
+    reports.close();
+  }
 }
 
 const stackFlag = (flags: StackFlags) => (flags.stack === defaultStackName ? "" : ` --stack ${flags.stack}`);

@@ -1293,7 +1293,7 @@ describe("operator policies", () => {
     expect(describe?.Resource).toEqual({ Ref: "AWS::StackId" });
   });
 
-  it("lets a restore operator start restores and on-demand backups, answer approvals, and read no snapshot", () => {
+  it("lets a restore operator start restores and on-demand backups, answer approvals, and read no snapshot nor any presigned URL", () => {
     const { stack } = built;
     const statements = statementsOf(stack.operatorPolicies.restoreOperator.managedPolicyArn);
     const byAction = (action: string) =>
@@ -1314,7 +1314,35 @@ describe("operator policies", () => {
       "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": ["#approvals"] },
     });
     const everything = statements.flatMap((statement) => asList(statement.Action));
-    expect(everything.filter((action) => action.startsWith("s3:") || action.startsWith("kms:"))).toEqual([]);
+    // Of the bucket, only the restore agents' status objects (`status` of a running restore): not the
+    // snapshots, and not the plans beside the statuses, which carry presigned URLs.
+    const restorable = testTargets()
+      .targets.filter((target) => target.restore)
+      .map((target) => target.name);
+    expect(restorable.length).toBeGreaterThan(0);
+    const prefix = testTargets().prefix;
+    const bucketArn = resolved(stack, stack.storage.bucket.bucketArn);
+    expect(byAction("s3:GetObject").map((statement) => asList(statement.Resource))).toEqual([
+      restorable.map((cluster) =>
+        resolved(stack, stack.storage.bucket.arnForObjects(`${prefix}/${cluster}/_restores/*/status.json`)),
+      ),
+    ]);
+    expect(byAction("s3:ListBucket")).toEqual([
+      expect.objectContaining({
+        Resource: bucketArn,
+        Condition: {
+          StringLike: { "s3:prefix": restorable.map((cluster) => `${prefix}/${cluster}/_restores/*`) },
+        },
+      }),
+    ]);
+    expect(everything.filter((action) => action.startsWith("s3:")).sort()).toEqual([
+      "s3:GetObject",
+      "s3:ListBucket",
+    ]);
+    const decrypt = byAction("kms:Decrypt");
+    expect(decrypt).toHaveLength(1);
+    expect(decrypt[0]?.Resource).toEqual(resolved(stack, stack.storage.key.keyArn));
+    expect(everything.filter((action) => action.startsWith("kms:"))).toEqual(["kms:Decrypt"]);
     expect(everything).not.toContain("dynamodb:PutItem");
     expect(everything).not.toContain("dynamodb:UpdateItem");
     // The task-token actions allow no resource-level scoping: the token is what restricts them.

@@ -8,6 +8,7 @@ import * as z from "zod";
 import { restoreLeaseSeconds } from "../backup/backup-dependencies.js";
 import { apiServerReadyUrlOf, findTarget, type RestoreLayout } from "../config/target-config.js";
 import { InvalidInputError, LeaseHeldError } from "../errors.js";
+import { restoreRunPrefix } from "./agent-status-report.js";
 import { defaultPhaseTimeoutSeconds, launchUrlSeconds, planUrlSeconds } from "./agent-url-lifetimes.js";
 import { freeBytesNeeded } from "./member-free-space.js";
 import type { RestoreDependencies } from "./restore-dependencies.js";
@@ -42,7 +43,7 @@ type StoredPlan = z.infer<typeof storedPlanSchema>;
 type RestoreKeys = ReturnType<typeof restoreKeys>;
 
 function restoreKeys(dependencies: RestoreDependencies, cluster: string, restoreId: string, member: string) {
-  const base = `${dependencies.prefix}/${cluster}/_restores/${restoreId}/${member}`;
+  const base = `${restoreRunPrefix(dependencies.prefix, cluster, restoreId)}${member}`;
   return { plan: `${base}/plan.txt`, planJson: `${base}/plan.json`, status: `${base}/status.json` };
 }
 
@@ -225,7 +226,7 @@ async function stageAgentScript(
   expiresInSeconds: number,
 ): Promise<{ url: string; sha256: string }> {
   const script = await dependencies.loadAgentScript();
-  const key = `${dependencies.prefix}/${cluster}/_restores/${restoreId}/agent.sh`;
+  const key = `${restoreRunPrefix(dependencies.prefix, cluster, restoreId)}agent.sh`;
   await putText(dependencies, key, script);
   const url = await dependencies.presign({ key, method: "GET", expiresInSeconds });
   return { url, sha256: createHash("sha256").update(script).digest("hex") };
