@@ -85,13 +85,18 @@ async function restoreWaitingForApproval(snapshotId: string) {
   return { restore, execution };
 }
 
-/** Starts a restore, and once it asks for approval, answers it as a person would from another terminal. */
+/**
+ * Starts a restore, and once it asks for approval, answers it as a person would from another terminal;
+ * a third terminal follows it (`status --wait`) from the answer on.
+ */
 async function restoreAnswered(snapshotId: string, answer: string[]) {
   const { restore, execution } = await restoreWaitingForApproval(snapshotId);
   // From another terminal, the waiting execution is seen where it waits.
   const waiting = await run(["status", execution, "--local"]);
   const answered = await run([...answer, execution, "--local"]);
+  const follower = start(["status", execution, "--local", "--wait", "--poll-seconds", "0.2"]);
   const code = await restore.exit;
+  await follower.exit;
   const after = await run(["status", execution, "--local", "--wait", "--json"]);
   return {
     execution,
@@ -100,6 +105,7 @@ async function restoreAnswered(snapshotId: string, answer: string[]) {
     code,
     stdout: restore.stdout(),
     stderr: restore.stderr(),
+    followed: follower.stderr(),
     after: { code: after.code, status: JSON.parse(after.stdout || "{}") },
   };
 }
@@ -215,6 +221,9 @@ describe("etcd-backup local up, and the commands given --local", () => {
     // The notice names the command that shows the execution where a deployed one links to the console.
     expect(approved.stderr).toContain(`Status:    etcd-backup status ${approved.execution} --local`);
     expect(approved.stderr).not.toContain("console.aws.amazon.com");
+    // Followed from a third terminal: the agent's reports as they changed, phase by phase.
+    expect(approved.followed).toMatch(/^ {2}member-0: prepare done — ready: /m);
+    expect(approved.followed).toMatch(/^ {2}member-0: restore done — /m);
     expect(await registryKeys()).toBe(40);
   }, 90_000);
 
