@@ -192,14 +192,14 @@ status_json() {
 curl_url() {
   local url=$1
   shift
-  printf 'url = "%s"\n' "$(curl_config_quote "$url")" | curl -K - --silent --show-error --globoff "$@"
+  curl_config_line "$url" | curl -K - --silent --show-error --globoff "$@"
 }
 
-# A value for a double-quoted curl config line: backslashes and quotes escaped.
-curl_config_quote() {
-  local value=$1 bs=\\ q='"'
-  value=${value//"$bs"/"$bs$bs"}
-  printf '%s' "${value//"$q"/"$bs$q"}"
+# curl_config_line URL: the curl config line naming URL, its backslashes and quotes escaped.
+curl_config_line() {
+  local url=$1 bs=\\ q='"'
+  url=${url//"$bs"/"$bs$bs"}
+  printf 'url = "%s"\n' "${url//"$q"/"$bs$q"}"
 }
 
 # nap SECONDS: a sleep that a signal interrupts. bash runs a trap only once the foreground command ends,
@@ -1035,13 +1035,13 @@ download_snapshot() {
     [[ $code == 200 && $curl_status == 0 ]] && break
     problem="HTTP $code"
     [[ $curl_status != 0 ]] && problem+=", curl exit $curl_status"
-    log "snapshot download attempt $attempt failed: $problem $(head -c 200 "$work_dir/curl.err")"
+    log "snapshot download attempt $attempt failed: $problem $(head -c 200 "$work_dir/download.err")"
     rm -f -- "$download.part"
     ((attempt < 3)) && nap $((attempt * 2))
   done
   [[ $code == 200 ]] || fail "cannot download the snapshot: HTTP $code"
   if [[ $curl_status != 0 ]]; then
-    fail "cannot download the snapshot: the transfer failed 3 times (curl exit $curl_status: $(head -c 200 "$work_dir/curl.err"))"
+    fail "cannot download the snapshot: the transfer failed 3 times (curl exit $curl_status: $(head -c 200 "$work_dir/download.err"))"
   fi
   mv -f -- "$download.part" "$download" || reject_download "cannot rename the download"
   message="downloaded the snapshot ($(size_text "${plan[snapshot.bytes]}")); restoring it"
@@ -1050,17 +1050,19 @@ download_snapshot() {
 
 # One download in the background, reporting how far it got every progress_seconds: a large snapshot takes
 # minutes, and the status message is what the state machine, the console and a notice of a phase that ran
-# out of time show. Sets code and curl_status. The URL reaches curl in a config file of the private work dir
-# (as curl_url's stdin keeps it off the command line), so that $! is curl itself, which cleanup can stop.
+# out of time show. Sets code and curl_status; curl's own error goes to download.err, apart from the status
+# PUTs' curl.err. The URL reaches curl in a config file of the private work dir (as curl_url's stdin keeps it
+# off the command line), so that $! is curl itself, which cleanup can stop.
 download_attempt() {
   local total=${plan[snapshot.bytes]} got last_report=$SECONDS
-  printf 'url = "%s"\n' "$(curl_config_quote "$snapshot_url")" >"$work_dir/snapshot-url.conf"
+  curl_config_line "$snapshot_url" >"$work_dir/snapshot-url.conf"
   curl -K "$work_dir/snapshot-url.conf" --silent --show-error --globoff --connect-timeout 10 \
     --speed-limit 1024 --speed-time 60 --output "$download.part" --write-out '%{http_code}' \
-    >"$work_dir/download.code" 2>"$work_dir/curl.err" &
+    >"$work_dir/download.code" 2>"$work_dir/download.err" &
   download_pid=$!
   while kill -0 "$download_pid" 2>/dev/null; do
     nap "$poll_seconds"
+    kill -0 "$download_pid" 2>/dev/null || break
     ((SECONDS - last_report >= progress_seconds)) || continue
     got=$(stat -c %s -- "$download.part" 2>/dev/null) || got=0
     message="downloading the snapshot: $(size_text "$got") of $(size_text "$total") ($((got * 100 / (total > 0 ? total : 1)))%)"
