@@ -160,15 +160,18 @@ function agentCommandLines(state: Record<string, unknown>): string[] {
     const who = `${agent?.member ?? "?"} (${agent?.instanceId ?? "?"})`;
     if (!invocation) return `${who}: unreadable (${invocationError?.Error ?? "unknown"})`;
     const { status = "Unknown", details, stderr } = invocation;
-    // The agent redacts its own log lines; a tool's message might still carry a presigned URL, whose
-    // query is a credential: it is cut off.
-    const lastWord = stderr
-      ?.trim()
-      .split("\n")
-      .at(-1)
-      ?.replace(/(https?:\/\/[^\s?]+)\?\S*/g, "$1?…")
-      .slice(0, 200);
+    const lastWord = withoutCredentials(stderr?.trim().split("\n").at(-1) ?? "").slice(0, 200);
     return `${who}: ${status}${details && details !== status ? ` (${details})` : ""}${lastWord ? ` — ${lastWord}` : ""}`;
   });
   return [`Commands:  ${described.join("; ")}`];
+}
+
+/**
+ * The agent's own redaction rule (`redact` in etcd-restore-agent.sh), for a line it did not write itself
+ * (a tool's message on stderr): a URL's query is cut off, and a line still naming request credentials is
+ * withheld whole.
+ */
+function withoutCredentials(line: string): string {
+  const cut = line.replace(/(https?:\/\/[^\s?"]*)\?[^\s"]*/g, "$1?…");
+  return /[Ss]ignature=|X-Amz-/.test(cut) ? "(line withheld: it contained request credentials)" : cut;
 }
