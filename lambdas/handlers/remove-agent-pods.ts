@@ -7,6 +7,7 @@ import { restoreStepHandler } from "./shared/restore-step-handler.js";
 export const handler = restoreStepHandler(
   "remove-agent-pods",
   removeAgentPodsInput,
-  (dependencies, event) => removeAgentPods(dependencies, event.input, event.restoreId),
+  (dependencies, event) =>
+    removeAgentPods(dependencies, event.input, event.restoreId, { describePods: event.describePods }),
   { loadKubeConfig },
 );

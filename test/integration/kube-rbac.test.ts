@@ -367,7 +367,7 @@ describe("the pod executor under the restore's RBAC", () => {
 
   it("removes the pods and the Secret, saying first what became of each pod; a second removal finds nothing", async () => {
     const from = api.requests.length;
-    const removed = await removeAgentPods(restoreDependencies(), input, restoreId);
+    const removed = await removeAgentPods(restoreDependencies(), input, restoreId, { describePods: true });
     expect(removed).toEqual({
       removed: [0, 1, 2]
         .map((index) => `pod/${agentPodName(restoreId, index)}`)
@@ -386,7 +386,7 @@ describe("the pod executor under the restore's RBAC", () => {
     ]);
     expect(restoreAuthorizer.decisions.filter((decision) => !decision.allowed)).toEqual([]);
     // The restored API server may not know them at all: not found is nothing left.
-    expect(await removeAgentPods(restoreDependencies(), input, restoreId)).toEqual({
+    expect(await removeAgentPods(restoreDependencies(), input, restoreId, { describePods: true })).toEqual({
       removed: [],
       leftovers: [],
       agentPods: ["cp-0", "cp-1", "cp-2"].map(
@@ -415,7 +415,11 @@ describe("the pod executor under the restore's RBAC", () => {
     restoreAuthorizer = rbacAuthorizerFromManifest(
       restoreManifest.replace('verbs: ["create", "delete"]', 'verbs: ["create"]'),
     );
+    // After a success nothing is read first: the removal alone.
+    const from = api.requests.length;
     const removed = await removeAgentPods(restoreDependencies(), input, "restore-kept");
+    expect(removed.agentPods).toEqual([]);
+    expect(api.requests.slice(from).every((request) => request.verb === "delete")).toBe(true);
     expect(removed.removed).toEqual([]);
     expect(removed.leftovers).toHaveLength(4);
     expect(removed.leftovers[0]).toMatch(/cannot delete resource "pods"/);
@@ -445,6 +449,7 @@ describe("the pod executor under the restore's RBAC", () => {
         } as RestoreDependencies,
         input,
         "restore-unreachable",
+        { describePods: true },
       );
       expect(connections).toBe(1);
       expect(removed.removed).toEqual([]);

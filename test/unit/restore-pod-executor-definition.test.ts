@@ -94,6 +94,11 @@ describe("the restore state machine's pod executor", () => {
       local: "DescribeAgentCommands_abort",
     });
     expect(state("RemoveAgentPods_abort").Next).toBe("NotifyRestoreFailed");
+    // Only the failure paths read each pod's state first, for the notice; after a success, removal alone.
+    const describes = (name: string) => state(name).Parameters?.Payload?.describePods;
+    expect(describes("RemoveAgentPods_abort")).toBe(true);
+    expect(describes("RemoveAgentPodsBeforeChanges")).toBe(true);
+    expect(describes("RemoveAgentPods_finish")).toBeUndefined();
   });
 
   it("never lets a failed removal change the outcome or hide the failure being reported", () => {

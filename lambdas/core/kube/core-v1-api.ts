@@ -11,9 +11,10 @@ import type {
 } from "@kubernetes/client-node";
 import { kubeJsonRequest } from "./kube-request.js";
 
-type NamespacedKind = "pod" | "secret" | "event";
+/** What the product creates and deletes. */
+type NamespacedKind = "pod" | "secret";
 
-const namespaced = (namespace: string, kind: NamespacedKind, name?: string) =>
+const namespaced = (namespace: string, kind: NamespacedKind | "event", name?: string) =>
   `/api/v1/namespaces/${encodeURIComponent(namespace)}/${kind}s${name === undefined ? "" : `/${encodeURIComponent(name)}`}`;
 
 export async function listPods(
@@ -52,7 +53,7 @@ export async function listPodEvents(config: KubeConfig, pod: V1Pod): Promise<Cor
 export function createObject(
   config: KubeConfig,
   namespace: string,
-  kind: Exclude<NamespacedKind, "event">,
+  kind: NamespacedKind,
   body: V1Pod | V1Secret,
 ): Promise<unknown> {
   return kubeJsonRequest(config, {
@@ -66,7 +67,7 @@ export function createObject(
 export function deleteObject(
   config: KubeConfig,
   namespace: string,
-  kind: Exclude<NamespacedKind, "event">,
+  kind: NamespacedKind,
   name: string,
 ): Promise<unknown> {
   return kubeJsonRequest(config, {

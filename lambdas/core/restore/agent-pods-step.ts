@@ -104,14 +104,16 @@ export async function startAgentPods(
 }
 
 /**
- * Deletes the agent pods and the Secret of a restore, by name, saying first what became of each pod (in
- * `agentPods`: an agent that never reported has only its pod to tell why). Never throws for the API: what
- * could not be removed is listed in `leftovers`, with the reason, for the notification and the log.
+ * Deletes the agent pods and the Secret of a restore, by name; with `describePods` (the failure paths),
+ * saying first what became of each pod, in `agentPods` — an agent that never reported has only its pod to
+ * tell why. Never throws for the API: what could not be removed is listed in `leftovers`, with the reason,
+ * for the notification and the log.
  */
 export async function removeAgentPods(
   dependencies: RestoreDependencies,
   input: RestoreInput,
   restoreId: string,
+  options: { describePods?: boolean } = {},
 ): Promise<{ removed: string[]; leftovers: string[]; agentPods: string[] }> {
   const target = findTarget(await dependencies.loadTargets(), input.cluster);
   const layout = podLayout(target);
@@ -151,7 +153,7 @@ export async function removeAgentPods(
     }
   };
   for (const object of objects) {
-    if (object.kind === "pod") {
+    if (object.kind === "pod" && options.describePods) {
       agentPods.push(
         `${object.name} (${object.member}): ${await lastPodState(call, config, namespace, object.name)}`,
       );
@@ -196,7 +198,6 @@ async function lastPodState(
     if (notFound(error)) return "not found";
     return `unreadable: ${kubernetesApiFailure(error, `cannot read pod ${name}`, config).message}`;
   }
-  if (pod.status?.phase === "Succeeded") return describeAgentPodState(pod);
   try {
     return describeAgentPodState(pod, await call(() => listPodEvents(config, pod)));
   } catch (error) {

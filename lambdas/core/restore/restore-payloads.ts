@@ -84,7 +84,12 @@ export const startAgentPodsInput = z.object({
   restoreId: z.string(),
   agents: z.array(agentLaunchSchema),
 });
-export const removeAgentPodsInput = z.object({ ...step, restoreId: z.string() });
+export const removeAgentPodsInput = z.object({
+  ...step,
+  restoreId: z.string(),
+  /** Read each pod's state before removing it: on the failure paths, where the notice shows it. */
+  describePods: z.boolean().default(false),
+});
 export const checkEtcdHealthInput = z.object({
   ...step,
   snapshot: restoreSnapshotSchema,
