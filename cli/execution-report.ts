@@ -5,7 +5,7 @@ import { approvalRejectedError } from "../lambdas/core/catalogue/approval-tokens
 import { readableCause } from "../lambdas/core/failure-cause.js";
 import type { ExecutionStatus } from "./execution-status.js";
 import { ExitCodes, exitCodeFor } from "./exit-codes.js";
-import { agentReportLines } from "./restore-agent-reports.js";
+import { agentReportLine } from "./restore-agent-reports.js";
 import { printJson } from "./terminal-output.js";
 
 export function printStatus(status: ExecutionStatus, flags: { json?: boolean }): void {
@@ -19,7 +19,7 @@ export function printStatus(status: ExecutionStatus, flags: { json?: boolean }):
   if (status.status === "RUNNING" && status.currentState) lines.push(`  now at   ${status.currentState}`);
   if (status.agents?.length) {
     lines.push("  agents");
-    for (const line of agentReportLines(status.agents)) lines.push(`    ${line}`);
+    for (const agent of status.agents) lines.push(`    ${agentReportLine(agent)}`);
   }
   if (status.agentsUnavailable) lines.push(`  agents   unreadable: ${status.agentsUnavailable}`);
   const snapshot = snapshotOf(status.output);

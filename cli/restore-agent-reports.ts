@@ -37,19 +37,19 @@ export async function withAgentReports(
   }
 }
 
-/** One line per agent, for the terminal. */
-export function agentReportLines(agents: readonly AgentReport[]): string[] {
-  return agents.map((agent) => `${agent.member}: ${agent.phase} ${agent.state} — ${agent.message}`);
+/** An agent's report as one line, for the terminal. */
+export function agentReportLine(agent: AgentReport): string {
+  return `${agent.member}: ${agent.phase} ${agent.state} — ${agent.message}`;
 }
 
 /** For a followed execution: prints each agent's report to stderr when it changes. */
 export function agentReportPrinter(): (status: ExecutionStatus) => void {
   const shown = new Map<string, string>();
   return (status) => {
-    for (const [index, line] of agentReportLines(status.agents ?? []).entries()) {
-      const member = status.agents?.[index]?.member ?? "";
-      if (shown.get(member) === line) continue;
-      shown.set(member, line);
+    for (const agent of status.agents ?? []) {
+      const line = agentReportLine(agent);
+      if (shown.get(agent.member) === line) continue;
+      shown.set(agent.member, line);
       process.stderr.write(`  ${line}\n`);
     }
   };

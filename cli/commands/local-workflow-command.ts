@@ -1,6 +1,7 @@
 // `etcd-backup backup|restore --local`: the workflow run on the local stack of `etcd-backup local up`, in
 // this process — locally there is no Step Functions service to hand the execution to, so the command
 // lasts as long as the execution and reports it as `--wait` does against AWS.
+import type { S3Client } from "@aws-sdk/client-s3";
 import { createS3Client } from "../../lambdas/core/store/aws-clients.js";
 import { exitCodeOf, printStatus } from "../execution-report.js";
 import { type ExecutionStatus, pollIntervalMs, waitForExecution } from "../execution-status.js";
@@ -91,9 +92,12 @@ export async function runLocalStatusCommand(
   flags: { json?: boolean; wait?: boolean; pollSeconds?: string },
 ): Promise<number> {
   const { environment } = await useLocalSession();
-  const s3 = createS3Client({ endpoint: environment.s3.endpoint });
+  let s3: S3Client | undefined;
   try {
-    const source = async () => ({ s3, bucket: environment.bucket, prefix: environment.prefix });
+    const source = async () => {
+      s3 ??= createS3Client({ endpoint: environment.s3.endpoint });
+      return { s3, bucket: environment.bucket, prefix: environment.prefix };
+    };
     const read = async () => withAgentReports(await readLocalExecution(environment.workDir, name), source);
     const status = flags.wait
       ? await waitForExecution(read, {
@@ -104,6 +108,6 @@ export async function runLocalStatusCommand(
     printStatus(status, flags);
     return exitCodeOf(status);
   } finally {
-    s3.destroy();
+    s3?.destroy();
   }
 }

@@ -37,17 +37,19 @@ export async function readAgentReports(s3: S3Client, where: AgentReportsLocation
     keys.push(...(page.Contents ?? []).flatMap(({ Key }) => (Key?.endsWith("/status.json") ? [Key] : [])));
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
-  const reports: AgentReport[] = [];
-  for (const key of keys.sort()) {
-    const reply = await s3.send(new GetObjectCommand({ Bucket: where.bucket, Key: key }));
-    try {
-      const { member, phase, state, message, updatedAt } = parseStatus(
-        (await reply.Body?.transformToString("utf8")) ?? "",
-      );
-      reports.push({ member, phase, state, message, updatedAt });
-    } catch {
-      // Read half-way through a rewrite (s3rver writes in place): the next read has it.
-    }
-  }
-  return reports;
+  const reports = await Promise.all(
+    keys.sort().map(async (key): Promise<AgentReport | undefined> => {
+      const reply = await s3.send(new GetObjectCommand({ Bucket: where.bucket, Key: key }));
+      try {
+        const { member, phase, state, message, updatedAt } = parseStatus(
+          (await reply.Body?.transformToString("utf8")) ?? "",
+        );
+        return { member, phase, state, message, updatedAt };
+      } catch {
+        // Read half-way through a rewrite (s3rver writes in place): the next read has it.
+        return undefined;
+      }
+    }),
+  );
+  return reports.filter((report) => report !== undefined);
 }
