@@ -49,7 +49,7 @@ export function agentInstanceTags(targets: readonly Target[]): InstanceTag[] {
 
 /**
  * ssm:SendCommand with one document (by default the agents' AWS-RunShellScript), on the named
- * control-plane instances only.
+ * control-plane instances only; and reading the invocations of the commands sent (their status, output).
  */
 export function grantAgentCommands(
   scope: Construct,
@@ -101,4 +101,12 @@ export function grantAgentCommands(
       "Members named by instanceTag: ssm:SendCommand may reach only the instances that carry those tags (ssm:resourceTag condition), which are known when a restore runs.",
     );
   }
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({ actions: ["ssm:GetCommandInvocation"], resources: ["*"] }),
+  );
+  acknowledgeWildcardResources(
+    scope,
+    ["*"],
+    "ssm:GetCommandInvocation supports no resource-level permissions; it reads the invocations of the commands this role sent.",
+  );
 }

@@ -127,9 +127,7 @@ export class EtcdBackupStack extends Stack {
         bucket: this.storage.bucket,
         key: this.storage.key,
         prefix: props.targets.prefix,
-        restorableClusters: props.targets.targets
-          .filter((target) => target.restore)
-          .map((target) => target.name),
+        restorableClusters: this.restore.restorableClusters,
       },
     });
 

@@ -496,12 +496,6 @@ function grantAccess(
       const { agentInstances, freeSpaceDocument } = restoreResources();
       if (!freeSpaceDocument) break;
       grantAgentCommands(scope, role, agentInstances, freeSpaceDocument.arn);
-      allow(["ssm:GetCommandInvocation"], ["*"]);
-      acknowledgeWildcardResources(
-        scope,
-        ["*"],
-        "ssm:GetCommandInvocation supports no resource-level permissions; it reads the answer of the free-space command this function sent.",
-      );
       break;
     }
     case "agent-pod-clusters":

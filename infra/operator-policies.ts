@@ -9,6 +9,7 @@ import type * as s3 from "aws-cdk-lib/aws-s3";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/catalogue-table.js";
+import { restoreRunPrefix } from "../lambdas/core/restore/agent-status-report.js";
 import { executionArnsOf } from "./asl-state-machine.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 
@@ -104,7 +105,7 @@ type SnapshotPlaces = OperatorPoliciesProps["snapshots"];
 
 function agentStatusObjects({ bucket, prefix, restorableClusters }: SnapshotPlaces): string[] {
   return restorableClusters.map((cluster) =>
-    bucket.arnForObjects(`${prefix}/${cluster}/_restores/*/status.json`),
+    bucket.arnForObjects(`${restoreRunPrefix(prefix, cluster, "*")}*/status.json`),
   );
 }
 
@@ -120,7 +121,9 @@ function agentStatusReads(stack: Stack, places: SnapshotPlaces): iam.PolicyState
       resources: [places.bucket.bucketArn],
       conditions: {
         StringLike: {
-          "s3:prefix": places.restorableClusters.map((cluster) => `${places.prefix}/${cluster}/_restores/*`),
+          "s3:prefix": places.restorableClusters.map((cluster) =>
+            restoreRunPrefix(places.prefix, cluster, "*"),
+          ),
         },
       },
     }),

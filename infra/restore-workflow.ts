@@ -156,10 +156,13 @@ export class RestoreWorkflow extends Construct {
   readonly functions: Record<string, LambdaStepFunction>;
   readonly approvers: NotificationTopic;
   readonly stateMachine: sfn.StateMachine;
+  /** The clusters with a restore layout, whose restores write under `<prefix>/<cluster>/_restores/`. */
+  readonly restorableClusters: string[];
 
   constructor(scope: Construct, id: string, props: RestoreWorkflowProps) {
     super(scope, id);
     const restorable = props.targets.filter((target) => target.restore);
+    this.restorableClusters = restorable.map((target) => target.name);
     this.approvers = new NotificationTopic(this, "Approvers", {
       displayName: "etcd-backup restore approvers",
       keyDescription: "etcd-backup: encrypts restore approval requests (SNS)",
@@ -167,7 +170,7 @@ export class RestoreWorkflow extends Construct {
       emails: props.approverEmails ?? [],
     });
     const restore: RestoreResources = {
-      restorableClusters: restorable.map((target) => target.name),
+      restorableClusters: this.restorableClusters,
       etcdTlsSecretArns: [
         ...new Set(
           restorable.flatMap((target) =>
@@ -215,19 +218,8 @@ export class RestoreWorkflow extends Construct {
       grant: (role) => {
         props.onCall.grantPublish(role);
         grantSafetySnapshot(this, role, props.backupStateMachine);
-        const agents = agentInstancesOf(props.targets);
-        grantAgentCommands(this, role, agents);
-        if (agents.ids.length > 0 || agents.tags.length > 0) {
-          // DescribeAgentCommands_abort reads each agent's invocation after an abort, for the notice.
-          role.addToPrincipalPolicy(
-            new iam.PolicyStatement({ actions: ["ssm:GetCommandInvocation"], resources: ["*"] }),
-          );
-          acknowledgeWildcardResources(
-            this,
-            ["*"],
-            "ssm:GetCommandInvocation supports no resource-level permissions; the state machine reads the invocations of the agent commands it sent, after an abort.",
-          );
-        }
+        // DescribeAgentCommands_abort reads each agent's invocation after an abort, for the notice.
+        grantAgentCommands(this, role, agentInstancesOf(props.targets));
       },
     });
     this.stateMachine = machine.stateMachine;

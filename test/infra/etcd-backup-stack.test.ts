@@ -1324,14 +1324,14 @@ describe("operator policies", () => {
     const bucketArn = resolved(stack, stack.storage.bucket.bucketArn);
     expect(byAction("s3:GetObject").map((statement) => asList(statement.Resource))).toEqual([
       restorable.map((cluster) =>
-        resolved(stack, stack.storage.bucket.arnForObjects(`${prefix}/${cluster}/_restores/*/status.json`)),
+        resolved(stack, stack.storage.bucket.arnForObjects(`${prefix}/${cluster}/_restores/*/*/status.json`)),
       ),
     ]);
     expect(byAction("s3:ListBucket")).toEqual([
       expect.objectContaining({
         Resource: bucketArn,
         Condition: {
-          StringLike: { "s3:prefix": restorable.map((cluster) => `${prefix}/${cluster}/_restores/*`) },
+          StringLike: { "s3:prefix": restorable.map((cluster) => `${prefix}/${cluster}/_restores/*/`) },
         },
       }),
     ]);
