@@ -5,7 +5,13 @@ import { SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
 import { defaultStackName, StackOutputs } from "../../infra/stack-outputs.js";
 import { flagsFromStack, type StackFlags } from "../deployed-stack.js";
 import { exitCodeOf, printStatus } from "../execution-report.js";
-import { describeExecution, executionArnFor, pollIntervalMs, waitForExecution } from "../execution-status.js";
+import {
+  describeExecution,
+  type ExecutionStatus,
+  executionArnFor,
+  pollIntervalMs,
+  waitForExecution,
+} from "../execution-status.js";
 import { ExitCodes } from "../exit-codes.js";
 import { type AgentReportSource, agentReportPrinter, withAgentReports } from "../restore-agent-reports.js";
 import { printJson } from "../terminal-output.js";
@@ -117,15 +123,29 @@ export async function runStatusCommand(execution: string, flags: StatusFlags): P
     : executionArnFor(await stateMachineOf(execution, flags), execution);
   return withSfn(flags, async (sfn) => {
     if (flags.wait) return follow(sfn, executionArn, flags, pollIntervalMs(flags.pollSeconds));
-    const reports = deployedAgentReports(flags);
-    try {
-      const status = await withAgentReports(await describeExecution(sfn, executionArn), reports.source);
+    return readingStatus(sfn, executionArn, flags, async (read) => {
+      const status = await read();
       printStatus(status, flags);
       return exitCodeOf(status);
-    } finally {
-      reports.close();
-    }
+    });
   });
+}
+
+/** Runs `use` with a reader of the execution's status, a running restore's agents included. */
+async function readingStatus(
+  sfn: SFNClient,
+  executionArn: string,
+  flags: StackFlags,
+  use: (read: () => Promise<ExecutionStatus>) => Promise<number>,
+): Promise<number> {
+  const reports = deployedAgentReports(flags);
+  try {
+    return await use(async () =>
+      withAgentReports(await describeExecution(sfn, executionArn), reports.source),
+    );
+  } finally {
+    reports.close();
+  }
 }
 
 /** The deployed stack's bucket and prefix (its outputs, read once) and an S3 client, when first needed. */
@@ -201,23 +221,17 @@ async function follow(
   flags: StackFlags & FollowFlags,
   pollMs: number,
 ): Promise<number> {
-  const reports = deployedAgentReports(flags);
-  try {
-    const status = await waitForExecution(
-      async () => withAgentReports(await describeExecution(sfn, executionArn), reports.source),
-      {
-        pollMs,
-        onChange: (current) => {
-          if (current.status === "RUNNING") process.stderr.write(`${current.name}: running\n`);
-        },
-        onRead: agentReportPrinter(),
+  return readingStatus(sfn, executionArn, flags, async (read) => {
+    const status = await waitForExecution(read, {
+      pollMs,
+      onChange: (current) => {
+        if (current.status === "RUNNING") process.stderr.write(`${current.name}: running\n`);
       },
-    );
+      onRead: agentReportPrinter(),
+    });
     printStatus(status, flags);
     return exitCodeOf(status);
-  } finally {
-    reports.close();
-  }
+  });
 }
 
 const stackFlag = (flags: StackFlags) => (flags.stack === defaultStackName ? "" : ` --stack ${flags.stack}`);
