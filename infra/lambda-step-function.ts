@@ -20,7 +20,7 @@ import type { FreeSpaceDocument } from "./free-space-document.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 import { crc32cNativeModule, esmRequireBanner, linuxArm64NativeModuleHooks } from "./native-modules.js";
 import type { NotificationTopic } from "./on-call-topic.js";
-import type { SnapshotStorage } from "./snapshot-storage.js";
+import { keyUseThroughS3, type SnapshotStorage } from "./snapshot-storage.js";
 import { defaultStackName } from "./stack-outputs.js";
 
 /** The Lambda runtime of every handler: one place to move it. */
@@ -288,7 +288,6 @@ function createPresignRole(
   resources: BackupResources,
   restore: RestoreResources,
 ): iam.Role {
-  const stack = Stack.of(scope);
   const role = new iam.Role(scope, "PresignRole", {
     assumedBy: new iam.ArnPrincipal(signer.roleArn),
     maxSessionDuration: Duration.hours(1),
@@ -315,7 +314,7 @@ function createPresignRole(
     new iam.PolicyStatement({
       actions: ["kms:Decrypt", "kms:GenerateDataKey"],
       resources: [resources.storage.key.keyArn],
-      conditions: { StringEquals: { "kms:ViaService": `s3.${stack.region}.${stack.urlSuffix}` } },
+      conditions: keyUseThroughS3(scope),
     }),
   );
   signer.addToPrincipalPolicy(
@@ -359,7 +358,6 @@ function grantAccess(
   /** The restore resources; throws for a step that declares restore access without them. */
   restoreResources: () => RestoreResources,
 ): void {
-  const stack = Stack.of(scope);
   const { storage, clusterAccess } = resources;
   const clusterObjects = clusterAccess.clusters.map((cluster) =>
     storage.bucket.arnForObjects(`${resources.prefix}/${cluster}/*`),
@@ -390,10 +388,7 @@ function grantAccess(
     allow(["eks:DescribeCluster"], access.eksClusterArns);
     allow(["sts:AssumeRole"], access.assumedRoleArns);
   };
-  const useKeyThroughS3 = (actions: string[]) =>
-    allow(actions, [storage.key.keyArn], {
-      StringEquals: { "kms:ViaService": `s3.${stack.region}.${stack.urlSuffix}` },
-    });
+  const useKeyThroughS3 = (actions: string[]) => allow(actions, [storage.key.keyArn], keyUseThroughS3(scope));
 
   switch (access) {
     case "catalogue": {

@@ -12,6 +12,7 @@ import { approvalsPartition, CatalogueTable } from "../lambdas/core/catalogue/ca
 import { restoreRunPrefix } from "../lambdas/core/restore/agent-status-report.js";
 import { executionArnsOf } from "./asl-state-machine.js";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
+import { keyUseThroughS3 } from "./snapshot-storage.js";
 
 export interface OperatorPoliciesProps {
   table: dynamodb.ITable;
@@ -131,7 +132,7 @@ function agentStatusReads(stack: Stack, places: SnapshotPlaces): iam.PolicyState
     new iam.PolicyStatement({
       actions: ["kms:Decrypt"],
       resources: [places.key.keyArn],
-      conditions: { StringEquals: { "kms:ViaService": `s3.${stack.region}.${stack.urlSuffix}` } },
+      conditions: keyUseThroughS3(stack),
     }),
   ];
 }

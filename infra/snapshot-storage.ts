@@ -1,11 +1,11 @@
 // Where snapshots live: a versioned, KMS-encrypted, TLS-only bucket with its own key, lifecycle rules for
 // what the prune step cannot reach (noncurrent versions, abandoned multipart uploads), optional Object
 // Lock, server access logs in a separate bucket, and optionally a replica in another region or account.
-import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import * as s3 from "aws-cdk-lib/aws-s3";
-import { Construct } from "constructs";
+import { Construct, type IConstruct } from "constructs";
 import { acknowledgeWildcardResources } from "./nag-acknowledgements.js";
 
 export interface ObjectLockSettings {
@@ -30,6 +30,12 @@ export interface ReplicaSettings {
 
 /** The replication rule's id: the dimension of its failure metric. */
 export const replicationRuleId = "snapshots-to-replica";
+
+/** Limits a grant on the snapshot key to its use by S3 (SSE-KMS) in the stack's region. */
+export function keyUseThroughS3(scope: IConstruct): { StringEquals: Record<string, string> } {
+  const stack = Stack.of(scope);
+  return { StringEquals: { "kms:ViaService": `s3.${stack.region}.${stack.urlSuffix}` } };
+}
 
 export interface SnapshotStorageProps {
   /** Days a noncurrent version (left by a delete without VersionId, or an overwrite) is kept. */
