@@ -344,6 +344,27 @@ describe("composeRestoreMessage with the ssm executor, after an abort", () => {
   });
 });
 
+describe("composeRestoreMessage keeping credentials out of the notice", () => {
+  it("withholds an agent command's stderr line that still names request credentials without a URL", async () => {
+    const message = await noticeOf("failed", {
+      agentCommandStates: [
+        {
+          agent: { member: "cp-0", instanceId: "i-0aa" },
+          invocation: {
+            status: "Failed",
+            details: "Failed",
+            stderr: "signed with X-Amz-Credential=AKIA/2026",
+          },
+        },
+      ],
+    });
+    expect(message).toContain(
+      "\nCommands:  cp-0 (i-0aa): Failed — (line withheld: it contained request credentials)\n",
+    );
+    expect(message).not.toContain("AKIA");
+  });
+});
+
 describe("formatDuration", () => {
   it.each([
     [850, "850 ms"],
