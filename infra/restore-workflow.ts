@@ -219,7 +219,7 @@ export class RestoreWorkflow extends Construct {
         props.onCall.grantPublish(role);
         grantSafetySnapshot(this, role, props.backupStateMachine);
         // DescribeAgentCommands_abort reads each agent's invocation after an abort, for the notice.
-        grantAgentCommands(this, role, agentInstancesOf(props.targets));
+        grantAgentCommands(this, role, restore.agentInstances);
       },
     });
     this.stateMachine = machine.stateMachine;
