@@ -9,12 +9,15 @@ import { formatBytes } from "../byte-size.js";
 import type { RestoreLayout } from "../config/target-config.js";
 import { describeError, InvalidInputError } from "../errors.js";
 
+/** The download, the restored data dir and the old one kept for a rollback: each about the snapshot's size. */
+export const freeSpaceFactor = 3;
+
 /**
  * What each member's node needs free on its data dir's filesystem: the download, the restored data dir
  * and the old one, kept for a rollback, each about the size of the snapshot. The plans' minimumFreeBytes.
  */
 export function freeBytesNeeded(snapshotBytes: number): number {
-  return snapshotBytes * 3;
+  return snapshotBytes * freeSpaceFactor;
 }
 
 /** How long validation waits for the nodes' answers, at most: within its function's timeout. */
@@ -49,7 +52,7 @@ export async function checkMembersFreeSpace(
 ): Promise<string> {
   const needed = freeBytesNeeded(snapshotBytes);
   if (executor === "pod") {
-    return `Free space on the members' nodes is not checked before approval under the pod executor (that would take starting pods): room is checked by the agents before anything stops (${formatBytes(needed)} each, 3× the snapshot).`;
+    return `Free space on the members' nodes is not checked before approval under the pod executor (that would take starting pods): room is checked by the agents before anything stops (${formatBytes(needed)} each, ${freeSpaceFactor}× the snapshot).`;
   }
   let measured: MemberFreeSpace[];
   try {
@@ -81,7 +84,7 @@ export function judgeFreeSpace(
   );
   if (short.length > 0) {
     throw new InvalidInputError(
-      `${short.join("; ")}; the restore needs ${formatBytes(needed)} (${needed} bytes) there on every member's node (3× the snapshot: the download, the new data dir and the old one, kept for a rollback). Free space on that filesystem (data dirs kept by earlier restores, <dataDir>.pre-restore-<id>, or pre-restore-<id> inside a data dir that is a volume, can go once nobody needs them) or grow it, then start the restore again; nothing was changed`,
+      `${short.join("; ")}; the restore needs ${formatBytes(needed)} (${needed} bytes) there on every member's node (${freeSpaceFactor}× the snapshot: the download, the new data dir and the old one, kept for a rollback). Free space on that filesystem (data dirs kept by earlier restores, <dataDir>.pre-restore-<id>, or pre-restore-<id> inside a data dir that is a volume, can go once nobody needs them) or grow it, then start the restore again; nothing was changed`,
     );
   }
   if (found.every(({ space }) => "unmeasured" in space)) {
@@ -97,11 +100,11 @@ export function judgeFreeSpace(
       ? `${member.name} ${formatBytes(space.freeBytes)}`
       : `${member.name} not measured (${space.unmeasured}; its agent checks before anything stops)`,
   );
-  return `Free space for the download, the new data dir and the old one (3× the snapshot: ${formatBytes(needed)} needed on each node): ${words.join(", ")}.`;
+  return `Free space for the download, the new data dir and the old one (${freeSpaceFactor}× the snapshot: ${formatBytes(needed)} needed on each node): ${words.join(", ")}.`;
 }
 
 function uncheckedNote(reason: string, needed: number): string {
-  return `Room on the members' nodes could not be checked beforehand (${reason}): the agents check it before anything stops (${formatBytes(needed)} each, 3× the snapshot), and a node short of room ends the restore there with nothing changed.`;
+  return `Room on the members' nodes could not be checked beforehand (${reason}): the agents check it before anything stops (${formatBytes(needed)} each, ${freeSpaceFactor}× the snapshot), and a node short of room ends the restore there with nothing changed.`;
 }
 
 /**
