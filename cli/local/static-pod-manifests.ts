@@ -84,7 +84,7 @@ ${server}(request, response) => {
     ...(options.tls ? [`--secure-port=${options.port}`] : []),
     ...(options.flags ?? []),
   ];
-  const commandLine = options.kubeDir || flags.length > 0 ? ["--", "kube-apiserver", ...flags] : [];
+  const commandLine = flags.length > 0 ? ["--", "kube-apiserver", ...flags] : [];
   return [process.execPath, "-e", code, ...commandLine];
 }
 
