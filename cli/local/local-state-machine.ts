@@ -42,7 +42,8 @@ export interface LocalRunOptions {
   retryIntervalMs?: number;
   /** Wait states' pause, in ms, instead of the definition's seconds. */
   waitMs?: number;
-  onPublish?: (message: PublishedMessage) => void;
+  /** Hears each SNS publish, with the ARN of the execution that published it. */
+  onPublish?: (message: PublishedMessage, executionArn: string) => void;
   onEvent?: (event: StateEvent) => void;
   /**
    * Answers a `.waitForTaskToken` task once its function has run: resolves with its output, or rejects as
@@ -121,11 +122,10 @@ export async function runLocalStateMachine(options: LocalRunOptions): Promise<Lo
     }
   };
   const publish = async (parameters: { TopicArn: string; Subject?: string; Message: string }) => {
-    options.onPublish?.({
-      topicArn: parameters.TopicArn,
-      subject: parameters.Subject,
-      message: parameters.Message,
-    });
+    options.onPublish?.(
+      { topicArn: parameters.TopicArn, subject: parameters.Subject, message: parameters.Message },
+      executionArn,
+    );
     return { MessageId: randomUUID() };
   };
   const taskToken = `local-task-token-${name}`;

@@ -2,7 +2,6 @@
 // are recorded, a restore's approval is answered by the caller, its safety snapshot is a nested local
 // backup execution, and Systems Manager's RunShellScript runs the agent's commands as local processes.
 import type { ChildProcess } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { consoleLink } from "../../lambdas/core/backup/mark-failed-step.js";
 import { ApprovalTokens } from "../../lambdas/core/catalogue/approval-tokens.js";
 import { agentExecutionTimeoutSeconds } from "../../lambdas/core/restore/restore-timeouts.js";
@@ -13,7 +12,6 @@ import { waitForApprovalAnswer } from "./local-approval.js";
 import { LocalRunCommand } from "./local-run-command.js";
 import {
   type LocalRunResult,
-  localExecutionArn,
   type PublishedMessage,
   runLocalStateMachine,
   type StateEvent,
@@ -44,16 +42,15 @@ export async function runLocalBackup(
 ): Promise<LocalRunResult> {
   // The handlers run in this process: their live progress is heard here.
   const stopListening = hooks.onProgress ? listenToStepProgress(hooks.onProgress) : () => {};
-  const executionName = hooks.executionName ?? randomUUID();
   try {
     return await runLocalStateMachine({
       definition: "backup.asl.json",
       functions: backupFunctions,
       substitutions: { OnCallTopicArn: onCallTopicArn },
       input,
-      executionName,
+      executionName: hooks.executionName,
       retryIntervalMs: hooks.retryIntervalMs,
-      onPublish: localPublisher(hooks, localExecutionArn("backup", executionName)),
+      onPublish: localPublisher(hooks),
       onEvent: (event) => hooks.onEvent?.(event, "backup"),
     });
   } finally {
@@ -80,7 +77,6 @@ export async function runLocalRestore(
     ...hooks.agentEnvironment,
   });
   let ended = false;
-  const executionName = hooks.executionName ?? randomUUID();
   try {
     const result = await runLocalStateMachine({
       definition: "restore.asl.json",
@@ -94,9 +90,9 @@ export async function runLocalRestore(
       input,
       retryIntervalMs: hooks.retryIntervalMs,
       waitMs: 500,
-      onPublish: localPublisher(hooks, localExecutionArn("restore", executionName)),
+      onPublish: localPublisher(hooks),
       onEvent: (event) => hooks.onEvent?.(event, "restore"),
-      executionName,
+      executionName: hooks.executionName,
       answerTaskToken: async ({ executionName }) => {
         await hooks.onApprovalRequested?.(executionName);
         // The local stack's environment names the catalogue, as it does for the handlers.
@@ -147,11 +143,12 @@ export async function runLocalRestore(
   }
 }
 
-function localPublisher(hooks: WorkflowHooks, executionArn: string) {
+function localPublisher(hooks: WorkflowHooks) {
   const { onPublish } = hooks;
   if (!onPublish) return undefined;
   const recorded = hooks.executionName !== undefined;
-  return (message: PublishedMessage) => onPublish(localNotice(message, executionArn, { recorded }));
+  return (message: PublishedMessage, executionArn: string) =>
+    onPublish(localNotice(message, executionArn, { recorded }));
 }
 
 /**
